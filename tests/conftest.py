@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from zhmask.config import BuildConfig
+    from zhmask.pipeline import Pipeline
+
+    return Pipeline(BuildConfig())
+
+
+@pytest.fixture(scope="session")
+def tok(pipeline):
+    return pipeline.tok
+
+
+@pytest.fixture(scope="session")
+def sample_lines() -> list[str]:
+    from zhmask.paths import default_corpus
+
+    return [ln for ln in default_corpus().read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+@pytest.fixture(scope="session")
+def inews_docs(fixtures) -> list[dict]:
+    return [json.loads(ln) for ln in (fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def run_cli(*args: str):
+    """Run the zhmask CLI in-process; returns (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from zhmask.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()

@@ -1,0 +1,268 @@
+"""The ``zhmask`` command line: thin over :mod:`zhmask.api`.
+
+Every user error (bad option, missing file, unreadable vocabulary) ends in one line on stderr
+and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from zhmask import __version__
+from zhmask.errors import ZhmaskError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="zhmask")
+def cli() -> None:
+    """zhmask: segmentation-aware Chinese pretraining data as Arrow shards.
+
+    \b
+    Example:
+      zhmask build-corpus --out out/          # the embedded People's Daily sample
+      zhmask build-corpus news.jsonl --text-field text --masking wwm --out out/
+    """
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+BUILD_HELP = """Build masked and labelled examples from Chinese text into Arrow shards.
+
+INPUT is any number of files, directories or globs: plain text (one document a line, or
+blank-line separated with --doc-sep blank), JSONL, Parquet or Arrow, optionally .gz or .zst.
+With no INPUT the embedded sample corpus (400 People's Daily 1998 paragraphs) is used.
+
+\b
+Examples:
+  zhmask build-corpus --out out/
+  zhmask build-corpus corpus/ --masking wwm --max-seq-length 512 --workers 4 --out out/
+  zhmask build-corpus news.jsonl.zst --text-field text --title-field title \\
+      --tasks mlm,sop --masking ngram --out out/
+  zhmask build-corpus --pipeline macbert wiki/*.txt --out out/
+"""
+
+
+@cli.command("build-corpus", help=BUILD_HELP, context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1)
+@click.option("--out", "-o", default="zhmask-out", show_default=True, help="Output directory.")
+@click.option("--pipeline", default=None, help="Preset from pipelines/ (bert-wwm, macbert, ernie1, ...) or a TOML file; options given here override it.")
+@click.option("--vocab", default=None, help="WordPiece vocab.txt (default: bundled bert-base-chinese).")
+@click.option("--tokenizer", default=None, help="A tokenizers tokenizer.json instead of --vocab.")
+@click.option("--format", "fmt", default=None, help="auto|text|jsonl|parquet|arrow (default auto, by suffix).")
+@click.option("--text-field", default=None, help="JSONL/table column with the text (default text).")
+@click.option("--title-field", default=None, help="JSONL/table column with a title (optional).")
+@click.option("--doc-sep", default=None, help="Plain text: 'line' (a document a line, default) or 'blank'.")
+@click.option("--t2s/--no-t2s", default=None, help="Convert traditional to simplified Chinese (OpenCC).")
+@click.option("--segmenter", default=None, help="rjieba (default) | jieba | pkuseg | char.")
+@click.option("--segmenter-model", default=None, help="Model directory for --segmenter pkuseg.")
+@click.option("--user-dict", multiple=True, help="jieba-format user dictionary (word [freq] [tag]); repeatable.")
+@click.option("--hmm/--no-hmm", default=None, help="jieba's HMM for unknown words (default off).")
+@click.option("--entities", default=None, help="lexicon (default) | spacy | none.")
+@click.option("--spacy-model", default=None, help="spaCy pipeline for --entities spacy.")
+@click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
+@click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
+@click.option("--tasks", default=None, help="Comma-separated tasks (default mlm).")
+@click.option("--masking", default=None, help="none (default) | char | wwm | ngram | mac | knowledge | span.")
+@click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")
+@click.option("--max-predictions-per-seq", type=int, default=None, help="Cap on predicted tokens (default 20).")
+@click.option("--mask-ratios", default=None, help="[MASK]/random/keep split, e.g. 0.8,0.1,0.1.")
+@click.option("--dupe-factor", type=int, default=None, help="Differently masked copies of each example (default 1).")
+@click.option("--option", "extra_opts", multiple=True, help="Strategy/task knob KEY=VALUE (repeatable).")
+@click.option("--min-cjk-ratio", type=float, default=None, help="Reject documents with a smaller share of CJK characters.")
+@click.option("--on-decode-error", default=None, help="replace (default) | skip | fail, for invalid UTF-8.")
+@click.option("--skip-bad-files", is_flag=True, default=None, help="Skip unreadable or corrupt files, listing them in the manifest.")
+@click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000).")
+@click.option("--seed", type=int, default=None, help="Seed of every random choice (default 12345).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1); output is identical for any count.")
+@click.option("--engine", default=None, help="local (default) | ray.")
+@click.option("--ray-address", default=None, help="Ray cluster address for --engine ray (default: a local Ray).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an output directory built with another configuration.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary.")
+def build_corpus_cmd(inputs: tuple[str, ...], pipeline: str | None, quiet: bool, fmt: str | None,
+                     extra_opts: tuple[str, ...], **opts: Any) -> None:
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+
+    overrides: dict[str, Any] = {k: v for k, v in opts.items() if v is not None and v != ()}
+    if fmt is not None:
+        overrides["format"] = fmt
+    if inputs:
+        overrides["inputs"] = list(inputs)
+    if "user_dict" in overrides:
+        overrides["user_dict"] = list(overrides["user_dict"])
+    if "tasks" in overrides:
+        overrides["tasks"] = _csv(overrides["tasks"])
+    if "mask_ratios" in overrides:
+        try:
+            overrides["mask_ratios"] = tuple(float(x) for x in _csv(overrides["mask_ratios"]) or [])
+        except ValueError:
+            raise ZhmaskError(f"--mask-ratios: expected three numbers like 0.8,0.1,0.1, got {opts['mask_ratios']!r}") from None
+    if extra_opts:
+        overrides["options"] = parse_options(extra_opts)
+    if pipeline:
+        cfg = BuildConfig.from_preset(pipeline)
+        if "options" in overrides:
+            overrides["options"] = {**cfg.options, **overrides["options"]}
+        cfg = BuildConfig.from_dict({**cfg.to_dict(), **overrides})
+    else:
+        cfg = BuildConfig.from_dict(overrides)
+    reporter = Reporter(enabled=sys.stderr.isatty() and not quiet)
+    with reporter:
+        result = build_corpus(cfg, progress=reporter.update)
+    if not quiet:
+        print_summary(result)
+
+
+def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ZhmaskError(f"--option expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+class Reporter:
+    """A progress bar with documents/s and MB/s on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.docs = 0
+        self.bytes = 0
+        self.t0 = time.time()
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "Reporter":
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                      transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("starting")
+        return self
+
+    def update(self, stats: dict[str, Any]) -> None:
+        self.docs += stats.get("documents_read", 0)
+        self.bytes += stats.get("bytes", 0)
+        if self._progress is not None:
+            dt = max(time.time() - self.t0, 1e-6)
+            self._progress.update(self._task, description=(
+                f"{self.docs:,} documents  {self.docs / dt:,.0f} docs/s  {self.bytes / 1e6 / dt:.2f} MB/s"))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+def print_summary(result) -> None:
+    m = result.manifest
+    rejected = m["documents_rejected"]
+    mb = m["input_bytes"] / 1e6
+    lines = [
+        f"zhmask {m['zhmask_version']}: built {result.out_dir} in {result.seconds:.1f}s"
+        + (f" ({result.units_skipped} finished shards reused)" if result.units_skipped else ""),
+        f"  documents  read {m['documents_read']:,}  written {m['documents_written']:,}  rejected {sum(rejected.values()):,}"
+        + (f"  ({', '.join(f'{k} {v}' for k, v in rejected.items())})" if rejected else ""),
+        f"  examples   {m['examples_written']:,} in {len(m['shards'])} shard(s)  "
+        + "  ".join(f"{k} {v:,}" for k, v in sorted(m["examples_by_task"].items())),
+        f"  tokens     {m['tokens_written']:,}  ([UNK] {m['unk_tokens']:,})",
+        f"  input      {mb:.2f} MB  {mb / max(result.seconds, 1e-6):.2f} MB/s",
+    ]
+    if m.get("masking"):
+        lines.append("  masking    " + "  ".join(f"{k} {v:,}" for k, v in sorted(m["masking"].items())))
+    if m.get("label_counts"):
+        for task, counts in sorted(m["label_counts"].items()):
+            lines.append(f"  labels     {task}: " + "  ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))))
+    if m.get("bad_files"):
+        lines.append(f"  bad files  {len(m['bad_files'])} skipped (listed in manifest.json)")
+    lines.append(f"  manifest   {result.out_dir / 'manifest.json'}")
+    click.echo("\n".join(lines))
+
+
+TRAIN_TOK_HELP = """Train a WordPiece vocabulary (vocab.txt and tokenizer.json) from a corpus.
+
+CJK characters are always single tokens (as in bert-base-chinese); the special tokens [PAD]
+[UNK] [CLS] [SEP] [MASK] come first.
+
+\b
+Example:
+  zhmask train-tokenizer corpus.txt --vocab-size 21128 --out tok/
+  zhmask build-corpus corpus.txt --vocab tok/vocab.txt --out out/
+"""
+
+
+@cli.command("train-tokenizer", help=TRAIN_TOK_HELP, context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, help="Output directory for vocab.txt and tokenizer.json.")
+@click.option("--vocab-size", type=int, default=21128, show_default=True)
+@click.option("--min-frequency", type=int, default=2, show_default=True)
+@click.option("--format", "fmt", default="auto", show_default=True)
+@click.option("--text-field", default="text", show_default=True)
+def train_tokenizer_cmd(inputs: tuple[str, ...], out: str, vocab_size: int, min_frequency: int, fmt: str,
+                        text_field: str) -> None:
+    from zhmask.tokenizer_train import train_wordpiece
+
+    if vocab_size < 10:
+        raise ZhmaskError(f"--vocab-size must be at least 10, got {vocab_size}")
+    path = train_wordpiece(list(inputs), out, vocab_size=vocab_size, min_frequency=min_frequency, fmt=fmt,
+                           text_field=text_field)
+    click.echo(f"wrote {path}")
+
+
+# Commands defined in their own modules register themselves on import.
+_COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation")
+
+
+def _load_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors with exit code 2."""
+    _load_commands()
+    try:
+        cli.main(args=argv, prog_name="zhmask", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("zhmask: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        msg = " ".join(exc.format_message().split())
+        cmd = f" {exc.ctx.info_name}" if getattr(exc, "ctx", None) is not None and exc.ctx.info_name != "zhmask" else ""
+        click.echo(f"zhmask{cmd}: error: {msg}", err=True)
+        sys.exit(2)
+    except ZhmaskError as exc:
+        click.echo(f"zhmask: error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("zhmask: interrupted; rerun the same command to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

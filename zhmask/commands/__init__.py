@@ -1,0 +1,1 @@
+"""CLI commands that live in their own modules (registered on import by zhmask.cli)."""

@@ -1,0 +1,167 @@
+"""BuildConfig: every knob of a build, the seed included.
+
+A config comes from CLI options, from a preset in ``pipelines/`` (``--pipeline NAME``), or
+from a TOML file.  It is stored whole in the manifest and in every shard's schema metadata,
+and its fingerprint decides whether an existing output directory may be resumed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zhmask.errors import ZhmaskError
+
+SEGMENTERS = ("rjieba", "jieba", "pkuseg", "char")
+ENTITY_BACKENDS = ("lexicon", "spacy", "none")
+FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
+DOC_SEPS = ("line", "blank")
+ENGINES = ("local", "ray")
+DECODE_ERRORS = ("replace", "skip", "fail")
+
+
+@dataclass
+class BuildConfig:
+    # input
+    inputs: list[str] = field(default_factory=list)
+    format: str = "auto"
+    text_field: str = "text"
+    title_field: str | None = None
+    doc_sep: str = "line"
+    on_decode_error: str = "replace"
+    skip_bad_files: bool = False
+    min_cjk_ratio: float = 0.0
+    # normalisation
+    t2s: bool = False
+    # segmentation and entities
+    segmenter: str = "rjieba"
+    segmenter_model: str | None = None
+    user_dict: list[str] = field(default_factory=list)
+    hmm: bool = False
+    entities: str = "lexicon"
+    spacy_model: str | None = None
+    lexicons: list[str] | None = None  # None: every lexicon in dictionaries/
+    # tokenisation and packing
+    vocab: str | None = None  # None: bundled bert-base-chinese vocab.txt
+    tokenizer: str | None = None  # a tokenizer.json instead of vocab.txt
+    lowercase: bool = True
+    max_seq_length: int = 128
+    short_seq_prob: float = 0.1
+    # examples
+    tasks: list[str] = field(default_factory=lambda: ["mlm"])
+    masking: str = "none"
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    mask_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    dupe_factor: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # strategy/task specific knobs
+    # execution
+    seed: int = 12345
+    workers: int = 1
+    engine: str = "local"
+    ray_address: str | None = None
+    docs_per_shard: int = 1000
+    out: str = "zhmask-out"
+    overwrite: bool = False
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ZhmaskError(f"unknown config key(s): {', '.join(unknown)}")
+        data = dict(data)
+        if "mask_ratios" in data:
+            data["mask_ratios"] = tuple(float(x) for x in data["mask_ratios"])
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "BuildConfig":
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ZhmaskError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ZhmaskError(f"config file {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data.get("build", data))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "BuildConfig":
+        from zhmask.paths import preset_path
+
+        cfg = cls.from_toml(preset_path(name))
+        return dataclasses.replace(cfg, **overrides)
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mask_ratios"] = list(self.mask_ratios)
+        return d
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the output (not workers, engine, out, overwrite)."""
+        d = self.to_dict()
+        for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
+            d.pop(k, None)
+        blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "BuildConfig":
+        """Check every option before any work starts; raise ZhmaskError with one line."""
+        def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise ZhmaskError(f"--{name.replace('_', '-')}: {value!r} is not one of {', '.join(allowed)}")
+
+        def prob(name: str, value: float, lo_open: bool = False) -> None:
+            if not (0.0 <= value <= 1.0) or (lo_open and value == 0.0):
+                raise ZhmaskError(f"--{name.replace('_', '-')} must be a probability in [0, 1], got {value}")
+
+        choice("format", self.format, FORMATS)
+        choice("doc_sep", self.doc_sep, DOC_SEPS)
+        choice("segmenter", self.segmenter, SEGMENTERS)
+        choice("entities", self.entities, ENTITY_BACKENDS)
+        choice("engine", self.engine, ENGINES)
+        choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
+        prob("masked_lm_prob", self.masked_lm_prob)
+        prob("short_seq_prob", self.short_seq_prob)
+        prob("min_cjk_ratio", self.min_cjk_ratio)
+        if len(self.mask_ratios) != 3 or any(r < 0 for r in self.mask_ratios) or abs(sum(self.mask_ratios) - 1) > 1e-6:
+            raise ZhmaskError(f"--mask-ratios must be three non-negative numbers summing to 1, got {list(self.mask_ratios)}")
+        if not 8 <= self.max_seq_length <= 8192:
+            raise ZhmaskError(f"--max-seq-length must be between 8 and 8192, got {self.max_seq_length}")
+        if self.max_predictions_per_seq < 1:
+            raise ZhmaskError(f"--max-predictions-per-seq must be at least 1, got {self.max_predictions_per_seq}")
+        if self.dupe_factor < 1:
+            raise ZhmaskError(f"--dupe-factor must be at least 1, got {self.dupe_factor}")
+        if self.workers < 1:
+            raise ZhmaskError(f"--workers must be at least 1, got {self.workers}")
+        if self.docs_per_shard < 1:
+            raise ZhmaskError(f"--docs-per-shard must be at least 1, got {self.docs_per_shard}")
+        if self.segmenter == "pkuseg" and not self.segmenter_model:
+            raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR (train one with `zhmask train-segmenter`)")
+        if self.entities == "spacy" and not self.spacy_model:
+            raise ZhmaskError("--entities spacy needs --spacy-model (an installed pipeline name or a directory)")
+        for p in list(self.user_dict) + [x for x in (self.vocab, self.tokenizer, self.segmenter_model) if x]:
+            if not Path(p).exists():
+                raise ZhmaskError(f"file not found: {p}")
+        if not self.tasks:
+            raise ZhmaskError("--tasks needs at least one task")
+        from zhmask.labels import TASKS
+        from zhmask.masking import STRATEGIES
+
+        for t in self.tasks:
+            if t not in TASKS:
+                raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(sorted(TASKS))}")
+        if self.masking not in STRATEGIES:
+            raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(sorted(STRATEGIES))}")
+        return self

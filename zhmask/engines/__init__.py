@@ -1,0 +1,1 @@
+"""Engines run work units: ``local`` (this process or a process pool) and ``ray``."""

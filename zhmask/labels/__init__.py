@@ -1,0 +1,22 @@
+"""Example generators ("tasks"), selected with ``--tasks``.
+
+A task is a function ``generate(docs, ctx) -> Iterator[Example]`` over the documents of one
+work unit (so that draws from "another document" never depend on scheduling).  ``ctx`` is the
+:class:`zhmask.pipeline.TaskContext`: config, tokenizer, per-document generators and counters.
+Register a task with :func:`register`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+TASKS: dict[str, Callable] = {}
+
+
+def register(name: str):
+    def deco(fn):
+        TASKS[name] = fn
+        return fn
+    return deco
+
+
+from zhmask.labels import mlm  # noqa: E402,F401

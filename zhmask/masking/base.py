@@ -1,0 +1,21 @@
+"""The one interface every masking strategy implements."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from zhmask.record import Example
+
+
+@dataclass
+class MaskResult:
+    input_ids: np.ndarray  # int32, the corrupted sequence
+    labels: np.ndarray  # int32, original id at predicted positions, -100 elsewhere
+    stats: Counter = field(default_factory=Counter)
+
+
+class MaskFn(Protocol):
+    def __call__(self, example: Example, rng: np.random.Generator) -> MaskResult: ...

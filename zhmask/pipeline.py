@@ -1,0 +1,216 @@
+"""The per-document pipeline and the per-unit job every engine runs.
+
+``Pipeline(config)`` builds the stages once per worker process (segmenter, tokenizer,
+lexicons); ``document(raw)`` runs read -> normalise -> sentences -> segment -> entities ->
+tokens on one record; ``run_unit(unit, raws, out_dir)`` turns one work unit into one shard and
+its stats.  Everything random draws from :func:`zhmask.rng.rng_for`, so a unit's shard is the
+same whichever process, engine or order runs it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from zhmask import __version__
+from zhmask.config import BuildConfig
+from zhmask.record import Document, Example
+from zhmask.rng import rng_for
+from zhmask.steps.read import RawDoc
+
+
+def _cjk_share(text: str) -> float:
+    from zhmask.steps.normalize import cjk_ratio
+
+    return cjk_ratio(text)
+
+
+@dataclass
+class TaskContext:
+    """What a task generator or masking factory may use."""
+
+    config: BuildConfig
+    tok: Any  # WordTokenizer
+    events: Counter = field(default_factory=Counter)
+    ent_cache: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)  # shared per-worker objects (lexicons, indexes)
+
+    def rng(self, doc_id: str, stage: str, *extra: object) -> np.random.Generator:
+        return rng_for(self.config.seed, doc_id, stage, *extra)
+
+
+def new_stats() -> dict[str, Any]:
+    return {
+        "documents_read": 0,
+        "documents_written": 0,
+        "documents_rejected": {},
+        "examples": {},
+        "tokens": 0,
+        "unk_tokens": 0,
+        "bytes": 0,
+        "events": {},
+        "labels": {},
+        "masking": {},
+    }
+
+
+def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """Add ``part`` into ``total`` (numbers add, dicts merge recursively)."""
+    for k, v in part.items():
+        if isinstance(v, dict):
+            merge_stats(total.setdefault(k, {}), v)
+        elif isinstance(v, (int, float)):
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _bump(d: dict, key: str, n: int = 1) -> None:
+    d[key] = d.get(key, 0) + n
+
+
+class Pipeline:
+    def __init__(self, config: BuildConfig) -> None:
+        from zhmask.labels import TASKS
+        from zhmask.masking import STRATEGIES
+        from zhmask.paths import dictionaries_dir
+        from zhmask.steps.entities import make_entity_detector
+        from zhmask.steps.normalize import Normalizer
+        from zhmask.steps.segment import make_segmenter
+        from zhmask.steps.tokenize import WordTokenizer
+
+        self.config = config
+        self.normalizer = Normalizer(config.t2s)
+        self.segmenter = make_segmenter(config.segmenter, user_dicts=list(config.user_dict), hmm=config.hmm,
+                                        model=config.segmenter_model)
+        self.entities = make_entity_detector(config.entities, spacy_model=config.spacy_model, lexicons=config.lexicons)
+        self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+        self.ctx = TaskContext(config, self.tok)
+        self.tasks = [(name, TASKS[name]) for name in config.tasks]
+        self.mask = STRATEGIES[config.masking](config, self.ctx)
+        self.dictionaries = dictionaries_dir()
+
+    # ------------------------------------------------------------------ one document
+    def document(self, raw: RawDoc, events: Counter | None = None) -> tuple[Document | None, str | None]:
+        """The enriched document, or (None, rejection reason)."""
+        from zhmask.steps.segment import split_at_sentences
+        from zhmask.steps.sentences import split_sentences
+
+        if raw.reject:
+            return None, raw.reject
+        cfg = self.config
+        keep_nl = cfg.doc_sep == "blank"
+        text = self.normalizer(raw.text, keep_newlines=keep_nl)
+        if not text:
+            return None, "empty"
+        if cfg.min_cjk_ratio > 0 and _cjk_share(text) < cfg.min_cjk_ratio:
+            return None, "low_cjk_ratio"
+        title = self.normalizer(raw.title) if raw.title else None
+        doc = Document(raw.id, text, title=title, meta=raw.meta)
+        doc.sentences = split_sentences(text)
+        words = self.segmenter.segment(text)
+        words, cuts = split_at_sentences(words, doc.sentences)
+        words, merges = self.tok.align(text, words)
+        doc.words = words
+        doc.entities = self.entities.detect(text, words)
+        doc.tokens = self.tok.tokenize(text, words)
+        if events is not None:
+            if cuts:
+                events["word_cut_at_sentence_end"] += cuts
+            if merges:
+                events["words_merged_for_tokenizer"] += merges
+        if len(doc.tokens) == 0:
+            return None, "no_tokens"
+        return doc, None
+
+    # ------------------------------------------------------------------ examples
+    def examples(self, docs: list[Document]) -> Iterable[Example]:
+        self.ctx.ent_cache = {}
+        for _, gen in self.tasks:
+            yield from gen(docs, self.ctx)
+
+    def rows(self, ex: Example, stats: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """Schema rows for one example: ``dupe_factor`` differently masked copies."""
+        cfg = self.config
+        for k in range(cfg.dupe_factor):
+            rng = rng_for(cfg.seed, ex.example_id, "mask", k)
+            res = self.mask(ex, rng)
+            for key, n in res.stats.items():
+                _bump(stats["masking"], key, int(n))
+            row = example_row(ex, res.input_ids, res.labels)
+            if cfg.dupe_factor > 1:
+                row["example_id"] = f"{ex.example_id}@{k}"
+            yield row
+
+    # ------------------------------------------------------------------ one unit
+    def run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
+        from zhmask.schema import schema_with_metadata
+        from zhmask.write.shards import ShardWriter, shard_name, write_json_atomic
+
+        stats = new_stats()
+        events: Counter = Counter()
+        self.ctx.events = events
+        docs: list[Document] = []
+        for raw in raws:
+            stats["documents_read"] += 1
+            stats["bytes"] += raw.nbytes
+            try:
+                doc, reason = self.document(raw, events)
+            except Exception as exc:  # a crash names its document
+                raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
+            if doc is None:
+                _bump(stats["documents_rejected"], reason or "unknown")
+                continue
+            docs.append(doc)
+        written: set[str] = set()
+        shard = Path(out_dir) / "data" / f"{shard_name(unit)}.arrow"
+        schema = schema_with_metadata(self.config_for_metadata(), __version__)
+        with ShardWriter(shard, schema) as w:
+            for ex in self.examples(docs):
+                written.add(ex.doc_id)
+                _bump(stats["examples"], ex.task)
+                if ex.label >= 0:
+                    _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))
+                n_tok = int(len(ex.input_ids))
+                stats["tokens"] += n_tok
+                stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == self.tok.unk_id))
+                for row in self.rows(ex, stats):
+                    w.write(row)
+        for doc in docs:
+            if doc.id in written:
+                stats["documents_written"] += 1
+            else:
+                _bump(stats["documents_rejected"], "no_examples_for_tasks")
+        stats["events"] = dict(events)
+        stats["shard"] = {"file": shard.relative_to(out_dir).as_posix(), "rows": w.rows, "sha256": w.sha256}
+        stats["unit"] = unit
+        write_json_atomic(shard.with_suffix(".stats.json"), stats)
+        return stats
+
+    def config_for_metadata(self) -> dict[str, Any]:
+        d = self.config.to_dict()
+        for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
+            d.pop(k, None)
+        return d
+
+
+class DocumentCrash(Exception):
+    """A stage raised on one document; the message names it (picklable across processes)."""
+
+
+def example_row(ex: Example, input_ids: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "doc_id": ex.doc_id,
+        "example_id": ex.example_id,
+        "task": ex.task,
+        "input_ids": input_ids,
+        "token_type_ids": ex.token_type_ids,
+        "word_ids": ex.word_ids,
+        "labels": labels,
+        "label": int(ex.label),
+        "entities": ex.entities,
+    }
+    row.update(ex.extra)
+    return row

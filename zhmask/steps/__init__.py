@@ -1,0 +1,1 @@
+"""The per-document stages, one a file: read, normalize, sentences, segment, entities, tokenize, pack."""

@@ -1,0 +1,103 @@
+"""Normalisation: one function from raw text to the text every later offset refers to.
+
+* full-width ASCII (U+FF01..U+FF5E) to half-width, ideographic space to space, except the
+  marks Chinese writes full-width by convention (，！？：；（）), which are kept;
+* Unicode NFC (canonical composition), except that CJK compatibility ideographs, which NFC
+  would replace by their unified twins, are kept; circled numbers and the like are left as
+  they are (unlike NFKC);
+* zero-width characters (U+200B..U+200D, U+2060, U+FEFF) and U+00AD removed;
+* control characters removed; every whitespace character (U+2028, U+2029, U+0085, vertical
+  tab, form feed, tab, NBSP ...) becomes a plain space and runs collapse to one; ``\\n`` is
+  kept only when ``keep_newlines`` (blank-line separated documents, one sentence a line);
+* optional traditional to simplified conversion with OpenCC (``--t2s``).
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Chinese text writes these marks full-width by convention; they keep that form (the
+# bert-base-chinese vocabulary has both) so that sentence and clause structure stays visible.
+KEEP_FULLWIDTH = "，！？：；（）"
+_FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F) if chr(cp) not in KEEP_FULLWIDTH}
+_FULLWIDTH[0x3000] = 0x20
+_ZERO_WIDTH = {cp: None for cp in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD)}
+_WS_CHARS = "\t\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f"
+_TABLE = dict(_FULLWIDTH)
+_TABLE.update(_ZERO_WIDTH)
+for ch in _WS_CHARS:
+    _TABLE[ord(ch)] = 0x20
+# C0/C1 controls other than \n and the whitespace above are removed.
+for cp in list(range(0x00, 0x20)) + [0x7F] + list(range(0x80, 0xA0)):
+    if cp not in _TABLE and cp != 0x0A:
+        _TABLE[cp] = None
+
+_SPACES = re.compile(r" {2,}")
+_SPACE_NL = re.compile(r" *\n[ \n]*")
+_NON_ASCII = re.compile(r"[^\x20-\x7e]")
+
+
+_COMPAT_CJK = re.compile("([\uf900-\ufaff\U0002f800-\U0002fa1f])")
+
+
+def _nfc_keep_cjk(text: str) -> str:
+    """NFC, except that CJK compatibility ideographs (which NFC would replace) stay as written."""
+    if _COMPAT_CJK.search(text) is None:
+        return unicodedata.normalize("NFC", text)
+    parts = _COMPAT_CJK.split(text)
+    return "".join(p if i % 2 else unicodedata.normalize("NFC", p) for i, p in enumerate(parts))
+
+
+class Normalizer:
+    def __init__(self, t2s: bool = False) -> None:
+        self._cc = None
+        if t2s:
+            import opencc
+
+            self._cc = opencc.OpenCC("t2s")
+
+    def __call__(self, text: str, keep_newlines: bool = False) -> str:
+        if _NON_ASCII.search(text) is not None:
+            text = text.translate(_TABLE)
+            if not unicodedata.is_normalized("NFC", text):
+                text = _nfc_keep_cjk(text)
+        elif "\t" in text or "\r" in text:
+            text = text.translate(_TABLE)
+        if not keep_newlines and "\n" in text:
+            text = text.replace("\n", " ")
+        if "  " in text:
+            text = _SPACES.sub(" ", text)
+        if keep_newlines and "\n" in text:
+            text = _SPACE_NL.sub("\n", text)
+        text = text.strip()
+        if self._cc is not None and text:
+            text = self._cc.convert(text)
+        return text
+
+
+def normalize(text: str, t2s: bool = False, keep_newlines: bool = False) -> str:
+    """Convenience wrapper; build a :class:`Normalizer` once for many texts."""
+    return Normalizer(t2s)(text, keep_newlines)
+
+
+def cjk_ratio(text: str) -> float:
+    """Share of non-space characters that are CJK ideographs."""
+    chars = text.replace(" ", "").replace("\n", "")
+    if not chars:
+        return 0.0
+    n = sum(1 for ch in chars if is_cjk(ord(ch)))
+    return n / len(chars)
+
+
+def is_cjk(cp: int) -> bool:
+    """CJK ideographs as BERT's tokenizer isolates them (basic block and extensions)."""
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )

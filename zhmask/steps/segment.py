@@ -1,0 +1,176 @@
+"""Word segmentation backends behind one interface.
+
+``Segmenter.segment(text) -> Words``: words with character offsets and POS tags that cover the
+text exactly (whitespace runs are words too, tagged ``x``).  Backends:
+
+* ``rjieba`` (default): jieba's algorithm and dictionary in Rust;
+* ``jieba``: the pure-Python reference; with the same HMM setting the two give the same words;
+* ``pkuseg``: spacy-pkuseg with a model directory the user trained (``zhmask train-segmenter``);
+* ``char``: no segmentation: every CJK character is a word, other runs stay whole.
+
+User dictionaries use jieba's ``word [freq] [tag]`` format.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from zhmask.errors import ZhmaskError
+from zhmask.record import Words
+
+
+class Segmenter(Protocol):
+    name: str
+
+    def segment(self, text: str) -> Words: ...
+
+
+def read_user_dict(path: str | Path) -> list[tuple[str, int | None, str | None]]:
+    """Entries of a jieba-format dictionary: ``word [freq] [tag]`` one a line."""
+    out: list[tuple[str, int | None, str | None]] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZhmaskError(f"cannot read user dictionary {path}: {exc}") from None
+    for n, line in enumerate(lines, 1):
+        parts = line.strip().split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        word = parts[0]
+        freq: int | None = None
+        tag: str | None = None
+        if len(parts) >= 2:
+            if parts[1].isdigit():
+                freq = int(parts[1])
+                tag = parts[2] if len(parts) >= 3 else None
+            else:
+                tag = parts[1]
+        out.append((word, freq, tag))
+    return out
+
+
+def _from_pieces(pieces: list[tuple[str, str]]) -> Words:
+    lens = np.fromiter((len(w) for w, _ in pieces), dtype=np.int32, count=len(pieces))
+    ends = np.cumsum(lens, dtype=np.int32)
+    starts = ends - lens
+    return Words(starts, ends, [t for _, t in pieces])
+
+
+class RJiebaSegmenter:
+    name = "rjieba"
+
+    def __init__(self, user_dicts: list[str] = (), hmm: bool = False) -> None:
+        import rjieba
+
+        self._jb = rjieba.Jieba()
+        self.hmm = hmm
+        for path in user_dicts:
+            for word, freq, tag in read_user_dict(path):
+                self._jb.add_word(word, freq, tag)
+
+    def segment(self, text: str) -> Words:
+        return _from_pieces(self._jb.tag(text, self.hmm))
+
+
+class JiebaSegmenter:
+    name = "jieba"
+
+    def __init__(self, user_dicts: list[str] = (), hmm: bool = False) -> None:
+        import logging
+
+        import jieba
+        import jieba.posseg
+
+        jieba.setLogLevel(logging.WARNING)
+        self._tok = jieba.Tokenizer()
+        self._pos = jieba.posseg.POSTokenizer(self._tok)
+        self.hmm = hmm
+        for path in user_dicts:
+            for word, freq, tag in read_user_dict(path):
+                self._tok.add_word(word, freq, tag)
+                if tag:
+                    self._pos.word_tag_tab[word] = tag
+
+    def segment(self, text: str) -> Words:
+        pieces = [(p.word, p.flag) for p in self._pos.cut(text, HMM=self.hmm)]
+        return _from_pieces(pieces)
+
+
+class PkusegSegmenter:
+    name = "pkuseg"
+
+    def __init__(self, model_dir: str, user_dicts: list[str] = ()) -> None:
+        try:
+            import spacy_pkuseg
+        except ImportError:
+            raise ZhmaskError("the pkuseg segmenter needs spacy-pkuseg: pip install 'zhmask[pkuseg]'") from None
+        words = [w for path in user_dicts for w, _, _ in read_user_dict(path)]
+        try:
+            self._seg = spacy_pkuseg.pkuseg(model_name=str(model_dir), user_dict=words or "default")
+        except Exception as exc:
+            raise ZhmaskError(f"cannot load pkuseg model from {model_dir}: {exc}") from None
+        self._tagged = False
+
+    def segment(self, text: str) -> Words:
+        # pkuseg drops whitespace; cut each non-space run and keep the spaces as words.
+        pieces: list[tuple[str, str]] = []
+        for m in re.finditer(r"\S+|\s+", text):
+            chunk = m.group()
+            if chunk.isspace():
+                pieces.append((chunk, "x"))
+            else:
+                cut = self._seg.cut(chunk)
+                if "".join(cut) != chunk:  # defensive: never lose characters
+                    cut = [chunk]
+                pieces += [(w, "x") for w in cut]
+        return _from_pieces(pieces)
+
+
+_CHAR_RUN = re.compile(r"\s+|[A-Za-z0-9]+|.", re.S)
+
+
+class CharSegmenter:
+    """No segmentation: CJK characters one a word, ASCII letter/digit runs and spaces whole."""
+
+    name = "char"
+
+    def segment(self, text: str) -> Words:
+        return _from_pieces([(m.group(), "x") for m in _CHAR_RUN.finditer(text)])
+
+
+def make_segmenter(name: str, *, user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
+    if name == "rjieba":
+        return RJiebaSegmenter(user_dicts, hmm)
+    if name == "jieba":
+        return JiebaSegmenter(user_dicts, hmm)
+    if name == "pkuseg":
+        if not model:
+            raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR")
+        return PkusegSegmenter(model, user_dicts)
+    if name == "char":
+        return CharSegmenter()
+    raise ZhmaskError(f"unknown segmenter {name!r}")
+
+
+def split_at_sentences(words: Words, sentences: np.ndarray) -> tuple[Words, int]:
+    """Cut any word that crosses a sentence boundary; returns (words, number of cuts)."""
+    if len(sentences) <= 1 or len(words) == 0:
+        return words, 0
+    bounds = sentences[1:, 0]
+    # a boundary b is crossed by word i when start_i < b < end_i
+    idx = np.searchsorted(words.starts, bounds, side="left")  # first word starting at/after b
+    crossed = [(int(b), int(i) - 1) for b, i in zip(bounds, idx) if i > 0 and words.ends[i - 1] > b]
+    if not crossed:
+        return words, 0
+    starts = words.starts.tolist()
+    ends = words.ends.tolist()
+    pos = list(words.pos)
+    for b, wi in reversed(crossed):
+        s, e, t = starts[wi], ends[wi], pos[wi]
+        starts[wi:wi + 1] = [s, b]
+        ends[wi:wi + 1] = [b, e]
+        pos[wi:wi + 1] = [t, t]
+    return Words(np.array(starts, dtype=np.int32), np.array(ends, dtype=np.int32), pos), len(crossed)

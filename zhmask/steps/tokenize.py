@@ -1,0 +1,236 @@
+"""Tokenisation aligned to words.
+
+Every token carries its character span and the index of its word, and no token straddles two
+words: words whose boundary falls inside one of the tokenizer's pre-tokens (a run of Latin
+letters and digits cut in two by a segmenter) are merged first (:meth:`WordTokenizer.align`).
+
+Two paths give the same ids as the tokenizer run on the whole text:
+
+* ``fast`` (a WordPiece ``vocab.txt`` with BERT normalisation, the default): CJK characters and
+  punctuation are single-character pre-tokens, looked up in a per-character table; the
+  remaining runs (Latin words, numbers, symbols) are WordPiece-encoded once per distinct run
+  and cached (Chinese text is Zipfian, so the cache hit rate is high);
+* ``exact`` (any ``tokenizer.json``): the tokenizer encodes the whole text with offsets and
+  tokens are assigned to words by offset.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+from zhmask.errors import ZhmaskError
+from zhmask.record import Tokens, Words
+from zhmask.steps.normalize import is_cjk
+
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _is_bert_punct(cp: int) -> bool:
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(chr(cp)).startswith("P")
+
+
+def _build_run_regex() -> re.Pattern[str]:
+    """Runs of characters that BERT's pre-tokenizer keeps together (not space/punct/CJK)."""
+    singles: list[tuple[int, int]] = []
+    start = prev = None
+    for cp in range(sys.maxunicode + 1):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        single = ch.isspace() or _is_bert_punct(cp) or is_cjk(cp) or cp in (0, 0xFFFD) or unicodedata.category(ch) in ("Cc", "Cf")
+        if single:
+            if start is None:
+                start = cp
+            elif cp != prev + 1:  # type: ignore[operator]
+                singles.append((start, prev))  # type: ignore[arg-type]
+                start = cp
+            prev = cp
+    if start is not None:
+        singles.append((start, prev))  # type: ignore[arg-type]
+    cls = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in singles)
+    return re.compile(f"[^{cls}]+")
+
+
+_RUN_RE: re.Pattern[str] | None = None
+
+
+def run_regex() -> re.Pattern[str]:
+    global _RUN_RE
+    if _RUN_RE is None:
+        _RUN_RE = _build_run_regex()
+    return _RUN_RE
+
+
+def load_vocab(path: str | Path) -> dict[str, int]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        lines = [ln.rstrip("\r") for ln in lines]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZhmaskError(f"cannot read vocabulary {path}: {exc}") from None
+    vocab = {tok: i for i, tok in enumerate(lines) if tok != "" or i == 0}
+    missing = [t for t in SPECIALS if t not in vocab]
+    if missing:
+        raise ZhmaskError(f"vocabulary {path} lacks the special token(s) {' '.join(missing)}")
+    return vocab
+
+
+class WordTokenizer:
+    """Tokenizer wrapper that produces word-aligned :class:`Tokens`."""
+
+    def __init__(self, vocab: str | Path | None = None, tokenizer_json: str | Path | None = None,
+                 lowercase: bool = True) -> None:
+        from tokenizers import Tokenizer
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        if tokenizer_json:
+            try:
+                self.tk = Tokenizer.from_file(str(tokenizer_json))
+            except Exception as exc:
+                raise ZhmaskError(f"cannot load tokenizer {tokenizer_json}: {exc}") from None
+            self.vocab = self.tk.get_vocab()
+            missing = [t for t in SPECIALS if t not in self.vocab]
+            if missing:
+                raise ZhmaskError(f"tokenizer {tokenizer_json} lacks the special token(s) {' '.join(missing)}")
+            self.mode = "exact"
+        else:
+            from zhmask.paths import default_vocab
+
+            vocab_path = Path(vocab) if vocab else default_vocab()
+            self.vocab = load_vocab(vocab_path)
+            self.tk = BertWordPieceTokenizer(str(vocab_path), lowercase=lowercase, strip_accents=lowercase,
+                                             handle_chinese_chars=True, clean_text=True)._tokenizer
+            self.mode = "fast"
+        self.vocab_size = max(self.vocab.values()) + 1
+        self.id_to_token = [""] * self.vocab_size
+        for tok, i in self.vocab.items():
+            self.id_to_token[i] = tok
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIALS)
+        self.special_ids = np.array(sorted({self.vocab[t] for t in SPECIALS}), dtype=np.int32)
+        # ids a random replacement may draw: no special, [unused*] or empty tokens
+        bad = set(self.special_ids.tolist())
+        self.replaceable_ids = np.array(
+            [i for t, i in sorted(self.vocab.items(), key=lambda kv: kv[1])
+             if i not in bad and not (t.startswith("[") and t.endswith("]")) and t.strip()], dtype=np.int32)
+        self._char_ids: dict[str, int] = {}
+        self._run_cache: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        self._run_re = run_regex() if self.mode == "fast" else None
+
+    # ------------------------------------------------------------------ word alignment
+    def align(self, text: str, words: Words) -> tuple[Words, int]:
+        """Merge words whose boundaries fall inside one pre-token run; returns (words, merges)."""
+        if len(words) <= 1 or text.isascii() is False and not re.search(r"[^\u3000-\u9fff\s]{2,}", text):
+            return words, 0
+        rr = self._run_re or run_regex()
+        starts = words.starts
+        merges: list[tuple[int, int]] = []
+        for m in rr.finditer(text):
+            a, b = m.span()
+            if b - a < 2:
+                continue
+            i = int(np.searchsorted(starts, a, side="right")) - 1
+            j = int(np.searchsorted(starts, b, side="left"))  # words i..j-1 overlap [a, b)
+            if j - i > 1 or (i >= 0 and (starts[i] < a and words.ends[i] > a)):
+                if j - i > 1:
+                    merges.append((i, j))
+        if not merges:
+            return words, 0
+        s_l, e_l, p_l = [], [], []
+        prev = 0
+        st, en, pos = words.starts.tolist(), words.ends.tolist(), words.pos
+        for i, j in merges:
+            if i < prev:  # overlapping merge ranges (cannot happen for disjoint runs)
+                i = prev
+            s_l += st[prev:i]
+            e_l += en[prev:i]
+            p_l += pos[prev:i]
+            s_l.append(st[i])
+            e_l.append(en[j - 1])
+            p_l.append(pos[i])
+            prev = j
+        s_l += st[prev:]
+        e_l += en[prev:]
+        p_l += pos[prev:]
+        return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
+
+    # ------------------------------------------------------------------ tokens
+    def _char_id(self, ch: str) -> int:
+        tid = self._char_ids.get(ch)
+        if tid is None:
+            ids = self.tk.encode(ch, add_special_tokens=False).ids
+            tid = ids[0] if ids else -1  # -1: the normaliser removes it
+            self._char_ids[ch] = tid
+        return tid
+
+    def _run(self, run: str) -> tuple[list[int], list[int], list[int]]:
+        hit = self._run_cache.get(run)
+        if hit is None:
+            enc = self.tk.encode(run, add_special_tokens=False)
+            hit = (enc.ids, [o[0] for o in enc.offsets], [o[1] for o in enc.offsets])
+            if len(self._run_cache) < 500_000:
+                self._run_cache[run] = hit
+        return hit
+
+    def tokenize(self, text: str, words: Words) -> Tokens:
+        if self.mode == "exact":
+            return self._tokenize_exact(text, words)
+        ids: list[int] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        pos = 0
+        char_id = self._char_ids
+        for m in self._run_re.finditer(text):  # type: ignore[union-attr]
+            a, b = m.span()
+            for k in range(pos, a):  # single-character pre-tokens between runs
+                ch = text[k]
+                if ch == " " or ch == "\n":
+                    continue
+                tid = char_id.get(ch)
+                if tid is None:
+                    tid = self._char_id(ch)
+                if tid >= 0:
+                    ids.append(tid)
+                    starts.append(k)
+                    ends.append(k + 1)
+            r_ids, r_s, r_e = self._run(m.group())
+            ids += r_ids
+            starts += [a + s for s in r_s]
+            ends += [a + e for e in r_e]
+            pos = b
+        for k in range(pos, len(text)):
+            ch = text[k]
+            if ch == " " or ch == "\n":
+                continue
+            tid = char_id.get(ch)
+            if tid is None:
+                tid = self._char_id(ch)
+            if tid >= 0:
+                ids.append(tid)
+                starts.append(k)
+                ends.append(k + 1)
+        return self._finish(ids, starts, ends, words)
+
+    def _tokenize_exact(self, text: str, words: Words) -> Tokens:
+        enc = self.tk.encode(text, add_special_tokens=False)
+        offs = enc.offsets
+        return self._finish(enc.ids, [o[0] for o in offs], [o[1] for o in offs], words)
+
+    def _finish(self, ids: list[int], starts: list[int], ends: list[int], words: Words) -> Tokens:
+        s = np.array(starts, dtype=np.int32)
+        e = np.array(ends, dtype=np.int32)
+        w = (np.searchsorted(words.starts, s, side="right") - 1).astype(np.int32)
+        return Tokens(np.array(ids, dtype=np.int32), s, e, w)
+
+    def encode_text(self, text: str) -> list[int]:
+        """The tokenizer's own ids for a whole text (no special tokens): the reference."""
+        return self.tk.encode(text, add_special_tokens=False).ids
+
+    def decode_tokens(self, ids) -> list[str]:
+        return [self.id_to_token[i] for i in ids]

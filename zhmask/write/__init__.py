@@ -1,0 +1,1 @@
+"""Arrow shard writer and manifest."""

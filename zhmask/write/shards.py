@@ -1,0 +1,108 @@
+"""Arrow IPC stream shards, written under a temporary name and renamed when complete.
+
+A shard ``data/shard-00042.arrow`` is complete when it has been renamed into place and its
+``data/shard-00042.stats.json`` (the unit's counters, the shard's row count and sha256) has
+been written: a rerun skips units that have both.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from zhmask.errors import ZhmaskError
+from zhmask.schema import rows_to_batch
+
+BATCH_ROWS = 2048
+
+
+def shard_name(unit: int) -> str:
+    return f"shard-{unit:05d}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ShardWriter:
+    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        self.schema = schema
+        self.rows = 0
+        self._buf: list[dict[str, Any]] = []
+        self._sink = None
+        self._writer = None
+        self.sha256: str | None = None
+
+    def __enter__(self) -> "ShardWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = pa.OSFile(str(self.tmp), "wb")
+        self._writer = ipc.new_stream(self._sink, self.schema)
+        return self
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._buf.append(row)
+        if len(self._buf) >= BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._writer.write_batch(rows_to_batch(self._buf, self.schema))  # type: ignore[union-attr]
+            self.rows += len(self._buf)
+            self._buf = []
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._flush()
+            self._writer.close()  # type: ignore[union-attr]
+            self._sink.close()  # type: ignore[union-attr]
+        except OSError as err:
+            self._discard()
+            raise ZhmaskError(f"cannot write {self.path}: {err}") from None
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            self.sha256 = sha256_file(self.tmp)
+            os.replace(self.tmp, self.path)
+        except OSError as err:
+            self._discard()
+            raise ZhmaskError(f"cannot write {self.path}: {err}") from None
+
+    def _discard(self) -> None:
+        try:
+            self.tmp.unlink()
+        except OSError:
+            pass
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, ensure_ascii=False, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ZhmaskError(f"cannot write {path}: {err}") from None
