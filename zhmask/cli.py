@@ -60,6 +60,8 @@ Examples:
 @click.option("--format", "fmt", default=None, help="auto|text|jsonl|parquet|arrow (default auto, by suffix).")
 @click.option("--text-field", default=None, help="JSONL/table column with the text (default text).")
 @click.option("--title-field", default=None, help="JSONL/table column with a title (optional).")
+@click.option("--source-field", default=None, help="JSONL/table column with the source of a seq2seq pair (--tasks seq2seq).")
+@click.option("--target-field", default=None, help="JSONL/table column with the target of a seq2seq pair (--tasks seq2seq).")
 @click.option("--doc-sep", default=None, help="Plain text: 'line' (a document a line, default) or 'blank'.")
 @click.option("--t2s/--no-t2s", default=None, help="Convert traditional to simplified Chinese (OpenCC).")
 @click.option("--segmenter", default=None, help="rjieba (default) | jieba | pkuseg | char.")

@@ -34,6 +34,8 @@ class BuildConfig:
     format: str = "auto"
     text_field: str = "text"
     title_field: str | None = None
+    source_field: str | None = None  # seq2seq fine-tuning pairs (--tasks seq2seq)
+    target_field: str | None = None
     doc_sep: str = "line"
     on_decode_error: str = "replace"
     skip_bad_files: bool = False
