@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # bare `zhmask`: show the help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        sys.exit(0)
     except click.ClickException as exc:
         msg = " ".join(exc.format_message().split())
         cmd = f" {exc.ctx.info_name}" if getattr(exc, "ctx", None) is not None and exc.ctx.info_name != "zhmask" else ""
