@@ -166,4 +166,11 @@ class BuildConfig:
                 raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(sorted(TASKS))}")
         if self.masking not in STRATEGIES:
             raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(sorted(STRATEGIES))}")
+        known = {**STRATEGIES.declared([self.masking]), **TASKS.declared(list(self.tasks))}
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            raise ZhmaskError(f"--option {unknown[0]}: not a knob of --masking {self.masking} or --tasks "
+                              f"{','.join(self.tasks)}; known: {', '.join(sorted(known)) or 'none'}")
+        STRATEGIES.validate([self.masking], self)
+        TASKS.validate(list(self.tasks), self)
         return self

@@ -7,16 +7,12 @@ Register a task with :func:`register`.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from zhmask.registry import Registry
 
-TASKS: dict[str, Callable] = {}
-
-
-def register(name: str):
-    def deco(fn):
-        TASKS[name] = fn
-        return fn
-    return deco
+TASKS = Registry("task")
+# ``@register(name, options={knob: default}, validate=fn)``; read knobs with
+# ``TASKS.option(name, config, knob)``.
+register = TASKS.register
 
 
 from zhmask.labels import mlm  # noqa: E402,F401

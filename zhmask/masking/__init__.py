@@ -7,16 +7,12 @@ the same function.
 """
 from __future__ import annotations
 
-from typing import Callable
+from zhmask.registry import Registry
 
-STRATEGIES: dict[str, Callable] = {}
-
-
-def register(name: str):
-    def deco(factory):
-        STRATEGIES[name] = factory
-        return factory
-    return deco
+STRATEGIES = Registry("masking strategy")
+# ``@register(name, options={knob: default}, validate=fn)``; read knobs with
+# ``STRATEGIES.option(name, config, knob)``.
+register = STRATEGIES.register
 
 
 from zhmask.masking import none  # noqa: E402,F401

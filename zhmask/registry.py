@@ -1,0 +1,56 @@
+"""Small named registries for masking strategies and task generators.
+
+An entry is a factory (masking) or a generator (tasks) registered under a name, together with
+the knobs it reads from ``BuildConfig.options`` (name -> default) and an optional
+``validate(config)`` that raises :class:`zhmask.errors.ZhmaskError` with one line.  The config
+checks every selected entry's options before any work starts, and rejects option keys that no
+selected entry declares, so a misspelt ``--option`` never passes silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class Entry:
+    name: str
+    fn: Callable
+    options: dict[str, Any] = field(default_factory=dict)
+    validate: Callable[[Any], None] | None = None
+
+
+class Registry(dict):
+    """name -> callable (so ``REG[name](...)`` keeps working), plus the entries' metadata."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.entries: dict[str, Entry] = {}
+
+    def register(self, name: str, options: dict[str, Any] | None = None,
+                 validate: Callable[[Any], None] | None = None):
+        def deco(fn):
+            self[name] = fn
+            self.entries[name] = Entry(name, fn, dict(options or {}), validate)
+            return fn
+        return deco
+
+    def option(self, name: str, config, key: str) -> Any:
+        """The value of knob ``key`` for entry ``name``: ``config.options`` or the default."""
+        defaults = self.entries[name].options
+        if key not in defaults:
+            raise KeyError(f"{self.kind} {name!r} declares no option {key!r}")
+        return config.options.get(key, defaults[key])
+
+    def declared(self, names: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for n in names:
+            out.update(self.entries[n].options)
+        return out
+
+    def validate(self, names: list[str], config) -> None:
+        for n in names:
+            v = self.entries[n].validate
+            if v is not None:
+                v(config)
