@@ -54,7 +54,8 @@ def iter_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict
     unit, buf = 0, []
     for f in files:
         try:
-            for raw in read_file(f, fmt=config.format, doc_sep=config.doc_sep, text_field=config.text_field,
+            for raw in read_file(f, fmt=config.format, doc_sep=config.doc_sep,
+                                 text_field=config.source_field or config.text_field,  # seq2seq: source is the text
                                  title_field=config.title_field, on_decode_error=config.on_decode_error):
                 buf.append(raw)
                 if len(buf) >= config.docs_per_shard:
