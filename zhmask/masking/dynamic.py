@@ -1,0 +1,259 @@
+"""Dynamic masking (RoBERTa): the same strategy functions, applied at load time.
+
+:class:`DynamicMasking` wraps the strategy that ``--masking NAME`` uses in a build, so a shard
+built with ``--masking none`` (or any masking: the original ids are restored from ``labels``)
+is masked afresh every epoch.  The generator of one row is ``rng_for(seed, example_id,
+"mask", epoch)``, exactly the one the static path uses for the ``epoch``-th ``--dupe-factor``
+copy, so static and dynamic masks agree for the same (seed, epoch, example).
+
+It is, at the same time,
+
+* a PyTorch ``collate_fn``: ``DataLoader(ds, collate_fn=masker)`` gets a list of rows and
+  returns padded ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels``
+  (torch tensors, or numpy arrays with ``return_tensors="np"``);
+* a ``datasets.map`` function: ``ds.map(masker, batched=True)`` (or unbatched) replaces
+  ``input_ids`` and ``labels`` column-wise.
+
+Call :meth:`DynamicMasking.set_epoch` between epochs (or build one per epoch with
+``masker.for_epoch(e)``).  The object pickles as its configuration, so DataLoader workers and
+``datasets`` fingerprinting get a cheap copy that rebuilds the strategy on first use.
+
+Example::
+
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+    from zhmask.masking.dynamic import DynamicMasking
+
+    ds = Dataset.from_file("out/data/shard-00000.arrow")
+    masker = DynamicMasking.from_build("out", masking="wwm")
+    for epoch in range(3):
+        masker.set_epoch(epoch)
+        for batch in DataLoader(ds, batch_size=32, collate_fn=masker):
+            ...
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from zhmask.config import BuildConfig
+from zhmask.errors import ZhmaskError
+from zhmask.record import Example
+from zhmask.rng import rng_for
+
+MASK_STAGE = "mask"  # the stage name the static path (Pipeline.rows) uses
+EXTRA_COLUMNS = ("chinese_ref", "token_labels", "source_ids", "target_ids", "fragment_bounds", "span_bounds",
+                 "noise_positions")
+
+
+def mask_rng(seed: int, example_id: str, epoch: int) -> np.random.Generator:
+    return rng_for(seed, example_id, MASK_STAGE, epoch)
+
+
+def row_to_example(row: Mapping[str, Any]) -> Example:
+    """An :class:`Example` from a shard row; masked ids are restored from ``labels``."""
+    ids = np.asarray(row["input_ids"], dtype=np.int32)
+    labels = row.get("labels")
+    if labels is not None:
+        lab = np.asarray(labels, dtype=np.int64)
+        if len(lab) == len(ids) and (lab != -100).any():
+            ids = np.where(lab != -100, lab, ids).astype(np.int32)
+    ents = []
+    for e in row.get("entities") or []:
+        if isinstance(e, Mapping):
+            ents.append((int(e["start"]), int(e["end"]), str(e["type"])))
+        else:
+            ents.append((int(e[0]), int(e[1]), str(e[2])))
+    tt = row.get("token_type_ids")
+    return Example(
+        doc_id=str(row.get("doc_id", "")),
+        example_id=str(row["example_id"]),
+        task=str(row.get("task", "mlm")),
+        input_ids=ids,
+        token_type_ids=np.asarray(tt if tt is not None else np.zeros(len(ids)), dtype=np.int8),
+        word_ids=np.asarray(row["word_ids"], dtype=np.int32),
+        label=int(row.get("label", -1) if row.get("label") is not None else -1),
+        entities=ents,
+        extra={k: row[k] for k in EXTRA_COLUMNS if row.get(k) is not None},
+    )
+
+
+class DynamicMasking:
+    """A strategy applied at load time; see the module docstring."""
+
+    def __init__(self, masking: str = "wwm", *, config: BuildConfig | Mapping[str, Any] | None = None,
+                 seed: int | None = None, epoch: int = 0, return_tensors: str = "pt",
+                 pad_to_multiple_of: int | None = None, **overrides: Any) -> None:
+        base = config.to_dict() if isinstance(config, BuildConfig) else dict(config or {})
+        for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files", "inputs"):
+            base.pop(k, None)
+        base["masking"] = masking
+        if seed is not None:
+            base["seed"] = int(seed)
+        base.update(overrides)
+        if "options" in base:  # only the knobs this strategy declares
+            from zhmask.masking import STRATEGIES
+
+            if masking not in STRATEGIES:
+                raise ZhmaskError(f"unknown masking strategy {masking!r}; known: {', '.join(sorted(STRATEGIES))}")
+            known = STRATEGIES.declared([masking])
+            base["options"] = {k: v for k, v in (base.get("options") or {}).items() if k in known}
+        base["tasks"] = ["mlm"]
+        self.config = BuildConfig.from_dict(base).validate()
+        if return_tensors not in ("pt", "np"):
+            raise ZhmaskError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        self.masking = masking
+        self.epoch = int(epoch)
+        self.return_tensors = return_tensors
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.stats: Counter = Counter()
+        self._fn = None
+        self._tok = None
+
+    @classmethod
+    def from_build(cls, out: str | Path, masking: str | None = None, **kw: Any) -> "DynamicMasking":
+        """The configuration (vocabulary, seed, knobs) of the build in ``out``."""
+        path = Path(out) / "manifest.json"
+        try:
+            cfg = json.loads(path.read_text(encoding="utf-8"))["config"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ZhmaskError(f"cannot read the build configuration from {path}: {exc}") from None
+        name = masking or (cfg.get("masking") if cfg.get("masking") != "none" else "wwm")
+        return cls(name, config=cfg, **kw)
+
+    # ------------------------------------------------------------------ the strategy
+    def _build(self) -> None:
+        from zhmask.masking import STRATEGIES
+        from zhmask.pipeline import TaskContext
+        from zhmask.steps.tokenize import WordTokenizer
+
+        cfg = self.config
+        self._tok = WordTokenizer(cfg.vocab, cfg.tokenizer, lowercase=cfg.lowercase)
+        self._fn = STRATEGIES[cfg.masking](cfg, TaskContext(cfg, self._tok))
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_fn"] = None
+        d["_tok"] = None
+        d["stats"] = Counter()
+        return d
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def for_epoch(self, epoch: int) -> "DynamicMasking":
+        import copy
+
+        other = copy.copy(self)
+        other.epoch = int(epoch)
+        return other
+
+    def mask_example(self, ex: Example, epoch: int | None = None):
+        """The :class:`~zhmask.masking.base.MaskResult` of one example at ``epoch``."""
+        if self._fn is None:
+            self._build()
+        e = self.epoch if epoch is None else int(epoch)
+        res = self._fn(ex, mask_rng(self.config.seed, ex.example_id, e))
+        self.stats.update(res.stats)
+        return res
+
+    def mask_row(self, row: Mapping[str, Any], epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, labels) of one shard row at ``epoch``."""
+        res = self.mask_example(row_to_example(row), epoch)
+        return res.input_ids, res.labels
+
+    # ------------------------------------------------------------------ collate_fn / map
+    def __call__(self, batch: Sequence[Mapping[str, Any]] | Mapping[str, Any]):
+        if isinstance(batch, Mapping):
+            return self._map(batch)
+        return self.collate(batch)
+
+    def _map(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        ids0 = batch["input_ids"]
+        batched = len(ids0) > 0 and not np.isscalar(ids0[0])
+        if not batched:
+            inp, lab = self.mask_row(batch)
+            return {"input_ids": inp.tolist(), "labels": lab.tolist()}
+        keys = list(batch.keys())
+        out_ids, out_lab = [], []
+        for i in range(len(ids0)):
+            inp, lab = self.mask_row({k: batch[k][i] for k in keys})
+            out_ids.append(inp.tolist())
+            out_lab.append(lab.tolist())
+        return {"input_ids": out_ids, "labels": out_lab}
+
+    def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        if self._fn is None:
+            self._build()
+        masked = [self.mask_row(r) for r in rows]
+        n = max((len(m[0]) for m in masked), default=0)
+        if self.pad_to_multiple_of:
+            k = self.pad_to_multiple_of
+            n = (n + k - 1) // k * k
+        B = len(rows)
+        ids = np.full((B, n), self._tok.pad_id, dtype=np.int64)
+        labels = np.full((B, n), -100, dtype=np.int64)
+        att = np.zeros((B, n), dtype=np.int64)
+        tt = np.zeros((B, n), dtype=np.int64)
+        for i, ((inp, lab), row) in enumerate(zip(masked, rows)):
+            L = len(inp)
+            ids[i, :L] = inp
+            labels[i, :L] = lab
+            att[i, :L] = 1
+            if row.get("token_type_ids") is not None:
+                tt[i, :L] = np.asarray(row["token_type_ids"])
+        out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}
+        if self.return_tensors == "pt":
+            import torch
+
+            out = {k: torch.from_numpy(v) for k, v in out.items()}
+        return out
+
+
+# ---------------------------------------------------------------------- transformers interop
+def whole_word_features(rows: Sequence[Mapping[str, Any]], boundaries: str = "chinese_ref",
+                        pad_id: int = 0) -> list[dict[str, Any]]:
+    """Features for transformers' ``DataCollatorForLanguageModeling(whole_word_mask=True)``.
+
+    transformers 5 finds words from ``offset_mapping`` (a token continues the previous token's
+    word when its start equals the previous end) and never masks ``special_tokens_mask``
+    tokens.  zhmask rows carry no character offsets, so this writes offsets that encode the
+    word boundaries: from ``chinese_ref`` (the Chinese-BERT-wwm recipe: a listed position
+    continues a word, anything else starts one) or from ``word_ids`` (every zhmask word,
+    Latin and digits included).  Original ids are restored from ``labels``; rows are padded to
+    one length (the collator does not pad offsets).
+    """
+    if boundaries not in ("chinese_ref", "word_ids"):
+        raise ZhmaskError(f"boundaries must be 'chinese_ref' or 'word_ids', got {boundaries!r}")
+    n = max((len(r["input_ids"]) for r in rows), default=0)
+    out = []
+    for r in rows:
+        ex = row_to_example(r)
+        ids = ex.input_ids.astype(np.int64)
+        L = len(ids)
+        wid = np.asarray(ex.word_ids, dtype=np.int64)
+        special = wid < 0
+        cont = np.zeros(L, dtype=bool)
+        if boundaries == "chinese_ref":
+            ref = np.asarray(r.get("chinese_ref") or [], dtype=np.int64)
+            cont[ref[(ref > 0) & (ref < L)]] = True
+        else:
+            cont[1:] = (wid[1:] == wid[:-1]) & (wid[1:] >= 0)
+        cont &= ~special
+        # one character per token, plus a gap of one before every word start: a continuation
+        # token then starts where the previous one ends, a word start does not
+        ends = np.cumsum(np.where(cont, 1, 2))
+        offs = np.stack([ends - 1, ends], axis=1)
+        offs[special] = 0
+        pad = n - L
+        out.append({
+            "input_ids": np.r_[ids, np.full(pad, pad_id)].tolist(),
+            "attention_mask": np.r_[np.ones(L, np.int64), np.zeros(pad, np.int64)].tolist(),
+            "special_tokens_mask": np.r_[special.astype(np.int64), np.ones(pad, np.int64)].tolist(),
+            "offset_mapping": np.r_[offs, np.zeros((pad, 2), np.int64)].tolist(),
+        })
+    return out

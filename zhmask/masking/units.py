@@ -1,0 +1,310 @@
+"""What every masking strategy shares: candidates, the budget, units, and the per-unit fate.
+
+A strategy only decides *which units* to predict (a unit is a token range: one token, one
+word, an n-gram of words, an entity); everything else is here and identical for all of them:
+
+* candidates: tokens with a word (``word_ids >= 0``) whose id is not a special token;
+  a unit is eligible only when all its tokens are candidates;
+* the budget: ``min(max_predictions_per_seq, max(1, round(n * masked_lm_prob)))`` tokens,
+  where ``n`` is the number of candidate tokens (BERT counts [CLS]/[SEP] too; see
+  docs/masking.md); a unit that would exceed what is left of the budget is skipped, never cut;
+* the fate of a unit ([MASK] / random token / unchanged, ``config.mask_ratios``) is drawn
+  once per unit and applies to all its tokens; random tokens come from
+  ``tok.replaceable_ids`` (never special or ``[unused]`` tokens);
+* ``labels`` hold the original id at predicted positions and -100 elsewhere.
+
+Everything is per example with numpy; the only Python loops run once per *unit*.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from zhmask.masking.base import MaskResult
+from zhmask.record import Example
+
+MASK, RANDOM, KEEP = 0, 1, 2
+FATES = ("mask", "random", "keep")
+
+
+@dataclass
+class WordTable:
+    """The example's words as token ranges (``start[k]``, ``end[k]``) in order."""
+
+    start: np.ndarray
+    end: np.ndarray
+    ok: np.ndarray  # every token of the word is a candidate
+    joined: np.ndarray  # len W-1: word k+1 starts where word k ends (no special token between)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def ntok(self) -> np.ndarray:
+        return self.end - self.start
+
+
+def is_generation(ex: Example) -> bool:
+    """Rows in the ERNIE-GEN / seq2seq layout (target fragments after the source) are not masked."""
+    return ex.extra.get("source_ids") is not None
+
+
+def candidates(ids: np.ndarray, wid: np.ndarray, special_ids: np.ndarray) -> np.ndarray:
+    return (wid >= 0) & ~np.isin(ids, special_ids)
+
+
+def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
+    n = len(wid)
+    if n == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return WordTable(e, e, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+    w = wid >= 0
+    d = np.empty(n + 1, dtype=bool)  # d[i]: a word boundary before token i
+    d[0] = d[n] = True
+    np.not_equal(wid[1:], wid[:-1], out=d[1:n])
+    starts = np.flatnonzero(d[:n] & w)
+    ends = np.flatnonzero(d[1:] & w) + 1
+    bad = w & ~cand
+    if bad.any():
+        cb = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(bad, out=cb[1:])
+        ok = (cb[ends] - cb[starts]) == 0
+    else:
+        ok = np.ones(len(starts), dtype=bool)
+    return WordTable(starts, ends, ok, ends[:-1] == starts[1:])
+
+
+def ranges_to_positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, e)`` for every range, without a Python loop."""
+    lens = ends - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offs = np.cumsum(lens) - lens
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - offs, lens)
+
+
+def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
+    """Indices of the units taken when scanning ``lengths`` in order, skipping (not cutting) a
+    unit that would exceed the remaining budget, until the budget is spent (BERT's loop);
+    returns (taken indices, units skipped)."""
+    if budget <= 0 or len(lengths) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    cs = np.cumsum(lengths)
+    k = int(np.searchsorted(cs, budget, side="right"))  # the prefix that fits whole
+    taken = list(range(k))
+    r = budget - (int(cs[k - 1]) if k else 0)
+    i = k  # unit k did not fit (or k is the end)
+    skipped = 0
+    L = len(lengths)
+    while r > 0 and i < L:
+        rest = np.flatnonzero(lengths[i:] <= r)
+        if len(rest) == 0:
+            skipped += L - i
+            break
+        j = i + int(rest[0])
+        skipped += j - i
+        taken.append(j)
+        r -= int(lengths[j])
+        i = j + 1
+    return np.asarray(taken, dtype=np.int64), skipped
+
+
+def geometric_probs(p: float, max_len: int) -> np.ndarray:
+    """SpanBERT's length distribution: Geo(p) on 1..max_len, renormalised after clipping."""
+    n = np.arange(1, max_len + 1)
+    q = p * (1 - p) ** (n - 1)
+    return q / q.sum()
+
+
+def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.random.Generator,
+                       stats: Counter, prefix: str = "ngram") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-overlapping units of n consecutive words, selected one after another.
+
+    Each step draws n from ``probs`` (``probs[i]`` is the probability of n = i + 1), then a
+    start uniformly among the places where n consecutive free words (eligible, not yet taken,
+    not separated by a special token) fit in the remaining budget.  When no place fits, that
+    draw is skipped (counted ``<prefix>_skipped_n<k>``) and the next one tried; selection ends
+    when the budget is spent or not even one word fits.  Among the places that fit, those that
+    spend the remaining budget exactly are preferred, so that the last units of an example are
+    not biased towards short n.  Returns (first word, n, unit tokens).
+    """
+    W = len(wt)
+    if W == 0 or budget <= 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    ntok = wt.ntok
+    ctok = np.zeros(W + 1, dtype=np.int64)
+    np.cumsum(ntok, out=ctok[1:])
+    cbreak = np.zeros(W, dtype=np.int64)  # cbreak[k]: breaks between words < k
+    np.cumsum(~wt.joined, out=cbreak[1:])
+    free = wt.ok.copy()
+    cum = np.cumsum(probs)
+    N = len(probs)
+    r = budget
+    out_s: list[int] = []
+    out_n: list[int] = []
+    out_t: list[int] = []
+    # pre-drawn: column 0 picks n, column 1 picks the place (more are drawn when exhausted)
+    draws = rng.random((4 * budget + 8, 2))
+    ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
+    us = draws[:, 1].tolist()
+    di = 0
+    static: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cfree = np.zeros(W + 1, dtype=np.int64)
+    dead = np.zeros(N + 1, dtype=bool)  # dead[n]: n words no longer fit (they only get harder)
+    dead[0] = True
+    live_p = probs > 0
+    while r > 0 and (live_p & ~dead[1:]).any():
+        if di >= len(ns):
+            draws = rng.random((len(ns), 2))
+            ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
+            us = draws[:, 1].tolist()
+            di = 0
+        n, u = ns[di], us[di]
+        di += 1
+        if n > W or dead[n]:
+            dead[n:] = True
+            stats[f"{prefix}_skipped_n{n}"] += 1
+            continue
+        st_n = static.get(n)
+        if st_n is None:  # per n, once per example: window token counts and no [SEP] inside
+            st_n = static[n] = (ctok[n:] - ctok[:-n], cbreak[n - 1:] - cbreak[:W - n + 1] == 0)
+        np.cumsum(~free, out=cfree[1:])
+        tok_n, joined_n = st_n
+        fits = (cfree[n:] == cfree[:-n]) & joined_n & (tok_n <= r)
+        places = np.flatnonzero(fits)
+        if len(places) == 0:
+            # no free run of n words fits what is left; a longer run never will
+            stats[f"{prefix}_skipped_n{n}"] += 1
+            dead[n:] = True
+            continue
+        exact = places[tok_n[places] == r]
+        if len(exact):  # a place that spends the budget exactly is preferred (keeps the tail unbiased)
+            places = exact
+        st = int(places[min(int(u * len(places)), len(places) - 1)])
+        free[st:st + n] = False
+        t = int(ctok[st + n] - ctok[st])
+        r -= t
+        out_s.append(st)
+        out_n.append(n)
+        out_t.append(t)
+    return (np.asarray(out_s, dtype=np.int64), np.asarray(out_n, dtype=np.int64), np.asarray(out_t, dtype=np.int64))
+
+
+class Masker:
+    """Candidates, budget and the per-unit fate for one build configuration."""
+
+    def __init__(self, config, ctx, ratios: tuple[float, float, float] | None = None) -> None:
+        tok = ctx.tok
+        self.tok = tok
+        self.mask_id = int(tok.mask_id)
+        self.special_ids = np.asarray(tok.special_ids)
+        self.special_table = np.zeros(tok.vocab_size + 1, dtype=bool)
+        self.special_table[self.special_ids] = True
+        self.special_table[-1] = True  # ids outside the vocabulary are never candidates
+        self.replaceable = np.asarray(tok.replaceable_ids)
+        self.p = float(config.masked_lm_prob)
+        self.max_pred = int(config.max_predictions_per_seq)
+        ratios = ratios if ratios is not None else config.mask_ratios
+        self.cum = np.cumsum(np.asarray(ratios, dtype=float))[:2]
+
+    def budget(self, n_cand: int) -> int:
+        if n_cand <= 0 or self.p <= 0:
+            return 0
+        return int(min(self.max_pred, max(1, int(round(n_cand * self.p))), n_cand))
+
+    def prepare(self, ex: Example) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = np.asarray(ex.input_ids, dtype=np.int32)
+        wid = np.asarray(ex.word_ids, dtype=np.int64)
+        try:
+            bad = self.special_table[ids]
+        except IndexError:  # ids outside the vocabulary: never candidates
+            bad = self.special_table[np.clip(ids, -1, len(self.special_table) - 1)]
+        return ids, wid, (wid >= 0) & ~bad
+
+    def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
+        return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
+
+    def fates(self, n_units: int, rng: np.random.Generator) -> np.ndarray:
+        return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
+
+    def apply(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: np.random.Generator,
+              stats: Counter, n_cand: int, budget: int) -> MaskResult:
+        """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        lens = ends - starts
+        fate = self.fates(len(starts), rng)
+        pos = ranges_to_positions(starts, ends)
+        tf = np.repeat(fate, lens)
+        labels = np.full(len(ids), -100, dtype=np.int32)
+        labels[pos] = ids[pos]
+        out = ids.copy()
+        out[pos[tf == MASK]] = self.mask_id
+        rnd = pos[tf == RANDOM]
+        if len(rnd):
+            out[rnd] = self.replaceable[rng.integers(0, len(self.replaceable), size=len(rnd))]
+        count_common(stats, n_cand, budget, fate, lens)
+        return MaskResult(out, labels, stats)
+
+
+def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, lens: np.ndarray,
+                 names: tuple[str, str, str] = FATES) -> None:
+    stats["examples"] += 1
+    stats["candidate_tokens"] += int(n_cand)
+    stats["budget_tokens"] += int(budget)
+    stats["units"] += len(lens)
+    if len(lens):
+        stats["predicted_tokens"] += int(lens.sum())
+        units = np.bincount(fate, minlength=3).tolist()
+        toks = np.bincount(fate, weights=lens, minlength=3).tolist()
+        for f, name in enumerate(names):
+            if units[f]:
+                stats[f"units_{name}"] += units[f]
+                stats[f"tokens_{name}"] += int(toks[f])
+
+
+# ---------------------------------------------------------------------- chinese_ref
+def cjk_token_table(tok) -> np.ndarray:
+    """``table[id]``: the token is one CJK ideograph (with or without a ``##`` prefix)."""
+    t = getattr(tok, "_zhmask_cjk_table", None)
+    if t is None:
+        from zhmask.steps.normalize import is_cjk
+
+        t = np.zeros(tok.vocab_size, dtype=bool)
+        for i, s in enumerate(tok.id_to_token):
+            s = s[2:] if s.startswith("##") else s
+            t[i] = len(s) == 1 and is_cjk(ord(s))
+        tok._zhmask_cjk_table = t
+    return t
+
+
+def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.ndarray:
+    """Positions of tokens that continue a Chinese word, as transformers' ``run_chinese_ref.py``
+    writes them: inside a word of two or more tokens that are all CJK characters, every token
+    but the first (positions count [CLS], as the reference script's do)."""
+    n = len(ids)
+    if n < 2:
+        return np.zeros(0, dtype=np.int32)
+    wid = np.asarray(wid)
+    ids = np.asarray(ids)
+    try:
+        cjk = cjk_table[ids]
+    except IndexError:
+        cjk = cjk_table[np.clip(ids, 0, len(cjk_table) - 1)]
+    w = wid >= 0
+    cont = np.zeros(n, dtype=bool)
+    np.equal(wid[1:], wid[:-1], out=cont[1:])
+    cont &= w
+    sel = np.flatnonzero(cont)
+    if len(sel) == 0:
+        return np.zeros(0, dtype=np.int32)
+    non = w & ~cjk  # a word with a non-CJK token (a Latin piece, a digit) is not a Chinese word
+    if non.any():
+        badw = np.zeros(int(wid.max()) + 1, dtype=bool)
+        badw[wid[non]] = True
+        sel = sel[~badw[wid[sel]]]
+    return sel.astype(np.int32)
