@@ -21,11 +21,15 @@ from zhmask.config import BuildConfig
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
 from zhmask.schema import SCHEMA_VERSION
-from zhmask.steps.read import InputFile, RawDoc, expand_inputs, file_fingerprint, read_file
-from zhmask.write.shards import shard_name, write_json_atomic
+from zhmask.steps.read import InputFile, RawDoc, check_input, expand_inputs, file_fingerprint, read_file
+from zhmask.write.shards import sha256_file, shard_name, write_json_atomic
 
 BUILD_FILE = "build.json"
 MANIFEST = "manifest.json"
+# A unit is also closed once its records reach this many bytes (still cut by the input alone),
+# so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
+UNIT_MAX_BYTES = 16 << 20
+MAX_REPORTED = 100  # decode error locations and [UNK] characters listed in the manifest
 
 
 @dataclass
@@ -51,16 +55,18 @@ def _inputs(config: BuildConfig) -> list[InputFile]:
 
 def iter_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict[str, str]]) -> Iterator[tuple[int, list[RawDoc]]]:
     """(unit index, raw records) in input order; bad files are skipped with --skip-bad-files."""
-    unit, buf = 0, []
+    unit, buf, size = 0, [], 0
     for f in files:
         try:
             for raw in read_file(f, fmt=config.format, doc_sep=config.doc_sep,
                                  text_field=config.source_field or config.text_field,  # seq2seq: source is the text
-                                 title_field=config.title_field, on_decode_error=config.on_decode_error):
+                                 title_field=config.title_field, on_decode_error=config.on_decode_error,
+                                 max_doc_bytes=int(config.max_doc_mb * 1_000_000)):
                 buf.append(raw)
-                if len(buf) >= config.docs_per_shard:
+                size += raw.nbytes
+                if len(buf) >= config.docs_per_shard or size >= UNIT_MAX_BYTES:
                     yield unit, buf
-                    unit, buf = unit + 1, []
+                    unit, buf, size = unit + 1, [], 0
         except BadInputFile as exc:
             if not config.skip_bad_files:
                 raise
@@ -69,20 +75,48 @@ def iter_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict
         yield unit, buf
 
 
-def prepare_out_dir(config: BuildConfig, out: Path) -> None:
-    """Refuse a directory built with another configuration unless --overwrite."""
+def input_state(files: list[InputFile]) -> dict[str, list[int]]:
+    """Size and modification time of each input: a rerun on changed inputs must not reuse shards."""
+    state = {}
+    for f in files:
+        try:
+            st = f.path.stat()
+            state[f.name] = [st.st_size, st.st_mtime_ns]
+        except OSError:
+            state[f.name] = [-1, -1]
+    return state
+
+
+def prepare_out_dir(config: BuildConfig, out: Path, files: list[InputFile] | None = None) -> None:
+    """Refuse a directory built with another configuration, or from inputs that changed since,
+    unless --overwrite."""
     build = out / BUILD_FILE
     fp = config.fingerprint()
+    if out.exists() and not out.is_dir():
+        raise ZhmaskError(f"--out {out} exists and is not a directory")
+    try:
+        _prepare(config, out, build, fp, input_state(files) if files is not None else None)
+    except OSError as exc:
+        raise ZhmaskError(f"cannot prepare output directory {out}: {exc.strerror or exc}") from None
+
+
+def _prepare(config: BuildConfig, out: Path, build: Path, fp: str, inputs: dict[str, list[int]] | None) -> None:
     if out.exists() and any(out.iterdir()):
-        existing = None
+        existing, old_inputs = None, None
         if build.exists():
             try:
-                existing = json.loads(build.read_text(encoding="utf-8")).get("fingerprint")
-            except (OSError, ValueError):
+                data = json.loads(build.read_text(encoding="utf-8"))
+                existing, old_inputs = data.get("fingerprint"), data.get("inputs")
+            except (OSError, ValueError, AttributeError):
                 existing = None
-        if existing != fp:
+        changed = None
+        if existing == fp and inputs is not None and old_inputs is not None and old_inputs != inputs:
+            diff = sorted(set(old_inputs) ^ set(inputs)) or sorted(k for k in inputs if old_inputs.get(k) != inputs[k])
+            changed = diff[0] if diff else "?"
+        if existing != fp or changed:
             if not config.overwrite:
-                what = "another configuration" if existing else "files zhmask did not write"
+                what = ("another configuration" if existing != fp else f"a build of other inputs ({changed} was added, "
+                        "removed or modified since)") if existing else "files zhmask did not write"
                 raise ZhmaskError(f"output directory {out} holds {what}; use --overwrite to replace it or pick another --out")
             for child in out.iterdir():
                 if child.is_dir():
@@ -90,7 +124,10 @@ def prepare_out_dir(config: BuildConfig, out: Path) -> None:
                 else:
                     child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(build, {"fingerprint": fp, "zhmask_version": __version__})
+    record: dict[str, Any] = {"fingerprint": fp, "zhmask_version": __version__}
+    if inputs is not None:
+        record["inputs"] = inputs
+    write_json_atomic(build, record)
 
 
 def unit_done(out: Path, unit: int) -> dict[str, Any] | None:
@@ -98,8 +135,11 @@ def unit_done(out: Path, unit: int) -> dict[str, Any] | None:
     shard = out / "data" / f"{shard_name(unit)}.arrow"
     if stats_path.exists() and shard.exists():
         try:
-            return json.loads(stats_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+            if stats.get("shard", {}).get("sha256") != sha256_file(shard):
+                return None  # damaged since it was written: redo the unit
+            return stats
+        except (OSError, ValueError, AttributeError):
             return None
     return None
 
@@ -109,11 +149,22 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     t0 = time.time()
     config.validate()
     files = _inputs(config)
-    out = Path(config.out)
-    prepare_out_dir(config, out)
-    for stale in (out / "data").glob("*.tmp-*") if (out / "data").exists() else []:
-        stale.unlink()  # partial shards of a killed build never carry a final name; clean them
     bad_files: list[dict[str, str]] = []
+    unreadable: list[tuple[InputFile, str]] = []
+    for f in files:  # every input is checked before any work starts
+        why = check_input(f.path)
+        if why is not None:
+            if not config.skip_bad_files:
+                raise ZhmaskError(f"cannot read input {f.path}: {why} (use --skip-bad-files to skip it)")
+            unreadable.append((f, why))
+            bad_files.append({"file": str(f.path), "error": why})
+    skipped_paths = {f.path for f, _ in unreadable}
+    files = [f for f in files if f.path not in skipped_paths]
+    out = Path(config.out)
+    prepare_out_dir(config, out, files)
+    for folder in (out, out / "data"):
+        for stale in folder.glob("*.tmp-*") if folder.is_dir() else []:
+            stale.unlink()  # partial files of a killed build never carry a final name; clean them
     results: dict[int, dict[str, Any]] = {}
     skipped = 0
 
@@ -143,13 +194,14 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
         run_units_local(config, units(), out, collect)
 
-    manifest = assemble_manifest(config, files, results, bad_files)
+    manifest = assemble_manifest(config, files, results, bad_files, unreadable)
     write_json_atomic(out / MANIFEST, manifest)
     return BuildResult(out, manifest, time.time() - t0, skipped)
 
 
 def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict[int, dict[str, Any]],
-                      bad_files: list[dict[str, str]]) -> dict[str, Any]:
+                      bad_files: list[dict[str, str]],
+                      unreadable: list[tuple[InputFile, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     total = new_stats()
     shards = []
     for unit in sorted(results):
@@ -167,6 +219,8 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         except BadInputFile as exc:
             entry["error"] = str(exc)
         inputs.append(entry)
+    for f, why in unreadable:
+        inputs.append({"file": str(f.path), "name": f.name, "error": why})
     return {
         "zhmask_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -185,5 +239,7 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "label_counts": total["labels"],
         "masking": total["masking"],
         "events": dict(sorted(total["events"].items())),
+        "decode_errors": total.get("decode_errors", [])[:MAX_REPORTED],
+        "unk_chars": dict(sorted(total.get("unk_chars", {}).items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_REPORTED]),
         "shards": shards,
     }

@@ -48,6 +48,8 @@ Examples:
   zhmask build-corpus news.jsonl.zst --text-field text --title-field title \\
       --tasks mlm,sop --masking ngram --out out/
   zhmask build-corpus --pipeline macbert wiki/*.txt --out out/
+  zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
+      --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
 """
 
 
@@ -80,6 +82,7 @@ Examples:
 @click.option("--dupe-factor", type=int, default=None, help="Differently masked copies of each example (default 1).")
 @click.option("--option", "extra_opts", multiple=True, help="Strategy/task knob KEY=VALUE (repeatable).")
 @click.option("--min-cjk-ratio", type=float, default=None, help="Reject documents with a smaller share of CJK characters.")
+@click.option("--max-doc-mb", type=float, default=None, help="Cut longer lines/records into documents at sentence ends (default 1).")
 @click.option("--on-decode-error", default=None, help="replace (default) | skip | fail, for invalid UTF-8.")
 @click.option("--skip-bad-files", is_flag=True, default=None, help="Skip unreadable or corrupt files, listing them in the manifest.")
 @click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000).")
@@ -194,6 +197,9 @@ def print_summary(result) -> None:
             lines.append(f"  labels     {task}: " + "  ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))))
     if m.get("bad_files"):
         lines.append(f"  bad files  {len(m['bad_files'])} skipped (listed in manifest.json)")
+    if m.get("decode_errors"):
+        n_bad = m["events"].get("invalid_utf8_replaced", 0) + m["documents_rejected"].get("invalid_utf8", 0)
+        lines.append(f"  invalid UTF-8  {n_bad:,} document(s), first at {m['decode_errors'][0]} (manifest.json: decode_errors)")
     lines.append(f"  manifest   {result.out_dir / 'manifest.json'}")
     click.echo("\n".join(lines))
 

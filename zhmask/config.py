@@ -40,6 +40,7 @@ class BuildConfig:
     on_decode_error: str = "replace"
     skip_bad_files: bool = False
     min_cjk_ratio: float = 0.0
+    max_doc_mb: float = 1.0  # longer lines/records are cut into pieces at sentence ends
     # normalisation
     t2s: bool = False
     # segmentation and entities
@@ -120,6 +121,7 @@ class BuildConfig:
     # ------------------------------------------------------------------ validation
     def validate(self) -> "BuildConfig":
         """Check every option before any work starts; raise ZhmaskError with one line."""
+        _check_types(self)
         def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
             if value not in allowed:
                 raise ZhmaskError(f"--{name.replace('_', '-')}: {value!r} is not one of {', '.join(allowed)}")
@@ -156,6 +158,22 @@ class BuildConfig:
         for p in list(self.user_dict) + [x for x in (self.vocab, self.tokenizer, self.segmenter_model) if x]:
             if not Path(p).exists():
                 raise ZhmaskError(f"file not found: {p}")
+        for p in list(self.user_dict) + [x for x in (self.vocab, self.tokenizer) if x]:
+            if not Path(p).is_file():
+                raise ZhmaskError(f"not a file: {p}")
+            try:
+                with open(p, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                raise ZhmaskError(f"cannot read {p}: {exc.strerror or exc}") from None
+        if not 0.001 <= self.max_doc_mb <= 1024:
+            raise ZhmaskError(f"--max-doc-mb must be between 0.001 and 1024, got {self.max_doc_mb}")
+        if self.vocab and not self.tokenizer:
+            from zhmask.steps.tokenize import load_vocab
+
+            load_vocab(self.vocab)  # one line naming the missing [CLS] [SEP] [MASK] [PAD] [UNK]
+        if self.tokenizer:
+            _check_tokenizer_json(self.tokenizer)
         if not self.tasks:
             raise ZhmaskError("--tasks needs at least one task")
         from zhmask.labels import TASKS
@@ -174,3 +192,42 @@ class BuildConfig:
         STRATEGIES.validate([self.masking], self)
         TASKS.validate(list(self.tasks), self)
         return self
+
+
+def _check_tokenizer_json(path: str) -> None:
+    """A tokenizer.json must parse and hold the five special tokens (checked before any work)."""
+    from zhmask.steps.tokenize import SPECIALS
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        vocab = data["model"]["vocab"]
+        names = set(vocab) if isinstance(vocab, dict) else {v[0] for v in vocab}
+        names |= {t.get("content") for t in data.get("added_tokens") or []}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ZhmaskError(f"cannot read tokenizer {path}: {type(exc).__name__}: {exc}") from None
+    missing = [t for t in SPECIALS if t not in names]
+    if missing:
+        raise ZhmaskError(f"tokenizer {path} lacks the special token(s) {' '.join(missing)}")
+
+
+_TYPE_CHECKS = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string"),
+    "list[str]": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "list[str] | None": (lambda v: v is None or (isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+                         "a list of strings"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "a table of options"),
+}
+
+
+def _check_types(cfg: "BuildConfig") -> None:
+    """Values from TOML or the library API have the declared types (one line otherwise)."""
+    for f in dataclasses.fields(cfg):
+        check = _TYPE_CHECKS.get(str(f.type))
+        v = getattr(cfg, f.name)
+        if check is not None and not check[0](v):
+            raise ZhmaskError(f"--{f.name.replace('_', '-')} must be {check[1]}, got {v!r}")

@@ -9,3 +9,9 @@ class ZhmaskError(Exception):
 
 class BadInputFile(ZhmaskError):
     """An input file cannot be read or decoded (named in the message)."""
+
+
+class BuildFailed(ZhmaskError):
+    """A document or a worker process crashed the build (named in the message); exit code 1."""
+
+    exit_code = 1

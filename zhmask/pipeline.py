@@ -62,6 +62,9 @@ def merge_stats(total: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
     for k, v in part.items():
         if isinstance(v, dict):
             merge_stats(total.setdefault(k, {}), v)
+        elif isinstance(v, list):  # reported locations (decode errors): kept in order, capped
+            cur = total.setdefault(k, [])
+            cur.extend(v[: max(0, 1000 - len(cur))])
         elif isinstance(v, (int, float)):
             total[k] = total.get(k, 0) + v
     return total
@@ -134,12 +137,19 @@ class Pipeline:
     def rows(self, ex: Example, stats: dict[str, Any]) -> Iterable[dict[str, Any]]:
         """Schema rows for one example: ``dupe_factor`` differently masked copies."""
         cfg = self.config
+        ref = None
+        if ex.extra.get("chinese_ref") is None:  # whole-word interop column, from the unmasked ids
+            from zhmask.masking.units import chinese_ref, cjk_token_table
+
+            ref = chinese_ref(ex.input_ids, ex.word_ids, cjk_token_table(self.tok))
         for k in range(cfg.dupe_factor):
-            rng = rng_for(cfg.seed, ex.example_id, "mask", k)
+            rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
             res = self.mask(ex, rng)
             for key, n in res.stats.items():
                 _bump(stats["masking"], key, int(n))
             row = example_row(ex, res.input_ids, res.labels)
+            if ref is not None:
+                row["chinese_ref"] = ref
             if cfg.dupe_factor > 1:
                 row["example_id"] = f"{ex.example_id}@{k}"
             yield row
@@ -153,9 +163,15 @@ class Pipeline:
         events: Counter = Counter()
         self.ctx.events = events
         docs: list[Document] = []
+        decode_errors: list[str] = []
+        unk_chars: Counter = Counter()
         for raw in raws:
             stats["documents_read"] += 1
             stats["bytes"] += raw.nbytes
+            for e in raw.events:  # reader events: long_line_piece, invalid_utf8_replaced, ...
+                events[e] += 1
+            if (raw.reject == "invalid_utf8" or "invalid_utf8_replaced" in raw.events) and len(decode_errors) < 100:
+                decode_errors.append(f"{raw.where} ({'skipped' if raw.reject else 'replaced'})")
             try:
                 doc, reason = self.document(raw, events)
             except Exception as exc:  # a crash names its document
@@ -163,12 +179,34 @@ class Pipeline:
             if doc is None:
                 _bump(stats["documents_rejected"], reason or "unknown")
                 continue
+            if doc.tokens is not None and self.tok.unk_id in doc.tokens.ids:  # which characters became [UNK]
+                for i in np.flatnonzero(doc.tokens.ids == self.tok.unk_id)[:1000].tolist():
+                    unk_chars[doc.text[int(doc.tokens.starts[i]):int(doc.tokens.ends[i])][:16]] += 1
             docs.append(doc)
+        if decode_errors:
+            stats["decode_errors"] = decode_errors
+        if unk_chars:
+            stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
         shard = Path(out_dir) / "data" / f"{shard_name(unit)}.arrow"
         schema = schema_with_metadata(self.config_for_metadata(), __version__)
+        from zhmask.errors import ZhmaskError
+
+        last = "none"
         with ShardWriter(shard, schema) as w:
-            for ex in self.examples(docs):
+            gen = iter(self.examples(docs))
+            while True:
+                try:
+                    ex = next(gen)
+                except StopIteration:
+                    break
+                except ZhmaskError:
+                    raise
+                except Exception as exc:  # name what crashed: the unit, its documents, the last example
+                    span = f"{docs[0].id} .. {docs[-1].id}" if docs else "none"
+                    raise DocumentCrash(f"a task generator crashed in unit {unit} (documents {span}) after example "
+                                        f"{last}: {type(exc).__name__}: {exc}") from exc
+                last = ex.example_id
                 written.add(ex.doc_id)
                 _bump(stats["examples"], ex.task)
                 if ex.label >= 0:
@@ -176,7 +214,14 @@ class Pipeline:
                 n_tok = int(len(ex.input_ids))
                 stats["tokens"] += n_tok
                 stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == self.tok.unk_id))
-                for row in self.rows(ex, stats):
+                try:
+                    rows = list(self.rows(ex, stats))
+                except ZhmaskError:
+                    raise
+                except Exception as exc:
+                    raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} (document "
+                                        f"{ex.doc_id}): {type(exc).__name__}: {exc}") from exc
+                for row in rows:
                     w.write(row)
         for doc in docs:
             if doc.id in written:

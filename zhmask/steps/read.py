@@ -9,21 +9,30 @@ manifest accounts for them.
 
 Lines are split on ``\\n`` only (``\\r\\n`` is accepted): U+2028, U+2029, U+0085, vertical tab and
 form feed inside a line never start a new document.
+
+Files are read in blocks of 1 MiB, never a line at a time, so memory stays bounded whatever
+the input: a line (or a record's text) longer than ``max_doc_bytes`` (``--max-doc-mb``) is cut
+into pieces of at most that size, at the last sentence end inside the limit (a hard cut at a
+UTF-8 character boundary when there is none), and each piece becomes a document with the id
+``<file>:<line>#<k>`` (counted as ``long_line_piece`` / ``long_line_hard_cut`` events).
 """
 from __future__ import annotations
 
 import glob
 import gzip
-import io
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NamedTuple
 
 from zhmask.errors import BadInputFile, ZhmaskError
 
 TEXT_SUFFIXES = {".txt", ".text", ".tsv", ".md", ""}
+READ_BLOCK = 1 << 20
+DEFAULT_MAX_DOC_BYTES = 1_000_000
+# A JSONL record is parsed whole; one longer than this is rejected (record_too_large) unread.
+MAX_RECORD_BYTES = 64 << 20
 JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
 
 
@@ -36,6 +45,7 @@ class RawDoc:
     reject: str | None = None  # reason when the record cannot become a document
     where: str | None = None  # file:line for reports
     nbytes: int = 0  # size of the record in the input, for MB/s
+    events: tuple[str, ...] = ()  # reader events (long_line_piece, invalid_utf8_replaced, ...), counted
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
             base = _glob_root(arg)
             out += [InputFile(m, _rel(m, base)) for m in matches]
         elif p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            files = _walk(p)
             if not files:
                 raise ZhmaskError(f"input directory {arg} holds no files")
             out += [InputFile(f, f.relative_to(p).as_posix()) for f in files]
@@ -71,6 +81,27 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
             out[f_idx] = InputFile(f.path, f.path.as_posix())
         seen.add(f.name)
     return out
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every entry under ``root`` that is not a directory, sorted, hidden names skipped.
+
+    Dangling links, FIFOs and sockets are listed, and so is a subdirectory that cannot be
+    listed, so that :func:`check_input` reports them instead of silently skipping (or blocking
+    on) them.
+    """
+    found: list[Path] = []
+
+    def unlistable(exc: OSError) -> None:
+        if exc.filename and Path(exc.filename) != root:
+            found.append(Path(exc.filename))
+        elif exc.filename:
+            raise ZhmaskError(f"cannot list input directory {root}: {exc.strerror or exc}")
+
+    for folder, dirs, names in os.walk(root, onerror=unlistable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / n for n in names if not n.startswith(".")]
+    return sorted(found)
 
 
 def _glob_root(pattern: str) -> Path:
@@ -122,35 +153,152 @@ def open_binary(path: Path) -> IO[bytes]:
         raise BadInputFile(f"cannot open {path}: {exc.strerror or exc}") from None
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line bytes without the newline); splits on b'\\n' only."""
+# Sentence ends a long line may be cut after (UTF-8), and closing marks that stay with them.
+_SENT_ENDS = tuple(ch.encode("utf-8") for ch in "。！？；!?;…")
+_CLOSERS = tuple(ch.encode("utf-8") for ch in "”’」』）)》】\"'")
+
+
+def cut_point(buf: bytes | bytearray, limit: int) -> tuple[int, bool]:
+    """Where to cut ``buf`` (longer than ``limit``): (offset <= limit, True when no sentence end).
+
+    The cut falls after the last sentence end (with its closing quotes or brackets) inside the
+    limit; without one, at the last UTF-8 character start at or before the limit.
+    """
+    best = -1
+    for m in _SENT_ENDS:
+        i = buf.rfind(m, 0, limit)
+        if i >= 0 and i + len(m) > best:
+            best = i + len(m)
+    if best > 0:
+        moved = True
+        while moved:
+            moved = False
+            for c in _CLOSERS:
+                if buf.startswith(c, best) and best + len(c) <= limit:
+                    best += len(c)
+                    moved = True
+        return best, False
+    cut = limit
+    while cut > 0 and (buf[cut] & 0xC0) == 0x80:  # never inside a UTF-8 sequence
+        cut -= 1
+    return (cut if cut > 0 else limit), True
+
+
+def split_bytes(data: bytes | bytearray, limit: int) -> Iterator[tuple[bytes, bool]]:
+    """Pieces of at most ``limit`` bytes, cut by :func:`cut_point`; (piece, hard cut)."""
+    start = 0
+    n = len(data)
+    while n - start > limit:
+        cut, hard = cut_point(memoryview(data)[start:start + limit + 1].tobytes(), limit)
+        yield bytes(data[start:start + cut]), hard
+        start += cut
+    yield bytes(data[start:]), False
+
+
+def _blocks(path: Path, where: list[int]) -> Iterator[bytes]:
+    """The file's bytes in blocks; read errors become BadInputFile naming the file."""
     fh = open_binary(path)
     try:
-        stream = fh if isinstance(fh, io.BufferedIOBase) and hasattr(fh, "readline") else io.BufferedReader(fh)  # type: ignore[arg-type]
-        n = 0
         while True:
             try:
-                line = stream.readline()
-            except (OSError, EOFError, ValueError) as exc:
-                raise BadInputFile(f"{path}: corrupt or truncated compressed data after line {n} ({exc})") from None
-            except Exception as exc:  # zstandard.ZstdError and friends
-                raise BadInputFile(f"{path}: corrupt or truncated compressed data after line {n} ({exc})") from None
-            if not line:
-                break
-            n += 1
-            if line.endswith(b"\n"):
-                line = line[:-1]
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if n == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            yield n, line
+                block = fh.read(READ_BLOCK)
+            except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
+                what = "corrupt or truncated compressed data" if path.name.lower().endswith((".gz", ".zst", ".zstd")) \
+                    else "read error"
+                raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
+            if not block:
+                return
+            yield block
     finally:
-        fh.close()
+        try:
+            fh.close()
+        except Exception:
+            pass
+
+
+class Line(NamedTuple):
+    n: int  # 1-based line number
+    piece: int | None  # None for a whole line; 0, 1, ... for the pieces of an over-long line
+    data: bytes  # without the newline (and without a trailing \r on the last piece)
+    hard: bool  # this piece was cut at a character boundary, not at a sentence end
+    last: bool  # the line's last piece (always True for a whole line)
+
+
+def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Line]:
+    """The lines of ``path``, read in blocks, as :class:`Line` tuples.
+
+    Lines are split on ``b"\n"`` only; a trailing ``\r`` and a UTF-8 BOM at the start of the
+    file are removed.  A line longer than ``max_bytes`` comes as pieces 0, 1, ... of at most
+    ``max_bytes`` (see :func:`cut_point`).  At most ``max_bytes`` plus one block is held in
+    memory, whatever the length of a line.
+    """
+    where = [0]
+    n = 1  # the current (unfinished) line
+    carry = bytearray()
+    piece = 0  # pieces of the current line already emitted
+
+    def emit(line: bytes | bytearray, final: bool) -> Iterator[Line]:
+        nonlocal piece
+        if final and line.endswith(b"\r"):
+            line = line[:-1]
+        if piece == 0 and final and len(line) <= max_bytes:
+            yield Line(n, None, bytes(line), False, True)
+            return
+        start = 0
+        while len(line) - start > max_bytes:
+            cut, hard = cut_point(bytes(line[start:start + max_bytes + 1]), max_bytes)
+            yield Line(n, piece, bytes(line[start:start + cut]), hard, False)
+            piece += 1
+            start += cut
+        if final:
+            yield Line(n, piece, bytes(line[start:]), False, True)
+        elif start:
+            del line[:start]  # type: ignore[arg-type]
+
+    def lines_of(block: bytes) -> Iterator[Line]:
+        nonlocal carry, n, piece
+        start = 0
+        while True:
+            nl = block.find(b"\n", start)
+            if nl < 0:
+                carry += block[start:]
+                if len(carry) > max_bytes:
+                    yield from emit(carry, final=False)
+                return
+            if carry:
+                carry += block[start:nl]
+                yield from emit(carry, final=True)
+                carry = bytearray()
+            else:
+                yield from emit(block[start:nl], final=True)
+            where[0] = n
+            n += 1
+            piece = 0
+            start = nl + 1
+
+    head = b""
+    first = True
+    for block in _blocks(path, where):
+        if first:  # the BOM may straddle tiny first blocks of a compressed stream
+            head += block
+            if len(head) < 3:
+                continue
+            block = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+            head, first = b"", False
+        yield from lines_of(block)
+    if first and head:  # a file of fewer than three bytes
+        yield from lines_of(head)
+    if carry or piece:
+        yield from emit(carry, final=True)
 
 
 def decode(line: bytes, mode: str, where: str) -> tuple[str | None, str | None]:
-    """Decode UTF-8 per ``--on-decode-error``; returns (text, reject reason)."""
+    """Decode UTF-8 per ``--on-decode-error``; returns (text, reject reason).
+
+    ``replace`` puts U+FFFD for each bad sequence (the caller counts ``invalid_utf8_replaced``),
+    ``skip`` rejects the document as ``invalid_utf8``, ``fail`` stops the build naming file,
+    line and byte offset.
+    """
     try:
         return line.decode("utf-8"), None
     except UnicodeDecodeError as exc:
@@ -158,42 +306,64 @@ def decode(line: bytes, mode: str, where: str) -> tuple[str | None, str | None]:
             return line.decode("utf-8", errors="replace"), None
         if mode == "skip":
             return None, "invalid_utf8"
-        raise BadInputFile(f"{where}: invalid UTF-8 at byte {exc.start} (use --on-decode-error replace|skip)") from None
+        raise DecodeFailure(f"{where}: invalid UTF-8 at byte {exc.start} (use --on-decode-error replace|skip)") from None
 
 
-def read_text(f: InputFile, doc_sep: str, on_decode_error: str) -> Iterator[RawDoc]:
+class DecodeFailure(ZhmaskError):
+    """Invalid UTF-8 with ``--on-decode-error fail``: ends the build even with --skip-bad-files."""
+
+
+def _decoded_doc(doc_id: str, where: str, data: bytes, mode: str, events: tuple[str, ...]) -> RawDoc:
+    text, reject = decode(data, mode, where)
+    if text is not None and reject is None and "\ufffd" in text and mode == "replace":
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            events = events + ("invalid_utf8_replaced",)
+    return RawDoc(doc_id, text or "", reject=reject, where=where, nbytes=len(data) + 1, events=events)
+
+
+def _piece_events(piece: int | None, hard: bool) -> tuple[str, ...]:
+    if piece is None:
+        return ()
+    return ("long_line_piece", "long_line_hard_cut") if hard else ("long_line_piece",)
+
+
+def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
+              max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
     if doc_sep == "line":
-        for n, line in iter_lines(f.path):
+        for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes):
             where = f"{f.path}:{n}"
-            text, reject = decode(line, on_decode_error, where)
-            yield RawDoc(f"{f.name}:{n}", text or "", reject=reject, where=where, nbytes=len(line) + 1)
+            doc_id = f"{f.name}:{n}" if piece is None else f"{f.name}:{n}#{piece}"
+            yield _decoded_doc(doc_id, where, line, on_decode_error, _piece_events(piece, hard))
         return
-    # blank-line separated documents, one sentence or paragraph a line
-    buf: list[str] = []
+    # blank-line separated documents, one sentence or paragraph a line; a document that grows
+    # past max_doc_bytes is emitted in pieces <file>:<first line>#k
+    buf: list[bytes] = []
+    size = 0
     start = 0
-    bad = False
-    for n, line in iter_lines(f.path):
-        where = f"{f.path}:{n}"
-        if not line.strip():
-            if buf or bad:
-                yield _blank_doc(f, start, buf, bad)
-            buf, bad = [], False
+    k = 0
+    for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes):
+        if piece is None and not line.strip():
+            if buf:
+                yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
+            buf, size, k = [], 0, 0
             continue
-        if not buf and not bad:
+        if not buf and k == 0:
             start = n
-        text, reject = decode(line, on_decode_error, where)
-        if reject:
-            bad = True
-        elif text is not None:
-            buf.append(text)
-    if buf or bad:
-        yield _blank_doc(f, start, buf, bad)
+        if buf and size + len(line) + 1 > max_doc_bytes:
+            yield _blank_doc(f, start, buf, on_decode_error, k)
+            buf, size, k = [], 0, k + 1
+        buf.append(line)
+        size += len(line) + 1
+    if buf:
+        yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
 
 
-def _blank_doc(f: InputFile, start: int, buf: list[str], bad: bool) -> RawDoc:
-    text = "\n".join(buf)
-    return RawDoc(f"{f.name}:{start}", text, reject="invalid_utf8" if bad else None, where=f"{f.path}:{start}",
-                  nbytes=len(text.encode("utf-8", "replace")) + 1)
+def _blank_doc(f: InputFile, start: int, buf: list[bytes], mode: str, piece: int | None) -> RawDoc:
+    doc_id = f"{f.name}:{start}" if piece is None else f"{f.name}:{start}#{piece}"
+    doc = _decoded_doc(doc_id, f"{f.path}:{start}", b"\n".join(buf), mode, _piece_events(piece, False))
+    return doc
 
 
 def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field: str | None) -> RawDoc:
@@ -211,27 +381,74 @@ def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field:
     return RawDoc(doc_id, text, title=title or None, meta=meta, where=where)
 
 
-def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str) -> Iterator[RawDoc]:
-    for n, line in iter_lines(f.path):
+def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+    parts: list[bytes] = []
+    size = 0
+    too_large = False
+    for n, piece, chunk, _, last in iter_lines(f.path, max_doc_bytes):
+        if piece is not None:  # a record longer than max_doc_bytes: gather it up to MAX_RECORD_BYTES
+            if piece == 0:
+                parts, size, too_large = [], 0, False
+            size += len(chunk)
+            if size > MAX_RECORD_BYTES:
+                too_large, parts = True, []
+            elif not too_large:
+                parts.append(chunk)
+            if not last:
+                continue
         where = f"{f.path}:{n}"
         doc_id = f"{f.name}:{n}"
+        if piece is not None:
+            if too_large:
+                yield RawDoc(doc_id, "", reject="record_too_large", where=where, nbytes=size + 1)
+                parts = []
+                continue
+            line, parts = b"".join(parts), []
+        else:
+            line = chunk
         if not line.strip():
             continue  # blank lines between records are not records
         text, reject = decode(line, on_decode_error, where)
         if reject:
-            yield RawDoc(doc_id, "", reject=reject, where=where)
+            yield RawDoc(doc_id, "", reject=reject, where=where, nbytes=len(line) + 1)
             continue
         try:
-            rec = json.loads(text)  # type: ignore[arg-type]
-        except json.JSONDecodeError:
-            yield RawDoc(doc_id, "", reject="bad_json", where=where)
+            rec = json.loads(text, strict=False)  # type: ignore[arg-type]  # raw control chars allowed in strings
+        except (json.JSONDecodeError, RecursionError):
+            yield RawDoc(doc_id, "", reject="bad_json", where=where, nbytes=len(line) + 1)
             continue
         doc = _record_doc(rec, doc_id, where, text_field, title_field)
         doc.nbytes = len(line) + 1
+        if "\ufffd" in text and on_decode_error == "replace" and _had_bad_utf8(line):
+            doc.events = doc.events + ("invalid_utf8_replaced",)
+        yield from _split_doc(doc, max_doc_bytes)
+
+
+def _had_bad_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return False
+    except UnicodeDecodeError:
+        return True
+
+
+def _split_doc(doc: RawDoc, limit: int) -> Iterator[RawDoc]:
+    """A record whose text is longer than ``limit`` bytes, as pieces ``<id>#k`` (tables, JSONL)."""
+    if doc.reject or len(doc.text) * 4 <= limit:
         yield doc
+        return
+    data = doc.text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        yield doc
+        return
+    for k, (piece, hard) in enumerate(split_bytes(data, limit)):
+        yield RawDoc(f"{doc.id}#{k}", piece.decode("utf-8", "surrogatepass"), title=doc.title, meta=dict(doc.meta),
+                     where=doc.where, nbytes=len(piece), events=doc.events + _piece_events(k, hard))
 
 
-def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None) -> Iterator[RawDoc]:
+def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
     import pyarrow as pa
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
@@ -246,14 +463,24 @@ def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFile(f"{f.path}: not a readable {fmt} file ({exc})") from None
     idx = 0
-    for batch in batches:
+
+    def safe(it):
+        while True:
+            try:
+                yield next(it)
+            except StopIteration:
+                return
+            except (pa.ArrowException, OSError) as exc:
+                raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {idx} ({exc})") from None
+
+    for batch in safe(iter(batches)):
         if text_field not in batch.schema.names:
             raise ZhmaskError(f"{f.path}: no column {text_field!r} (columns: {', '.join(batch.schema.names)}); use --text-field")
         rows = batch.to_pylist()
         for rec in rows:
             doc = _record_doc(rec, f"{f.name}:{idx}", f"{f.path}:{idx}", text_field, title_field)
             doc.nbytes = len(doc.text.encode("utf-8", "replace"))
-            yield doc
+            yield from _split_doc(doc, max_doc_bytes)
             idx += 1
 
 
@@ -277,14 +504,44 @@ def _arrow_batches(path: Path):
 
 
 def read_file(f: InputFile, *, fmt: str, doc_sep: str, text_field: str, title_field: str | None,
-              on_decode_error: str) -> Iterator[RawDoc]:
+              on_decode_error: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
     kind = detect_format(f.path, fmt)
     if kind == "text":
-        yield from read_text(f, doc_sep, on_decode_error)
+        yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes)
     elif kind == "jsonl":
-        yield from read_jsonl(f, text_field, title_field, on_decode_error)
+        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes)
     else:
-        yield from read_table(f, kind, text_field, title_field)
+        yield from read_table(f, kind, text_field, title_field, max_doc_bytes)
+
+
+def check_input(path: Path) -> str | None:
+    """Why ``path`` cannot be read (dangling link, not a regular file, permission), or None.
+
+    Checked for every input before any work starts.  A FIFO or socket is never opened (that
+    would block); a regular file is opened and one byte read.
+    """
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "dangling symbolic link" if os.path.islink(path) else "file not found"
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            return f"cannot list directory: {exc.strerror or exc}"
+        return "is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (FIFO, socket or device)"
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    return None
 
 
 def file_fingerprint(path: Path) -> dict[str, Any]:

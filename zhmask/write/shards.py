@@ -3,6 +3,11 @@
 A shard ``data/shard-00042.arrow`` is complete when it has been renamed into place and its
 ``data/shard-00042.stats.json`` (the unit's counters, the shard's row count and sha256) has
 been written: a rerun skips units that have both.
+
+No partial file ever carries a final name: the shard is written to ``shard-NNNNN.arrow.tmp-PID``,
+flushed to disk (fsync), hashed, and renamed; a write error (a full disk, an I/O error) removes
+the temporary file and ends the build with one line naming the shard, leaving every finished
+shard as it was.
 """
 from __future__ import annotations
 
@@ -47,10 +52,17 @@ class ShardWriter:
         self.sha256: str | None = None
 
     def __enter__(self) -> "ShardWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._sink = pa.OSFile(str(self.tmp), "wb")
-        self._writer = ipc.new_stream(self._sink, self.schema)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = self._open_sink()
+            self._writer = ipc.new_stream(self._sink, self.schema)
+        except OSError as err:
+            self._discard()
+            raise ZhmaskError(f"cannot write {self.path}: {err}") from None
         return self
+
+    def _open_sink(self):
+        return pa.OSFile(str(self.tmp), "wb")
 
     def write(self, row: dict[str, Any]) -> None:
         self._buf.append(row)
@@ -71,15 +83,20 @@ class ShardWriter:
             self._sink.close()  # type: ignore[union-attr]
         except OSError as err:
             self._discard()
+            if exc_type is not None and not issubclass(exc_type, OSError):
+                return  # the original error is the one to report
             raise ZhmaskError(f"cannot write {self.path}: {err}") from None
         if exc_type is not None:
             self._discard()
+            if issubclass(exc_type, OSError):  # e.g. no space left while writing a batch
+                raise ZhmaskError(f"cannot write {self.path}: {exc}") from None
             return
         try:
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             self.sha256 = sha256_file(self.tmp)
             os.replace(self.tmp, self.path)
+            _fsync_dir(self.path.parent)
         except OSError as err:
             self._discard()
             raise ZhmaskError(f"cannot write {self.path}: {err}") from None
@@ -91,6 +108,20 @@ class ShardWriter:
             pass
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: some filesystems refuse fsync on directories)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
@@ -100,6 +131,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except OSError as err:
         try:
             tmp.unlink()
