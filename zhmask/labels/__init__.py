@@ -18,3 +18,5 @@ register = TASKS.register
 from zhmask.labels import mlm  # noqa: E402,F401
 from zhmask.labels import ernie_gen  # noqa: E402,F401
 from zhmask.labels import seq2seq  # noqa: E402,F401
+from zhmask.labels import nsp  # noqa: E402,F401
+from zhmask.labels import sop  # noqa: E402,F401
