@@ -20,3 +20,5 @@ from zhmask.labels import ernie_gen  # noqa: E402,F401
 from zhmask.labels import seq2seq  # noqa: E402,F401
 from zhmask.labels import nsp  # noqa: E402,F401
 from zhmask.labels import sop  # noqa: E402,F401
+from zhmask.labels import sentence_reorder  # noqa: E402,F401
+from zhmask.labels import sentence_distance  # noqa: E402,F401
