@@ -23,3 +23,4 @@ from zhmask.labels import sop  # noqa: E402,F401
 from zhmask.labels import sentence_reorder  # noqa: E402,F401
 from zhmask.labels import sentence_distance  # noqa: E402,F401
 from zhmask.labels import ir_relevance  # noqa: E402,F401
+from zhmask.labels import discourse_relation  # noqa: E402,F401
