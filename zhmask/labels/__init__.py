@@ -24,3 +24,5 @@ from zhmask.labels import sentence_reorder  # noqa: E402,F401
 from zhmask.labels import sentence_distance  # noqa: E402,F401
 from zhmask.labels import ir_relevance  # noqa: E402,F401
 from zhmask.labels import discourse_relation  # noqa: E402,F401
+from zhmask.labels import token_document_relation  # noqa: E402,F401
+from zhmask.labels import capitalization  # noqa: E402,F401
