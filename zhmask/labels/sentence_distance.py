@@ -64,4 +64,6 @@ def check_sentence_distance(row: dict[str, Any], ctx: dict[str, Any]) -> list[st
         same = src[0]["doc_id"] == src[1]["doc_id"] == row["doc_id"]
         if (row["label"] < 2) != same:
             bad.append(f"label {row['label']} but the segments come from {'one' if same else 'two'} document(s)")
+        elif row["label"] == 0 and src[1]["start"] < src[0]["end"]:
+            bad.append("label 0 but B does not follow A")
     return bad

@@ -18,7 +18,10 @@ two token types; segment boundaries are in ``span_bounds`` and at the ``[SEP]`` 
 Spans are packed greedily from consecutive sentences up to ``max_seq_length - 1 - m`` tokens;
 the label is drawn uniformly over the classes whose ``n`` does not exceed the number of
 sentences in the span (over all classes once a span holds ``m`` sentences); the cut points are
-uniform among the sentence boundaries.
+uniform among the sentence boundaries.  A span of a single sentence (a one-sentence document, or
+a sentence too long to share a span) is skipped (``sentence_reorder_single_sentence_span``) when
+``m >= 2``: it could only be class 0.  The number of segments is visible from the ``[SEP]`` count,
+as ERNIE's segment markers make it; the model learns the order within it.
 """
 from __future__ import annotations
 
@@ -109,7 +112,11 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         ranges = sentence_token_ranges(doc, budget, ctx.events)
         spans = pack_ranges(ranges, budget, 0.0, ctx.rng(doc.id, "sentence_reorder_pack"))
         rng = ctx.rng(doc.id, "sentence_reorder_label")
-        for k, span in enumerate(spans):
+        k = 0
+        for span in spans:
+            if len(span) < 2 <= m:  # nothing to reorder: would always be class 0, visible from one [SEP]
+                ctx.events["sentence_reorder_single_sentence_span"] += 1
+                continue
             label = int(rng.integers(upto[min(m, len(span))]))
             perm = table[label]
             n = len(perm)
@@ -122,6 +129,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             seps = np.flatnonzero(ex.word_ids == -1)[1:]  # [CLS] then one [SEP] per segment
             ex.extra["span_bounds"] = np.concatenate([[1], seps + 1]).astype(np.int32)
             ctx.events[f"sentence_reorder_segments_{n}"] += 1
+            k += 1
             yield ex
 
 
