@@ -126,12 +126,20 @@ def test_class_balance_within_5_points(built):
         assert Counter(str(r["label"]) for r in by_task(rows, task)) == Counter(c)
 
 
-def test_deterministic_for_any_worker_count(tmp_path):
+def test_deterministic_for_any_worker_count_with_masking_on_top(tmp_path):
+    """Knowledge masking on top of every task (as ERNIE 2.0 does); the rows stay sound."""
     shas = []
     for workers in (1, 2):
-        res = build_corpus(config(tmp_path / f"w{workers}", workers=workers, docs_per_shard=40).validate())
+        res = build_corpus(config(tmp_path / f"w{workers}", workers=workers, docs_per_shard=40,
+                                  masking="knowledge").validate())
         shas.append([s["sha256"] for s in res.manifest["shards"]])
     assert len(shas[0]) == 4 and shas[0] == shas[1]
+    assert verify_build(tmp_path / "w1") == []
+    rows = rows_of(tmp_path / "w1")
+    ir = by_task(rows, "ir_relevance")
+    assert sum(1 for r in ir if r["entities"]) > 20  # entities of the passage carried over
+    for task in TASKS:
+        assert any(any(x != -100 for x in r["labels"]) for r in by_task(rows, task)), task
 
 
 # ------------------------------------------------------------------------------ nsp / sop

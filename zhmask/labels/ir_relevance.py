@@ -176,7 +176,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         d, t = docs[j], titles[j]
         if t is None or not len(t.tokens):
             return Segment(d, [(0, len(d.tokens))])
-        p = concat_docs(f"{d.id}#passage", [t, d])
+        p = concat_docs(f"{d.id}#passage", [t, d], ctx.ent_cache)
         return Segment(p, [(0, len(p.tokens))], source_id=d.id, span=False)
 
     for (i, q), ranked, label in zip(queries, hits, labels):

@@ -239,10 +239,16 @@ def mini_doc(ctx, doc_id: str, text: str, words: list[str] | None = None) -> Doc
     return doc
 
 
-def concat_docs(doc_id: str, parts: Sequence[Document]) -> Document:
-    """One token sequence from several documents (title then text): words renumbered, no entities."""
+def concat_docs(doc_id: str, parts: Sequence[Document], ent_cache: dict | None = None) -> Document:
+    """One token sequence from several documents (title then text), words renumbered.
+
+    The parts' entities, as token spans, go into ``ent_cache`` under ``doc_id`` (where
+    :func:`build_example` looks first), so that knowledge masking still sees them."""
+    from zhmask.steps.pack import entity_token_spans
+
     ids, starts, ends, word = [], [], [], []
-    w_off = 0
+    ents: list[tuple[int, int, str]] = []
+    w_off = t_off = 0
     for d in parts:
         t = d.tokens
         if t is None or len(t) == 0:
@@ -251,10 +257,14 @@ def concat_docs(doc_id: str, parts: Sequence[Document]) -> Document:
         starts.append(np.full(len(t), -1, np.int32))
         ends.append(np.full(len(t), -1, np.int32))
         word.append(t.word + w_off)
+        ents += [(a + t_off, b + t_off, typ) for a, b, typ in entity_token_spans(d)]
         w_off += int(t.word.max()) + 1
+        t_off += len(t)
     cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
     doc = Document(doc_id, "")
     doc.tokens = Tokens(cat(ids, np.int32), cat(starts, np.int32), cat(ends, np.int32), cat(word, np.int32))
+    if ent_cache is not None:
+        ent_cache[doc_id] = ents
     return doc
 
 
