@@ -132,7 +132,6 @@ def render_examples() -> str:
             words: list[str] = []
             cur_w, cur = None, ""
             cur_l = -100
-            shown = 0
             for t, w, l in zip(ids, wid, lab):
                 if w != cur_w and cur:
                     words.append(f"{cur}/{cur_l}" if cur_l != -100 else cur)
@@ -143,7 +142,6 @@ def render_examples() -> str:
                 piece = tok.id_to_token[t]
                 cur += piece[2:] if piece.startswith("##") else piece
                 cur_w, cur_l = w, l
-                shown += 1
             if cur:
                 words.append(f"{cur}/{cur_l}" if cur_l != -100 else cur)
             lines.append("words/label: " + " ".join(words[:40]) + (" …" if len(words) > 40 else ""))

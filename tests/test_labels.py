@@ -420,10 +420,10 @@ def test_token_document_relation_against_other_segments(built, docs):
         words = doc.word_texts()
         has_tokens = set(doc.tokens.word.tolist())
         seg_words = [{words[k].lower() for k in range(len(words)) if s <= doc.words.starts[k] < e} for s, e in spans]
-        for r, (s, e), mine in zip(rs, spans, seg_words):
+        for r, (s, e) in zip(rs, spans):
             others = set().union(*(w for w2, w in zip(spans, seg_words) if w2 != (s, e)))
             in_span = [k for k in range(len(words)) if s <= doc.words.starts[k] < e and k in has_tokens]
-            labs = [x for x in r["token_labels"] if True]
+            labs = r["token_labels"]
             wid = r["word_ids"]
             first = {}
             for pos, w in enumerate(wid):
