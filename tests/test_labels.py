@@ -439,3 +439,56 @@ def test_token_document_relation_against_other_segments(built, docs):
                 ones += lab
                 zeros += 1 - lab
     assert ones > 1000 and zeros > 1000
+
+
+# ------------------------------------------------------------------------------ arbitrary text
+def test_segments_are_their_sources_on_arbitrary_unicode():
+    """Over arbitrary Unicode documents (tests/test_properties.py's strategy): every segment that
+    names a span of a document holds exactly that span's tokens; the inverse permutation puts
+    sentence_reorder's segments back in text order; other-document segments never come from a
+    document with the same text."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from test_properties import CHARS, SETTINGS
+
+    # documents of several sentences of arbitrary text each, so that pairs can form
+    sentences = st.lists(st.text(CHARS, min_size=1, max_size=50), min_size=1, max_size=10).map("。".join)
+    DOCS = st.lists(st.tuples(sentences, st.text(CHARS, max_size=30)), min_size=1, max_size=4)
+    from zhmask.labels import TASKS as REG
+    from zhmask.pipeline import Pipeline
+
+    pipe = Pipeline(BuildConfig(tasks=["mlm"]))
+    seen: Counter = Counter()
+
+    @SETTINGS
+    @given(DOCS)
+    def prop(raw_docs):
+        docs = [d for i, (text, title) in enumerate(raw_docs)
+                if (d := pipe.document(RawDoc(f"d{i}", text, title=title or None))[0]) is not None]
+        by_id = {d.id: d for d in docs}
+        for task in ("nsp", "sop", "sentence_reorder", "sentence_distance", "ir_relevance", "discourse_relation"):
+            pipe.ctx.ent_cache = {}
+            for ex in REG[task](docs, pipe.ctx):
+                seen[task] += 1
+                src = ex.extra["segment_sources"]
+                segs = []
+                cur: list[int] = []
+                for t, w in zip(ex.input_ids.tolist()[1:], ex.word_ids.tolist()[1:]):
+                    if w == -1 and t == pipe.tok.sep_id:
+                        segs.append(cur)
+                        cur = []
+                    else:
+                        cur.append(t)
+                assert len(segs) == len(src)
+                for seg, s in zip(segs, src):
+                    if s["start"] >= 0:
+                        assert seg == span_ids(by_id[s["doc_id"]], s["start"], s["end"]), (task, s)
+                    if s["doc_id"] != ex.doc_id:
+                        assert text_key(by_id[s["doc_id"]].text) != text_key(by_id[ex.doc_id].text)
+                if task == "sentence_reorder":
+                    order = restore(src, ex.label)
+                    assert all(x["end"] <= y["start"] for x, y in zip(order, order[1:]))
+
+    prop()
+    assert all(seen[t] >= 5 for t in ("nsp", "sop", "sentence_reorder", "sentence_distance", "ir_relevance")), seen
