@@ -153,12 +153,15 @@ def render_examples() -> str:
 
 
 def render_connectives() -> str:
-    from zhmask.labels.discourse_relation import PAIRED, RELATIONS
+    from zhmask.labels.discourse_relation import NEEDS_COMMA, PAIRED, RELATIONS
 
     out = ["| label | class | connectives opening the second sentence | paired first halves (first sentence) |",
            "|---|---|---|---|"]
     for i, (name, desc, words) in enumerate(RELATIONS):
-        out.append(f"| {i} | `{name}`: {desc} | {' '.join(words)} | {' '.join(PAIRED.get(name, [])) or '—'} |")
+        shown = " ".join(w + ("\\*" if w in NEEDS_COMMA else "") for w in words)
+        out.append(f"| {i} | `{name}`: {desc} | {shown} | {' '.join(PAIRED.get(name, [])) or '—'} |")
+    out.append("")
+    out.append("\\* only when a comma follows (the word also reads as an ordinary word: 最后一天, 只有三人, 另外两名).")
     return "\n".join(out)
 
 

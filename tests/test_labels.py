@@ -359,6 +359,7 @@ DISCOURSE = [  # (text, class, B after removal, A after removal)
     ("该产品性能稳定。此外，价格也比较实惠。", "progression", "价格也比较实惠。", None),
     ("会议讨论了明年的工作计划。同时，还表彰了一批先进个人。", "coordination", "还表彰了一批先进个人。", None),
     ("嫌疑人先撬开了窗户。随后进入室内盗窃财物。", "temporal", "进入室内盗窃财物。", None),
+    ("比赛进行了三天。最后，主队以一分险胜。", "temporal", "主队以一分险胜。", None),
     ("很多食物含有大量糖分。例如，一瓶可乐含糖约35克。", "elaboration", "一瓶可乐含糖约35克。", None),
 ]
 
@@ -380,7 +381,8 @@ def test_discourse_relation_golden(pipeline, tok, text, cls, b_text, a_text):
 def test_discourse_connective_must_be_whole_words(pipeline):
     from zhmask.labels import TASKS
 
-    for text in ("大家都很累了。但愿明天是个好天气。", "他走了。同时期的作品也很多。", "天气很好。"):
+    for text in ("大家都很累了。但愿明天是个好天气。", "他走了。同时期的作品也很多。", "天气很好。",
+                 "比赛进行了三天。最后一天的比赛最精彩。", "报名的人很多。只有三人通过了考试。"):
         doc = pipeline.document(RawDoc("g", text))[0]
         assert list(TASKS["discourse_relation"]([doc], pipeline.ctx)) == [], text
 

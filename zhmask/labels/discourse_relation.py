@@ -7,7 +7,8 @@ class (the index in :data:`RELATIONS`).  A paired connective opening the first s
 (``虽然 ... 但是``, ``因为 ... 所以``, see :data:`PAIRED`) is removed too when it belongs to the same
 class.  A connective counts only when it is a whole word or run of words of the segmentation at
 the very start of the sentence (``但愿`` is not ``但``); a comma or colon right after it is removed
-with it.  The removal drops whole words, so no word is ever cut; the rest of the sentence keeps
+with it.  The connectives of :data:`NEEDS_COMMA`, which also read as ordinary words
+(``最后一天``, ``只有三人``), count only when a comma follows them.  The removal drops whole words, so no word is ever cut; the rest of the sentence keeps
 its tokens.  Classes follow the corpus (not balanced); the manifest's ``label_counts`` reports
 them.
 """
@@ -49,6 +50,9 @@ PAIRED: dict[str, list[str]] = {
     "condition": ["如果", "假如", "要是", "倘若", "只要", "只有", "除非"],
     "progression": ["不但", "不仅", "不只"],
 }
+# connectives that also read as ordinary words at a sentence start (最后一天 "the last day",
+# 只有三人 "only three people", 另外两名 "two other"): they count only when a comma follows
+NEEDS_COMMA = {"只有", "只是", "最后", "最终", "另外", "同样", "首先", "其次"}
 CLASSES = {i: f"{name}: {desc}" for i, (name, desc, _) in enumerate(RELATIONS)}
 AFTER = set("，,、：:")  # punctuation removed together with a connective
 
@@ -75,9 +79,12 @@ def _leading(doc: Document, start: int, end: int, words: list[str]) -> int | Non
         if k >= len(ws) or we[k] != stop:
             return None  # the connective is part of a longer word
         k += 1
+        conn_end = stop
         while k < len(ws) and ws[k] < end and all(ch in AFTER or ch.isspace() for ch in text[ws[k]:we[k]]):
             stop = int(we[k])
             k += 1
+        if c in NEEDS_COMMA and not any(ch in AFTER for ch in text[conn_end:stop]):
+            return None
         return stop
     return None
 
@@ -100,8 +107,8 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             if word_b is None:
                 continue
             cut_b = _leading(doc, sb, eb, [word_b])
-            if cut_b is None:
-                ctx.events["discourse_relation_connective_inside_word"] += 1
+            if cut_b is None:  # inside a longer word, or an ambiguous connective without its comma
+                ctx.events["discourse_relation_connective_not_taken"] += 1
                 continue
             label = _LOOKUP[word_b]
             ra = (bounds[i], bounds[i + 1])
