@@ -48,6 +48,8 @@ Examples:
   zhmask build-corpus news.jsonl.zst --text-field text --title-field title \\
       --tasks mlm,sop --masking ngram --out out/
   zhmask build-corpus --pipeline macbert wiki/*.txt --out out/
+  zhmask build-corpus news.jsonl --text-field text --title-field title \\
+      --tasks nsp,sentence_reorder,sentence_distance,ir_relevance --masking knowledge --out out/
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
       --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
 """
@@ -74,7 +76,9 @@ Examples:
 @click.option("--spacy-model", default=None, help="spaCy pipeline for --entities spacy.")
 @click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
 @click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
-@click.option("--tasks", default=None, help="Comma-separated tasks (default mlm).")
+@click.option("--tasks", default=None, help="Comma-separated tasks (default mlm): mlm, nsp, sop, sentence_reorder, sentence_distance, "
+              "ir_relevance, discourse_relation, token_document_relation, capitalization, ernie_gen, seq2seq "
+              "(docs/labels.md).")
 @click.option("--masking", default=None, help="none (default) | char | wwm | ngram | mac | knowledge | span.")
 @click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")
 @click.option("--max-predictions-per-seq", type=int, default=None, help="Cap on predicted tokens (default 20).")

@@ -17,6 +17,7 @@ SCHEMA_VERSION = "1"
 
 I32 = pa.int32()
 ENTITY = pa.struct([("start", I32), ("end", I32), ("type", pa.string())])
+SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])
 
 FIELDS: list[pa.Field] = [
     pa.field("doc_id", pa.string(), nullable=False),
@@ -33,6 +34,8 @@ FIELDS: list[pa.Field] = [
     pa.field("entities", pa.list_(ENTITY)),
     # word-aware tasks: a label per token (-100 where none)
     pa.field("token_labels", pa.list_(I32)),
+    # sentence-level tasks: per segment, the document and [start, end) character span it came from
+    pa.field("segment_sources", pa.list_(SOURCE)),
     # ERNIE-GEN
     pa.field("source_ids", pa.list_(I32)),
     pa.field("target_ids", pa.list_(I32)),
@@ -90,9 +93,10 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.
         vals = [r.get(f.name) for r in rows]
         if pa.types.is_list(f.type) and not pa.types.is_struct(f.type.value_type):
             arrays.append(_list_array(vals, f.type.value_type))
-        elif pa.types.is_list(f.type):
+        elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
+            names = [c.name for c in f.type.value_type]
             arrays.append(pa.array([
-                None if v is None else [{"start": s, "end": e, "type": t} for s, e, t in v] for v in vals
+                None if v is None else [x if isinstance(x, dict) else dict(zip(names, x)) for x in v] for v in vals
             ], type=f.type))
         else:
             arrays.append(pa.array(vals, type=f.type))

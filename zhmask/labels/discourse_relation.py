@@ -1,0 +1,137 @@
+"""``discourse_relation``: ERNIE 2.0's discourse relation task (Sun et al. 2020), from explicit connectives.
+
+For two adjacent sentences of a document where the second starts with a connective of
+:data:`CONNECTIVES` (for example ``但是``, ``因此``, ``此外``), the connective is removed and the
+pair ``[CLS] A [SEP] B-without-connective [SEP]`` is labelled with the connective's relation
+class (the index in :data:`RELATIONS`).  A paired connective opening the first sentence
+(``虽然 ... 但是``, ``因为 ... 所以``, see :data:`PAIRED`) is removed too when it belongs to the same
+class.  A connective counts only when it is a whole word or run of words of the segmentation at
+the very start of the sentence (``但愿`` is not ``但``); a comma or colon right after it is removed
+with it.  The connectives of :data:`NEEDS_COMMA`, which also read as ordinary words
+(``最后一天``, ``只有三人``), count only when a comma follows them.  The removal drops whole words, so no word is ever cut; the rest of the sentence keeps
+its tokens.  Classes follow the corpus (not balanced); the manifest's ``label_counts`` reports
+them.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from zhmask.checks import register_check
+from zhmask.labels import register
+from zhmask.labels.pairs import Segment, check_pair, is_punct_word, pair_example
+from zhmask.record import Document, Example
+
+TASK = "discourse_relation"
+
+# (class name, description, connectives opening the second sentence); the label is the index.
+RELATIONS: list[tuple[str, str, list[str]]] = [
+    ("cause", "cause or result",
+     ["所以", "因此", "因而", "于是", "从而", "故而", "以致", "以至于", "为此", "因为", "由于", "可见", "由此可见", "之所以"]),
+    ("contrast", "contrast or concession",
+     ["但是", "但", "可是", "然而", "不过", "只是", "相反", "反而", "尽管如此", "即便如此", "即使如此", "虽然如此"]),
+    ("condition", "condition or hypothesis",
+     ["如果", "假如", "要是", "倘若", "假若", "只要", "只有", "除非", "否则", "不然", "一旦", "万一"]),
+    ("progression", "progression or addition",
+     ["而且", "并且", "此外", "另外", "况且", "何况", "甚至", "更重要的是", "不仅如此", "除此之外", "再者", "加之"]),
+    ("coordination", "coordination or parallel",
+     ["同时", "与此同时", "一方面", "另一方面", "同样", "相应地"]),
+    ("temporal", "temporal succession",
+     ["然后", "接着", "随后", "之后", "此后", "后来", "最后", "最终", "首先", "其次", "起初", "随即"]),
+    ("elaboration", "example, restatement or summary",
+     ["例如", "比如", "譬如", "也就是说", "换句话说", "换言之", "总之", "总而言之", "综上所述", "事实上", "其实"]),
+]
+# first halves of paired connectives, removed from the first sentence when the second opens
+# with a connective of the same class
+PAIRED: dict[str, list[str]] = {
+    "cause": ["因为", "由于"],
+    "contrast": ["虽然", "尽管", "虽说"],
+    "condition": ["如果", "假如", "要是", "倘若", "只要", "只有", "除非"],
+    "progression": ["不但", "不仅", "不只"],
+}
+# connectives that also read as ordinary words at a sentence start (最后一天 "the last day",
+# 只有三人 "only three people", 另外两名 "two other"): they count only when a comma follows
+NEEDS_COMMA = {"只有", "只是", "最后", "最终", "另外", "同样", "首先", "其次"}
+CLASSES = {i: f"{name}: {desc}" for i, (name, desc, _) in enumerate(RELATIONS)}
+AFTER = set("，,、：:")  # punctuation removed together with a connective
+
+_LOOKUP: dict[str, int] = {c: i for i, (_, _, cs) in enumerate(RELATIONS) for c in cs}
+_BY_LENGTH = sorted(_LOOKUP, key=len, reverse=True)
+
+
+def _leading(doc: Document, start: int, end: int, words: list[str]) -> int | None:
+    """Character offset after a connective of ``words`` opening [start, end), with the comma
+    after it; None when none opens it as whole words."""
+    text = doc.text
+    while start < end and text[start].isspace():
+        start += 1
+    ws, we = doc.words.starts, doc.words.ends
+    for c in words:
+        if not text.startswith(c, start):
+            continue
+        stop = start + len(c)
+        k = int(np.searchsorted(ws, start, side="left"))
+        if k >= len(ws) or ws[k] != start:
+            return None
+        while k < len(ws) and we[k] < stop:
+            k += 1
+        if k >= len(ws) or we[k] != stop:
+            return None  # the connective is part of a longer word
+        k += 1
+        conn_end = stop
+        while k < len(ws) and ws[k] < end and all(ch in AFTER or ch.isspace() for ch in text[ws[k]:we[k]]):
+            stop = int(we[k])
+            k += 1
+        if c in NEEDS_COMMA and not any(ch in AFTER for ch in text[conn_end:stop]):
+            return None
+        return stop
+    return None
+
+
+def _tokens_from(doc: Document, a: int, b: int, cut: int) -> tuple[int, int]:
+    """The sentence's token range [a, b) without the tokens before character ``cut``."""
+    return int(np.searchsorted(doc.tokens.starts[a:b], cut, side="left")) + a, b
+
+
+@register(TASK)
+def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    for doc in docs:
+        toks = doc.tokens
+        sents = doc.sentences.tolist()
+        bounds = np.searchsorted(toks.starts, doc.sentences[:, 0], side="left").tolist() + [len(toks)]
+        n = 0
+        for i in range(len(sents) - 1):
+            (sa, ea), (sb, eb) = sents[i], sents[i + 1]
+            word_b = next((c for c in _BY_LENGTH if doc.text[sb:eb].lstrip().startswith(c)), None)
+            if word_b is None:
+                continue
+            cut_b = _leading(doc, sb, eb, [word_b])
+            if cut_b is None:  # inside a longer word, or an ambiguous connective without its comma
+                ctx.events["discourse_relation_connective_not_taken"] += 1
+                continue
+            label = _LOOKUP[word_b]
+            ra = (bounds[i], bounds[i + 1])
+            cut_a = _leading(doc, sa, ea, sorted(PAIRED.get(RELATIONS[label][0], []), key=len, reverse=True))
+            if cut_a is not None:
+                ra = _tokens_from(doc, *ra, cut_a)
+                ctx.events["discourse_relation_paired_connective"] += 1
+            rb = _tokens_from(doc, bounds[i + 1], bounds[i + 2], cut_b)
+            if not any(not is_punct_word(doc.text[s:e]) for s, e in zip(toks.starts[rb[0]:rb[1]].tolist(),
+                                                                        toks.ends[rb[0]:rb[1]].tolist())) \
+                    or ra[1] <= ra[0]:
+                ctx.events["discourse_relation_nothing_left"] += 1
+                continue
+            yield pair_example(Segment(doc, [ra]), Segment(doc, [rb]), ctx, task=TASK,
+                               example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
+            n += 1
+
+
+@register_check(TASK)
+def check_discourse_relation(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    bad = check_pair(row, ctx, len(RELATIONS))
+    src = row.get("segment_sources") or []
+    if not bad and len(src) == 2:
+        if not (src[0]["doc_id"] == src[1]["doc_id"] == row["doc_id"]) or src[0]["end"] > src[1]["start"]:
+            bad.append("the two sentences are not in order in the row's document")
+    return bad

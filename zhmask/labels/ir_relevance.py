@@ -1,0 +1,217 @@
+"""``ir_relevance``: ERNIE 2.0's IR relevance task (Sun et al. 2020), 3 classes, from plain documents.
+
+ERNIE 2.0 learns (query, title) relevance from Baidu's search logs: 0 clicked (strongly
+relevant), 1 shown but not clicked (weakly relevant), 2 not shown (irrelevant).  Without click
+logs this task derives the three classes from the corpus itself, a **proxy for search logs**:
+
+* the query: the ``ir_query_keywords`` (default 4) words of the document's title (its first
+  sentence when it has no title) with the highest TF-IDF weight, IDF from jieba's bundled
+  ``idf.txt`` (as ``jieba.analyse.extract_tags`` does, but over the build's own segmentation;
+  words of two or more characters, no stop words, no punctuation; single characters only when
+  nothing longer is left), in their order in the title, joined by spaces;
+* 0 (strongly relevant): the query's own document;
+* 1 (weakly relevant): the document that BM25 (k1 = 1.2, b = 0.75, over the title and text words
+  of the work unit's documents) ranks highest for the query among those whose text differs from
+  the source's (so never the source, nor a copy of it); the score must be positive;
+* 2 (irrelevant): a random document of the unit whose text differs from the source's and which
+  is not among the query's ``ir_irrelevant_skip_top`` (default 10) best BM25 hits; when the unit
+  is too small for that, any document whose text differs (``ir_relevance_irrelevant_fallback``).
+
+Row: ``[CLS] query [SEP] passage [SEP]``, the passage being the title then the text (truncated).
+One example per document, the classes balanced over the unit's documents that have a query.
+The index is built per work unit (``--docs-per-shard`` documents), so memory stays bounded.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Iterator
+
+import numpy as np
+
+from zhmask.checks import register_check
+from zhmask.errors import ZhmaskError
+from zhmask.labels import TASKS, register
+from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, check_pair, concat_docs, is_punct_word,
+                                 mini_doc, pair_example)
+from zhmask.record import Document, Example
+
+TASK = "ir_relevance"
+OPTIONS = {"ir_query_keywords": 4, "ir_irrelevant_skip_top": 10}
+CLASSES = {0: "strongly relevant: the query's own document", 1: "weakly relevant: top BM25 hit that is not the source",
+           2: "irrelevant: a random other document outside the top BM25 hits"}
+K1, B = 1.2, 0.75
+
+_IDF: tuple[dict[str, float], float, frozenset[str]] | None = None
+
+
+def idf_table() -> tuple[dict[str, float], float, frozenset[str]]:
+    """jieba's bundled IDF table, its median, and jieba.analyse's stop words (loaded once)."""
+    global _IDF
+    if _IDF is None:
+        import jieba.analyse
+
+        t = jieba.analyse.TFIDF()
+        _IDF = (t.idf_freq, t.median_idf, frozenset(t.stop_words))
+    return _IDF
+
+
+def keywords(words: list[str], k: int) -> list[str]:
+    """The ``k`` words with the highest TF-IDF weight, in order of first appearance."""
+    idf, median, stop = idf_table()
+    cand = [w for w in words if not is_punct_word(w) and w.strip() and w.lower() not in stop]
+    long = [w for w in cand if len(w.strip()) >= 2]
+    cand = long or cand
+    if not cand:
+        return []
+    tf = Counter(cand)
+    first = {}
+    for i, w in enumerate(cand):
+        first.setdefault(w, i)
+    best = sorted(tf, key=lambda w: (-tf[w] * idf.get(w, median), first[w]))[:k]
+    return sorted(best, key=first.__getitem__)
+
+
+class BM25:
+    """Okapi BM25 over term lists (k1 = 1.2, b = 0.75)."""
+
+    def __init__(self, docs_terms: list[list[str]], k1: float = K1, b: float = B) -> None:
+        self.n = len(docs_terms)
+        self.k1, self.b = k1, b
+        self.dl = np.array([len(t) for t in docs_terms], dtype=np.float64)
+        self.avgdl = float(self.dl.mean()) if self.n and self.dl.sum() else 1.0
+        post: dict[str, tuple[list[int], list[int]]] = {}
+        for i, terms in enumerate(docs_terms):
+            for t, c in Counter(terms).items():
+                p = post.setdefault(t, ([], []))
+                p[0].append(i)
+                p[1].append(c)
+        self.postings = {t: (np.array(d, dtype=np.int64), np.array(c, dtype=np.float64)) for t, (d, c) in post.items()}
+
+    def idf(self, term: str) -> float:
+        df = len(self.postings[term][0]) if term in self.postings else 0
+        return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
+
+    def scores(self, query: list[str]) -> np.ndarray:
+        s = np.zeros(self.n, dtype=np.float64)
+        for t in query:
+            p = self.postings.get(t)
+            if p is None:
+                continue
+            idx, tf = p
+            norm = tf + self.k1 * (1.0 - self.b + self.b * self.dl[idx] / self.avgdl)
+            s[idx] += self.idf(t) * tf * (self.k1 + 1.0) / norm
+        return s
+
+
+def assign_classes(has_hit: list[bool], rng: np.random.Generator) -> list[int]:
+    """Balanced classes for the unit's queries; class 1 only where BM25 found a weakly relevant
+    document.  The per-class quotas come from :func:`balanced_classes`; queries without a hit
+    take classes 0 and 2 first, the others the remaining quota at random.  -1: no class left
+    (more queries without a hit than two thirds of the unit, counted as ``ir_relevance_no_bm25_hit``)."""
+    n = len(has_hit)
+    quota = Counter(balanced_classes(n, 3, rng))
+    out = [-1] * n
+    for i in rng.permutation(n).tolist():
+        if not has_hit[i]:
+            for c in ((0, 2) if rng.random() < 0.5 else (2, 0)):
+                if quota[c] > 0:
+                    quota[c] -= 1
+                    out[i] = c
+                    break
+    rest = rng.permutation([c for c in (0, 1, 2) for _ in range(quota[c])]).tolist()
+    for i in range(n):
+        if has_hit[i] and rest:
+            out[i] = int(rest.pop())
+    return out
+
+
+def _terms(words: list[str]) -> list[str]:
+    return [w.lower() for w in words if w.strip() and not is_punct_word(w)]
+
+
+def _int_option(config, key: str, lo: int, hi: int) -> int:
+    v = TASKS.option(TASK, config, key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ZhmaskError(f"--option {key}: expected an integer from {lo} to {hi}, got {v!r}")
+    return v
+
+
+def _validate(config) -> None:
+    _int_option(config, "ir_query_keywords", 1, 64)
+    _int_option(config, "ir_irrelevant_skip_top", 0, 1000)
+
+
+@register(TASK, options=OPTIONS, validate=_validate)
+def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    if not docs:
+        return
+    k = _int_option(ctx.config, "ir_query_keywords", 1, 64)
+    skip_top = _int_option(ctx.config, "ir_irrelevant_skip_top", 0, 1000)
+    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
+    titles = [mini_doc(ctx, f"{d.id}#title", d.title) if d.title else None for d in docs]
+    index = BM25([_terms((t.word_texts() if t else []) + d.word_texts()) for d, t in zip(docs, titles)])
+    queries: list[tuple[int, list[str]]] = []
+    for i, (d, t) in enumerate(zip(docs, titles)):
+        if t is not None and len(t.tokens):
+            words = t.word_texts()
+        else:  # no title: the first sentence
+            end = int(d.sentences[0, 1])
+            words = [w for w, s in zip(d.word_texts(), d.words.starts.tolist()) if s < end]
+        q = keywords(words, k)
+        if q:
+            queries.append((i, q))
+        else:
+            ctx.events["ir_relevance_no_query"] += 1
+    # BM25 ranking of the other documents (positive scores only), per query
+    hits: list[np.ndarray] = []
+    for i, q in queries:
+        others = unit.others(i)
+        scores = index.scores(_terms(q))
+        ranked = others[np.argsort(-scores[others], kind="stable")]
+        hits.append(ranked[scores[ranked] > 0])
+    labels = assign_classes([len(h) > 0 for h in hits], ctx.rng(docs[0].id, "ir_relevance_label", len(docs)))
+
+    def passage(j: int) -> Segment:
+        d, t = docs[j], titles[j]
+        if t is None or not len(t.tokens):
+            return Segment(d, [(0, len(d.tokens))])
+        p = concat_docs(f"{d.id}#passage", [t, d], ctx.ent_cache)
+        return Segment(p, [(0, len(p.tokens))], source_id=d.id, span=False)
+
+    for (i, q), ranked, label in zip(queries, hits, labels):
+        doc = docs[i]
+        rng = ctx.rng(doc.id, "ir_relevance_pick")
+        if label < 0:
+            ctx.events["ir_relevance_no_bm25_hit"] += 1
+            continue
+        if label == 0:
+            j: int | None = i
+        elif label == 1:
+            j = int(ranked[0])
+        else:
+            j = unit.pick_other(i, rng, exclude=set(ranked[:skip_top].tolist()))
+            if j is None:
+                j = unit.pick_other(i, rng)
+                if j is None:
+                    ctx.events["ir_relevance_no_other_document"] += 1
+                    continue
+                ctx.events["ir_relevance_irrelevant_fallback"] += 1
+        qdoc = mini_doc(ctx, f"{doc.id}#query", "", words=q)
+        a = Segment(qdoc, [(0, len(qdoc.tokens))], source_id=doc.id, span=False)
+        if len(a) == 0:
+            ctx.events["ir_relevance_no_query"] += 1
+            continue
+        yield pair_example(a, passage(j), ctx, task=TASK, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+
+
+@register_check(TASK)
+def check_ir_relevance(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
+    bad = check_pair(row, ctx, 3)
+    src = row.get("segment_sources") or []
+    if not bad and len(src) == 2:
+        if src[0]["doc_id"] != row["doc_id"]:
+            bad.append("the query does not come from the row's document")
+        elif (row["label"] == 0) != (src[1]["doc_id"] == row["doc_id"]):
+            bad.append(f"label {row['label']} but the passage is {'' if row['label'] else 'not '}the query's document")
+    return bad

@@ -1,0 +1,335 @@
+"""Shared machinery of the sentence-level and word-aware tasks (see docs/labels.md).
+
+* :class:`Segment`: token ranges of one document plus where they came from; the
+  ``segment_sources`` column records, per segment, ``(doc_id, start, end)`` (a character span of
+  the document's normalised text, or ``-1, -1`` when the segment is not a span of the text: an
+  IR query or a passage that starts with the title).
+* :class:`UnitDocs`: "another document" inside one work unit (the bounded buffer).  Documents
+  are identified by a hash of their whitespace-free normalised text, so a copy of the source
+  document (de-duplicated or not) never counts as "another document".
+* :func:`truncate_pair`: BERT-style truncation of two segments, the longer trimmed first, at
+  word boundaries; segment A loses tokens at its front and B at its back, so that the junction
+  between them (what NSP, SOP, sentence distance and discourse relations are about) survives.
+* :func:`pair_example`: ``[CLS] A [SEP] B [SEP]`` with token types 0/1 and word ids numbered
+  across the example.
+* :func:`balanced_classes`: class labels drawn before the example is built, balanced per
+  document (or per unit): every class gets ``floor(n/k)`` or ``ceil(n/k)`` of the ``n`` draws,
+  the classes that get one more chosen at random, the order a random permutation.  Each label
+  is marginally uniform, and the build-wide share stays within a few draws of ``1/k``.
+* :func:`mini_doc`: a small text (title, query) segmented with the build's segmenter and
+  tokenised with its tokenizer, for segments that are not spans of a document's text.
+* :func:`check_pair`: the row invariants of pair tasks for ``zhmask verify``.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from zhmask.record import Document, Example, Tokens, Words
+from zhmask.steps.pack import build_example, sentence_token_ranges
+
+Ranges = list[tuple[int, int]]
+
+
+# ---------------------------------------------------------------------------------- segments
+@dataclass
+class Segment:
+    doc: Document
+    ranges: Ranges
+    source_id: str | None = None  # default: doc.id
+    span: bool = True  # False: not a span of the document's text (start = end = -1)
+
+    def __len__(self) -> int:
+        return sum(b - a for a, b in self.ranges)
+
+    def source(self) -> dict[str, Any]:
+        toks = self.doc.tokens
+        if not self.span or not self.ranges or toks is None:
+            return {"doc_id": self.source_id or self.doc.id, "start": -1, "end": -1}
+        return {"doc_id": self.source_id or self.doc.id, "start": int(toks.starts[self.ranges[0][0]]),
+                "end": int(toks.ends[self.ranges[-1][1] - 1])}
+
+
+def ranges_len(ranges: Sequence[tuple[int, int]]) -> int:
+    return sum(b - a for a, b in ranges)
+
+
+def _flat_words(doc: Document, ranges: Ranges) -> np.ndarray:
+    w = doc.tokens.word
+    # ranges of one document never share a word across a gap: offset each range so that
+    # equality means "same word, contiguous"
+    parts = [w[a:b].astype(np.int64) + (k << 32) for k, (a, b) in enumerate(ranges)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _keep(ranges: Ranges, lo: int, hi: int) -> Ranges:
+    """Tokens [lo, hi) of the flattened ranges, as ranges."""
+    out: Ranges = []
+    pos = 0
+    for a, b in ranges:
+        n = b - a
+        s, e = max(lo - pos, 0), min(hi - pos, n)
+        if s < e:
+            out.append((a + s, a + e))
+        pos += n
+    return out
+
+
+def trim(seg: Segment, n_keep: int, from_front: bool, events=None) -> Segment:
+    """``seg`` cut to at most ``n_keep`` tokens at a word boundary (front or back removed)."""
+    total = len(seg)
+    if n_keep >= total:
+        return seg
+    w = _flat_words(seg.doc, seg.ranges)
+    if from_front:
+        cut = total - n_keep  # first kept token
+        c = cut
+        while 0 < c < total and w[c] == w[c - 1]:
+            c += 1
+        if c >= total:  # one word longer than what is left: cut inside it
+            c = cut
+            if events is not None:
+                events["pair_word_cut"] += 1
+        return Segment(seg.doc, _keep(seg.ranges, c, total), seg.source_id, seg.span)
+    c = n_keep  # first removed token
+    while 0 < c < total and w[c] == w[c - 1]:
+        c -= 1
+    if c <= 0:
+        c = n_keep
+        if events is not None:
+            events["pair_word_cut"] += 1
+    return Segment(seg.doc, _keep(seg.ranges, 0, c), seg.source_id, seg.span)
+
+
+def truncate_pair(a: Segment, b: Segment, max_tokens: int, events=None) -> tuple[Segment, Segment]:
+    """BERT's rule (trim the longer side until both fit), A from its front, B from its back."""
+    la, lb = len(a), len(b)
+    excess = la + lb - max_tokens
+    if excess <= 0:
+        return a, b
+    if events is not None:
+        events["pair_truncated"] += 1
+    d = abs(la - lb)
+    first = min(excess, d)
+    rest = excess - first
+    if la >= lb:
+        la -= first + (rest + 1) // 2
+        lb -= rest // 2
+    else:
+        lb -= first + (rest + 1) // 2
+        la -= rest // 2
+    return trim(a, max(la, 1), True, events), trim(b, max(lb, 1), False, events)
+
+
+def segments_example(segments: Sequence[Segment], ctx, *, task: str, example_id: str, label: int,
+                     doc_id: str) -> Example:
+    ex = build_example([(s.doc, s.ranges) for s in segments], cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id,
+                       task=task, example_id=example_id, doc_id=doc_id, label=label, ent_cache=ctx.ent_cache)
+    ex.extra["segment_sources"] = [s.source() for s in segments]
+    return ex
+
+
+def pair_example(a: Segment, b: Segment, ctx, *, task: str, example_id: str, label: int, doc_id: str) -> Example:
+    """``[CLS] A [SEP] B [SEP]``, truncated to ``--max-seq-length``."""
+    a, b = truncate_pair(a, b, ctx.config.max_seq_length - 3, ctx.events)
+    return segments_example([a, b], ctx, task=task, example_id=example_id, label=label, doc_id=doc_id)
+
+
+# ---------------------------------------------------------------------------------- classes
+def balanced_classes(n: int, k: int, rng: np.random.Generator) -> list[int]:
+    """``n`` labels in ``range(k)``, each class ``floor(n/k)`` or ``ceil(n/k)`` times, shuffled."""
+    if n <= 0:
+        return []
+    c = (np.arange(n) + int(rng.integers(k))) % k
+    return rng.permutation(c).tolist()
+
+
+# ---------------------------------------------------------------------------------- documents
+_SPACE = re.compile(r"\s+")
+
+
+def text_key(text: str) -> int:
+    """Identity of a document's text: identical texts (up to whitespace) are one document."""
+    h = hashlib.blake2b(_SPACE.sub("", text).encode("utf-8"), digest_size=8)
+    return int.from_bytes(h.digest(), "little")
+
+
+class UnitDocs:
+    """The documents of one work unit, for draws from "another document"."""
+
+    def __init__(self, docs: list[Document], max_tokens: int) -> None:
+        self.docs = docs
+        self.max_tokens = max_tokens
+        self.keys = np.array([text_key(d.text) for d in docs], dtype=np.uint64)
+        self._ranges: dict[int, Ranges] = {}
+
+    def ranges(self, i: int) -> Ranges:
+        """Sentence token ranges of document i (long sentences cut at word starts)."""
+        r = self._ranges.get(i)
+        if r is None:
+            r = self._ranges[i] = sentence_token_ranges(self.docs[i], self.max_tokens)
+        return r
+
+    def others(self, i: int) -> np.ndarray:
+        """Indices of the documents whose text differs from document i's."""
+        return np.flatnonzero(self.keys != self.keys[i])
+
+    def pick_other(self, i: int, rng: np.random.Generator, exclude: set[int] | None = None) -> int | None:
+        cand = self.others(i)
+        if exclude:
+            cand = cand[~np.isin(cand, list(exclude))]
+        if len(cand) == 0:
+            return None
+        return int(cand[int(rng.integers(len(cand)))])
+
+    def random_run(self, j: int, n_tokens: int, rng: np.random.Generator) -> Ranges:
+        """Consecutive sentences of document j from a random one, until ``n_tokens`` are reached."""
+        r = self.ranges(j)
+        if not r:
+            return []
+        k = int(rng.integers(len(r)))
+        out: Ranges = []
+        total = 0
+        while k < len(r) and (not out or total < n_tokens):
+            out.append(r[k])
+            total += r[k][1] - r[k][0]
+            k += 1
+        return out
+
+
+# ---------------------------------------------------------------------------------- small texts
+def _segmenter(ctx):
+    seg = ctx.resources.get("segmenter")
+    if seg is None:
+        from zhmask.steps.segment import make_segmenter
+
+        cfg = ctx.config
+        seg = ctx.resources["segmenter"] = make_segmenter(cfg.segmenter, user_dicts=list(cfg.user_dict), hmm=cfg.hmm,
+                                                          model=cfg.segmenter_model)
+    return seg
+
+
+def mini_doc(ctx, doc_id: str, text: str, words: list[str] | None = None) -> Document:
+    """A :class:`Document` with tokens for a short text (normalised already).
+
+    With ``words`` (a query's keywords) the text is the words joined by spaces and each word is
+    one word; otherwise the text is cut by the build's segmenter.
+    """
+    from zhmask.steps.segment import split_at_sentences
+    from zhmask.steps.sentences import split_sentences
+
+    if words is not None:
+        text = " ".join(words)
+        lens = np.array([len(w) for w in words], dtype=np.int32)
+        starts = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int32) if len(words) else np.zeros(0, np.int32)
+        w = Words(starts, (starts + lens).astype(np.int32), ["x"] * len(words))
+        sents = np.array([[0, len(text)]], dtype=np.int32) if text else np.zeros((0, 2), np.int32)
+    else:
+        sents = split_sentences(text)
+        w, _ = split_at_sentences(_segmenter(ctx).segment(text), sents)
+        w, _ = ctx.tok.align(text, w)
+    doc = Document(doc_id, text, sentences=sents, words=w)
+    doc.tokens = ctx.tok.tokenize(text, w) if text else Tokens(np.zeros(0, np.int32), np.zeros(0, np.int32),
+                                                              np.zeros(0, np.int32), np.zeros(0, np.int32))
+    return doc
+
+
+def concat_docs(doc_id: str, parts: Sequence[Document], ent_cache: dict | None = None) -> Document:
+    """One token sequence from several documents (title then text), words renumbered.
+
+    The parts' entities, as token spans, go into ``ent_cache`` under ``doc_id`` (where
+    :func:`build_example` looks first), so that knowledge masking still sees them."""
+    from zhmask.steps.pack import entity_token_spans
+
+    ids, starts, ends, word = [], [], [], []
+    ents: list[tuple[int, int, str]] = []
+    w_off = t_off = 0
+    for d in parts:
+        t = d.tokens
+        if t is None or len(t) == 0:
+            continue
+        ids.append(t.ids)
+        starts.append(np.full(len(t), -1, np.int32))
+        ends.append(np.full(len(t), -1, np.int32))
+        word.append(t.word + w_off)
+        ents += [(a + t_off, b + t_off, typ) for a, b, typ in entity_token_spans(d)]
+        w_off += int(t.word.max()) + 1
+        t_off += len(t)
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    doc = Document(doc_id, "")
+    doc.tokens = Tokens(cat(ids, np.int32), cat(starts, np.int32), cat(ends, np.int32), cat(word, np.int32))
+    if ent_cache is not None:
+        ent_cache[doc_id] = ents
+    return doc
+
+
+def is_punct_word(text: str) -> bool:
+    """A word made only of punctuation, symbols or spaces."""
+    return all(unicodedata.category(ch)[0] in "PSZC" for ch in text)
+
+
+# ---------------------------------------------------------------------------------- verify
+def ints(v) -> list[int]:
+    return [] if v is None else [int(x) for x in v]
+
+
+def sep_positions(row: dict[str, Any], ctx: dict[str, Any]) -> list[int]:
+    """Positions of [SEP]: special tokens (word id -1) carrying the [SEP] id (never masked)."""
+    ids, wid = ints(row.get("input_ids")), ints(row.get("word_ids"))
+    return [i for i, (x, w) in enumerate(zip(ids, wid)) if w == -1 and x == ctx.get("sep_id")]
+
+
+def check_sources(row: dict[str, Any], n_segments: int) -> list[str]:
+    src = row.get("segment_sources")
+    if src is None or len(src) != n_segments:
+        return [f"segment_sources does not list the {n_segments} segment(s)"]
+    for s in src:
+        if not s.get("doc_id") or not ((s["start"] == -1 and s["end"] == -1) or 0 <= s["start"] < s["end"]):
+            return ["segment_sources entry without a document or with an empty span"]
+    return []
+
+
+def check_pair(row: dict[str, Any], ctx: dict[str, Any], n_classes: int) -> list[str]:
+    """``[CLS] A [SEP] B [SEP]``: token types 0 then 1, both segments non-empty, a class label."""
+    bad: list[str] = []
+    label = row.get("label")
+    if label is None or not 0 <= label < n_classes:
+        bad.append(f"label {label!r} not in 0..{n_classes - 1}")
+    ids, tt = ints(row.get("input_ids")), ints(row.get("token_type_ids"))
+    seps = sep_positions(row, ctx)
+    if len(seps) != 2 or seps[1] != len(ids) - 1:
+        return bad + ["not [CLS] A [SEP] B [SEP] (two [SEP], the last at the end)"]
+    p = seps[0]
+    if p < 2 or seps[1] - p < 2:
+        bad.append("segment A or B is empty")
+    if any(t != 0 for t in tt[:p + 1]) or any(t != 1 for t in tt[p + 1:]):
+        bad.append("token_type_ids are not 0 over [CLS] A [SEP] and 1 over B [SEP]")
+    if row.get("token_labels") is not None:
+        bad.append("token_labels set on a sentence-level task")
+    return bad + check_sources(row, 2)
+
+
+# ---------------------------------------------------------------------------------- chunks
+def two_part_chunks(doc: Document, ctx, task: str) -> list[tuple[Ranges, Ranges]]:
+    """Sentences packed as ``mlm`` packs them (for ``[CLS] A [SEP] B [SEP]``), each chunk of two or
+    more sentences cut at a random sentence boundary into (A, B); one-sentence chunks are counted
+    (``<task>_single_sentence_chunk``) and left out."""
+    from zhmask.steps.pack import pack_ranges
+
+    max_tokens = ctx.config.max_seq_length - 3
+    ranges = sentence_token_ranges(doc, max_tokens, ctx.events)
+    chunks = pack_ranges(ranges, max_tokens, ctx.config.short_seq_prob, ctx.rng(doc.id, f"{task}_pack"))
+    rng = ctx.rng(doc.id, f"{task}_split")
+    out = []
+    for ch in chunks:
+        if len(ch) < 2:
+            ctx.events[f"{task}_single_sentence_chunk"] += 1
+            continue
+        j = int(rng.integers(1, len(ch)))
+        out.append((ch[:j], ch[j:]))
+    return out
