@@ -1,0 +1,296 @@
+"""The Ray engine: the same per-unit job as the local engine, run on Ray Data.
+
+``--engine ray`` starts a local Ray instance (``--workers`` CPUs), or connects to a cluster
+with ``--ray-address ADDR`` (or the ``RAY_ADDRESS`` environment variable, as ``ray job submit``
+sets it).  A Ray already initialised in the calling process is used as it is and left running.
+
+Units stream through Ray Data in windows: the driver reads ``WINDOW_PER_WORKER * workers``
+units, turns them into a dataset of one block per unit (``ray.data.from_items``) and maps
+:func:`_unit_job` over it with ``--workers`` concurrent tasks; the next window is read only
+when this one has finished.  At most one window of input is held (in the driver and the object
+store), so memory is bounded by ``window * (docs_per_shard documents or 16 MiB)`` whatever the
+input size.  Each worker process builds one :class:`~zhmask.pipeline.Pipeline` (segmenter,
+tokenizer, lexicons) and keeps it for every later unit of the build.
+
+Each task writes its shard and stats file into ``--out`` itself, so on a cluster ``--out`` must
+be a directory every node can write and the driver can read (NFS or another shared
+filesystem): the driver checks that each finished shard is visible to it and fails the build,
+naming the unit, when it is not.  Resume, the manifest and byte-identity come for free: a shard
+is made by the same ``Pipeline.run_unit`` as with the local engine, whichever node runs it.
+
+Failures never lose work silently: a document that crashes the pipeline ends the build with
+``BuildFailed`` naming it (the worker returns the message instead of raising, so no Ray
+traceback is printed); a worker process that dies (segfault, killed, out of memory) is retried
+by Ray ``MAX_RETRIES`` times, then the units still in flight are rerun one at a time on the
+driver (as the local engine does) to name the document that kills a worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from zhmask.config import BuildConfig
+from zhmask.errors import BuildFailed, ZhmaskError
+from zhmask.steps.read import RawDoc
+
+WINDOW_PER_WORKER = 4  # units read ahead per worker; bounds memory (see the module docstring)
+MAX_RETRIES = 2  # Ray reruns a task whose worker process died this many times (Ray Data's default is forever)
+INSTALL_HINT = "--engine ray needs Ray Data: pip install 'zhmask[ray]'"
+
+_PIPES: dict[str, Any] = {}  # per worker process: config JSON -> Pipeline
+
+
+# ---------------------------------------------------------------------------- transport
+_RAW_FIELDS = [f.name for f in dataclasses.fields(RawDoc)]
+_TUPLE_FIELDS = {f.name for f in dataclasses.fields(RawDoc) if isinstance(f.default, tuple)}
+
+
+def encode_raws(raws: list[RawDoc]) -> bytes:
+    """A unit's records as UTF-8 JSON (one Arrow binary cell): exact for every text the readers
+    produce, lone surrogates included (``surrogatepass``), and no pickle."""
+    rows = [[getattr(r, f) for f in _RAW_FIELDS] for r in raws]
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def decode_raws(blob: bytes) -> list[RawDoc]:
+    out = []
+    for values in json.loads(bytes(blob).decode("utf-8", "surrogatepass")):
+        d = dict(zip(_RAW_FIELDS, values))
+        for f in _TUPLE_FIELDS:
+            d[f] = tuple(d[f])
+        out.append(RawDoc(**d))
+    return out
+
+
+# ---------------------------------------------------------------------------- worker side
+def _pipeline(config_json: str, modules: list[str]) -> Any:
+    pipe = _PIPES.get(config_json)
+    if pipe is None:
+        import importlib
+
+        for name in modules:  # modules that registered the selected tasks/strategies (plugins)
+            importlib.import_module(name)
+        from zhmask.pipeline import Pipeline
+
+        _PIPES.clear()  # one build at a time per worker process
+        pipe = _PIPES[config_json] = Pipeline(BuildConfig.from_dict(json.loads(config_json)))
+    return pipe
+
+
+def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str]) -> dict[str, Any]:
+    """One unit -> its shard and stats file under ``out``; returns the stats as JSON, or the error.
+
+    Errors are returned, not raised, so that the driver reports them as one line (Ray would
+    print the worker's traceback) and Ray does not retry a deterministic failure."""
+    from zhmask.pipeline import DocumentCrash
+
+    unit = int(row["unit"])
+    try:
+        stats = _pipeline(config_json, modules).run_unit(unit, decode_raws(row["raws"]), Path(out))
+        return {"unit": unit, "stats": json.dumps(stats), "error": "", "kind": ""}
+    except DocumentCrash as exc:
+        return {"unit": unit, "stats": "", "error": str(exc), "kind": "crash"}
+    except ZhmaskError as exc:  # a write error (full disk, ...): exit code of its class
+        return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__}
+    except Exception as exc:
+        return {"unit": unit, "stats": "", "error": f"{type(exc).__name__}: {exc}", "kind": "other"}
+
+
+# ---------------------------------------------------------------------------- driver side
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ZhmaskError(INSTALL_HINT) from None
+    return ray
+
+
+def registrant_modules(config: BuildConfig) -> list[str]:
+    """Modules whose import registers the selected tasks and masking strategy.
+
+    Ray workers are fresh processes (not forks of the driver): a task registered at run time
+    must come from a module they can import.  Built-in entries come from zhmask itself."""
+    from zhmask.labels import TASKS
+    from zhmask.masking import STRATEGIES
+
+    mods: list[str] = []
+    for kind, reg, names in (("task", TASKS, config.tasks), ("masking strategy", STRATEGIES, [config.masking])):
+        for name in names:
+            mod = getattr(reg.entries[name].fn, "__module__", None) or "__main__"
+            if mod == "__main__":
+                raise ZhmaskError(f"--engine ray: {kind} {name!r} is registered in __main__, which Ray workers cannot "
+                                  "import; register it in a module installed on every node")
+            if not mod.startswith("zhmask.") and mod not in mods:
+                mods.append(mod)
+    return mods
+
+
+class _Session:
+    """Start a local Ray, or connect to a cluster, for the build; leave a caller's Ray alone."""
+
+    def __init__(self, ray: Any, config: BuildConfig) -> None:
+        self.ray = ray
+        self.config = config
+        self.owned = False
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> "_Session":
+        ray = self.ray
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline; no usage reporting
+        if not ray.is_initialized():
+            address = self.config.ray_address or os.environ.get("RAY_ADDRESS") or None
+            common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            try:
+                if address:
+                    ray.init(address=address, **common)
+                else:
+                    window = WINDOW_PER_WORKER * self.config.workers
+                    store = min(2 << 30, max(128 << 20, 2 * window * (16 << 20)))
+                    ray.init(address="local", num_cpus=self.config.workers, object_store_memory=store, **common)
+            except Exception as exc:  # a bad address, an unreachable cluster, a version mismatch
+                msg = " ".join(str(exc).split()) or type(exc).__name__
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                raise ZhmaskError(f"--engine ray: cannot connect to {where}: {msg[:300]}") from None
+            self.owned = True  # disconnect (a cluster keeps running) or stop the local instance
+        self._quiet()
+        return self
+
+    def _quiet(self) -> None:
+        """No progress bars or per-dataset INFO lines on the console (they go to Ray's log files)."""
+        from ray.data import DataContext
+
+        ctx = DataContext.get_current()
+        for attr, value in (("enable_progress_bars", False), ("print_on_execution_start", False)):
+            if hasattr(ctx, attr):
+                self._saved.append((ctx, attr, getattr(ctx, attr)))
+                setattr(ctx, attr, value)
+        for h in logging.getLogger("ray.data").handlers:
+            if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
+                self._saved.append((h, "level", h.level))
+                h.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: Any) -> None:
+        for obj, attr, value in reversed(self._saved):
+            if attr == "level":
+                obj.setLevel(value)
+            else:
+                setattr(obj, attr, value)
+        if self.owned:
+            self.ray.shutdown()
+
+
+def _map_compute(ray: Any, workers: int) -> dict[str, Any]:
+    strategy = getattr(ray.data, "TaskPoolStrategy", None)
+    try:
+        return {"compute": strategy(size=workers)}  # Ray >= 2.51
+    except TypeError:
+        return {"concurrency": workers}
+
+
+def _span(raws: list[RawDoc]) -> str:
+    return f"{raws[0].id} .. {raws[-1].id}" if raws else "none"
+
+
+def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]], out: Path,
+                  collect: Callable[[dict[str, Any]], None]) -> None:
+    ray = _import_ray()
+    modules = registrant_modules(config)
+    out = Path(out).resolve()  # tasks run in other directories, on other nodes
+    job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules}
+    window_size = WINDOW_PER_WORKER * config.workers
+    with _Session(ray, config):
+        compute = _map_compute(ray, config.workers)
+        window: list[tuple[int, list[RawDoc]]] = []
+        for unit, raws in units:
+            window.append((unit, raws))
+            if len(window) >= window_size:
+                _run_window(ray, config, window, out, collect, job_kwargs, compute)
+                window = []
+        if window:
+            _run_window(ray, config, window, out, collect, job_kwargs, compute)
+
+
+def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawDoc]]], out: Path,
+                collect: Callable[[dict[str, Any]], None], job_kwargs: dict[str, Any], compute: dict[str, Any]) -> None:
+    pending = {unit: raws for unit, raws in window}
+    items = [{"unit": unit, "raws": encode_raws(raws)} for unit, raws in window]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))  # one unit a block, so a task a unit
+    del items
+    with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map(_unit_job, fn_kwargs=job_kwargs, num_cpus=1, max_retries=MAX_RETRIES, **compute)
+    rows = iter(ds.iter_rows())
+    try:
+        while pending:
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except (ZhmaskError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # a worker process died (and its retries): find the unit and document
+                raise BuildFailed(_died(config, pending, out, exc)) from None
+            unit = int(row["unit"])
+            raws = pending.pop(unit)
+            if row["error"]:
+                _raise_for(row, unit, raws)
+            stats = json.loads(row["stats"])
+            _check_visible(out, stats)
+            collect(stats)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()  # stop the window's remaining tasks when the build fails part-way
+    if pending:  # Ray Data returned fewer rows than units: never drop work silently
+        raise BuildFailed(f"Ray returned no result for unit(s) {', '.join(map(str, sorted(pending)))}; "
+                          "finished shards are kept: rerun to resume")
+
+
+def _raise_for(row: dict[str, Any], unit: int, raws: list[RawDoc]) -> None:
+    kind, msg = row["kind"], row["error"]
+    if kind == "crash":
+        raise BuildFailed(msg)
+    if kind == "other":
+        raise BuildFailed(f"unit {unit} (documents {_span(raws)}) failed in a Ray worker: {msg}")
+    from zhmask import errors
+
+    cls = getattr(errors, kind, ZhmaskError)
+    raise (cls if isinstance(cls, type) and issubclass(cls, ZhmaskError) else ZhmaskError)(msg)
+
+
+def _check_visible(out: Path, stats: dict[str, Any]) -> None:
+    shard = out / stats["shard"]["file"]
+    if not (shard.exists() and shard.with_suffix(".stats.json").exists()):
+        raise BuildFailed(f"unit {stats['unit']}: a Ray worker wrote {shard.name} but it is not in {out} on this "
+                          "machine: with a Ray cluster, --out must be a shared filesystem (e.g. NFS) mounted at the "
+                          "same path on every node")
+
+
+def _died(config: BuildConfig, pending: dict[int, list[RawDoc]], out: Path, exc: BaseException) -> str:
+    reason = _ray_reason(exc)
+    suspects = sorted(pending.items())
+    if len(suspects) == 1 and not suspects[0][1]:
+        who = f"unit {suspects[0][0]}"
+    else:
+        from zhmask.engines.local import find_killer
+
+        who = find_killer(config, suspects, out)
+    return f"a Ray worker died on {who} ({reason}); finished shards are kept: rerun to resume"
+
+
+def _ray_reason(exc: BaseException) -> str:
+    """One line out of Ray's nested error: the innermost cause's class and first line."""
+    seen = exc
+    while True:
+        nxt = getattr(seen, "cause", None) or seen.__cause__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    first = next((ln.strip() for ln in str(seen).splitlines() if ln.strip()), "")
+    return f"{type(seen).__name__}: {first[:200]}" if first else type(seen).__name__
