@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -131,6 +132,21 @@ def registrant_modules(config: BuildConfig) -> list[str]:
     return mods
 
 
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """A Ray address must be reachable: ``ray.init`` would retry an unreachable one for minutes."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ZhmaskError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.1:6379), "
+                          "ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ZhmaskError(f"--engine ray: cannot connect to the Ray cluster at {address}: "
+                          f"{exc.strerror or type(exc).__name__} (is `ray start --head` running there?)") from None
+
+
 class _Session:
     """Start a local Ray, or connect to a cluster, for the build; leave a caller's Ray alone."""
 
@@ -146,6 +162,8 @@ class _Session:
         if not ray.is_initialized():
             address = self.config.ray_address or os.environ.get("RAY_ADDRESS") or None
             common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            if address:
+                check_address(address)
             try:
                 if address:
                     ray.init(address=address, **common)
@@ -226,6 +244,7 @@ def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawD
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         ds = ds.map(_unit_job, fn_kwargs=job_kwargs, num_cpus=1, max_retries=MAX_RETRIES, **compute)
     rows = iter(ds.iter_rows())
+    died: BaseException | None = None
     try:
         while pending:
             try:
@@ -235,7 +254,8 @@ def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawD
             except (ZhmaskError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # a worker process died (and its retries): find the unit and document
-                raise BuildFailed(_died(config, pending, out, exc)) from None
+                died = exc
+                break
             unit = int(row["unit"])
             raws = pending.pop(unit)
             if row["error"]:
@@ -247,6 +267,10 @@ def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawD
         close = getattr(rows, "close", None)
         if close is not None:
             close()  # stop the window's remaining tasks when the build fails part-way
+    if died is not None:
+        who = find_killer_ray(ray, sorted(pending.items()), job_kwargs)
+        raise BuildFailed(f"a Ray worker died on {who} ({_ray_reason(died)}); finished shards are kept: "
+                          "rerun to resume")
     if pending:  # Ray Data returned fewer rows than units: never drop work silently
         raise BuildFailed(f"Ray returned no result for unit(s) {', '.join(map(str, sorted(pending)))}; "
                           "finished shards are kept: rerun to resume")
@@ -272,16 +296,54 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
                           "same path on every node")
 
 
-def _died(config: BuildConfig, pending: dict[int, list[RawDoc]], out: Path, exc: BaseException) -> str:
-    reason = _ray_reason(exc)
-    suspects = sorted(pending.items())
-    if len(suspects) == 1 and not suspects[0][1]:
-        who = f"unit {suspects[0][0]}"
-    else:
-        from zhmask.engines.local import find_killer
+def _probe(blob: bytes, config_json: str, modules: list[str]) -> None:
+    """Run one document alone through every stage (to find a document that kills a worker)."""
+    from zhmask.pipeline import new_stats
 
-        who = find_killer(config, suspects, out)
-    return f"a Ray worker died on {who} ({reason}); finished shards are kept: rerun to resume"
+    pipe = _pipeline(config_json, modules)
+    try:
+        (raw,) = decode_raws(blob)
+        doc, _ = pipe.document(raw)
+        if doc is not None:
+            for ex in pipe.examples([doc]):
+                list(pipe.rows(ex, new_stats()))
+    except Exception:
+        pass  # raising is not dying
+
+
+def find_killer_ray(ray: Any, suspects: list[tuple[int, list[RawDoc]]], job_kwargs: dict[str, Any]) -> str:
+    """After a worker died (and Ray's retries): rerun the units that were in flight one at a time
+    as plain Ray tasks without retries, then the guilty unit's documents one by one, and name
+    what kills a worker (as the local engine does, on the cluster where it happened)."""
+    from ray.exceptions import RayError, RayTaskError
+
+    run = ray.remote(num_cpus=1, max_retries=0)(_unit_job)
+    probe = ray.remote(num_cpus=1, max_retries=0)(_probe)
+    for unit, raws in suspects:
+        try:
+            ray.get(run.remote({"unit": unit, "raws": encode_raws(raws)}, **job_kwargs))
+            continue  # a bystander (its shard is now finished), or an ordinary error reported on rerun
+        except RayTaskError:
+            continue
+        except RayError:
+            pass
+        span = _span(raws)
+        refs = [probe.remote(encode_raws([raw]), job_kwargs["config_json"], job_kwargs["modules"]) for raw in raws]
+        for raw, ref in zip(raws, refs):
+            try:
+                ray.get(ref)
+            except RayTaskError:
+                pass
+            except RayError:
+                for other in refs:
+                    try:
+                        ray.cancel(other)
+                    except Exception:  # already finished
+                        pass
+                return f"document {raw.id} (unit {unit}, documents {span})"
+        return f"unit {unit} (documents {span}; no single document kills it alone)"
+    units = ", ".join(str(u) for u, _ in suspects)
+    return f"one of units {units} (none dies when rerun alone: out of memory?)"
 
 
 def _ray_reason(exc: BaseException) -> str:
