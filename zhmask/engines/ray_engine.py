@@ -191,7 +191,7 @@ class _Session:
         for h in logging.getLogger("ray.data").handlers:
             if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
                 self._saved.append((h, "level", h.level))
-                h.setLevel(logging.ERROR)
+                h.setLevel(logging.CRITICAL)  # failures are reported by zhmask itself
 
     def __exit__(self, *exc: Any) -> None:
         for obj, attr, value in reversed(self._saved):
@@ -238,7 +238,10 @@ def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawD
                 collect: Callable[[dict[str, Any]], None], job_kwargs: dict[str, Any], compute: dict[str, Any]) -> None:
     pending = {unit: raws for unit, raws in window}
     items = [{"unit": unit, "raws": encode_raws(raws)} for unit, raws in window]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))  # one unit a block, so a task a unit
+    try:  # one unit a block, so a task a unit
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+    except TypeError:  # Ray < 2.10
+        ds = ray.data.from_items(items, parallelism=len(items))
     del items
     with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
