@@ -112,6 +112,19 @@ def test_ray_resumes_a_local_build(ray_local, local_build, tmp_path, fixtures):
     assert (out / "data" / "shard-00000.arrow").stat().st_mtime_ns == keep
 
 
+def test_finished_build_does_not_start_ray(local_build, tmp_path, fixtures, monkeypatch):
+    local_out, _ = local_build
+    out = tmp_path / "o"
+    shutil.copytree(local_out, out)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started for a finished build"))
+    code, stdout, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), *INEWS, "--engine", "ray",
+                                "--workers", "2", "--out", str(out))
+    assert code == 0, err
+    assert "(8 finished shards reused)" in stdout
+    assert _files(out) == _files(local_out)
+
+
 def _crash_input(tmp_path: Path) -> Path:
     src = tmp_path / "in.txt"
     lines = [SENT] * 25

@@ -27,6 +27,7 @@ driver (as the local engine does) to name the document that kills a worker.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -222,6 +223,10 @@ def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]]
     out = Path(out).resolve()  # tasks run in other directories, on other nodes
     job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules}
     window_size = WINDOW_PER_WORKER * config.workers
+    first = next(units, None)
+    if first is None:
+        return  # every unit is finished already (resume): no need to start Ray
+    units = itertools.chain([first], units)
     with _Session(ray, config):
         compute = _map_compute(ray, config.workers)
         window: list[tuple[int, list[RawDoc]]] = []
