@@ -6,11 +6,13 @@ sets it).  A Ray already initialised in the calling process is used as it is and
 
 Units stream through Ray Data in windows: the driver reads ``WINDOW_PER_WORKER * workers``
 units, turns them into a dataset of one block per unit (``ray.data.from_items``) and maps
-:func:`_unit_job` over it with ``--workers`` concurrent tasks; the next window is read only
-when this one has finished.  At most one window of input is held (in the driver and the object
-store), so memory is bounded by ``window * (docs_per_shard documents or 16 MiB)`` whatever the
-input size.  Each worker process builds one :class:`~zhmask.pipeline.Pipeline` (segmenter,
-tokenizer, lexicons) and keeps it for every later unit of the build.
+:func:`_unit_job` over it with ``--workers`` concurrent tasks.  The next window starts when the
+current one is down to its last ``workers`` units (so no CPU waits for a window's slowest
+unit), and the driver reads it while the current one runs; at most two windows run at once and
+a third is being read, so memory is bounded by ``3 * window * (docs_per_shard documents or
+16 MiB)`` whatever the input size.  Each worker process builds one
+:class:`~zhmask.pipeline.Pipeline` (segmenter, tokenizer, lexicons) and keeps it for every
+later unit of the build.
 
 Each task writes its shard and stats file into ``--out`` itself, so on a cluster ``--out`` must
 be a directory every node can write and the driver can read (NFS or another shared
@@ -31,7 +33,10 @@ import itertools
 import json
 import logging
 import os
+import queue
 import socket
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -40,7 +45,7 @@ from zhmask.config import BuildConfig
 from zhmask.errors import BuildFailed, ZhmaskError
 from zhmask.steps.read import RawDoc
 
-WINDOW_PER_WORKER = 4  # units read ahead per worker; bounds memory (see the module docstring)
+WINDOW_PER_WORKER = 2  # units of a window per worker; bounds memory (see the module docstring)
 MAX_RETRIES = 2  # Ray reruns a task whose worker process died this many times (Ray Data's default is forever)
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'zhmask[ray]'"
 
@@ -170,7 +175,7 @@ class _Session:
                     ray.init(address=address, **common)
                 else:
                     window = WINDOW_PER_WORKER * self.config.workers
-                    store = min(2 << 30, max(128 << 20, 2 * window * (16 << 20)))
+                    store = min(2 << 30, max(128 << 20, 3 * window * (16 << 20)))  # the windows held at once
                     ray.init(address="local", num_cpus=self.config.workers, object_store_memory=store, **common)
             except Exception as exc:  # a bad address, an unreachable cluster, a version mismatch
                 msg = " ".join(str(exc).split()) or type(exc).__name__
@@ -222,66 +227,106 @@ def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]]
     modules = registrant_modules(config)
     out = Path(out).resolve()  # tasks run in other directories, on other nodes
     job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules}
-    window_size = WINDOW_PER_WORKER * config.workers
     first = next(units, None)
     if first is None:
         return  # every unit is finished already (resume): no need to start Ray
-    units = itertools.chain([first], units)
     with _Session(ray, config):
-        compute = _map_compute(ray, config.workers)
-        window: list[tuple[int, list[RawDoc]]] = []
-        for unit, raws in units:
-            window.append((unit, raws))
-            if len(window) >= window_size:
-                _run_window(ray, config, window, out, collect, job_kwargs, compute)
-                window = []
-        if window:
-            _run_window(ray, config, window, out, collect, job_kwargs, compute)
+        _Driver(ray, config, out, collect, job_kwargs).run(itertools.chain([first], units))
 
 
-def _run_window(ray: Any, config: BuildConfig, window: list[tuple[int, list[RawDoc]]], out: Path,
-                collect: Callable[[dict[str, Any]], None], job_kwargs: dict[str, Any], compute: dict[str, Any]) -> None:
-    pending = {unit: raws for unit, raws in window}
-    items = [{"unit": unit, "raws": encode_raws(raws)} for unit, raws in window]
-    try:  # one unit a block, so a task a unit
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-    except TypeError:  # Ray < 2.10
-        ds = ray.data.from_items(items, parallelism=len(items))
-    del items
-    with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ds.map(_unit_job, fn_kwargs=job_kwargs, num_cpus=1, max_retries=MAX_RETRIES, **compute)
-    rows = iter(ds.iter_rows())
-    died: BaseException | None = None
-    try:
-        while pending:
-            try:
-                row = next(rows)
-            except StopIteration:
-                break
-            except (ZhmaskError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # a worker process died (and its retries): find the unit and document
-                died = exc
-                break
-            unit = int(row["unit"])
-            raws = pending.pop(unit)
-            if row["error"]:
-                _raise_for(row, unit, raws)
-            stats = json.loads(row["stats"])
-            _check_visible(out, stats)
-            collect(stats)
-    finally:
-        close = getattr(rows, "close", None)
-        if close is not None:
-            close()  # stop the window's remaining tasks when the build fails part-way
-    if died is not None:
-        who = find_killer_ray(ray, sorted(pending.items()), job_kwargs)
-        raise BuildFailed(f"a Ray worker died on {who} ({_ray_reason(died)}); finished shards are kept: "
-                          "rerun to resume")
-    if pending:  # Ray Data returned fewer rows than units: never drop work silently
-        raise BuildFailed(f"Ray returned no result for unit(s) {', '.join(map(str, sorted(pending)))}; "
-                          "finished shards are kept: rerun to resume")
+def _windows(units: Iterator[tuple[int, list[RawDoc]]], size: int) -> Iterator[dict[int, list[RawDoc]]]:
+    window: dict[int, list[RawDoc]] = {}
+    for unit, raws in units:
+        window[unit] = raws
+        if len(window) >= size:
+            yield window
+            window = {}
+    if window:
+        yield window
+
+
+class _Driver:
+    """Windows of units on Ray Data, the next one started while the last units of the previous
+    one finish (so no CPU waits for a window's slowest unit, and the driver reads the next
+    window while the current one runs).  At most two windows run at once."""
+
+    def __init__(self, ray: Any, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None],
+                 job_kwargs: dict[str, Any]) -> None:
+        self.ray, self.config, self.out, self.collect, self.job_kwargs = ray, config, out, collect, job_kwargs
+        self.results: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.active: dict[int, dict[int, list[RawDoc]]] = {}  # window -> its unfinished units
+        self.threads: list[threading.Thread] = []
+
+    def run(self, units: Iterator[tuple[int, list[RawDoc]]]) -> None:
+        ok = False
+        try:
+            for k, window in enumerate(_windows(units, WINDOW_PER_WORKER * self.config.workers)):
+                # start this window once the previous ones are down to their last round of units
+                while len(self.active) >= 2 or sum(map(len, self.active.values())) > self.config.workers:
+                    self._handle(*self.results.get())
+                self._start(k, window)
+                del window
+            while self.active:
+                self._handle(*self.results.get())
+            ok = True
+        finally:
+            self.stop.set()
+            if ok or not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                for t in self.threads:  # the units still running finish (their shards are valid), then stop
+                    t.join()
+
+    def _start(self, k: int, window: dict[int, list[RawDoc]]) -> None:
+        items = [{"unit": unit, "raws": encode_raws(raws)} for unit, raws in window.items()]
+        try:  # one unit a block, so a task a unit
+            ds = self.ray.data.from_items(items, override_num_blocks=len(items))
+        except TypeError:  # Ray < 2.10
+            ds = self.ray.data.from_items(items, parallelism=len(items))
+        del items
+        with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = ds.map(_unit_job, fn_kwargs=self.job_kwargs, num_cpus=1, max_retries=MAX_RETRIES,
+                        **_map_compute(self.ray, min(self.config.workers, len(window))))
+        self.active[k] = dict(window)
+        t = threading.Thread(target=self._drain, args=(k, ds), name=f"zhmask-ray-window-{k}", daemon=True)
+        self.threads.append(t)
+        t.start()
+
+    def _drain(self, k: int, ds: Any) -> None:
+        rows = iter(ds.iter_rows())
+        try:
+            for row in rows:
+                self.results.put((k, row, None))
+                if self.stop.is_set():
+                    break
+        except BaseException as exc:  # a worker process died (and its retries)
+            self.results.put((k, None, exc))
+            return
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()  # stop the window's remaining tasks when the build fails part-way
+        self.results.put((k, None, None))
+
+    def _handle(self, k: int, row: dict[str, Any] | None, exc: BaseException | None) -> None:
+        pending = self.active[k]
+        if exc is not None:
+            who = find_killer_ray(self.ray, sorted(pending.items()), self.job_kwargs)
+            raise BuildFailed(f"a Ray worker died on {who} ({_ray_reason(exc)}); finished shards are kept: "
+                              "rerun to resume")
+        if row is None:  # the window's dataset is exhausted
+            del self.active[k]
+            if pending:  # Ray Data returned fewer rows than units: never drop work silently
+                raise BuildFailed(f"Ray returned no result for unit(s) {', '.join(map(str, sorted(pending)))}; "
+                                  "finished shards are kept: rerun to resume")
+            return
+        unit = int(row["unit"])
+        raws = pending.pop(unit)
+        if row["error"]:
+            _raise_for(row, unit, raws)
+        stats = json.loads(row["stats"])
+        _check_visible(self.out, stats)
+        self.collect(stats)
 
 
 def _raise_for(row: dict[str, Any], unit: int, raws: list[RawDoc]) -> None:
