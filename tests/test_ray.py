@@ -200,3 +200,15 @@ def test_engine_ray_without_ray_installed_says_what_to_install(tmp_path, monkeyp
     code, _, err = run_cli("build-corpus", "--engine", "ray", "--out", str(tmp_path / "o"))
     assert code == 2
     assert err.strip() == "zhmask: error: --engine ray needs Ray Data: pip install 'zhmask[ray]'"
+
+
+def test_worker_refuses_another_zhmask_version_and_missing_plugins():
+    from zhmask.config import BuildConfig
+    from zhmask.engines.ray_engine import _pipeline
+    from zhmask.errors import ZhmaskError
+
+    cfg = json.dumps(BuildConfig().to_dict())
+    with pytest.raises(ZhmaskError, match="runs zhmask .* but the driver runs 0.0.0"):
+        _pipeline(cfg, [], "0.0.0")
+    with pytest.raises(ZhmaskError, match="cannot import no_such_plugin_module .* install it on every node"):
+        _pipeline(cfg, ["no_such_plugin_module"], __import__("zhmask").__version__)

@@ -41,6 +41,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.errors import BuildFailed, ZhmaskError
 from zhmask.steps.read import RawDoc
@@ -75,13 +76,21 @@ def decode_raws(blob: bytes) -> list[RawDoc]:
 
 
 # ---------------------------------------------------------------------------- worker side
-def _pipeline(config_json: str, modules: list[str]) -> Any:
+def _pipeline(config_json: str, modules: list[str], version: str) -> Any:
     pipe = _PIPES.get(config_json)
     if pipe is None:
         import importlib
 
+        if version != __version__:  # another zhmask on this node would write other shards
+            raise ZhmaskError(f"a Ray worker runs zhmask {__version__} but the driver runs {version}: install the "
+                              "same zhmask on every node")
+
         for name in modules:  # modules that registered the selected tasks/strategies (plugins)
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise ZhmaskError(f"a Ray worker cannot import {name} (it registers a selected task or masking "
+                                  f"strategy): {exc}; install it on every node") from None
         from zhmask.pipeline import Pipeline
 
         _PIPES.clear()  # one build at a time per worker process
@@ -89,7 +98,7 @@ def _pipeline(config_json: str, modules: list[str]) -> Any:
     return pipe
 
 
-def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str]) -> dict[str, Any]:
+def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str) -> dict[str, Any]:
     """One unit -> its shard and stats file under ``out``; returns the stats as JSON, or the error.
 
     Errors are returned, not raised, so that the driver reports them as one line (Ray would
@@ -98,7 +107,7 @@ def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str
 
     unit = int(row["unit"])
     try:
-        stats = _pipeline(config_json, modules).run_unit(unit, decode_raws(row["raws"]), Path(out))
+        stats = _pipeline(config_json, modules, version).run_unit(unit, decode_raws(row["raws"]), Path(out))
         return {"unit": unit, "stats": json.dumps(stats), "error": "", "kind": ""}
     except DocumentCrash as exc:
         return {"unit": unit, "stats": "", "error": str(exc), "kind": "crash"}
@@ -226,7 +235,8 @@ def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]]
     ray = _import_ray()
     modules = registrant_modules(config)
     out = Path(out).resolve()  # tasks run in other directories, on other nodes
-    job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules}
+    job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules,
+                  "version": __version__}
     first = next(units, None)
     if first is None:
         return  # every unit is finished already (resume): no need to start Ray
@@ -311,6 +321,10 @@ class _Driver:
     def _handle(self, k: int, row: dict[str, Any] | None, exc: BaseException | None) -> None:
         pending = self.active[k]
         if exc is not None:
+            reason = _ray_reason(exc)
+            if "No module named" in reason or "ModuleNotFoundError" in reason:
+                raise ZhmaskError(f"Ray workers cannot import zhmask's Ray engine ({reason}): install this zhmask "
+                                  f"({__version__}) on every node") from None
             who = find_killer_ray(self.ray, sorted(pending.items()), self.job_kwargs)
             raise BuildFailed(f"a Ray worker died on {who} ({_ray_reason(exc)}); finished shards are kept: "
                               "rerun to resume")
@@ -349,12 +363,12 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
                           "same path on every node")
 
 
-def _probe(blob: bytes, config_json: str, modules: list[str]) -> None:
+def _probe(blob: bytes, config_json: str, modules: list[str], version: str) -> None:
     """Run one document alone through every stage (to find a document that kills a worker)."""
     from zhmask.pipeline import new_stats
 
-    pipe = _pipeline(config_json, modules)
     try:
+        pipe = _pipeline(config_json, modules, version)
         (raw,) = decode_raws(blob)
         doc, _ = pipe.document(raw)
         if doc is not None:
@@ -381,7 +395,8 @@ def find_killer_ray(ray: Any, suspects: list[tuple[int, list[RawDoc]]], job_kwar
         except RayError:
             pass
         span = _span(raws)
-        refs = [probe.remote(encode_raws([raw]), job_kwargs["config_json"], job_kwargs["modules"]) for raw in raws]
+        refs = [probe.remote(encode_raws([raw]), job_kwargs["config_json"], job_kwargs["modules"], job_kwargs["version"])
+                for raw in raws]
         for raw, ref in zip(raws, refs):
             try:
                 ray.get(ref)
