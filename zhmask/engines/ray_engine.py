@@ -23,8 +23,9 @@ is made by the same ``Pipeline.run_unit`` as with the local engine, whichever no
 Failures never lose work silently: a document that crashes the pipeline ends the build with
 ``BuildFailed`` naming it (the worker returns the message instead of raising, so no Ray
 traceback is printed); a worker process that dies (segfault, killed, out of memory) is retried
-by Ray ``MAX_RETRIES`` times, then the units still in flight are rerun one at a time on the
-driver (as the local engine does) to name the document that kills a worker.
+by Ray ``MAX_RETRIES`` times, then the units still in flight are rerun one at a time as plain
+Ray tasks, then the guilty unit's documents (as the local engine does with its pool), to name
+the document that kills a worker.
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ class _Session:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline; no usage reporting
         if not ray.is_initialized():
             address = self.config.ray_address or os.environ.get("RAY_ADDRESS") or None
-            common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            common = dict(log_to_driver=False, logging_level=logging.ERROR)
             if address:
                 check_address(address)
             try:
@@ -185,7 +186,8 @@ class _Session:
                 else:
                     window = WINDOW_PER_WORKER * self.config.workers
                     store = min(2 << 30, max(128 << 20, 3 * window * (16 << 20)))  # the windows held at once
-                    ray.init(address="local", num_cpus=self.config.workers, object_store_memory=store, **common)
+                    ray.init(address="local", num_cpus=self.config.workers, object_store_memory=store,
+                             include_dashboard=False, **common)
             except Exception as exc:  # a bad address, an unreachable cluster, a version mismatch
                 msg = " ".join(str(exc).split()) or type(exc).__name__
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
@@ -221,8 +223,8 @@ class _Session:
 def _map_compute(ray: Any, workers: int) -> dict[str, Any]:
     strategy = getattr(ray.data, "TaskPoolStrategy", None)
     try:
-        return {"compute": strategy(size=workers)}  # Ray >= 2.51
-    except TypeError:
+        return {"compute": strategy(size=workers)}  # Ray >= 2.51 (``concurrency`` is deprecated there)
+    except TypeError:  # no TaskPoolStrategy, or one without a size
         return {"concurrency": workers}
 
 
