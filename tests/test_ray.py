@@ -212,3 +212,58 @@ def test_worker_refuses_another_zhmask_version_and_missing_plugins():
         _pipeline(cfg, [], "0.0.0")
     with pytest.raises(ZhmaskError, match="cannot import no_such_plugin_module .* install it on every node"):
         _pipeline(cfg, ["no_such_plugin_module"], __import__("zhmask").__version__)
+
+
+class _FakeRay:
+    """Just enough of ``ray`` for the engine's driver loop: each window's tasks run in its
+    drain thread, one after the other (the scheduling and memory bound are what is tested)."""
+
+    def __init__(self):
+        self.sizes = []
+        self.data = self
+
+    def from_items(self, items, override_num_blocks=None):
+        return _FakeDataset(self, items)
+
+    def TaskPoolStrategy(self, size):  # noqa: N802 (Ray's name)
+        self.sizes.append(size)
+        return size
+
+
+class _FakeDataset:
+    def __init__(self, ray, items, fn=None, kwargs=None):
+        self.ray, self.items, self.fn, self.kwargs = ray, items, fn, kwargs
+
+    def map(self, fn, fn_kwargs, compute, **_):
+        return _FakeDataset(self.ray, self.items, fn, fn_kwargs)
+
+    def iter_rows(self):
+        for item in self.items:
+            yield self.fn(item, **self.kwargs)
+
+
+def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
+    """Units are read lazily: never more than three windows ahead of the finished ones, and no
+    window asks for more than --workers concurrent tasks."""
+    from zhmask import __version__
+    from zhmask.api import iter_units, _inputs
+    from zhmask.config import BuildConfig
+    from zhmask.engines.ray_engine import WINDOW_PER_WORKER, _Driver
+
+    cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=5, workers=2, out=str(tmp_path))
+    window = WINDOW_PER_WORKER * cfg.workers
+    read, done, held = [], [], []
+
+    def units():
+        for unit, raws in iter_units(cfg, _inputs(cfg), []):
+            read.append(unit)
+            held.append(len(read) - len(done))
+            yield unit, raws
+
+    fake = _FakeRay()
+    job = {"config_json": json.dumps(cfg.to_dict(), sort_keys=True), "out": str(tmp_path), "modules": [],
+           "version": __version__}
+    _Driver(fake, cfg, tmp_path, lambda st: done.append(st["unit"]), job).run(units())
+    assert sorted(done) == list(range(30)) and len(read) == 30
+    assert window < max(held) <= 3 * window  # the next window is read while one runs, no more
+    assert max(fake.sizes) == cfg.workers and all(s <= cfg.workers for s in fake.sizes)
