@@ -94,6 +94,27 @@ def test_ray_output_is_byte_identical_to_local(ray_local, local_build, tmp_path,
             mm["config"].pop(k)
     assert m == local_m
     assert ray.is_initialized()  # the caller's Ray is left running
+    from zhmask.commands.verify import verify_build
+
+    assert verify_build(out) == []
+
+
+def test_cli_starts_and_stops_its_own_ray_quietly(local_build, tmp_path, fixtures):
+    """What a user runs: a fresh process starts a private local Ray, builds, and stops it;
+    nothing but zhmask's summary is printed."""
+    import subprocess
+
+    local_out, _ = local_build
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS.parent), os.environ.get("PYTHONPATH")]))}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-m", "zhmask.cli", "build-corpus", str(fixtures / "inews_150.jsonl"), *INEWS,
+                        "--engine", "ray", "--workers", "2", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "", r.stderr
+    assert r.stdout.startswith("zhmask ") and "examples" in r.stdout
+    assert _files(out) == _files(local_out)
 
 
 def test_ray_resumes_a_local_build(ray_local, local_build, tmp_path, fixtures):
@@ -144,7 +165,10 @@ def test_ray_crash_names_the_document(ray_local, plugin_tasks, tmp_path):
     assert not (out / "data" / "shard-00003.arrow").exists()
 
 
-def test_ray_dead_worker_is_reported_with_the_document(ray_local, plugin_tasks, tmp_path):
+def test_ray_dead_worker_is_reported_with_the_document(ray_local, plugin_tasks, tmp_path, monkeypatch):
+    from zhmask.engines import ray_engine
+
+    monkeypatch.setattr(ray_engine, "MAX_RETRIES", 0)  # Ray's retries of the dead task only cost time here
     out = tmp_path / "o"
     code, _, err = run_cli("build-corpus", str(_crash_input(tmp_path)), "--tasks", "ray_kill_test",
                            "--docs-per-shard", "5", "--engine", "ray", "--workers", "2", "--out", str(out))
