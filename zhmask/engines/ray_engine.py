@@ -170,6 +170,7 @@ class _Session:
         self.ray = ray
         self.config = config
         self.owned = False
+        self.threads: list[threading.Thread] = []  # the driver's window threads
         self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> "_Session":
@@ -211,13 +212,25 @@ class _Session:
                 h.setLevel(logging.CRITICAL)  # failures are reported by zhmask itself
 
     def __exit__(self, *exc: Any) -> None:
+        if self.owned:
+            # After an interrupt, window threads may still call into Ray: they must not start a new
+            # local Ray (Ray's automatic ray.init, RAY_ENABLE_AUTO_CONNECT=0, read once at import).
+            hook = sys.modules.get("ray._private.auto_init_hook")
+            auto = getattr(hook, "enable_auto_connect", None)
+            if auto is not None:
+                hook.enable_auto_connect = False  # type: ignore[union-attr]
+            try:
+                self.ray.shutdown()
+                for t in self.threads:
+                    t.join(timeout=10)  # they end on the error shutdown gives them
+            finally:
+                if auto is not None:
+                    hook.enable_auto_connect = auto  # type: ignore[union-attr]
         for obj, attr, value in reversed(self._saved):
             if attr == "level":
                 obj.setLevel(value)
             else:
                 setattr(obj, attr, value)
-        if self.owned:
-            self.ray.shutdown()
 
 
 def _map_compute(ray: Any, workers: int) -> dict[str, Any]:
@@ -242,8 +255,10 @@ def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]]
     first = next(units, None)
     if first is None:
         return  # every unit is finished already (resume): no need to start Ray
-    with _Session(ray, config):
-        _Driver(ray, config, out, collect, job_kwargs).run(itertools.chain([first], units))
+    with _Session(ray, config) as session:
+        driver = _Driver(ray, config, out, collect, job_kwargs)
+        session.threads = driver.threads
+        driver.run(itertools.chain([first], units))
 
 
 def _windows(units: Iterator[tuple[int, list[RawDoc]]], size: int) -> Iterator[dict[int, list[RawDoc]]]:
