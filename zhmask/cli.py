@@ -50,6 +50,9 @@ Examples:
   zhmask build-corpus --pipeline macbert wiki/*.txt --out out/
   zhmask build-corpus news.jsonl --text-field text --title-field title \\
       --tasks nsp,sentence_reorder,sentence_distance,ir_relevance --masking knowledge --out out/
+  zhmask build-corpus corpus/ --engine ray --workers 8 --out out/      # Ray Data, local
+  zhmask build-corpus corpus/ --engine ray --ray-address HEAD:6379 --workers 64 \\
+      --out /shared/nfs/out/                                          # a Ray cluster
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
       --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
 """
@@ -91,9 +94,9 @@ Examples:
 @click.option("--skip-bad-files", is_flag=True, default=None, help="Skip unreadable or corrupt files, listing them in the manifest.")
 @click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 12345).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default 1); output is identical for any count.")
-@click.option("--engine", default=None, help="local (default) | ray.")
-@click.option("--ray-address", default=None, help="Ray cluster address for --engine ray (default: a local Ray).")
+@click.option("--workers", type=int, default=None, help="Worker processes, or concurrent Ray tasks with --engine ray (default 1); output is identical for any count.")
+@click.option("--engine", default=None, help="local (default): this machine's processes | ray: Ray Data, on a local Ray or a cluster (pip install 'zhmask[ray]'); same shards either way.")
+@click.option("--ray-address", default=None, help="Ray cluster for --engine ray: HEAD:6379, ray://HEAD:10001 or auto (default: $RAY_ADDRESS, else a local Ray). --out must then be a filesystem every node shares.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an output directory built with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
 def build_corpus_cmd(inputs: tuple[str, ...], pipeline: str | None, quiet: bool, fmt: str | None,
@@ -280,4 +283,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run through the imported module: commands in zhmask.commands register on *its* group,
+    # not on this ``__main__`` copy (``python -m zhmask.cli verify`` would not find them).
+    from zhmask.cli import main as _main
+
+    _main()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: segment_sources column (sentence-level tasks)
 
 I32 = pa.int32()
 ENTITY = pa.struct([("start", I32), ("end", I32), ("type", pa.string())])

@@ -1,0 +1,4 @@
+"""``python -m zhmask ...``: the same as the ``zhmask`` console script."""
+from zhmask.cli import main
+
+main()
