@@ -187,3 +187,20 @@ def test_changed_input_is_not_resumed_from_stale_shards(tmp_path, fixtures):
     m = json.loads((out / "manifest.json").read_text())
     assert m["documents_read"] == 100 and len(m["shards"]) == 2
     assert verify_build(out) == []
+
+
+def test_shards_of_another_schema_version_are_not_resumed(tmp_path, fixtures, monkeypatch):
+    """An output directory written by a zhmask with another shard schema is refused, not mixed."""
+    from zhmask import schema
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+    from zhmask.errors import ZhmaskError
+
+    cfg = dict(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=50, out=str(tmp_path / "o"))
+    with monkeypatch.context() as m:
+        m.setattr(schema, "SCHEMA_VERSION", "0")
+        build_corpus(BuildConfig(**cfg))
+    with pytest.raises(ZhmaskError, match="another configuration"):
+        build_corpus(BuildConfig(**cfg))
+    result = build_corpus(BuildConfig(**cfg, overwrite=True))
+    assert result.units_skipped == 0 and verify_build(tmp_path / "o") == []

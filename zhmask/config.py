@@ -115,6 +115,9 @@ class BuildConfig:
         d = self.to_dict()
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
             d.pop(k, None)
+        from zhmask.schema import SCHEMA_VERSION
+
+        d["schema_version"] = SCHEMA_VERSION  # shards of another schema are never resumed into
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
