@@ -67,12 +67,22 @@ class RJiebaSegmenter:
 
         self._jb = rjieba.Jieba()
         self.hmm = hmm
+        tagged: dict[str, str] = {}
         for path in user_dicts:
             for word, freq, tag in read_user_dict(path):
                 self._jb.add_word(word, freq, tag)
+                if tag:
+                    tagged[word] = tag
+        # rjieba's add_word keeps the old tag of a word already in its dictionary (jieba's
+        # Python add_word replaces it): remember the user's tag where rjieba disagrees.
+        self._retag = {w: t for w, t in tagged.items() if self._jb.tag(w, False) != [(w, t)]}
 
     def segment(self, text: str) -> Words:
-        return _from_pieces(self._jb.tag(text, self.hmm))
+        pieces = self._jb.tag(text, self.hmm)
+        if self._retag:
+            get = self._retag.get
+            pieces = [(w, get(w, t)) for w, t in pieces]
+        return _from_pieces(pieces)
 
 
 class JiebaSegmenter:
