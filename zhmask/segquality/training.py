@@ -14,9 +14,9 @@ probability route follows the corpus's segmentation standard:
   ``scale`` = total of jieba's base dictionary / number of corpus tokens, so a word's probability
   is about its relative frequency in the corpus, on the scale of jieba's other words) and its most
   frequent tag (so jieba's POS tags, and the entity detector reading them, follow the corpus);
-* every word of jieba's base dictionary that occurs in the corpus text but is a corpus word in
-  fewer than half of its occurrences (``国家主席`` where the PKU standard writes 国家 主席),
-  with frequency 0, which removes it from jieba's word graph.  Words the corpus never contains
+* every word of jieba's base dictionary that occurs in the corpus text but never as a corpus
+  word (``国家主席`` where the PKU standard writes 国家 主席), with frequency 0, which removes it
+  from jieba's word graph.  Words the corpus never contains
   keep jieba's frequency, so text of other domains still finds them.
 
 ``entity_lexicons``: PER/LOC/ORG lists from the corpus's tags (adjacent ``nr`` merged, as in
@@ -182,21 +182,6 @@ def build_dict(corpus: GoldCorpus, base: str | Path | None = "jieba", scale: flo
         for w in sorted(occ):
             entries.append((w, 0, None))
             removed += 1
-        # base words that are corpus words, but less often than they occur in its text
-        ac2 = ahocorasick.Automaton()
-        for w in base_freq:
-            if len(w) >= 2 and w in counts:
-                ac2.add_word(w, w)
-        occ2: Counter = Counter()
-        if len(ac2):
-            ac2.make_automaton()
-            for s in corpus.sentences:
-                for _, w in ac2.iter(s.text):
-                    occ2[w] += 1
-        demote = {w for w, n in occ2.items() if counts[w] * 2 < n}
-        if demote:
-            entries = [(w, 0, t) if w in demote else (w, f, t) for w, f, t in entries]
-            removed += len(demote)
     summary = {"corpus_tokens": n_tokens, "corpus_words": len(counts), "scale": round(scale, 3),
                "base": str(base_path) if base_path else None, "removed": removed,
                "entries": len(entries)}
