@@ -207,6 +207,19 @@ def test_build_dict_cli_moves_rjieba_toward_the_gold(fixtures, tmp_path):
     gold = read_gold(test)
     assert evaluate(gold, adapted).words.f1 > evaluate(gold, plain).words.f1 + 0.01
 
+    # the dictionary and the learned lexicons in build-corpus
+    src = tmp_path / "in.txt"
+    src.write_text("记者丁宝忠报道：美国商业银行兼并活跃。\n", encoding="utf-8")
+    lex = [a for t in ("per", "loc", "org") for a in ("--lexicon", str(ents_dir / f"{t}.txt"))]
+    code, _, err = run_cli("build-corpus", str(src), "--user-dict", str(d), *lex, "--masking", "knowledge",
+                           "--out", str(tmp_path / "out"), "-q")
+    assert code == 0, err
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text(encoding="utf-8"))
+    assert m["config"]["lexicons"] == lex[1::2] and m["config"]["user_dict"] == [str(d)]
+    code, _, err = run_cli("build-corpus", str(src), "--lexicon", str(tmp_path / "nope.txt"), "--out",
+                           str(tmp_path / "out2"), "-q")
+    assert code == 2 and "lexicon not found" in err and len(err.strip().splitlines()) == 1
+
 
 def test_user_dict_tags_reach_rjieba_pos(tmp_path):
     """rjieba's add_word keeps the tag of a word it knows; the segmenter applies the user's tag."""
