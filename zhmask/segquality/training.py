@@ -77,16 +77,13 @@ def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10
             k = max(1, min(500, len(train.sentences) // 20))
             n_dev = write_plain(train, dev_file, train.sentences[-k:])
         buf = io.StringIO()
-        cwd = os.getcwd()
         try:
-            # spacy-pkuseg prints progress (and a line per sentence length) to stdout: keep it in the log
+            # spacy-pkuseg prints progress (and a line per sentence length) to stdout: keep it in
+            # the log; its own scratch files go to a temporary directory of its own
             with contextlib.redirect_stdout(buf):
-                os.chdir(tmp)
                 spacy_pkuseg.train(train_file, dev_file, str(out.resolve()), train_iter=iterations)
         except Exception as exc:
             raise ZhmaskError(f"spacy-pkuseg training failed: {type(exc).__name__}: {exc}") from None
-        finally:
-            os.chdir(cwd)
     seconds = time.time() - t0
     log_lines = [ln for ln in buf.getvalue().splitlines() if not ln.startswith("length = ")]
     (out / "train.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
