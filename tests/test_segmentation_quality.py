@@ -309,6 +309,17 @@ def test_train_segmenter_then_build_corpus_and_eval(fixtures, tmp_path):
     assert m["documents_written"] == 2 and m["config"]["segmenter"] == "pkuseg"
 
 
+def test_train_segmenter_relative_out(fixtures, tmp_path, monkeypatch):
+    """A relative --out is the model directory under the current directory (not a temporary one)."""
+    pytest.importorskip("spacy_pkuseg")
+    train, _ = _split_fixture(fixtures, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("train-segmenter", "--train", "train.txt", "--out", "rel-model", "--iterations", "1",
+                           "--limit", "20")
+    assert code == 0, err
+    assert (tmp_path / "rel-model" / "weights.npz").exists() and (tmp_path / "rel-model" / "features.msgpack").exists()
+
+
 def test_train_segmenter_errors(tmp_path):
     code, _, err = run_cli("train-segmenter", "--train", str(tmp_path / "none.txt"), "--out", str(tmp_path / "m"))
     assert code == 2 and "gold file not found" in err

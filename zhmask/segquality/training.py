@@ -61,7 +61,7 @@ def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10
         raise ZhmaskError("train-segmenter needs spacy-pkuseg: pip install 'zhmask[pkuseg]'") from None
     if iterations < 1:
         raise ZhmaskError(f"--iterations must be at least 1, got {iterations}")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -85,6 +85,9 @@ def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10
         except Exception as exc:
             raise ZhmaskError(f"spacy-pkuseg training failed: {type(exc).__name__}: {exc}") from None
     seconds = time.time() - t0
+    missing = [f for f in ("features.msgpack", "weights.npz") if not (out / f).exists()]
+    if missing:
+        raise ZhmaskError(f"spacy-pkuseg training wrote no {' or '.join(missing)} into {out}")
     log_lines = [ln for ln in buf.getvalue().splitlines() if not ln.startswith("length = ")]
     (out / "train.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
     dev_f = [ln for ln in log_lines if ln.startswith("iter")]
