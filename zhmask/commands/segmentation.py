@@ -9,7 +9,8 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-FORMAT_HELP = "Gold form: auto (default), pku (word/tag) or plain (space-separated words)."
+FORMAT_HELP = "Gold form: pku (word/tag), plain (space-separated words) or auto (decided from the file)."
+FORMATS = click.Choice(["auto", "pku", "plain"])
 
 EVAL_HELP = """Score segmenters (and the entity detector) against a gold-segmented file.
 
@@ -41,7 +42,7 @@ Example:
 @click.option("--no-entities", is_flag=True, help="Score words only.")
 @click.option("--train", "train_file", default=None, help="Segmented training corpus whose words are the in-vocabulary words.")
 @click.option("--vocab", "vocab_file", default=None, help="Word list (first field a line) of in-vocabulary words.")
-@click.option("--format", "form", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option("--format", "form", type=FORMATS, default="auto", show_default=True, help=FORMAT_HELP)
 @click.option("--no-normalize", is_flag=True, help="Score on the raw gold text, not build-corpus's normalised text.")
 @click.option("--limit", type=int, default=None, help="Only the first N gold sentences.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
@@ -118,7 +119,7 @@ Example:
 @click.option("--iterations", type=int, default=10, show_default=True, help="Training iterations (passes).")
 @click.option("--dev", "dev_file", default=None, help="Segmented dev corpus scored after each iteration (default: the training tail).")
 @click.option("--limit", type=int, default=None, help="Only the first N training sentences.")
-@click.option("--format", "form", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option("--format", "form", type=FORMATS, default="auto", show_default=True, help=FORMAT_HELP)
 def train_segmenter_cmd(train_file: str, out: str, iterations: int, dev_file: str | None, limit: int | None,
                         form: str) -> None:
     from zhmask.segquality import read_gold
@@ -161,7 +162,7 @@ Example:
 @click.option("--scale", type=float, default=None, help="Frequency = count x scale (default: base dictionary total / corpus tokens).")
 @click.option("--min-count", type=int, default=1, show_default=True, help="Leave out rarer corpus words.")
 @click.option("--keep-conflicts", is_flag=True, help="Do not remove base-dictionary words the corpus does not treat as words.")
-@click.option("--format", "form", default="auto", show_default=True, help=FORMAT_HELP)
+@click.option("--format", "form", type=FORMATS, default="auto", show_default=True, help=FORMAT_HELP)
 def build_dict_cmd(train_file: str, out: str, entities_out: str | None, base: str, scale: float | None,
                    min_count: int, keep_conflicts: bool, form: str) -> None:
     from zhmask.segquality import read_gold
