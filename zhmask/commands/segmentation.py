@@ -45,12 +45,13 @@ Example:
 @click.option("--format", "form", type=FORMATS, default="auto", show_default=True, help=FORMAT_HELP)
 @click.option("--no-normalize", is_flag=True, help="Score on the raw gold text, not build-corpus's normalised text.")
 @click.option("--limit", type=int, default=None, help="Only the first N gold sentences.")
+@click.option("--speed-repeats", type=click.IntRange(min=1), default=1, show_default=True, help="Time segmentation this many times, keep the fastest.")
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
 @click.option("--markdown", is_flag=True, help="A Markdown table.")
 def eval_segmenter_cmd(gold: str, segmenters: tuple[str, ...], segmenter_model: str | None, user_dict: tuple[str, ...],
                        hmm: bool, lexicons: tuple[str, ...], no_entities: bool, train_file: str | None,
                        vocab_file: str | None, form: str, no_normalize: bool, limit: int | None, as_json: bool,
-                       markdown: bool) -> None:
+                       markdown: bool, speed_repeats: int) -> None:
     from zhmask.segquality import evaluate_backends, format_table, read_gold, read_vocabulary
     from zhmask.segquality.training import jieba_base_dictionary
     from zhmask.steps.segment import make_segmenter  # noqa: F401  (fail early on import problems)
@@ -82,7 +83,8 @@ def eval_segmenter_cmd(gold: str, segmenters: tuple[str, ...], segmenter_model: 
         vocabulary = read_vocabulary(base) if base else None
         vocab_src = "jieba's dictionary" if base else "none (jieba not installed)"
     results = evaluate_backends(corpus, names, model=segmenter_model, user_dicts=list(user_dict), hmm=hmm,
-                                entities=not no_entities, lexicons=list(lexicons) or None, vocabulary=vocabulary)
+                                entities=not no_entities, lexicons=list(lexicons) or None, vocabulary=vocabulary,
+                                speed_repeats=speed_repeats)
     if as_json:
         click.echo(json.dumps({"gold": gold, "form": corpus.form, "sentences": len(corpus.sentences),
                                "skipped_lines": len(corpus.skipped), "normalized": normalize,

@@ -35,7 +35,7 @@ def read_vocabulary(path: str | Path) -> set[str]:
 def evaluate_backends(gold: GoldCorpus, segmenters: list[str], *, model: str | None = None,
                       user_dicts: list[str] = (), hmm: bool = False, entities: bool = True,
                       lexicons: list[str] | None = None, vocabulary: set[str] | None = None,
-                      progress=None) -> list[EvalResult]:
+                      speed_repeats: int = 1, progress=None) -> list[EvalResult]:
     """Score each named segmenter (as ``build-corpus`` builds it) on ``gold``.
 
     Entities are scored when the gold has tags and ``entities`` is true, with zhmask's lexicon
@@ -56,7 +56,7 @@ def evaluate_backends(gold: GoldCorpus, segmenters: list[str], *, model: str | N
             label = f"{name} + {', '.join(Path(u).name for u in user_dicts)}"
         if hmm and name in ("rjieba", "jieba"):
             label += " (HMM)"
-        results.append(evaluate(gold, seg, detector, vocabulary, name=label))
+        results.append(evaluate(gold, seg, detector, vocabulary, name=label, speed_repeats=speed_repeats))
         if progress:
             progress(results[-1])
     return results
