@@ -67,15 +67,40 @@ class RJiebaSegmenter:
 
         self._jb = rjieba.Jieba()
         self.hmm = hmm
-        tagged: dict[str, str] = {}
-        for path in user_dicts:
-            for word, freq, tag in read_user_dict(path):
-                self._jb.add_word(word, freq, tag)
-                if tag:
-                    tagged[word] = tag
-        # rjieba's add_word keeps the old tag of a word already in its dictionary (jieba's
-        # Python add_word replaces it): remember the user's tag where rjieba disagrees.
-        self._retag = {w: t for w, t in tagged.items() if self._jb.tag(w, False) != [(w, t)]}
+        entries = [e for path in user_dicts for e in read_user_dict(path)]
+        for word, freq, tag in entries:
+            self._jb.add_word(word, freq, tag)
+        self._retag: dict[str, str] = {}
+        if any(tag for _, _, tag in entries):
+            self._apply_user_tags(entries)
+
+    def _apply_user_tags(self, entries: list[tuple[str, int | None, str | None]]) -> None:
+        """rjieba's add_word keeps the tag of a word it already knows (jieba's Python add_word
+        replaces it). Where a user tag is lost, rebuild the dictionary with the user's entries
+        tagged from the start (jieba's dict.txt, the one rjieba embeds, minus those words, then
+        the user's entries); without jieba's file, re-tag each such word after cutting."""
+        import rjieba
+
+        tags = {w: t for w, _, t in entries if t}
+        lost = {w: t for w, t in tags.items() if self._jb.tag(w, False) != [(w, t)]}
+        if not lost:
+            return
+        try:
+            import jieba
+
+            base = Path(jieba.__file__).parent / "dict.txt"
+            jb = rjieba.Jieba.empty()
+            with open(base, encoding="utf-8") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 2 and parts[0] not in tags:
+                        jb.add_word(parts[0], int(parts[1]), parts[2] if len(parts) >= 3 else None)
+        except (ImportError, OSError, ValueError):
+            self._retag = lost
+            return
+        for word, freq, tag in entries:
+            jb.add_word(word, freq, tag)
+        self._jb = jb
 
     def segment(self, text: str) -> Words:
         pieces = self._jb.tag(text, self.hmm)
