@@ -233,6 +233,22 @@ def test_user_dict_tags_reach_rjieba_pos(tmp_path):
         assert make_segmenter(backend, user_dicts=[str(d)]).segment(text).pos == ["ns", "t"]
 
 
+def test_rjieba_rebuilt_for_tags_cuts_like_rjieba(tmp_path, sample_lines):
+    """The dictionary rebuilt to carry user tags (jieba's dict.txt) cuts exactly as rjieba's own."""
+    from zhmask.steps.segment import make_segmenter
+
+    d = tmp_path / "tags.dict"
+    d.write_text("伊拉克 100 ns\n", encoding="utf-8")
+    plain = make_segmenter("rjieba")
+    for hmm in (False, True):
+        retagged = make_segmenter("rjieba", user_dicts=[str(d)], hmm=hmm)
+        plain.hmm = hmm
+        assert not retagged._retag  # rebuilt, no per-cut re-tagging
+        for line in sample_lines[:100]:
+            a, b = plain.segment(line), retagged.segment(line)
+            assert a.texts(line) == b.texts(line) and a.pos == b.pos
+
+
 # ---------------------------------------------------------------- eval-segmenter CLI
 
 def test_eval_segmenter_cli_table_and_json(fixtures, tmp_path):
