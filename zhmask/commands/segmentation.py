@@ -54,7 +54,6 @@ def eval_segmenter_cmd(gold: str, segmenters: tuple[str, ...], segmenter_model: 
                        markdown: bool, speed_repeats: int) -> None:
     from zhmask.segquality import evaluate_backends, format_table, read_gold, read_vocabulary
     from zhmask.segquality.training import jieba_base_dictionary
-    from zhmask.steps.segment import make_segmenter  # noqa: F401  (fail early on import problems)
 
     names = [n.strip() for s in (segmenters or ("rjieba",)) for n in s.split(",") if n.strip()]
     known = ("rjieba", "jieba", "pkuseg", "char")

@@ -172,7 +172,7 @@ def build_dict(corpus: GoldCorpus, base: str | Path | None = "jieba", scale: flo
         for w in base_freq:
             if len(w) >= 2 and w not in counts:
                 ac.add_word(w, w)
-        # base words that occur in the text but are (almost) never a corpus word
+        # base words that occur in the corpus text but never as a corpus word
         occ: Counter = Counter()
         if len(ac):
             ac.make_automaton()
