@@ -142,7 +142,8 @@ class PkusegSegmenter:
             import spacy_pkuseg
         except ImportError:
             raise ZhmaskError("the pkuseg segmenter needs spacy-pkuseg: pip install 'zhmask[pkuseg]'") from None
-        words = [w for path in user_dicts for w, _, _ in read_user_dict(path)]
+        # a frequency of 0 removes a word in jieba's format: not a word to force on pkuseg
+        words = [w for path in user_dicts for w, f, _ in read_user_dict(path) if f != 0]
         try:
             self._seg = spacy_pkuseg.pkuseg(model_name=str(model_dir), user_dict=words or "default")
         except Exception as exc:
