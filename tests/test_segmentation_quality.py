@@ -308,6 +308,11 @@ def test_train_segmenter_then_build_corpus_and_eval(fixtures, tmp_path):
     text = "中国人民决心继承邓小平同志的遗志"
     words = make_segmenter("pkuseg", model=str(model)).segment(text)
     assert "".join(words.texts(text)) == text and 3 < len(words) < len(text)
+    # user words are forced; frequency-0 entries (removals in jieba's format) are not words
+    ud = tmp_path / "user.dict"
+    ud.write_text("继承邓小平 5 n\n同志的 0\n", encoding="utf-8")
+    forced = make_segmenter("pkuseg", model=str(model), user_dicts=[str(ud)]).segment(text).texts(text)
+    assert "继承邓小平" in forced and "同志的" not in forced
 
     code, out, err = run_cli("eval-segmenter", "--gold", str(test), "--segmenter", "pkuseg",
                              "--segmenter-model", str(model), "--limit", "10")
