@@ -127,8 +127,11 @@ def main() -> None:
         BEGIN,
         "",
         f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by",
-        f"`python benchmarks/segmentation_quality.py {Path(args.corpus).name} --iterations {meta['iterations']}`"
-        f" on {cpu}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}.",
+        (f"`python benchmarks/segmentation_quality.py {Path(args.corpus).name} --model DIR`, DIR trained on the same"
+         f" split by `zhmask train-segmenter --train train.txt --out DIR --iterations {meta['iterations']}`,"
+         if args.model else
+         f"`python benchmarks/segmentation_quality.py {Path(args.corpus).name} --iterations {meta['iterations']}`")
+        + f" on {cpu}, {os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}.",
         "",
         f"Test split: the last {len(test.sentences):,} paragraphs ({words:,} words, {test.text_bytes() / 1e6:.2f} MB);"
         f" training split: the first {len(train.sentences):,} ({sum(len(s.words) for s in train.sentences):,} words)."
@@ -138,7 +141,7 @@ def main() -> None:
         + ", ".join(f"{Path(p).name} {sum(1 for _ in open(p, encoding='utf-8')):,}" for p in lex_files)
         + f"; built in {dict_seconds:.0f}s.",
         f"pkuseg model: {meta['train_sentences']:,} paragraphs, {meta['iterations']} iterations,"
-        f" trained in {meta['seconds'] / 60:.0f} min (one process).",
+        f" trained in {meta['seconds'] / 60:.0f} min wall clock (one process, on the shared machine).",
         "",
         "Scores in %; MB/s: UTF-8 megabytes per second of `Segmenter.segment` (words and POS tags, as",
         "build-corpus runs it), one process; for char and rjieba the fastest of three passes.",
