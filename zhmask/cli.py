@@ -77,6 +77,7 @@ Examples:
 @click.option("--hmm/--no-hmm", default=None, help="jieba's HMM for unknown words (default off).")
 @click.option("--entities", default=None, help="lexicon (default) | spacy | none.")
 @click.option("--spacy-model", default=None, help="spaCy pipeline for --entities spacy.")
+@click.option("--lexicon", "lexicons", multiple=True, help="Entity lexicon (word [freq] TYPE) file or bundled name, replacing the bundled set; repeatable (zhmask build-dict --entities-out).")
 @click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
 @click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
 @click.option("--tasks", default=None, help="Comma-separated tasks (default mlm): mlm, nsp, sop, sentence_reorder, sentence_distance, "
@@ -111,6 +112,8 @@ def build_corpus_cmd(inputs: tuple[str, ...], pipeline: str | None, quiet: bool,
         overrides["inputs"] = list(inputs)
     if "user_dict" in overrides:
         overrides["user_dict"] = list(overrides["user_dict"])
+    if "lexicons" in overrides:
+        overrides["lexicons"] = list(overrides["lexicons"])
     if "tasks" in overrides:
         overrides["tasks"] = _csv(overrides["tasks"])
     if "mask_ratios" in overrides:
