@@ -65,13 +65,21 @@ def default_lexicon_paths(names: list[str] | None = None) -> list[Path]:
 def resolve(cands: list[tuple[int, int, str]]) -> list[Span]:
     """Non-overlapping spans, longest first then leftmost, returned sorted by start."""
     cands.sort(key=lambda c: (-(c[1] - c[0]), c[0]))
-    taken: list[tuple[int, int]] = []
     out: list[Span] = []
-    for s, e, t in cands:
-        if any(s < te and ts < e for ts, te in taken):
-            continue
-        taken.append((s, e))
-        out.append(Span(s, e, t))
+    if any(e <= s for s, e, _ in cands):  # empty spans (never from the detectors here): pairwise test
+        taken: list[tuple[int, int]] = []
+        for s, e, t in cands:
+            if any(s < te and ts < e for ts, te in taken):
+                continue
+            taken.append((s, e))
+            out.append(Span(s, e, t))
+    else:  # a span is free when none of its characters is taken yet: one C-level find per candidate
+        occ = bytearray(max((e for _, e, _ in cands), default=0))
+        for s, e, t in cands:
+            if occ.find(1, s, e) >= 0:
+                continue
+            occ[s:e] = b"\x01" * (e - s)
+            out.append(Span(s, e, t))
     out.sort(key=lambda sp: sp.start)
     return out
 
