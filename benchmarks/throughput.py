@@ -34,6 +34,7 @@ import os
 import platform
 import pstats
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -83,15 +84,17 @@ def lines_of(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def timed(fn, repeat: int = 1) -> float:
-    """Median wall seconds of ``repeat`` calls."""
+def timed(fn, repeat: int = 1) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``repeat`` calls: the run with the median CPU time.  CPU time is what
+    one process costs whatever else shares the cores; wall time is what a user waits."""
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append((time.process_time() - c0, time.perf_counter() - t0))
     ts.sort()
-    return ts[len(ts) // 2]
+    cpu, wall = ts[len(ts) // 2]
+    return wall, cpu
 
 
 # ---------------------------------------------------------------------- (a) the floor
@@ -113,7 +116,7 @@ def bench_rjieba(lines: list[str], repeat: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- (b) the transformers recipe
-def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[float, dict[str, float], int]:
+def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[tuple[float, float], dict[str, float], int]:
     import logging
     import warnings
 
@@ -127,7 +130,7 @@ def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[float
         warnings.simplefilter("ignore")  # "random replacement is not supported with whole word masking"
         coll = DataCollatorForLanguageModeling(tok, mlm=True, whole_word_mask=True, mlm_probability=0.15, seed=0)
     parts: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     spaced = [" ".join(jieba.cut(ln, HMM=False)) for ln in lines]
     t1 = time.perf_counter()
     n_seq = 0
@@ -148,7 +151,7 @@ def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[float
         t_tok += tb - ta
         t_coll += tc - tb
         n_seq += len(feats)
-    total = time.perf_counter() - t0
+    total = (time.perf_counter() - t0, time.process_time() - c0)
     parts = {"jieba + join": t1 - t0, "tokenizer (offsets)": t_tok, "collator (wwm)": t_coll}
     return total, parts, n_seq
 
@@ -161,7 +164,10 @@ def sop_registered() -> bool:
 
 
 def bench_build(corpus: Path, masking: str, tasks: str, work: Path, workers: int = 1,
-                extra: tuple[str, ...] = ()) -> tuple[float, dict]:
+                extra: tuple[str, ...] = ()) -> tuple[tuple[float, float], dict]:
+    """(wall, CPU of the build's processes) seconds and the manifest."""
+    import resource
+
     out = work / f"build-{masking}-{workers}"
     cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(corpus), "--masking", masking, "--tasks", tasks,
            "--workers", str(workers), "--out", str(out), "--overwrite", "-q", *extra]
@@ -170,15 +176,17 @@ def bench_build(corpus: Path, masking: str, tasks: str, work: Path, workers: int
         import shutil
 
         shutil.rmtree(out)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=str(ROOT))
-    secs = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    secs = (time.perf_counter() - t0, ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     return secs, manifest
 
 
 # ---------------------------------------------------------------------- (d) stages
-def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> dict[str, float]:
+def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> dict[str, tuple[float, float]]:
     from zhmask.config import BuildConfig
     from zhmask.pipeline import Pipeline, new_stats
     from zhmask.record import Document
@@ -189,15 +197,15 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
     from zhmask.write.shards import ShardWriter
 
     cfg = BuildConfig(inputs=[str(corpus)], masking=masking, tasks=tasks, out=str(work / "stages"))
-    t: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t: dict[str, tuple[float, float]] = {}
+    t0, c0 = time.perf_counter(), time.process_time()
     pipe = Pipeline(cfg)
-    t["(set-up, once a process)"] = time.perf_counter() - t0
+    t["(set-up, once a process)"] = (time.perf_counter() - t0, time.process_time() - c0)
 
     def stage(name, fn):
-        a = time.perf_counter()
+        a, c = time.perf_counter(), time.process_time()
         r = fn()
-        t[name] = time.perf_counter() - a
+        t[name] = (time.perf_counter() - a, time.process_time() - c)
         return r
 
     raws = stage("read", lambda: list(read_file(InputFile(corpus, corpus.name), fmt="auto", doc_sep="line",
@@ -302,56 +310,56 @@ def main(argv: list[str] | None = None) -> None:
     print(f"corpus: {args.corpus} -> {len(lines)} documents, {mb:.2f} MB of UTF-8; {host}", flush=True)
 
     tasks = "mlm,sop" if sop_registered() else "mlm"
-    notes = []
+    notes = ["MB/s (CPU) is MB per CPU-second of the process (of all the build's processes for (c)): "
+             "what one process does on a core of its own; ratios use it, since other jobs share the cores."]
     if tasks == "mlm":
         notes.append("The `sop` task is not registered in this checkout: (c) runs `--tasks mlm` only.")
+        print("note: the sop task is not registered: (c) runs --tasks mlm only", flush=True)
 
-    rows: list[tuple[str, float, str]] = []  # (what, seconds, note)
     a = bench_rjieba(lines, args.repeat)
-    print(f"(a) rjieba cut {mb / a['cut']:.1f} MB/s, tag {mb / a['tag']:.1f} MB/s", flush=True)
+    print(f"(a) rjieba cut {mb / a['cut'][1]:.1f} MB/CPU-s, tag {mb / a['tag'][1]:.1f} MB/CPU-s", flush=True)
     b_secs, b_parts, b_seq = (None, {}, 0)
     if not args.skip_recipe:
         b_secs, b_parts, b_seq = bench_recipe(lines, args.max_seq_length)
-        print(f"(b) transformers recipe {mb / b_secs:.3f} MB/s ({b_seq} sequences)", flush=True)
+        print(f"(b) transformers recipe {mb / b_secs[1]:.3f} MB/CPU-s ({b_seq} sequences)", flush=True)
     builds = {}
     for masking in ("wwm", "ngram"):
         secs, man = bench_build(corpus, masking, tasks, work)
         builds[masking] = (secs, man)
-        print(f"(c) build {masking} --tasks {tasks}: {secs:.2f} s, {mb / secs:.2f} MB/s, "
-              f"{man['examples_written']} examples", flush=True)
+        print(f"(c) build {masking} --tasks {tasks}: {secs[0]:.2f} s wall, {secs[1]:.2f} CPU s, "
+              f"{mb / secs[1]:.2f} MB/CPU-s, {man['examples_written']} examples", flush=True)
     stages = bench_stages(corpus, "wwm", tasks.split(","), work)
-    print("(d) " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items()), flush=True)
+    print("(d) " + ", ".join(f"{k} {v[1]:.2f}s" for k, v in stages.items()), flush=True)
 
-    floor = mb / a["cut"]
-    recipe = mb / b_secs if b_secs else None
+    floor = mb / a["cut"][1]
+    recipe = mb / b_secs[1] if b_secs else None
 
-    def ratios(rate: float) -> str:
-        r_a = f"{rate / floor:.1%}"
-        r_b = f"{rate / recipe:.1f}x" if recipe else "n/a"
-        return f"{r_a} | {r_b}"
+    def line(what: str, wc: tuple[float, float], ratio: bool = True) -> str:
+        wall, cpu = wc
+        rate = mb / cpu if cpu > 0 else float("inf")
+        r_a = f"{rate / floor:.1%}" if ratio else ""
+        r_b = (f"{rate / recipe:.1f}x" if recipe else "n/a") if ratio else ""
+        return f"| {what} | {wall:.2f} | {cpu:.2f} | {mb / wall:.2f} | {rate:.2f} | {r_a} | {r_b} |"
 
-    table = ["| measurement | seconds | MB/s | share of (a) | vs (b) |", "|---|---:|---:|---:|---:|"]
-    table.append(f"| (a) rjieba `cut` alone | {a['cut']:.2f} | {floor:.2f} | 100.0% | "
-                 f"{(floor / recipe) if recipe else float('nan'):.1f}x |")
-    table.append(f"| (a') rjieba `tag` alone (POS, what zhmask calls) | {a['tag']:.2f} | {mb / a['tag']:.2f} | "
-                 f"{ratios(mb / a['tag'])} |")
+    table = ["| measurement | wall s | CPU s | MB/s (wall) | MB/s (CPU) | share of (a) | vs (b) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    table.append(line("(a) rjieba `cut` alone (the floor)", a["cut"]))
+    table.append(line("(a') rjieba `tag` alone (POS: what zhmask calls)", a["tag"]))
     if b_secs:
-        table.append(f"| (b) transformers whole-word recipe, {b_seq} sequences of <= {args.max_seq_length} | "
-                     f"{b_secs:.2f} | {recipe:.3f} | {ratios(recipe)} |")
+        table.append(line(f"(b) transformers whole-word recipe, {b_seq} sequences of <= {args.max_seq_length}", b_secs))
         for k, v in b_parts.items():
-            table.append(f"| &nbsp;&nbsp;(b) {k} | {v:.2f} | {mb / v:.2f} | | |")
+            table.append(f"| &nbsp;&nbsp;(b) {k} | {v:.2f} | | {mb / v:.2f} | | | |")
     for masking, (secs, man) in builds.items():
-        table.append(f"| (c) `zhmask build-corpus --masking {masking} --tasks {tasks}`, "
-                     f"{man['examples_written']} examples | {secs:.2f} | {mb / secs:.2f} | {ratios(mb / secs)} |")
+        table.append(line(f"(c) `zhmask build-corpus --masking {masking} --tasks {tasks}` (new process, "
+                          f"{man['examples_written']} examples)", secs))
+    total_cpu = sum(v[1] for v in stages.values())
     for k, v in stages.items():
-        rate = f"{mb / v:.2f}" if v > 0 else "-"
-        share = f"{v / sum(stages.values()):.0%} of stage time"
-        table.append(f"| (d) {k} | {v:.2f} | {rate} | {share} | |")
+        table.append(line(f"(d) {k} ({v[1] / total_cpu:.0%} of stage CPU)", v, ratio=False))
     report = "\n".join(table)
     print()
     print(report)
     if args.out:
-        cmd = "python benchmarks/throughput.py " + " ".join(a_ for a_ in (argv if argv is not None else sys.argv[1:]))
+        cmd = "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:])
         prof = profile_build(corpus, "wwm", tasks.split(","), work) if args.profile else None
         text = [f"<!-- generated by benchmarks/throughput.py on {when} -->",
                 f"Command: `{cmd}`  ", f"Date: {when}  ", f"Machine: {host}  ",
