@@ -92,23 +92,24 @@ def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
     returns (taken indices, units skipped)."""
     if budget <= 0 or len(lengths) == 0:
         return np.zeros(0, dtype=np.int64), 0
-    cs = np.cumsum(lengths)
-    k = int(np.searchsorted(cs, budget, side="right"))  # the prefix that fits whole
-    taken = list(range(k))
-    r = budget - (int(cs[k - 1]) if k else 0)
-    i = k  # unit k did not fit (or k is the end)
-    skipped = 0
-    L = len(lengths)
-    while r > 0 and i < L:
-        rest = np.flatnonzero(lengths[i:] <= r)
-        if len(rest) == 0:
-            skipped += L - i
-            break
-        j = i + int(rest[0])
-        skipped += j - i
+    # a few dozen units: a plain loop beats the cumsum/searchsorted/flatnonzero version
+    lens = lengths.tolist()
+    n = len(lens)
+    taken: list[int] = []
+    r = budget
+    j = 0
+    while j < n and lens[j] <= r:  # the prefix that fits whole (zero-length units included)
         taken.append(j)
-        r -= int(lengths[j])
-        i = j + 1
+        r -= lens[j]
+        j += 1
+    skipped = 0
+    while r > 0 and j < n:  # then each unit that still fits; the others are skipped
+        if lens[j] <= r:
+            taken.append(j)
+            r -= lens[j]
+        else:
+            skipped += 1
+        j += 1
     return np.asarray(taken, dtype=np.int64), skipped
 
 
