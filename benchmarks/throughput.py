@@ -236,7 +236,22 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
     exs = stage("pack (examples: " + ",".join(tasks) + ")",
                 lambda: [ex for i in range(0, len(docs), per) for ex in pipe.examples(docs[i:i + per])])
     stats = new_stats()
-    rows = stage(f"mask ({masking}, chinese_ref)", lambda: [row for ex in exs for row in pipe.rows(ex, stats)])
+
+    def mask():
+        if not hasattr(pipe, "mask_keys"):  # a zhmask without batched generators
+            return [row for ex in exs for row in pipe.rows(ex, stats)]
+        from zhmask.pipeline import MASK_BATCH
+        from zhmask.rng import GeneratorBatch
+
+        rngs, out, n = GeneratorBatch(), [], cfg.dupe_factor
+        for i in range(0, len(exs), MASK_BATCH):  # as run_unit does
+            batch = exs[i:i + MASK_BATCH]
+            rngs.prepare(pipe.mask_keys(batch))
+            for k, ex in enumerate(batch):
+                out += pipe.rows(ex, stats, rngs, k * n)
+        return out
+
+    rows = stage(f"mask ({masking}, chinese_ref)", mask)
     schema = schema_with_metadata(pipe.config_for_metadata(), "bench")
 
     def write():
