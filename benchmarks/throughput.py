@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> None:
             text += ["", "### Profile of an in-process `--masking wwm` build (cProfile)", "", prof]
         write_section(args.out, "throughput", "\n".join(text))
         print(f"wrote {args.out}")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the corpus copy and the builds
 
 
 def write_section(path: Path, name: str, body: str) -> None:
