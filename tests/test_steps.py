@@ -179,3 +179,15 @@ def test_words_never_cross_sentences(pipeline, inews_docs):
         sent_starts = set(doc.sentences[:, 0].tolist())
         for s, e in zip(doc.words.starts.tolist(), doc.words.ends.tolist()):
             assert not any(s < b < e for b in sent_starts)
+
+
+def test_stored_pretoken_ranges_match_unicode_database():
+    """The generated table of BERT's single-character pre-tokens equals the computation."""
+    import unicodedata
+
+    from zhmask.steps import _pretoken_ranges as pre
+    from zhmask.steps.tokenize import single_ranges
+
+    if pre.UNIDATA_VERSION != unicodedata.unidata_version:
+        pytest.skip("another Unicode database: the table is computed at start-up instead")
+    assert list(pre.SINGLE_RANGES) == single_ranges()

@@ -18,8 +18,12 @@ import numpy as np
 from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.record import Document, Example
-from zhmask.rng import rng_for
+from zhmask.masking.units import chinese_ref, cjk_token_table
+from zhmask.rng import GeneratorBatch, rng_for
 from zhmask.steps.read import RawDoc
+
+
+MASK_BATCH = 256  # examples whose masking generators are seeded together
 
 
 def _cjk_share(text: str) -> float:
@@ -93,6 +97,7 @@ class Pipeline:
         self.ctx = TaskContext(config, self.tok)
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
+        self._cjk_table = cjk_token_table(self.tok)
         self.dictionaries = dictionaries_dir()
 
     # ------------------------------------------------------------------ one document
@@ -134,25 +139,36 @@ class Pipeline:
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
-    def rows(self, ex: Example, stats: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        """Schema rows for one example: ``dupe_factor`` differently masked copies."""
+    def rows(self, ex: Example, stats: dict[str, Any], rngs: GeneratorBatch | None = None,
+             first: int = 0) -> Iterable[dict[str, Any]]:
+        """Schema rows for one example: ``dupe_factor`` differently masked copies.
+
+        ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the generator ``first + k``, the
+        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply."""
         cfg = self.config
         ref = None
         if ex.extra.get("chinese_ref") is None:  # whole-word interop column, from the unmasked ids
-            from zhmask.masking.units import chinese_ref, cjk_token_table
-
-            ref = chinese_ref(ex.input_ids, ex.word_ids, cjk_token_table(self.tok))
+            ref = chinese_ref(ex.input_ids, ex.word_ids, self._cjk_table)
+        masking = stats["masking"]
         for k in range(cfg.dupe_factor):
-            rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
+            if rngs is not None:
+                rng = rngs.get(first + k)
+            else:
+                rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
             res = self.mask(ex, rng)
             for key, n in res.stats.items():
-                _bump(stats["masking"], key, int(n))
+                masking[key] = masking.get(key, 0) + int(n)
             row = example_row(ex, res.input_ids, res.labels)
             if ref is not None:
                 row["chinese_ref"] = ref
             if cfg.dupe_factor > 1:
                 row["example_id"] = f"{ex.example_id}@{k}"
             yield row
+
+    def mask_keys(self, exs: list[Example]) -> list[tuple]:
+        """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
+        seed, n = self.config.seed, self.config.dupe_factor
+        return [(seed, ex.example_id, "mask", k) for ex in exs for k in range(n)]
 
     # ------------------------------------------------------------------ one unit
     def run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
@@ -193,8 +209,26 @@ class Pipeline:
         from zhmask.errors import ZhmaskError
 
         last = "none"
+        unk_id = self.tok.unk_id
+        rngs = GeneratorBatch()
+
+        def mask_batch(batch: list[Example], w: ShardWriter) -> None:
+            # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
+            rngs.prepare(self.mask_keys(batch))
+            for i, ex in enumerate(batch):
+                try:
+                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor))
+                except ZhmaskError:
+                    raise
+                except Exception as exc:
+                    raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
+                                        f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
+                for row in rows:
+                    w.write(row)
+
         with ShardWriter(shard, schema) as w:
             gen = iter(self.examples(docs))
+            batch: list[Example] = []
             while True:
                 try:
                     ex = next(gen)
@@ -213,16 +247,13 @@ class Pipeline:
                     _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))
                 n_tok = int(len(ex.input_ids))
                 stats["tokens"] += n_tok
-                stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == self.tok.unk_id))
-                try:
-                    rows = list(self.rows(ex, stats))
-                except ZhmaskError:
-                    raise
-                except Exception as exc:
-                    raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} (document "
-                                        f"{ex.doc_id}): {type(exc).__name__}: {exc}") from exc
-                for row in rows:
-                    w.write(row)
+                stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == unk_id))
+                batch.append(ex)
+                if len(batch) >= MASK_BATCH:
+                    mask_batch(batch, w)
+                    batch = []
+            if batch:
+                mask_batch(batch, w)
         for doc in docs:
             if doc.id in written:
                 stats["documents_written"] += 1

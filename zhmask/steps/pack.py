@@ -9,6 +9,7 @@ also sees short inputs.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from typing import Sequence
 
@@ -79,13 +80,11 @@ def entity_token_spans(doc: Document) -> list[tuple[int, int, str]]:
     toks = doc.tokens
     if not doc.entities or toks is None or len(toks) == 0:
         return []
-    out = []
-    for sp in doc.entities:
-        a = int(np.searchsorted(toks.starts, sp.start, side="left"))
-        b = int(np.searchsorted(toks.starts, sp.end, side="left"))
-        if b > a:
-            out.append((a, b, sp.type))
-    return out
+    ents = doc.entities
+    # one searchsorted for every entity start and end
+    ab = np.searchsorted(toks.starts, [sp.start for sp in ents] + [sp.end for sp in ents], side="left").tolist()
+    n = len(ents)
+    return [(a, b, sp.type) for sp, a, b in zip(ents, ab[:n], ab[n:]) if b > a]
 
 
 def build_example(segments: Sequence[tuple[Document, list[tuple[int, int]]]], *, cls_id: int, sep_id: int,
@@ -96,12 +95,15 @@ def build_example(segments: Sequence[tuple[Document, list[tuple[int, int]]]], *,
     ``word_ids`` are renumbered from 0 over the example; entity spans falling wholly inside one
     contiguous range are carried over to example positions.
     """
-    ids_parts = [np.array([cls_id], dtype=np.int32)]
-    tt_parts = [np.zeros(1, dtype=np.int8)]
-    key_parts = [np.array([-1], dtype=np.int64)]
+    # The token ranges of a segment are mostly contiguous (consecutive sentences): they are
+    # coalesced first, so an example costs a handful of numpy calls instead of several per range.
+    # word_ids count words over the example: a token starts a word when it follows a special
+    # token or its document word differs from the previous token's (as over the concatenation).
+    seg_ids: list[np.ndarray] = []
+    seg_words: list[np.ndarray] = []
     entities: list[tuple[int, int, str]] = []
     pos = 1
-    for seg_i, (doc, ranges) in enumerate(segments):
+    for doc, ranges in segments:
         toks = doc.tokens
         assert toks is not None
         ents = None
@@ -109,33 +111,63 @@ def build_example(segments: Sequence[tuple[Document, list[tuple[int, int]]]], *,
             ents = ent_cache.get(doc.id)
             if ents is None:
                 ents = ent_cache[doc.id] = entity_token_spans(doc)
+        spans: list[list[int]] = []
+        e_starts = [e[0] for e in ents] if ents else None
+        if e_starts and e_starts != sorted(e_starts):
+            e_starts = None  # not sorted by start (never from entity_token_spans): scan them all
         for a, b in ranges:
-            ids_parts.append(toks.ids[a:b])
-            tt_parts.append(np.full(b - a, seg_i, dtype=np.int8))
-            key_parts.append(toks.word[a:b].astype(np.int64) + (seg_i + 1) * (1 << 32))
-            if ents:
+            if e_starts is not None:  # entities starting in [a, b), in order, that end by b
+                k = bisect_left(e_starts, a)
+                while k < len(e_starts) and e_starts[k] < b:
+                    ea, eb, et = ents[k]  # type: ignore[index]
+                    if eb <= b:
+                        entities.append((pos + ea - a, pos + eb - a, et))
+                    k += 1
+            elif ents:
                 for ea, eb, et in ents:
                     if ea >= a and eb <= b:
                         entities.append((pos + ea - a, pos + eb - a, et))
             pos += b - a
-        ids_parts.append(np.array([sep_id], dtype=np.int32))
-        tt_parts.append(np.full(1, seg_i, dtype=np.int8))
-        key_parts.append(np.array([-1], dtype=np.int64))
+            if spans and spans[-1][1] == a:
+                spans[-1][1] = b
+            elif b > a:
+                spans.append([a, b])
         pos += 1
-    ids = np.concatenate(ids_parts).astype(np.int32)
-    keys = np.concatenate(key_parts)
-    special = keys < 0
-    change = np.ones(len(keys), dtype=bool)
-    change[1:] = keys[1:] != keys[:-1]
-    change &= ~special
-    wid = (np.cumsum(change) - 1).astype(np.int32)
-    wid[special] = -1
+        if len(spans) == 1:
+            a, b = spans[0]
+            seg_ids.append(toks.ids[a:b])
+            seg_words.append(toks.word[a:b])
+        else:
+            seg_ids.append(np.concatenate([toks.ids[a:b] for a, b in spans]) if spans else toks.ids[:0])
+            seg_words.append(np.concatenate([toks.word[a:b] for a, b in spans]) if spans else toks.word[:0])
+    n_seg = len(seg_ids)
+    total = 1 + sum(len(x) + 1 for x in seg_ids)
+    ids = np.empty(total, dtype=np.int32)
+    tt = np.zeros(total, dtype=np.int8)
+    wid = np.full(total, -1, dtype=np.int32)
+    ids[0] = cls_id
+    p, base = 1, 0
+    for seg_i in range(n_seg):
+        x, w = seg_ids[seg_i], seg_words[seg_i]
+        m = len(x)
+        ids[p:p + m] = x
+        ids[p + m] = sep_id
+        if seg_i:
+            tt[p:p + m + 1] = seg_i
+        if m:
+            change = np.empty(m, dtype=bool)
+            change[0] = True
+            np.not_equal(w[1:], w[:-1], out=change[1:])
+            c = np.cumsum(change)
+            wid[p:p + m] = c + (base - 1)
+            base += int(c[-1])
+        p += m + 1
     return Example(
         doc_id=doc_id or segments[0][0].id,
         example_id=example_id,
         task=task,
         input_ids=ids,
-        token_type_ids=np.concatenate(tt_parts),
+        token_type_ids=tt,
         word_ids=wid,
         label=label,
         entities=entities,

@@ -1,0 +1,408 @@
+"""Throughput of zhmask against the floor and the recipe users run today, one process.
+
+    python benchmarks/throughput.py --corpus ../shared/corpora/pd1998_pos_train.txt --mb 4 \\
+        --out docs/performance.md
+
+Measures MB of UTF-8 input per second per process, all on the same text:
+
+(a) rjieba alone: ``rjieba.cut`` (and ``rjieba.tag``, which zhmask uses) over every line: the
+    floor any segmentation-aware pipeline sits on;
+(b) the transformers whole-word recipe: jieba segmentation, words joined by spaces,
+    ``BertTokenizerFast`` (zhmask's bundled vocab.txt) with offsets and overflow into
+    sequences of ``--max-seq-length`` tokens (padded to it: the collator does not pad offsets),
+    ``DataCollatorForLanguageModeling(
+    whole_word_mask=True)`` over batches of 64;
+(c) ``zhmask build-corpus`` end to end in a fresh process (start-up included), ``--workers 1``,
+    whole-word (``wwm``) and n-gram (``ngram``) masking, ``--tasks mlm,sop`` when the ``sop``
+    task is registered (``--tasks mlm`` otherwise, with a note), shards written;
+(d) each zhmask stage alone, in process (read, normalise, sentences, segment, entities,
+    tokenise, pack, mask, write), so the bottleneck is visible.
+
+``--corpus`` takes plain text (one document a line), the PKU ``word/tag`` format (tags and spaces
+are stripped, as ``sed -E 's#/[a-zA-Z]+##g; s/ +//g; s/\\[|\\]//g'`` does) or JSONL (``text``
+field).  The first ``--mb`` MB of documents are written to a temporary file that every
+measurement reads.  ``--profile`` adds a cProfile of an in-process build.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+_POS_TAG = re.compile(r"/[a-zA-Z]+")
+_POS_LINE = re.compile(r"^\S+/[a-zA-Z]+(\s|$)")
+
+
+def prepare_corpus(path: Path, mb: float, dest: Path) -> Path:
+    """The first ``mb`` MB of documents of ``path`` as plain text, one a line."""
+    limit = int(mb * 1_000_000)
+    out, size = [], 0
+    jsonl = path.suffix in (".jsonl", ".json", ".ndjson")
+    with open(path, encoding="utf-8") as fh:
+        first = True
+        pos = False
+        for line in fh:
+            if jsonl:
+                try:
+                    text = json.loads(line).get("text") or ""
+                except ValueError:
+                    continue
+                text = " ".join(text.split())  # one document a line
+            else:
+                if first:
+                    pos = bool(_POS_LINE.match(line.strip()))
+                text = line.rstrip("\n")
+                if pos:
+                    text = re.sub(r"\[|\]", "", re.sub(r" +", "", _POS_TAG.sub("", text)))
+            first = False
+            if not text.strip():
+                continue
+            out.append(text)
+            size += len(text.encode("utf-8")) + 1
+            if size >= limit:
+                break
+    dest.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return dest
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``repeat`` calls: the run with the median CPU time.  CPU time is what
+    one process costs whatever else shares the cores; wall time is what a user waits."""
+    ts = []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        ts.append((time.process_time() - c0, time.perf_counter() - t0))
+    ts.sort()
+    cpu, wall = ts[len(ts) // 2]
+    return wall, cpu
+
+
+# ---------------------------------------------------------------------- (a) the floor
+def bench_rjieba(lines: list[str], repeat: int) -> dict[str, float]:
+    import rjieba
+
+    jb = rjieba.Jieba()
+    jb.cut("预热")
+
+    def cut():
+        for ln in lines:
+            jb.cut(ln, False)
+
+    def tag():
+        for ln in lines:
+            jb.tag(ln, False)
+
+    return {"cut": timed(cut, repeat), "tag": timed(tag, repeat)}
+
+
+# ---------------------------------------------------------------------- (b) the transformers recipe
+def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[tuple[float, float], dict[str, float], int]:
+    import logging
+    import warnings
+
+    import jieba
+    from transformers import BertTokenizerFast, DataCollatorForLanguageModeling
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()  # loading the dictionary is not counted
+    tok = BertTokenizerFast(str(ROOT / "zhmask" / "data" / "vocab.txt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "random replacement is not supported with whole word masking"
+        coll = DataCollatorForLanguageModeling(tok, mlm=True, whole_word_mask=True, mlm_probability=0.15, seed=0)
+    parts: dict[str, float] = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    spaced = [" ".join(jieba.cut(ln, HMM=False)) for ln in lines]
+    t1 = time.perf_counter()
+    n_seq = 0
+    t_tok = t_coll = 0.0
+    step = 1024
+    for i in range(0, len(spaced), step):
+        ta = time.perf_counter()
+        # padded to max_len here: the collator pads input_ids but not offset_mapping
+        enc = tok(spaced[i:i + step], truncation=True, max_length=max_len, return_overflowing_tokens=True,
+                  padding="max_length", return_offsets_mapping=True, return_special_tokens_mask=True)
+        feats = [{"input_ids": ids, "attention_mask": am, "special_tokens_mask": stm, "offset_mapping": off}
+                 for ids, am, stm, off in zip(enc["input_ids"], enc["attention_mask"], enc["special_tokens_mask"],
+                                              enc["offset_mapping"])]
+        tb = time.perf_counter()
+        for j in range(0, len(feats), batch):
+            coll(feats[j:j + batch])
+        tc = time.perf_counter()
+        t_tok += tb - ta
+        t_coll += tc - tb
+        n_seq += len(feats)
+    total = (time.perf_counter() - t0, time.process_time() - c0)
+    parts = {"jieba + join": t1 - t0, "tokenizer (offsets)": t_tok, "collator (wwm)": t_coll}
+    return total, parts, n_seq
+
+
+# ---------------------------------------------------------------------- (c) end to end
+def sop_registered() -> bool:
+    from zhmask.labels import TASKS
+
+    return "sop" in TASKS
+
+
+def bench_build(corpus: Path, masking: str, tasks: str, work: Path, workers: int = 1,
+                extra: tuple[str, ...] = ()) -> tuple[tuple[float, float], dict]:
+    """(wall, CPU of the build's processes) seconds and the manifest."""
+    import resource
+
+    out = work / f"build-{masking}-{workers}"
+    cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(corpus), "--masking", masking, "--tasks", tasks,
+           "--workers", str(workers), "--out", str(out), "--overwrite", "-q", *extra]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=str(ROOT))
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    secs = (time.perf_counter() - t0, ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    return secs, manifest
+
+
+# ---------------------------------------------------------------------- (d) stages
+def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> dict[str, tuple[float, float]]:
+    from zhmask.config import BuildConfig
+    from zhmask.pipeline import Pipeline, new_stats
+    from zhmask.record import Document
+    from zhmask.schema import schema_with_metadata
+    from zhmask.steps.read import InputFile, read_file
+    from zhmask.steps.segment import split_at_sentences
+    from zhmask.steps.sentences import split_sentences
+    from zhmask.write.shards import ShardWriter
+
+    cfg = BuildConfig(inputs=[str(corpus)], masking=masking, tasks=tasks, out=str(work / "stages"))
+    t: dict[str, tuple[float, float]] = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    pipe = Pipeline(cfg)
+    t["(set-up, once a process)"] = (time.perf_counter() - t0, time.process_time() - c0)
+
+    def stage(name, fn):
+        a, c = time.perf_counter(), time.process_time()
+        r = fn()
+        t[name] = (time.perf_counter() - a, time.process_time() - c)
+        return r
+
+    raws = stage("read", lambda: list(read_file(InputFile(corpus, corpus.name), fmt="auto", doc_sep="line",
+                                                text_field="text", title_field=None, on_decode_error="replace")))
+    texts = stage("normalise", lambda: [pipe.normalizer(r.text) for r in raws])
+    keep = [i for i, x in enumerate(texts) if x]
+    texts = [texts[i] for i in keep]
+    raws = [raws[i] for i in keep]
+    sents = stage("sentences", lambda: [split_sentences(x) for x in texts])
+
+    def seg():
+        out = []
+        for x, s in zip(texts, sents):
+            w, _ = split_at_sentences(pipe.segmenter.segment(x), s)
+            out.append(pipe.tok.align(x, w)[0])
+        return out
+
+    words = stage("segment (+ POS, align)", seg)
+    ents = stage("entities", lambda: [pipe.entities.detect(x, w) for x, w in zip(texts, words)])
+    toks = stage("tokenise", lambda: [pipe.tok.tokenize(x, w) for x, w in zip(texts, words)])
+    docs = []
+    for r, x, s, w, e, k in zip(raws, texts, sents, words, ents, toks):
+        d = Document(r.id, x)
+        d.sentences, d.words, d.entities, d.tokens = s, w, e, k
+        if len(k):
+            docs.append(d)
+    per = cfg.docs_per_shard
+    exs = stage("pack (examples: " + ",".join(tasks) + ")",
+                lambda: [ex for i in range(0, len(docs), per) for ex in pipe.examples(docs[i:i + per])])
+    stats = new_stats()
+
+    def mask():
+        if not hasattr(pipe, "mask_keys"):  # a zhmask without batched generators
+            return [row for ex in exs for row in pipe.rows(ex, stats)]
+        from zhmask.pipeline import MASK_BATCH
+        from zhmask.rng import GeneratorBatch
+
+        rngs, out, n = GeneratorBatch(), [], cfg.dupe_factor
+        for i in range(0, len(exs), MASK_BATCH):  # as run_unit does
+            batch = exs[i:i + MASK_BATCH]
+            rngs.prepare(pipe.mask_keys(batch))
+            for k, ex in enumerate(batch):
+                out += pipe.rows(ex, stats, rngs, k * n)
+        return out
+
+    rows = stage(f"mask ({masking}, chinese_ref)", mask)
+    schema = schema_with_metadata(pipe.config_for_metadata(), "bench")
+
+    def write():
+        for i in range(0, len(rows), per):
+            with ShardWriter(work / "stages" / "data" / f"shard-{i // per:05d}.arrow", schema) as w:
+                for row in rows[i:i + per]:
+                    w.write(row)
+
+    stage("write", write)
+    return t
+
+
+def profile_build(corpus: Path, masking: str, tasks: list[str], work: Path, top: int = 25) -> str:
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+
+    cfg = BuildConfig(inputs=[str(corpus)], masking=masking, tasks=tasks, out=str(work / "profile"), overwrite=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    build_corpus(cfg)
+    prof.disable()
+    out = []
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        st = pstats.Stats(prof, stream=buf)
+        st.sort_stats(key).print_stats(top)
+        text = buf.getvalue()
+        text = text[text.find("ncalls"):] if "ncalls" in text else text
+        text = text.replace(str(ROOT) + "/", "").replace(sys.prefix + "/", "")
+        out.append(f"By {key} (top {top}):\n\n```\n" + "\n".join(ln.rstrip() for ln in text.strip().splitlines())
+                   + "\n```\n")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- report
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = float("nan")
+    return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}; Python "
+            f"{platform.python_version()}; load average at start {load:.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", required=True, type=Path)
+    ap.add_argument("--mb", type=float, default=4.0, help="MB of the corpus to use (default 4)")
+    ap.add_argument("--out", type=Path, default=None, help="write the report (Markdown) here")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the fast measurements; the median is kept")
+    ap.add_argument("--max-seq-length", type=int, default=128)
+    ap.add_argument("--skip-recipe", action="store_true", help="skip (b), the slow one")
+    ap.add_argument("--profile", action="store_true", help="add a cProfile of an in-process wwm build")
+    args = ap.parse_args(argv)
+
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host = machine()
+    work = Path(tempfile.mkdtemp(prefix="zhmask-bench-"))
+    corpus = prepare_corpus(args.corpus, args.mb, work / "corpus.txt")
+    nbytes = corpus.stat().st_size
+    mb = nbytes / 1e6
+    lines = lines_of(corpus)
+    print(f"corpus: {args.corpus} -> {len(lines)} documents, {mb:.2f} MB of UTF-8; {host}", flush=True)
+
+    tasks = "mlm,sop" if sop_registered() else "mlm"
+    notes = ["MB/s (CPU) is MB per CPU-second of the process (of all the build's processes for (c)): "
+             "what one process does on a core of its own; ratios use it, since other jobs share the cores."]
+    if tasks == "mlm":
+        notes.append("The `sop` task is not registered in this checkout: (c) runs `--tasks mlm` only.")
+        print("note: the sop task is not registered: (c) runs --tasks mlm only", flush=True)
+
+    a = bench_rjieba(lines, args.repeat)
+    print(f"(a) rjieba cut {mb / a['cut'][1]:.1f} MB/CPU-s, tag {mb / a['tag'][1]:.1f} MB/CPU-s", flush=True)
+    b_secs, b_parts, b_seq = (None, {}, 0)
+    if not args.skip_recipe:
+        b_secs, b_parts, b_seq = bench_recipe(lines, args.max_seq_length)
+        print(f"(b) transformers recipe {mb / b_secs[1]:.3f} MB/CPU-s ({b_seq} sequences)", flush=True)
+    builds = {}
+    for masking in ("wwm", "ngram"):
+        secs, man = bench_build(corpus, masking, tasks, work)
+        builds[masking] = (secs, man)
+        print(f"(c) build {masking} --tasks {tasks}: {secs[0]:.2f} s wall, {secs[1]:.2f} CPU s, "
+              f"{mb / secs[1]:.2f} MB/CPU-s, {man['examples_written']} examples", flush=True)
+    stages = bench_stages(corpus, "wwm", tasks.split(","), work)
+    print("(d) " + ", ".join(f"{k} {v[1]:.2f}s" for k, v in stages.items()), flush=True)
+
+    floor = mb / a["cut"][1]
+    recipe = mb / b_secs[1] if b_secs else None
+
+    def line(what: str, wc: tuple[float, float], ratio: bool = True) -> str:
+        wall, cpu = wc
+        rate = mb / cpu if cpu > 0 else float("inf")
+        r_a = f"{rate / floor:.1%}" if ratio else ""
+        r_b = (f"{rate / recipe:.1f}x" if recipe else "n/a") if ratio else ""
+        return f"| {what} | {wall:.2f} | {cpu:.2f} | {mb / wall:.2f} | {rate:.2f} | {r_a} | {r_b} |"
+
+    table = ["| measurement | wall s | CPU s | MB/s (wall) | MB/s (CPU) | share of (a) | vs (b) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    table.append(line("(a) rjieba `cut` alone (the floor)", a["cut"]))
+    table.append(line("(a') rjieba `tag` alone (POS: what zhmask calls)", a["tag"]))
+    if b_secs:
+        table.append(line(f"(b) transformers whole-word recipe, {b_seq} sequences of <= {args.max_seq_length}", b_secs))
+        for k, v in b_parts.items():
+            table.append(f"| &nbsp;&nbsp;(b) {k} | {v:.2f} | | {mb / v:.2f} | | | |")
+    for masking, (secs, man) in builds.items():
+        table.append(line(f"(c) `zhmask build-corpus --masking {masking} --tasks {tasks}` (new process, "
+                          f"{man['examples_written']} examples)", secs))
+    total_cpu = sum(v[1] for v in stages.values())
+    for k, v in stages.items():
+        table.append(line(f"(d) {k} ({v[1] / total_cpu:.0%} of stage CPU)", v, ratio=False))
+    report = "\n".join(table)
+    print()
+    print(report)
+    if args.out:
+        cmd = "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        prof = profile_build(corpus, "wwm", tasks.split(","), work) if args.profile else None
+        text = [f"<!-- generated by benchmarks/throughput.py on {when} -->",
+                f"Command: `{cmd}`  ", f"Date: {when}  ", f"Machine: {host}  ",
+                f"Input: the first {args.mb:g} MB of `{args.corpus}` ({len(lines)} documents, {mb:.2f} MB of "
+                f"UTF-8), one process.", "", report, ""]
+        text += [f"Note: {n}" for n in notes]
+        if prof:
+            text += ["", "### Profile of an in-process `--masking wwm` build (cProfile)", "", prof]
+        write_section(args.out, "throughput", "\n".join(text))
+        print(f"wrote {args.out}")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the corpus copy and the builds
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace the ``<!-- NAME:begin -->`` .. ``<!-- NAME:end -->`` section of ``path`` (appended
+    when missing), so that the hand-written text around generated tables stays."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

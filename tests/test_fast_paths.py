@@ -1,0 +1,51 @@
+"""The fast paths of the hot loop give exactly what the plain versions give."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zhmask.steps.read import RawDoc
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**32 - 1, 2**32, 2**63, 2**64 - 1])
+def test_generator_batch_draws_equal_rng_for(seed):
+    from zhmask.rng import GeneratorBatch, rng_for
+
+    keys = [(seed, f"doc:{i}#mlm{i % 3}", "mask", i % 2) for i in range(40)]
+    gb = GeneratorBatch()
+    gb.prepare(keys)
+    for i, key in enumerate(keys):
+        g, r = gb.get(i), rng_for(*key)
+        assert g.random(3).tolist() == r.random(3).tolist()
+        assert g.permutation(17).tolist() == r.permutation(17).tolist()
+        assert g.integers(0, 21128, size=5).tolist() == r.integers(0, 21128, size=5).tolist()
+
+
+def test_lexicon_matches_equal_every_boundary_pair(pipeline, sample_lines):
+    """Lexicon candidates = every span between two word boundaries that is a lexicon entry."""
+    from zhmask.steps.entities import resolve
+
+    det = pipeline.entities
+    for i, line in enumerate(sample_lines[:120]):
+        doc, _ = pipeline.document(RawDoc(str(i), line))
+        bounds = sorted(set(doc.words.starts.tolist()) | set(doc.words.ends.tolist()))
+        lex = [(s, e, det._lex[doc.text[s:e]]) for a, s in enumerate(bounds) for e in bounds[a + 1:]
+               if doc.text[s:e] in det._lex]
+        pos_only = type(det).__new__(type(det))
+        pos_only.__dict__.update(det.__dict__, _empty=True)
+        pos_cands = [(sp.start, sp.end, sp.type) for sp in pos_only.detect(doc.text, doc.words)]
+        # candidates from POS first (they win ties), then lexicon matches, as detect() orders them
+        want = resolve([(s, e, t) for s, e, t in pos_cands] + lex)
+        assert det.detect(doc.text, doc.words) == want
+
+
+def test_vectorised_tokenize_equals_character_loop(pipeline, sample_lines, inews_docs):
+    tok = pipeline.tok
+    texts = sample_lines[:100] + [d["text"] for d in inews_docs[:40]] + [
+        "iPhone12很好用 hello world 😀😀 Café", "ＣＰＵ温度达到８０℃，GPU也很热！", "𠀀𠀁是扩展B区的汉字"]
+    for i, t in enumerate(texts):
+        doc, _ = pipeline.document(RawDoc(str(i), t))
+        a = tok.tokenize(doc.text, doc.words)
+        b = tok._tokenize_loop(doc.text, doc.words)
+        for x, y in ((a.ids, b.ids), (a.starts, b.starts), (a.ends, b.ends), (a.word, b.word)):
+            assert np.array_equal(x, y)
