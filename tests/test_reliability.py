@@ -171,6 +171,23 @@ def test_decode_error_modes(tmp_path):
     assert m["documents_rejected"] == {"invalid_utf8": 1} and m["decode_errors"] == [f"{src}:2 (skipped)"]
 
 
+def test_lone_surrogate_escapes_in_jsonl_follow_the_decode_policy(tmp_path):
+    """JSON may escape half a surrogate pair; such text cannot be encoded and used to crash the build."""
+    src = tmp_path / "x.jsonl"
+    src.write_text('{"text": "北京\\ud800欢迎你。", "title": "标\\udfff题"}\n{"text": "上海很好。"}\n', encoding="utf-8")
+    code, _, err = run_cli("build-corpus", str(src), "--title-field", "title", "--out", str(tmp_path / "r"), "-q")
+    assert code == 0, err
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["documents_written"] == 2 and m["events"]["lone_surrogate_replaced"] == 1
+    assert m["decode_errors"] == [f"{src}:1 (replaced)"] and verify_build(tmp_path / "r") == []
+    code, _, err = run_cli("build-corpus", str(src), "--on-decode-error", "skip", "--out", str(tmp_path / "s"), "-q")
+    assert code == 0, err
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert m["documents_rejected"] == {"lone_surrogate": 1} and m["documents_written"] == 1
+    code, _, err = run_cli("build-corpus", str(src), "--on-decode-error", "fail", "--out", str(tmp_path / "f"))
+    assert code == 2 and f"{src}:1: a lone UTF-16 surrogate" in err and len(err.strip().splitlines()) == 1
+
+
 def test_crlf_and_lf_give_identical_documents(tmp_path):
     a, b = tmp_path / "lf.txt", tmp_path / "crlf.txt"
     a.write_bytes(f"{SENT}\n第二篇。\n".encode())

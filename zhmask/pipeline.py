@@ -186,7 +186,8 @@ class Pipeline:
             stats["bytes"] += raw.nbytes
             for e in raw.events:  # reader events: long_line_piece, invalid_utf8_replaced, ...
                 events[e] += 1
-            if (raw.reject == "invalid_utf8" or "invalid_utf8_replaced" in raw.events) and len(decode_errors) < 100:
+            if (raw.reject in ("invalid_utf8", "lone_surrogate") or "invalid_utf8_replaced" in raw.events
+                    or "lone_surrogate_replaced" in raw.events) and len(decode_errors) < 100:
                 decode_errors.append(f"{raw.where} ({'skipped' if raw.reject else 'replaced'})")
             try:
                 doc, reason = self.document(raw, events)

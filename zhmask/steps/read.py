@@ -22,6 +22,7 @@ import glob
 import gzip
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator, NamedTuple
@@ -422,7 +423,33 @@ def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode
         doc.nbytes = len(line) + 1
         if "\ufffd" in text and on_decode_error == "replace" and _had_bad_utf8(line):
             doc.events = doc.events + ("invalid_utf8_replaced",)
+        if "\\u" in text and not doc.reject:
+            doc = _lone_surrogates(doc, on_decode_error)
         yield from _split_doc(doc, max_doc_bytes)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogates(doc: RawDoc, mode: str) -> RawDoc:
+    """JSON can escape half a surrogate pair (``"\\ud800"``): a string no UTF-8 can encode, which
+    would crash every later stage.  It is invalid text, so ``--on-decode-error`` decides, as for
+    invalid UTF-8: ``replace`` puts U+FFFD (counted ``lone_surrogate_replaced``), ``skip``
+    rejects the document as ``lone_surrogate``, ``fail`` stops the build naming file and line."""
+    strings = [doc.text, doc.title or ""] + [v for v in doc.meta.values() if isinstance(v, str)]
+    if not any(_SURROGATE.search(x) for x in strings):
+        return doc
+    if mode == "fail":
+        raise DecodeFailure(f"{doc.where}: a lone UTF-16 surrogate escape in a JSON string "
+                            "(use --on-decode-error replace|skip)")
+    if mode == "skip":
+        return RawDoc(doc.id, "", reject="lone_surrogate", where=doc.where, nbytes=doc.nbytes)
+    doc.text = _SURROGATE.sub("\ufffd", doc.text)
+    if doc.title:
+        doc.title = _SURROGATE.sub("\ufffd", doc.title)
+    doc.meta = {k: _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for k, v in doc.meta.items()}
+    doc.events = doc.events + ("lone_surrogate_replaced",)
+    return doc
 
 
 def _had_bad_utf8(data: bytes) -> bool:
