@@ -6,27 +6,20 @@ candidates until the budget is spent.
 """
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 
 from zhmask.masking import register
-from zhmask.masking.units import Masker, is_generation
+from zhmask.masking.units import Masker
 
 
 @register("char")
 def make(config, ctx):
     m = Masker(config, ctx)
 
-    def mask(example, rng):
-        ids, wid, cand = m.prepare(example)
-        stats: Counter = Counter()
-        if is_generation(example):
-            stats["not_masked_generation_layout"] += 1
-            return m.unmasked(ids, stats)
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         pos = np.flatnonzero(cand)
-        budget = m.budget(len(pos))
         chosen = pos[rng.permutation(len(pos))[:budget]]
-        return m.apply(ids, chosen, chosen + 1, rng, stats, len(pos), budget)
+        return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
 
-    return mask
+    return m.strategy(choose)

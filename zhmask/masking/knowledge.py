@@ -17,13 +17,12 @@ above 0, words are no longer always predicted whole (by design).
 """
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.units import Masker, is_generation, word_table
+from zhmask.masking.units import Masker, word_table
 
 LEVELS = ("entity", "phrase", "word", "char")
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -56,15 +55,8 @@ def make(config, ctx):
     m = Masker(config, ctx)
     probs = level_probs(config)
 
-    def mask(example, rng):
-        ids, wid, cand = m.prepare(example)
-        stats: Counter = Counter()
-        if is_generation(example):
-            stats["not_masked_generation_layout"] += 1
-            return m.unmasked(ids, stats)
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         n = len(ids)
-        n_cand = int(cand.sum())
-        budget = m.budget(n_cand)
         ccand = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(~cand, out=ccand[1:])
         pools: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
@@ -114,4 +106,4 @@ def make(config, ctx):
         return m.apply(ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
                        n_cand, budget)
 
-    return mask
+    return m.strategy(choose)

@@ -7,13 +7,12 @@ Units are 1 to ``ngram_max`` consecutive words (default 4) with probabilities ``
 """
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.units import Masker, is_generation, sample_word_ngrams, word_table
+from zhmask.masking.units import Masker, sample_word_ngrams, word_table
 
 NGRAM_OPTIONS = {"ngram_max": 4, "ngram_probs": [0.4, 0.3, 0.2, 0.1]}
 
@@ -38,21 +37,14 @@ def ngram_probs(name: str, config) -> np.ndarray:
 def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = "ngram"):
     m = Masker(config, ctx)
 
-    def mask(example, rng):
-        ids, wid, cand = m.prepare(example)
-        stats: Counter = Counter()
-        if is_generation(example):
-            stats["not_masked_generation_layout"] += 1
-            return m.unmasked(ids, stats)
-        n_cand = int(cand.sum())
-        budget = m.budget(n_cand)
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = word_table(wid, cand)
         sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word)
         for n, c in zip(*np.unique(nw, return_counts=True)):
             stats[f"{unit_word}_units_n{int(n)}"] += int(c)
         return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
 
-    return mask
+    return m.strategy(choose)
 
 
 @register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg))

@@ -32,7 +32,7 @@ from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
 from zhmask.masking.base import MaskResult
 from zhmask.masking.ngram import NGRAM_OPTIONS, ngram_probs
-from zhmask.masking.units import Masker, count_common, is_generation, ranges_to_positions, sample_word_ngrams, word_table
+from zhmask.masking.units import Masker, count_common, ranges_to_positions, sample_word_ngrams, word_table
 
 SIMILAR, RANDOM, KEEP = 0, 1, 2
 OPTIONS = {**NGRAM_OPTIONS, "synonyms": []}
@@ -132,14 +132,7 @@ def make(config, ctx):
             return replaceable[rng.integers(0, len(replaceable), size=L)]
         return pool[int(rng.integers(len(pool)))]
 
-    def mask(example, rng):
-        ids, wid, cand = m.prepare(example)
-        stats: Counter = Counter()
-        if is_generation(example):
-            stats["not_masked_generation_layout"] += 1
-            return m.unmasked(ids, stats)
-        n_cand = int(cand.sum())
-        budget = m.budget(n_cand)
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = word_table(wid, cand)
         sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats)
         order = np.argsort(sw, kind="stable")
@@ -174,5 +167,5 @@ def make(config, ctx):
         count_common(stats, n_cand, budget, fate, ends - starts, names=("similar", "random", "keep"))
         return MaskResult(out, labels, stats)
 
-    return mask
+    return m.strategy(choose)
 

@@ -236,6 +236,23 @@ class Masker:
             bad = self.special_table[np.clip(ids, -1, len(self.special_table) - 1)]
         return ids, wid, (wid >= 0) & ~bad
 
+    def strategy(self, choose):
+        """A strategy's ``mask(example, rng)`` from the part that differs between strategies.
+
+        ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` sees an
+        ordinary example with its candidates (``cand``: not special, inside a word) and its token
+        budget; rows in the ERNIE-GEN / seq2seq layout are returned unmasked and counted."""
+        def mask(example: Example, rng: np.random.Generator) -> MaskResult:
+            ids, wid, cand = self.prepare(example)
+            stats: Counter = Counter()
+            if is_generation(example):
+                stats["not_masked_generation_layout"] += 1
+                return self.unmasked(ids, stats)
+            n_cand = int(cand.sum())
+            return choose(example, ids, wid, cand, n_cand, self.budget(n_cand), rng, stats)
+
+        return mask
+
     def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
         return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
 

@@ -7,26 +7,18 @@ fate is drawn once per word.
 """
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 
 from zhmask.masking import register
-from zhmask.masking.units import Masker, is_generation, take_in_order, word_table
+from zhmask.masking.units import Masker, take_in_order, word_table
 
 
 @register("wwm")
 def make(config, ctx):
     m = Masker(config, ctx)
 
-    def mask(example, rng):
-        ids, wid, cand = m.prepare(example)
-        stats: Counter = Counter()
-        if is_generation(example):
-            stats["not_masked_generation_layout"] += 1
-            return m.unmasked(ids, stats)
-        n_cand = int(cand.sum())
-        budget = m.budget(n_cand)
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = word_table(wid, cand)
         elig = np.flatnonzero(wt.ok)
         order = elig[rng.permutation(len(elig))]
@@ -36,4 +28,4 @@ def make(config, ctx):
         sel = order[taken]
         return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
 
-    return mask
+    return m.strategy(choose)
