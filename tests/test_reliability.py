@@ -374,14 +374,39 @@ def test_empty_input_file_builds_an_empty_valid_corpus(tmp_path):
     (("--max-seq-length", "4"), "--max-seq-length"),
     (("--on-decode-error", "ignore"), "--on-decode-error"),
     (("--dupe-factor", "0"), "--dupe-factor"),
+    (("--dupe-factor", "101"), "--dupe-factor"),
     (("--option", "nonsense=1"), "--option nonsense"),
+    (("--lexicon", "no-such-lexicon.txt"), "lexicon not found: no-such-lexicon.txt"),
+    (("--entities", "spacy", "--spacy-model", "no_such_pipeline"), "--spacy-model 'no_such_pipeline'"),
+    (("--entities", "spacy", "--spacy-model", "{empty}"), "no config.cfg"),
+    (("--segmenter", "pkuseg", "--segmenter-model", "{empty}"), "needs features.msgpack and weights.npz"),
+    (("--segmenter", "pkuseg", "--segmenter-model", "{pickled}"), "pickled features.pkl, which zhmask does not load"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, args, needle):
     out = tmp_path / "o"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "features.pkl").write_bytes(b"not loaded")
+    (tmp_path / "pickled" / "weights.npz").write_bytes(b"")
+    args = [a.format(empty=tmp_path / "empty", pickled=tmp_path / "pickled") for a in args]
     code, _, err = run_cli("build-corpus", *args, "--out", str(out))
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_build_that_stopped_before_any_shard_does_not_claim_its_directory(tmp_path, fixtures):
+    """Only the build record of a failed start: another configuration takes the directory."""
+    out = tmp_path / "o"
+    (out / "data").mkdir(parents=True)
+    (out / "build.json").write_text('{"fingerprint": "0000", "zhmask_version": "0.1.0"}', encoding="utf-8")
+    (out / "data" / "shard-00000.arrow.tmp-1").write_bytes(b"partial")
+    code, _, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), "--out", str(out), "-q")
+    assert code == 0, err
+    assert verify_build(out) == [] and not list((out / "data").glob("*.tmp-*"))
+    # a directory holding finished work is still refused
+    code, _, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), "--seed", "7", "--out", str(out))
+    assert code == 2 and "another configuration" in err
 
 
 @pytest.mark.parametrize("missing", ["[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"])

@@ -113,7 +113,7 @@ def _prepare(config: BuildConfig, out: Path, build: Path, fp: str, inputs: dict[
         if existing == fp and inputs is not None and old_inputs is not None and old_inputs != inputs:
             diff = sorted(set(old_inputs) ^ set(inputs)) or sorted(k for k in inputs if old_inputs.get(k) != inputs[k])
             changed = diff[0] if diff else "?"
-        if existing != fp or changed:
+        if (existing != fp or changed) and (existing is None or _holds_work(out)):
             if not config.overwrite:
                 what = ("another configuration" if existing != fp else f"a build of other inputs ({changed} was added, "
                         "removed or modified since)") if existing else "files zhmask did not write"
@@ -128,6 +128,18 @@ def _prepare(config: BuildConfig, out: Path, build: Path, fp: str, inputs: dict[
     if inputs is not None:
         record["inputs"] = inputs
     write_json_atomic(build, record)
+
+
+def _holds_work(out: Path) -> bool:
+    """Whether ``out`` holds more than the build record of a build that stopped before writing
+    anything (then another configuration may take the directory without --overwrite)."""
+    for child in out.iterdir():
+        if child.name == BUILD_FILE:
+            continue
+        if child.name == "data" and child.is_dir() and not any(p.suffix in (".arrow", ".json") for p in child.iterdir()):
+            continue  # at most partial temporary files, cleaned before the build starts
+        return True
+    return False
 
 
 def unit_done(out: Path, unit: int) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
 DOC_SEPS = ("line", "blank")
 ENGINES = ("local", "ray")
 DECODE_ERRORS = ("replace", "skip", "fail")
+MAX_DUPE_FACTOR = 100  # BERT used 10; more copies than this is a mistake, not a recipe
 
 
 @dataclass
@@ -148,8 +149,8 @@ class BuildConfig:
             raise ZhmaskError(f"--max-seq-length must be between 8 and 8192, got {self.max_seq_length}")
         if self.max_predictions_per_seq < 1:
             raise ZhmaskError(f"--max-predictions-per-seq must be at least 1, got {self.max_predictions_per_seq}")
-        if self.dupe_factor < 1:
-            raise ZhmaskError(f"--dupe-factor must be at least 1, got {self.dupe_factor}")
+        if not 1 <= self.dupe_factor <= MAX_DUPE_FACTOR:
+            raise ZhmaskError(f"--dupe-factor must be between 1 and {MAX_DUPE_FACTOR}, got {self.dupe_factor}")
         if self.workers < 1:
             raise ZhmaskError(f"--workers must be at least 1, got {self.workers}")
         if self.docs_per_shard < 1:
@@ -171,6 +172,7 @@ class BuildConfig:
                 raise ZhmaskError(f"cannot read {p}: {exc.strerror or exc}") from None
         if not 0.001 <= self.max_doc_mb <= 1024:
             raise ZhmaskError(f"--max-doc-mb must be between 0.001 and 1024, got {self.max_doc_mb}")
+        _check_models(self)
         if self.vocab and not self.tokenizer:
             from zhmask.steps.tokenize import load_vocab
 
@@ -212,6 +214,37 @@ def _check_tokenizer_json(path: str) -> None:
     missing = [t for t in SPECIALS if t not in names]
     if missing:
         raise ZhmaskError(f"tokenizer {path} lacks the special token(s) {' '.join(missing)}")
+
+
+def _check_models(cfg: "BuildConfig") -> None:
+    """Lexicons, the pkuseg model and the spaCy pipeline are found before any work starts, so a
+    misspelt path fails at once instead of after the output directory was claimed."""
+    if cfg.segmenter == "pkuseg" and cfg.segmenter_model:
+        from zhmask.steps.segment import check_pkuseg_model
+
+        check_pkuseg_model(cfg.segmenter_model)
+    if cfg.entities == "lexicon" and cfg.lexicons is not None:
+        from zhmask.steps.entities import default_lexicon_paths
+
+        for p in default_lexicon_paths(list(cfg.lexicons)):
+            try:
+                with open(p, "rb") as fh:
+                    fh.read(1)
+            except OSError as exc:
+                raise ZhmaskError(f"cannot read lexicon {p}: {exc.strerror or exc}") from None
+    if cfg.entities == "spacy" and cfg.spacy_model:
+        p = Path(cfg.spacy_model)
+        if p.exists():
+            if not (p / "config.cfg").is_file():
+                raise ZhmaskError(f"--spacy-model {cfg.spacy_model}: not a spaCy pipeline directory (no config.cfg)")
+        else:
+            try:
+                import spacy.util
+            except ImportError:
+                raise ZhmaskError("the spacy entity backend needs spaCy: pip install 'zhmask[spacy]'") from None
+            if not spacy.util.is_package(cfg.spacy_model):
+                raise ZhmaskError(f"--spacy-model {cfg.spacy_model!r}: neither an installed spaCy pipeline package "
+                                  "nor a directory")
 
 
 _TYPE_CHECKS = {

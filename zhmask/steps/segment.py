@@ -134,6 +134,20 @@ class JiebaSegmenter:
         return _from_pieces(pieces)
 
 
+def check_pkuseg_model(model_dir: str) -> None:
+    """A spacy-pkuseg model directory zhmask loads: ``features.msgpack`` and ``weights.npz``.
+
+    spacy-pkuseg falls back to unpickling ``features.pkl`` when ``features.msgpack`` is missing;
+    zhmask never unpickles a user-supplied file, so such a directory is refused."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ZhmaskError(f"--segmenter-model {model_dir}: not a directory (train one with `zhmask train-segmenter`)")
+    if not (d / "features.msgpack").is_file() or not (d / "weights.npz").is_file():
+        pkl = " (it has a pickled features.pkl, which zhmask does not load)" if (d / "features.pkl").exists() else ""
+        raise ZhmaskError(f"--segmenter-model {model_dir}: needs features.msgpack and weights.npz{pkl}; "
+                          "train one with `zhmask train-segmenter`")
+
+
 class PkusegSegmenter:
     name = "pkuseg"
 
@@ -142,6 +156,7 @@ class PkusegSegmenter:
             import spacy_pkuseg
         except ImportError:
             raise ZhmaskError("the pkuseg segmenter needs spacy-pkuseg: pip install 'zhmask[pkuseg]'") from None
+        check_pkuseg_model(model_dir)
         # a frequency of 0 removes a word in jieba's format: not a word to force on pkuseg
         words = [w for path in user_dicts for w, f, _ in read_user_dict(path) if f != 0]
         try:
