@@ -88,11 +88,23 @@ def test_predicted_fraction_is_15_percent_of_candidates(docs, masking):
         assert has.sum() <= pipe.config.max_predictions_per_seq
         changed = np.asarray(r["input_ids"]) != np.asarray(ex.input_ids)
         assert not (changed & ~has).any()
+        replaced = np.asarray(r["input_ids"])[changed & (np.asarray(r["input_ids"]) != pipe.tok.mask_id)]
+        assert not np.isin(replaced, list(_bracketed(pipe))).any(), (masking, replaced)  # no [UNK]/[unused*]/...
 
 
-@pytest.mark.parametrize("masking", ("char", "wwm"))
+def _bracketed(pipe) -> set[int]:
+    """Ids of every bracketed vocabulary entry: the special tokens and the [unused*] slots."""
+    if not hasattr(pipe, "_bracketed"):
+        vocab = pipe.tok.vocab
+        pipe._bracketed = {i for t, i in vocab.items() if t.startswith("[") and t.endswith("]")}
+        assert len(pipe._bracketed) > 100  # bert-base-chinese: 5 specials and 99 [unused] slots at least
+    return pipe._bracketed
+
+
+@pytest.mark.parametrize("masking", ("char", "wwm", "ngram", "knowledge", "span"))
 def test_80_10_10_per_unit_measured_in_rows(docs, masking):
-    """For char and wwm a unit is one token / one word, so the fate is visible in the rows."""
+    """The fate of every predicted token / word read from the rows (a unit's words share its fate,
+    drawn independently of the unit's size, so the shares over words are the shares over units)."""
     pipe, exs, rows, stats = build(docs, masking)
     c = Counter()
     for ex, r in zip(exs, rows):
@@ -110,6 +122,19 @@ def test_80_10_10_per_unit_measured_in_rows(docs, masking):
     assert n > 2000
     for name, want in (("mask", 0.8), ("random", 0.1), ("keep", 0.1)):
         assert abs(c[name] / n - want) <= 0.03, (masking, dict(c))
+
+
+@pytest.mark.parametrize("ratios", [(0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.5, 0.0, 0.5)])
+def test_mask_ratios_change_the_fates_in_the_rows(docs, ratios):
+    pipe, exs, rows, _ = build(docs, "wwm", mask_ratios=ratios)
+    c = Counter()
+    for ex, r in zip(exs, rows):
+        for _, f in word_fates(pipe, ex, r):
+            c.update(f)
+    n = sum(c.values())
+    assert n > 2000
+    for name, want in zip(("mask", "random", "keep"), ratios):
+        assert abs(c[name] / n - want) <= 0.03, (ratios, dict(c))
 
 
 @pytest.mark.parametrize("masking", ("wwm", "ngram", "knowledge", "span"))
@@ -391,3 +416,25 @@ def test_verify_catches_a_partly_predicted_word(docs):
             assert any("partly predicted" in p for p in check_masked_row(row, ctx))
             return
     pytest.fail("no multi-token predicted word")
+
+
+def test_verify_catches_a_replacement_by_a_special_or_unused_token(docs):
+    from zhmask.commands.verify import row_context
+    from zhmask.masking.checks import check_masked_row
+    from zhmask.schema import rows_to_batch
+
+    pipe, exs, rows, _ = build(docs, "char")
+    ctx = row_context(pipe.config.to_dict())
+    unused = pipe.tok.vocab["[unused1]"]
+    for r in rows:
+        ids, lab = np.asarray(r["input_ids"]).copy(), np.asarray(r["labels"])
+        pos = np.flatnonzero(lab != -100)
+        if len(pos):
+            row = rows_to_batch([r]).to_pylist()[0]
+            assert check_masked_row(row, ctx) == []
+            for bad_id in (unused, pipe.tok.unk_id):
+                ids[pos[0]] = bad_id
+                row["input_ids"] = ids.tolist()
+                assert any("special or [unused]" in p for p in check_masked_row(row, ctx)), bad_id
+            return
+    pytest.fail("no predicted token")

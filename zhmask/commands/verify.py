@@ -53,6 +53,7 @@ def row_context(config: dict[str, Any]) -> dict[str, Any]:
         "pad_id": tok.pad_id,
         "unk_id": tok.unk_id,
         "special_ids": set(int(x) for x in tok.special_ids.tolist()),
+        "bracketed_ids": np.array(sorted(i for t, i in tok.vocab.items() if t.startswith("[") and t.endswith("]"))),
         "max_seq_length": int(config.get("max_seq_length", 1 << 30)),
         "config": config,
         "tok": tok,

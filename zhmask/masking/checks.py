@@ -5,7 +5,9 @@
   from its label is labelled (checked in common), labels only on candidate tokens;
 * ``wwm``, ``ngram``, ``mac``, ``span`` and ``knowledge`` without the char level: a word is
   labelled whole or not at all;
-* ``mac``: no [MASK] in the input.
+* ``mac``: no [MASK] in the input;
+* a replacement (a predicted token that is neither its label nor [MASK]) is never a bracketed
+  vocabulary entry: no [UNK], [CLS], [PAD] ... and no [unused*] slot.
 """
 from __future__ import annotations
 
@@ -49,6 +51,9 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
                 bad.append(f"--masking {name}: a word is only partly predicted")
     if name == "mac" and (ids == ctx.get("mask_id", -1)).any():
         bad.append("--masking mac: a [MASK] token in the input")
+    replaced = ids[has & (ids != lab) & (ids != ctx.get("mask_id", -1))]
+    if len(replaced) and ctx.get("bracketed_ids") is not None and np.isin(replaced, ctx["bracketed_ids"]).any():
+        bad.append(f"--masking {name}: a token replaced by a special or [unused] token")
     return bad
 
 
