@@ -80,6 +80,25 @@ def test_reassembles_documents_exactly_and_fragments_keep_words(built, docs, tok
     assert [b for r in rows if (b := check_ernie_gen(r, ctx))] == []
 
 
+def test_verify_catches_broken_fragments(built, tok):
+    """The ernie_gen check fails rows whose fragments cut a word or do not add up."""
+    _, rows = built
+    ctx = {"cls_id": tok.cls_id, "sep_id": tok.sep_id}
+    r = dict(rows[0])
+    r["target_ids"] = r["target_ids"][:-1]
+    assert any("do not add up" in p for p in check_ernie_gen(r, ctx))
+    for r in rows:  # move a fragment's start one token into a multi-token word
+        src_w = r["word_ids"][1:len(r["source_ids"]) - 1]
+        fb = list(r["fragment_bounds"])
+        s = fb[0]
+        if 0 < s < len(src_w) and s >= 2 and src_w[s - 1] == src_w[s - 2]:
+            bad = dict(r, fragment_bounds=[s - 1] + fb[1:])
+            bad["target_ids"] = [r["source_ids"][s]] + list(r["target_ids"])  # keep the sums consistent
+            assert check_ernie_gen(bad, ctx), r["example_id"]
+            return
+    pytest.fail("no fragment after a multi-token word")
+
+
 def test_fragment_lengths_follow_the_mixture(docs):
     """Lengths are counted in words: one distribution per example, U(1,4) w.p. 0.4, U(4,32) w.p. 0.6.
 

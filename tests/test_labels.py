@@ -109,6 +109,10 @@ def test_verify_catches_a_wrong_label(built, tmp_path):
     r = dict(by_task(rows, "sentence_reorder")[0])
     r["span_bounds"] = r["span_bounds"][:-1]
     assert any(p for fn in CHECKS["sentence_reorder"] for p in fn(r, ctx))
+    for task in ("nsp", "sop", "sentence_distance", "ir_relevance", "sentence_reorder", "discourse_relation"):
+        r = dict(by_task(rows, task)[0])
+        r["label"] = 99  # out of range for every task
+        assert any("99" in p for fn in CHECKS[task] for p in fn(r, ctx)), task
 
 
 def test_class_balance_within_5_points(built):

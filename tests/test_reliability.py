@@ -639,6 +639,14 @@ def test_verify_finds_broken_accounting_and_leftovers(small_build, tmp_path):
     assert "never finished" in verify_build(out)[0]
 
 
+def test_verify_refuses_another_schema_version(small_build, tmp_path):
+    out = _copy(small_build[0], tmp_path)
+    m = json.loads((out / "manifest.json").read_text())
+    m["schema_version"] = "0"
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert any(p.startswith("manifest schema version 0 (this zhmask reads") for p in verify_build(out))
+
+
 def test_verify_finds_broken_rows(small_build, tmp_path, tok):
     from zhmask.schema import schema_with_metadata
     from zhmask.write.shards import ShardWriter
