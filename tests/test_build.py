@@ -41,6 +41,11 @@ def test_default_build_summary_and_manifest(default_build):
     assert m["documents_read"] == m["documents_written"] + sum(m["documents_rejected"].values())
     assert m["config"]["seed"] == 12345
     assert m["inputs"][0]["name"] == "pd1998_sample.txt" and len(m["inputs"][0]["sha256"]) == 64
+    from zhmask.paths import default_corpus
+
+    assert m["inputs"][0]["size"] == default_corpus().stat().st_size
+    assert m["tokens_written"] == sum(len(r["input_ids"]) for p in sorted((out / "data").glob("*.arrow"))
+                                      for r in ipc.open_stream(p).read_all().to_pylist())
     rows = sum(s["rows"] for s in m["shards"])
     assert rows == m["examples_written"] > 400
     for s in m["shards"]:
@@ -230,3 +235,30 @@ def test_library_api(tmp_path):
     res = build_corpus(BuildConfig(out=str(tmp_path / "o"), max_seq_length=64))
     assert res.manifest["documents_written"] == 400
     assert all(p.exists() for p in res.shards)
+
+
+def test_cli_input_and_segmentation_options_take_effect(tmp_path):
+    """--format, --text-field, --title-field, --user-dict and --t2s, spelt as the issue does."""
+    src = tmp_path / "news.dat"  # a suffix no reader claims: --format decides
+    src.write_text("\n".join(json.dumps({"body": b, "headline": "標題"}, ensure_ascii=False) for b in
+                             ["藍天白雲下的臺北很美。", "我們在北京大學讀書。"]) + "\n", encoding="utf-8")
+    udict = tmp_path / "user.dict"
+    udict.write_text("白云下 100000 n\n", encoding="utf-8")
+    out = tmp_path / "o"
+    code, _, err = run_cli("build-corpus", str(src), "--format", "jsonl", "--text-field", "body", "--title-field",
+                           "headline", "--t2s", "--user-dict", str(udict), "--out", str(out), "-q")
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["documents_read"] == m["documents_written"] == 2
+    cfg = m["config"]
+    assert (cfg["format"], cfg["text_field"], cfg["title_field"], cfg["t2s"]) == ("jsonl", "body", "headline", True)
+    from zhmask.pipeline import Pipeline
+    from zhmask.steps.read import RawDoc
+
+    doc, _ = Pipeline(BuildConfig.from_dict({k: v for k, v in cfg.items()})).document(RawDoc("x", "藍天白雲下的臺北很美。"))
+    assert doc.text == "蓝天白云下的台北很美。"  # --t2s
+    assert "白云下" in doc.word_texts()  # --user-dict
+    code, _, err = run_cli("build-corpus", str(src), "--text-field", "body", "--out", str(tmp_path / "o2"), "-q")
+    assert code == 0, err  # without --format an unknown suffix is plain text: the JSON syntax is text too
+    m2 = json.loads((tmp_path / "o2" / "manifest.json").read_text())
+    assert m2["config"]["format"] == "auto" and m2["tokens_written"] > m["tokens_written"] + 20

@@ -310,7 +310,7 @@ def test_bm25_and_keywords():
 
 
 # ------------------------------------------------------------------------------ "another document"
-def test_another_document_is_never_a_copy(pipeline):
+def test_another_document_is_never_a_copy(pipeline, monkeypatch):
     """Two of three documents have the same text: each copy's only "other" is the third."""
     texts = ["今天天气很好。我们去公园散步。公园里人很多。大家都很开心。",
              "今天天气很好。我们去公园散步。公园里人很多。大家都很开心。",
@@ -323,12 +323,11 @@ def test_another_document_is_never_a_copy(pipeline):
 
     for task in ("nsp", "sentence_distance", "ir_relevance"):
         for seed in range(20):
-            pipeline.ctx.config.seed = seed
+            monkeypatch.setattr(pipeline.ctx.config, "seed", seed)  # restored even if an assertion fails
             for ex in TASKS[task](docs, pipeline.ctx):
                 src = ex.extra["segment_sources"]
                 if ex.doc_id in ("d0", "d1") and src[1]["doc_id"] != ex.doc_id:
                     assert src[1]["doc_id"] == "d2", (task, seed)
-    pipeline.ctx.config.seed = 12345
 
 
 def test_single_document_unit_counts_skipped_examples(pipeline):
