@@ -262,3 +262,16 @@ def test_cli_input_and_segmentation_options_take_effect(tmp_path):
     assert code == 0, err  # without --format an unknown suffix is plain text: the JSON syntax is text too
     m2 = json.loads((tmp_path / "o2" / "manifest.json").read_text())
     assert m2["config"]["format"] == "auto" and m2["tokens_written"] > m["tokens_written"] + 20
+
+
+def test_progress_shows_documents_and_megabytes_per_second():
+    """On a terminal the progress line reads documents, docs/s and MB/s; off a terminal it is silent."""
+    from zhmask.cli import Reporter
+
+    with Reporter(enabled=True) as rep:
+        rep.update({"documents_read": 1200, "bytes": 3_000_000})
+        desc = rep._progress.tasks[0].description
+    assert "1,200 documents" in desc and "docs/s" in desc and "MB/s" in desc
+    with Reporter(enabled=False) as rep:
+        rep.update({"documents_read": 5, "bytes": 10})
+        assert rep._progress is None
