@@ -49,3 +49,30 @@ def test_vectorised_tokenize_equals_character_loop(pipeline, sample_lines, inews
         b = tok._tokenize_loop(doc.text, doc.words)
         for x, y in ((a.ids, b.ids), (a.starts, b.starts), (a.ends, b.ends), (a.word, b.word)):
             assert np.array_equal(x, y)
+
+
+def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+    from zhmask.masking.units import chinese_ref, chinese_ref_batch
+
+    table = pipeline._cjk_table
+    docs = [pipeline.document(RawDoc(str(i), t))[0] for i, t in
+            enumerate(sample_lines[:150] + [d["text"] for d in inews_docs[:30]] + ["iPhone12很好用 hello 2024年"])]
+    exs = list(pipeline.examples([d for d in docs if d is not None]))
+    ids = [ex.input_ids for ex in exs]
+    wid = [ex.word_ids for ex in exs]
+    # odd rows: empty, one token, no special token first, one word id in two places, Latin words,
+    # ids outside the table (the plain version clips them)
+    cjk = int(np.flatnonzero(table)[0])
+    odd_ids = [np.zeros(0, np.int32), np.array([cjk], np.int32), np.array([cjk, cjk, cjk, 100], np.int32),
+               np.array([cjk, cjk, 101, cjk, cjk], np.int32), np.array([cjk, 5000, 5000, cjk], np.int32)]
+    odd_wid = [np.zeros(0, np.int32), np.array([0], np.int32), np.array([0, 0, 1, 1], np.int32),
+               np.array([3, 3, -1, 3, 3], np.int32), np.array([-1, 0, 0, 0], np.int32)]
+    for rows_ids, rows_wid in ((ids, wid), (odd_ids + ids[:50], odd_wid + wid[:50]), (ids[:1], wid[:1]), ([], []),
+                               (ids[:5] + [np.array([cjk, len(table) + 7], np.int32)],
+                                wid[:5] + [np.array([0, 0], np.int32)])):
+        want = [chinese_ref(a, b, table) for a, b in zip(rows_ids, rows_wid)]
+        got = chinese_ref_batch(rows_ids, rows_wid, table)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == np.int32 and g.tolist() == w.tolist()
+    assert sum(len(chinese_ref(a, b, table)) for a, b in zip(ids, wid)) > 1000  # the rows do have refs

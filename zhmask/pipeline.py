@@ -18,7 +18,7 @@ import numpy as np
 from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.record import Document, Example
-from zhmask.masking.units import chinese_ref, cjk_token_table
+from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
 from zhmask.rng import GeneratorBatch, rng_for
 from zhmask.steps.read import RawDoc
 
@@ -140,14 +140,16 @@ class Pipeline:
             yield from gen(docs, self.ctx)
 
     def rows(self, ex: Example, stats: dict[str, Any], rngs: GeneratorBatch | None = None,
-             first: int = 0) -> Iterable[dict[str, Any]]:
+             first: int = 0, ref: np.ndarray | None = None) -> Iterable[dict[str, Any]]:
         """Schema rows for one example: ``dupe_factor`` differently masked copies.
 
         ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the generator ``first + k``, the
-        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply."""
+        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply; ``ref`` (from
+        :meth:`chinese_refs`) is the example's ``chinese_ref``, computed here when not given."""
         cfg = self.config
-        ref = None
-        if ex.extra.get("chinese_ref") is None:  # whole-word interop column, from the unmasked ids
+        if ex.extra.get("chinese_ref") is not None:
+            ref = None
+        elif ref is None:  # whole-word interop column, from the unmasked ids
             ref = chinese_ref(ex.input_ids, ex.word_ids, self._cjk_table)
         masking = stats["masking"]
         for k in range(cfg.dupe_factor):
@@ -164,6 +166,16 @@ class Pipeline:
             if cfg.dupe_factor > 1:
                 row["example_id"] = f"{ex.example_id}@{k}"
             yield row
+
+    def chinese_refs(self, exs: list[Example]) -> list[np.ndarray | None]:
+        """The ``chinese_ref`` :meth:`rows` computes for each example (None where the example
+        carries its own), all at once."""
+        todo = [i for i, ex in enumerate(exs) if ex.extra.get("chinese_ref") is None]
+        refs: list[np.ndarray | None] = [None] * len(exs)
+        got = chinese_ref_batch([exs[i].input_ids for i in todo], [exs[i].word_ids for i in todo], self._cjk_table)
+        for i, r in zip(todo, got):
+            refs[i] = r
+        return refs
 
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
@@ -216,9 +228,13 @@ class Pipeline:
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
             # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
             rngs.prepare(self.mask_keys(batch))
+            try:
+                refs = self.chinese_refs(batch)
+            except Exception:  # rows() computes them one by one and names the example that crashes
+                refs = [None] * len(batch)
             for i, ex in enumerate(batch):
                 try:
-                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor))
+                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i]))
                 except ZhmaskError:
                     raise
                 except Exception as exc:
