@@ -76,3 +76,41 @@ def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs
         for g, w in zip(got, want):
             assert g.dtype == np.int32 and g.tolist() == w.tolist()
     assert sum(len(chinese_ref(a, b, table)) for a, b in zip(ids, wid)) > 1000  # the rows do have refs
+
+
+def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+    from zhmask.config import BuildConfig
+    from zhmask.masking.units import Masker, word_table
+    from zhmask.record import Example
+
+    m = Masker(BuildConfig(), pipeline.ctx)
+    docs = [pipeline.document(RawDoc(str(i), t))[0] for i, t in
+            enumerate(sample_lines[:120] + [d["text"] for d in inews_docs[:20]] + ["iPhone12很好用 hello 2024年"])]
+    exs = list(pipeline.examples([d for d in docs if d is not None]))
+
+    def odd(ids, wid):
+        return Example("d", "d#x", "mlm", np.asarray(ids, np.int32), np.zeros(len(ids), np.int8), np.asarray(wid, np.int32))
+
+    unk = int(pipeline.tok.unk_id)
+    cls, sep = int(pipeline.tok.cls_id), int(pipeline.tok.sep_id)
+    odds = [odd([], []), odd([800], [0]), odd([800, 801, 802, 803], [0, 0, 1, 1]), odd([cls, 800, sep, 801, 802], [-1, 0, -1, 0, 0]),
+            odd([800, unk, 801, 802], [0, 0, 1, 2]), odd([cls, 800, cls, 801, sep], [-1, 0, 0, 1, -1]), odd([800, 900], [5, 5])]
+    for batch in (exs, odds + exs[:40] + odds, exs[:1], []):
+        m.prepare_batch(batch)
+        assert len(m._batch) == len({id(ex) for ex in batch if len(ex.input_ids)})
+        for ex in batch:
+            got = m.prepare(ex), m.word_table(ex, None, None) if id(ex) in m._batch else None
+            m_plain = Masker(BuildConfig(), pipeline.ctx)
+            ids, wid, cand = m_plain.prepare(ex)
+            for g, w in zip(got[0], (ids, wid, cand)):
+                assert g.dtype == w.dtype and g.tolist() == w.tolist()
+            if got[1] is not None:
+                want = word_table(wid, cand)
+                for f in ("start", "end", "ok", "joined"):
+                    g, w = getattr(got[1], f), getattr(want, f)
+                    assert g.dtype == w.dtype and g.tolist() == w.tolist(), f
+        m.release()
+        assert not m._batch
+    # ids outside the vocabulary: nothing prepared, the per-example path clips them
+    m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
+    assert not m._batch

@@ -232,6 +232,12 @@ class Pipeline:
                 refs = self.chinese_refs(batch)
             except Exception:  # rows() computes them one by one and names the example that crashes
                 refs = [None] * len(batch)
+            prep = getattr(self.mask, "prepare_batch", None)
+            if prep is not None:
+                try:
+                    prep(batch)
+                except Exception:  # the per-example path names the example that crashes
+                    self.mask.release()
             for i, ex in enumerate(batch):
                 try:
                     rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i]))
@@ -242,6 +248,8 @@ class Pipeline:
                                         f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
                 for row in rows:
                     w.write(row)
+            if prep is not None:
+                self.mask.release()
 
         with ShardWriter(shard, schema) as w:
             gen = iter(self.examples(docs))
