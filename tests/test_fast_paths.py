@@ -114,3 +114,21 @@ def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_d
     # ids outside the vocabulary: nothing prepared, the per-example path clips them
     m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
     assert not m._batch
+
+
+def test_context_rng_prefetched_equals_rng_for():
+    from zhmask.config import BuildConfig
+    from zhmask.pipeline import TaskContext
+    from zhmask.rng import rng_for
+
+    for seed in (0, 12345, 2**63):
+        ctx = TaskContext(BuildConfig(seed=seed), None)
+        ids = [f"doc:{i}" for i in range(30)] + ["doc:3"]
+        ctx.set_unit(ids)
+        keys = [(d, st) for st in ("pack", "sop_split") for d in ids] + [("doc:5", "ir", 7), ("doc:6", "ir", 7),
+                                                                           ("doc:5#x", "pack"), ("doc:1", "pack"), ("doc:2", "e", [1])]
+        for key in keys:
+            a, b = ctx.rng(*key), rng_for(seed, *key)
+            assert a.random(3).tolist() == b.random(3).tolist()
+            assert a.permutation(11).tolist() == b.permutation(11).tolist()
+            assert a.integers(0, 21128, size=4).tolist() == b.integers(0, 21128, size=4).tolist()

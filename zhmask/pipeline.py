@@ -19,7 +19,7 @@ from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.record import Document, Example
 from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
-from zhmask.rng import GeneratorBatch, rng_for
+from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seed
 from zhmask.steps.read import RawDoc
 
 
@@ -41,9 +41,39 @@ class TaskContext:
     events: Counter = field(default_factory=Counter)
     ent_cache: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)  # shared per-worker objects (lexicons, indexes)
+    # the unit's document ids (set by Pipeline.examples) and, per (doc_id, stage, *extra), the
+    # seed words of its generator, computed for all of the unit's documents at a stage's first use
+    unit_ids: list = field(default_factory=list)
+    _unit_set: set = field(default_factory=set)
+    _words: dict = field(default_factory=dict)
+    _fetched: set = field(default_factory=set)
+
+    def set_unit(self, doc_ids: list) -> None:
+        self.unit_ids = list(doc_ids)
+        self._unit_set = set(self.unit_ids)
+        self._words = {}
+        self._fetched = set()
 
     def rng(self, doc_id: str, stage: str, *extra: object) -> np.random.Generator:
-        return rng_for(self.config.seed, doc_id, stage, *extra)
+        """``rng_for(seed, doc_id, stage, *extra)``.  For a document of the unit, the seed
+        arithmetic of a stage runs once for all the unit's documents (see seed_words)."""
+        key = (doc_id, stage, *extra)
+        try:
+            w = self._words.get(key)
+        except TypeError:  # an unhashable part: seeded alone
+            return rng_for(self.config.seed, doc_id, stage, *extra)
+        if w is None:
+            suffix = (stage, *extra)
+            if doc_id not in self._unit_set or suffix in self._fetched:
+                return rng_for(self.config.seed, doc_id, stage, *extra)
+            self._fetched.add(suffix)
+            seed = self.config.seed
+            seeds = [stable_seed(seed, d, stage, *extra) for d in self.unit_ids]
+            words = self._words
+            for d, s, ws in zip(self.unit_ids, seeds, seed_words(seeds)):
+                words[(d, *suffix)] = (ws, s)
+            w = words[key]
+        return generator_from_words(*w)
 
 
 def new_stats() -> dict[str, Any]:
@@ -136,6 +166,7 @@ class Pipeline:
     # ------------------------------------------------------------------ examples
     def examples(self, docs: list[Document]) -> Iterable[Example]:
         self.ctx.ent_cache = {}
+        self.ctx.set_unit([d.id for d in docs])
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
