@@ -49,3 +49,86 @@ def test_vectorised_tokenize_equals_character_loop(pipeline, sample_lines, inews
         b = tok._tokenize_loop(doc.text, doc.words)
         for x, y in ((a.ids, b.ids), (a.starts, b.starts), (a.ends, b.ends), (a.word, b.word)):
             assert np.array_equal(x, y)
+
+
+def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+    from zhmask.masking.units import chinese_ref, chinese_ref_batch
+
+    table = pipeline._cjk_table
+    docs = [pipeline.document(RawDoc(str(i), t))[0] for i, t in
+            enumerate(sample_lines[:150] + [d["text"] for d in inews_docs[:30]] + ["iPhone12很好用 hello 2024年"])]
+    exs = list(pipeline.examples([d for d in docs if d is not None]))
+    ids = [ex.input_ids for ex in exs]
+    wid = [ex.word_ids for ex in exs]
+    # odd rows: empty, one token, no special token first, one word id in two places, Latin words,
+    # ids outside the table (the plain version clips them)
+    cjk = int(np.flatnonzero(table)[0])
+    odd_ids = [np.zeros(0, np.int32), np.array([cjk], np.int32), np.array([cjk, cjk, cjk, 100], np.int32),
+               np.array([cjk, cjk, 101, cjk, cjk], np.int32), np.array([cjk, 5000, 5000, cjk], np.int32)]
+    odd_wid = [np.zeros(0, np.int32), np.array([0], np.int32), np.array([0, 0, 1, 1], np.int32),
+               np.array([3, 3, -1, 3, 3], np.int32), np.array([-1, 0, 0, 0], np.int32)]
+    for rows_ids, rows_wid in ((ids, wid), (odd_ids + ids[:50], odd_wid + wid[:50]), (ids[:1], wid[:1]), ([], []),
+                               (ids[:5] + [np.array([cjk, len(table) + 7], np.int32)],
+                                wid[:5] + [np.array([0, 0], np.int32)])):
+        want = [chinese_ref(a, b, table) for a, b in zip(rows_ids, rows_wid)]
+        got = chinese_ref_batch(rows_ids, rows_wid, table)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.dtype == np.int32 and g.tolist() == w.tolist()
+    assert sum(len(chinese_ref(a, b, table)) for a, b in zip(ids, wid)) > 1000  # the rows do have refs
+
+
+def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+    from zhmask.config import BuildConfig
+    from zhmask.masking.units import Masker, word_table
+    from zhmask.record import Example
+
+    m = Masker(BuildConfig(), pipeline.ctx)
+    docs = [pipeline.document(RawDoc(str(i), t))[0] for i, t in
+            enumerate(sample_lines[:120] + [d["text"] for d in inews_docs[:20]] + ["iPhone12很好用 hello 2024年"])]
+    exs = list(pipeline.examples([d for d in docs if d is not None]))
+
+    def odd(ids, wid):
+        return Example("d", "d#x", "mlm", np.asarray(ids, np.int32), np.zeros(len(ids), np.int8), np.asarray(wid, np.int32))
+
+    unk = int(pipeline.tok.unk_id)
+    cls, sep = int(pipeline.tok.cls_id), int(pipeline.tok.sep_id)
+    odds = [odd([], []), odd([800], [0]), odd([800, 801, 802, 803], [0, 0, 1, 1]), odd([cls, 800, sep, 801, 802], [-1, 0, -1, 0, 0]),
+            odd([800, unk, 801, 802], [0, 0, 1, 2]), odd([cls, 800, cls, 801, sep], [-1, 0, 0, 1, -1]), odd([800, 900], [5, 5])]
+    for batch in (exs, odds + exs[:40] + odds, exs[:1], []):
+        m.prepare_batch(batch)
+        assert len(m._batch) == len({id(ex) for ex in batch if len(ex.input_ids)})
+        for ex in batch:
+            got = m.prepare(ex), m.word_table(ex, None, None) if id(ex) in m._batch else None
+            m_plain = Masker(BuildConfig(), pipeline.ctx)
+            ids, wid, cand = m_plain.prepare(ex)
+            for g, w in zip(got[0], (ids, wid, cand)):
+                assert g.dtype == w.dtype and g.tolist() == w.tolist()
+            if got[1] is not None:
+                want = word_table(wid, cand)
+                for f in ("start", "end", "ok", "joined"):
+                    g, w = getattr(got[1], f), getattr(want, f)
+                    assert g.dtype == w.dtype and g.tolist() == w.tolist(), f
+        m.release()
+        assert not m._batch
+    # ids outside the vocabulary: nothing prepared, the per-example path clips them
+    m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
+    assert not m._batch
+
+
+def test_context_rng_prefetched_equals_rng_for():
+    from zhmask.config import BuildConfig
+    from zhmask.pipeline import TaskContext
+    from zhmask.rng import rng_for
+
+    for seed in (0, 12345, 2**63):
+        ctx = TaskContext(BuildConfig(seed=seed), None)
+        ids = [f"doc:{i}" for i in range(30)] + ["doc:3"]
+        ctx.set_unit(ids)
+        keys = [(d, st) for st in ("pack", "sop_split") for d in ids] + [("doc:5", "ir", 7), ("doc:6", "ir", 7),
+                                                                           ("doc:5#x", "pack"), ("doc:1", "pack"), ("doc:2", "e", [1])]
+        for key in keys:
+            a, b = ctx.rng(*key), rng_for(seed, *key)
+            assert a.random(3).tolist() == b.random(3).tolist()
+            assert a.permutation(11).tolist() == b.permutation(11).tolist()
+            assert a.integers(0, 21128, size=4).tolist() == b.integers(0, 21128, size=4).tolist()

@@ -18,8 +18,8 @@ import numpy as np
 from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.record import Document, Example
-from zhmask.masking.units import chinese_ref, cjk_token_table
-from zhmask.rng import GeneratorBatch, rng_for
+from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
+from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seed
 from zhmask.steps.read import RawDoc
 
 
@@ -41,9 +41,39 @@ class TaskContext:
     events: Counter = field(default_factory=Counter)
     ent_cache: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)  # shared per-worker objects (lexicons, indexes)
+    # the unit's document ids (set by Pipeline.examples) and, per (doc_id, stage, *extra), the
+    # seed words of its generator, computed for all of the unit's documents at a stage's first use
+    unit_ids: list = field(default_factory=list)
+    _unit_set: set = field(default_factory=set)
+    _words: dict = field(default_factory=dict)
+    _fetched: set = field(default_factory=set)
+
+    def set_unit(self, doc_ids: list) -> None:
+        self.unit_ids = list(doc_ids)
+        self._unit_set = set(self.unit_ids)
+        self._words = {}
+        self._fetched = set()
 
     def rng(self, doc_id: str, stage: str, *extra: object) -> np.random.Generator:
-        return rng_for(self.config.seed, doc_id, stage, *extra)
+        """``rng_for(seed, doc_id, stage, *extra)``.  For a document of the unit, the seed
+        arithmetic of a stage runs once for all the unit's documents (see seed_words)."""
+        key = (doc_id, stage, *extra)
+        try:
+            w = self._words.get(key)
+        except TypeError:  # an unhashable part: seeded alone
+            return rng_for(self.config.seed, doc_id, stage, *extra)
+        if w is None:
+            suffix = (stage, *extra)
+            if doc_id not in self._unit_set or suffix in self._fetched:
+                return rng_for(self.config.seed, doc_id, stage, *extra)
+            self._fetched.add(suffix)
+            seed = self.config.seed
+            seeds = [stable_seed(seed, d, stage, *extra) for d in self.unit_ids]
+            words = self._words
+            for d, s, ws in zip(self.unit_ids, seeds, seed_words(seeds)):
+                words[(d, *suffix)] = (ws, s)
+            w = words[key]
+        return generator_from_words(*w)
 
 
 def new_stats() -> dict[str, Any]:
@@ -136,18 +166,21 @@ class Pipeline:
     # ------------------------------------------------------------------ examples
     def examples(self, docs: list[Document]) -> Iterable[Example]:
         self.ctx.ent_cache = {}
+        self.ctx.set_unit([d.id for d in docs])
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
     def rows(self, ex: Example, stats: dict[str, Any], rngs: GeneratorBatch | None = None,
-             first: int = 0) -> Iterable[dict[str, Any]]:
+             first: int = 0, ref: np.ndarray | None = None) -> Iterable[dict[str, Any]]:
         """Schema rows for one example: ``dupe_factor`` differently masked copies.
 
         ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the generator ``first + k``, the
-        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply."""
+        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply; ``ref`` (from
+        :meth:`chinese_refs`) is the example's ``chinese_ref``, computed here when not given."""
         cfg = self.config
-        ref = None
-        if ex.extra.get("chinese_ref") is None:  # whole-word interop column, from the unmasked ids
+        if ex.extra.get("chinese_ref") is not None:
+            ref = None
+        elif ref is None:  # whole-word interop column, from the unmasked ids
             ref = chinese_ref(ex.input_ids, ex.word_ids, self._cjk_table)
         masking = stats["masking"]
         for k in range(cfg.dupe_factor):
@@ -164,6 +197,16 @@ class Pipeline:
             if cfg.dupe_factor > 1:
                 row["example_id"] = f"{ex.example_id}@{k}"
             yield row
+
+    def chinese_refs(self, exs: list[Example]) -> list[np.ndarray | None]:
+        """The ``chinese_ref`` :meth:`rows` computes for each example (None where the example
+        carries its own), all at once."""
+        todo = [i for i, ex in enumerate(exs) if ex.extra.get("chinese_ref") is None]
+        refs: list[np.ndarray | None] = [None] * len(exs)
+        got = chinese_ref_batch([exs[i].input_ids for i in todo], [exs[i].word_ids for i in todo], self._cjk_table)
+        for i, r in zip(todo, got):
+            refs[i] = r
+        return refs
 
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
@@ -216,9 +259,19 @@ class Pipeline:
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
             # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
             rngs.prepare(self.mask_keys(batch))
+            try:
+                refs = self.chinese_refs(batch)
+            except Exception:  # rows() computes them one by one and names the example that crashes
+                refs = [None] * len(batch)
+            prep = getattr(self.mask, "prepare_batch", None)
+            if prep is not None:
+                try:
+                    prep(batch)
+                except Exception:  # the per-example path names the example that crashes
+                    self.mask.release()
             for i, ex in enumerate(batch):
                 try:
-                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor))
+                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i]))
                 except ZhmaskError:
                     raise
                 except Exception as exc:
@@ -226,6 +279,8 @@ class Pipeline:
                                         f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
                 for row in rows:
                     w.write(row)
+            if prep is not None:
+                self.mask.release()
 
         with ShardWriter(shard, schema) as w:
             gen = iter(self.examples(docs))

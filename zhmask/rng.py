@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from numpy.random.bit_generator import ISeedSequence
 
 
 def stable_seed(*parts: object) -> int:
@@ -37,8 +38,9 @@ _M32, _M128 = (1 << 32) - 1, (1 << 128) - 1
 _PCG_MULT = 0x2360ED051FC65DA44385DF649FCCF645  # PCG_DEFAULT_MULTIPLIER_128
 
 
-def _pcg64_states(seeds: list[int]) -> list[tuple[int, int]]:
-    """(state, inc) of ``np.random.PCG64(s)`` for each 64-bit seed ``s``."""
+def _seedseq_words(seeds: list[int]) -> list[np.ndarray]:
+    """``SeedSequence(s).generate_state(4, np.uint64)`` for each 64-bit seed ``s``, as four
+    columns (word k of every seed in column k)."""
     s = np.asarray(seeds, dtype=np.uint64)
     ent = [(s & np.uint64(_M32)).astype(np.uint32), (s >> np.uint64(32)).astype(np.uint32)]
     u32 = np.uint32
@@ -68,7 +70,12 @@ def _pcg64_states(seeds: list[int]) -> list[tuple[int, int]]:
             hb = (hb * _MULT_B) & _M32
             v = v * u32(hb)
             words.append((v ^ (v >> u32(16))).astype(np.uint64))
-    v64 = [(words[2 * k] | (words[2 * k + 1] << np.uint64(32))).tolist() for k in range(4)]
+    return [words[2 * k] | (words[2 * k + 1] << np.uint64(32)) for k in range(4)]
+
+
+def _pcg64_states(seeds: list[int]) -> list[tuple[int, int]]:
+    """(state, inc) of ``np.random.PCG64(s)`` for each 64-bit seed ``s``."""
+    v64 = [c.tolist() for c in _seedseq_words(seeds)]
     out = []
     for v0, v1, v2, v3 in zip(*v64):
         inc = ((((v2 << 64) | v3) << 1) | 1) & _M128
@@ -95,3 +102,32 @@ class GeneratorBatch:
         st, inc = self._states[i]
         self._bg.state = {"bit_generator": "PCG64", "state": {"state": st, "inc": inc}, "has_uint32": 0, "uinteger": 0}
         return self._gen
+
+
+class _KnownWords(ISeedSequence):
+    """A seed sequence whose four 64-bit words for PCG64 are known already (computed for many
+    seeds at once by :func:`seed_words`): ``np.random.PCG64(_KnownWords(w, seed))`` is the bit
+    generator of ``PCG64(seed)`` without the SeedSequence arithmetic (about 2 us instead of 10)."""
+
+    __slots__ = ("words", "seed")
+
+    def __init__(self, words: np.ndarray, seed: int) -> None:
+        self.words = words
+        self.seed = seed
+
+    def generate_state(self, n_words: int, dtype=np.uint32) -> np.ndarray:
+        if n_words == 4 and dtype is np.uint64:  # what PCG64 asks for
+            return self.words.copy()
+        return np.random.SeedSequence(self.seed).generate_state(n_words, dtype)
+
+
+def seed_words(seeds: list[int]) -> list[np.ndarray]:
+    """Per seed, the words ``SeedSequence(seed).generate_state(4, np.uint64)`` (contiguous)."""
+    if not seeds:
+        return []
+    return list(np.ascontiguousarray(np.stack(_seedseq_words(seeds), axis=1)))
+
+
+def generator_from_words(words: np.ndarray, seed: int) -> np.random.Generator:
+    """``np.random.Generator(np.random.PCG64(seed))`` from ``seed_words([seed])[0]``: equal draws."""
+    return np.random.Generator(np.random.PCG64(_KnownWords(words, seed)))

@@ -66,7 +66,7 @@ def make(config, ctx):
             e = np.asarray([x[1] for x in sp], dtype=np.int64)
             ok = (ccand[e] - ccand[s]) == 0 if len(s) else np.zeros(0, dtype=bool)
             pools.append((s[ok], e[ok], [x[2] for x, k in zip(sp, ok) if k]))
-        wt = word_table(wid, cand)
+        wt = m.word_table(example, wid, cand)
         pools.append((wt.start[wt.ok], wt.end[wt.ok], []))
         cp = np.flatnonzero(cand)
         pools.append((cp, cp + 1, []))

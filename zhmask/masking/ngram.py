@@ -38,7 +38,7 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
     m = Masker(config, ctx)
 
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = word_table(wid, cand)
+        wt = m.word_table(example, wid, cand)
         sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word)
         for n, c in zip(*np.unique(nw, return_counts=True)):
             stats[f"{unit_word}_units_n{int(n)}"] += int(c)

@@ -133,7 +133,7 @@ def make(config, ctx):
         return pool[int(rng.integers(len(pool)))]
 
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = word_table(wid, cand)
+        wt = m.word_table(example, wid, cand)
         sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats)
         order = np.argsort(sw, kind="stable")
         sw, nw = sw[order], nw[order]

@@ -19,7 +19,7 @@ def make(config, ctx):
     m = Masker(config, ctx)
 
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = word_table(wid, cand)
+        wt = m.word_table(example, wid, cand)
         elig = np.flatnonzero(wt.ok)
         order = elig[rng.permutation(len(elig))]
         taken, skipped = take_in_order(wt.ntok[order], budget)
