@@ -204,3 +204,9 @@ def test_shards_of_another_schema_version_are_not_resumed(tmp_path, fixtures, mo
         build_corpus(BuildConfig(**cfg))
     result = build_corpus(BuildConfig(**cfg, overwrite=True))
     assert result.units_skipped == 0 and verify_build(tmp_path / "o") == []
+    import zhmask
+
+    with monkeypatch.context() as m:  # the same for shards another zhmask version wrote
+        m.setattr(zhmask, "__version__", "0.0.0")
+        with pytest.raises(ZhmaskError, match="another configuration"):
+            build_corpus(BuildConfig(**cfg))

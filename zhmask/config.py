@@ -116,9 +116,12 @@ class BuildConfig:
         d = self.to_dict()
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
             d.pop(k, None)
+        from zhmask import __version__
         from zhmask.schema import SCHEMA_VERSION
 
-        d["schema_version"] = SCHEMA_VERSION  # shards of another schema are never resumed into
+        # shards of another schema or another zhmask are never resumed into (nor mixed with)
+        d["schema_version"] = SCHEMA_VERSION
+        d["zhmask_version"] = __version__
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
