@@ -55,15 +55,18 @@ def candidates(ids: np.ndarray, wid: np.ndarray, special_ids: np.ndarray) -> np.
     return (wid >= 0) & ~np.isin(ids, special_ids)
 
 
-def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
+def _word_bounds(wid: np.ndarray, cand: np.ndarray, breaks: np.ndarray | None = None):
+    """(starts, ends, ok, joined) of the words of ``wid``: [start, end) token ranges of equal
+    word ids >= 0, ``ok`` where every token of the word is a candidate, ``joined`` where a word
+    ends where the next starts.  ``breaks``: extra positions where a word must end (the starts
+    of the examples of a concatenated batch)."""
     n = len(wid)
-    if n == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return WordTable(e, e, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
     w = wid >= 0
     d = np.empty(n + 1, dtype=bool)  # d[i]: a word boundary before token i
     d[0] = d[n] = True
     np.not_equal(wid[1:], wid[:-1], out=d[1:n])
+    if breaks is not None:
+        d[breaks] = True
     starts = np.flatnonzero(d[:n] & w)
     ends = np.flatnonzero(d[1:] & w) + 1
     bad = w & ~cand
@@ -73,7 +76,14 @@ def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
         ok = (cb[ends] - cb[starts]) == 0
     else:
         ok = np.ones(len(starts), dtype=bool)
-    return WordTable(starts, ends, ok, ends[:-1] == starts[1:])
+    return starts, ends, ok, ends[:-1] == starts[1:]
+
+
+def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
+    if len(wid) == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return WordTable(e, e, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+    return WordTable(*_word_bounds(wid, cand))
 
 
 def ranges_to_positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -260,24 +270,8 @@ class Masker:
             bad = self.special_table[ids]
         except IndexError:  # ids outside the vocabulary: the per-example path clips them
             return
-        w = wid >= 0
-        cand = w & ~bad
-        n = len(wid)
-        d = np.empty(n + 1, dtype=bool)  # d[i]: a word boundary before token i (and between examples)
-        d[n] = True
-        d[0] = True
-        np.not_equal(wid[1:], wid[:-1], out=d[1:n])
-        d[starts] = True
-        ws = np.flatnonzero(d[:n] & w)
-        we = np.flatnonzero(d[1:] & w) + 1
-        bw = w & ~cand
-        if bw.any():
-            cb = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(bw, out=cb[1:])
-            ok = (cb[we] - cb[ws]) == 0
-        else:
-            ok = np.ones(len(ws), dtype=bool)
-        joined = we[:-1] == ws[1:]
+        cand = (wid >= 0) & ~bad
+        ws, we, ok, joined = _word_bounds(wid, cand, breaks=starts)
         k0 = np.searchsorted(ws, starts).tolist()
         k1 = np.searchsorted(ws, ends).tolist()
         batch = self._batch
