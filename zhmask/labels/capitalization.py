@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.wordaware import check_single, iter_chunks, labelled_example
+from zhmask.labels.wordaware import check_single, iter_chunks, labelled_examples
 from zhmask.record import Document, Example
 
 TASK = "capitalization"
@@ -36,15 +36,8 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         if LATIN.search(doc.text) is None:
             continue
         words = doc.word_texts()
-        n = 0
-        for ch in chunks:
-            ex = labelled_example(doc, ch, lambda w: word_label(words[w]), ctx, task=TASK,
-                                  example_id=f"{doc.id}#{TASK}{n}")
-            if ex is None:
-                ctx.events["capitalization_no_latin_word"] += 1
-                continue
-            n += 1
-            yield ex
+        yield from labelled_examples(doc, chunks, lambda w: word_label(words[w]), ctx, task=TASK,
+                                     skip_event="capitalization_no_latin_word")
 
 
 @register_check(TASK)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from zhmask.checks import register_check
 from zhmask.labels import register
 from zhmask.labels.pairs import is_punct_word
-from zhmask.labels.wordaware import check_single, iter_chunks, labelled_example
+from zhmask.labels.wordaware import check_single, iter_chunks, labelled_examples
 from zhmask.record import Document, Example
 
 TASK = "token_document_relation"
@@ -32,15 +32,9 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         word_of = doc.tokens.word
         per_chunk = [{words[w] for a, b in ch for w in set(word_of[a:b].tolist())} for ch in chunks]
         seen = Counter(w for s in per_chunk for w in s)  # number of segments holding each word
-        n = 0
-        for ch in chunks:
-            ex = labelled_example(doc, ch, lambda w: -100 if is_punct_word(words[w]) else int(seen[words[w]] > 1),
-                                  ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}")
-            if ex is None:
-                ctx.events["token_document_relation_no_word"] += 1
-                continue
-            n += 1
-            yield ex
+        yield from labelled_examples(doc, chunks,
+                                     lambda w: -100 if is_punct_word(words[w]) else int(seen[words[w]] > 1),
+                                     ctx, task=TASK, skip_event="token_document_relation_no_word")
 
 
 @register_check(TASK)

@@ -41,6 +41,20 @@ def labelled_example(doc: Document, chunk: list[tuple[int, int]], word_label: Ca
     return ex
 
 
+def labelled_examples(doc: Document, chunks: list[list[tuple[int, int]]], word_label: Callable[[int], int], ctx,
+                      *, task: str, skip_event: str) -> Iterator[Example]:
+    """:func:`labelled_example` of every chunk, numbered ``<doc>#<task><n>``; a chunk without a
+    labelled token is skipped and counted as ``skip_event``."""
+    n = 0
+    for ch in chunks:
+        ex = labelled_example(doc, ch, word_label, ctx, task=task, example_id=f"{doc.id}#{task}{n}")
+        if ex is None:
+            ctx.events[skip_event] += 1
+            continue
+        n += 1
+        yield ex
+
+
 def check_single(row: dict[str, Any], ctx: dict[str, Any], values: set[int]) -> list[str]:
     """``[CLS] text [SEP]``, label -1, token_labels in ``values`` or -100, one label per word."""
     bad: list[str] = []
