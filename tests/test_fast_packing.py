@@ -1,4 +1,4 @@
-"""The unit-at-once packing paths (mlm, sop and zhmask.steps.pack's batched helpers) equal the
+"""The unit-at-once packing paths (mlm, sop, nsp and zhmask.steps.pack's batched helpers) equal the
 example-by-example reference: same chunks, arrays, entities, segment sources, events (and their
 order) and ent_cache contents."""
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _both(mod, docs, ctx):
     return ref, got, ref_events, events, ref_cache, cache
 
 
-@pytest.mark.parametrize("task", ["mlm", "sop"])
+@pytest.mark.parametrize("task", ["mlm", "sop", "nsp"])
 def test_unit_examples_equal_per_document(setup, task):
     import importlib
 
@@ -199,11 +199,11 @@ def test_one_token_and_empty_segments(setup):
 
 def test_fast_path_failure_falls_back_to_per_document(setup, monkeypatch):
     """When the unit-at-once path raises, the generator yields the per-document examples."""
-    from zhmask.labels import mlm, sop
+    from zhmask.labels import mlm, nsp, sop
 
     pipe, docs = setup
     ctx = pipe.ctx
-    for mod in (mlm, sop):
+    for mod in (mlm, sop, nsp):
         ctx.set_unit([d.id for d in docs])
         ctx.ent_cache, ctx.events = {}, Counter()
         ref = list(mod.generate_each(docs, ctx))

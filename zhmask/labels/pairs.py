@@ -26,7 +26,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -353,20 +353,26 @@ def batched(fast, each, ctx):
     yield from exs
 
 
-def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[Any, list[list[tuple[int, int, int]]]]:
-    """:func:`two_part_chunks` of every document of the unit: per document, ``(r0, rm, r1)``
-    indices into the unit's sentence ranges (A = ranges r0..rm, B = rm..r1), with the same draws
-    and events, and the unit's :class:`zhmask.steps.pack.UnitRanges`."""
-    from zhmask.steps.pack import pack_ends, unit_table
+def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[Any, Iterator[list[tuple[int, int, int]]]]:
+    """:func:`two_part_chunks` of every document of the unit: the unit's
+    :class:`zhmask.steps.pack.UnitRanges` and an iterator over the documents giving, per document,
+    ``(r0, rm, r1)`` indices into those ranges (A = ranges r0..rm, B = rm..r1), with the same
+    draws; each document's events are counted when the iterator reaches it."""
+    from zhmask.steps.pack import unit_table
+
+    ur = unit_table(docs, ctx.ent_cache).ranges(ctx.config.max_seq_length - 3)
+    return ur, _iter_two_part_chunks(docs, ctx, task, events, ur)
+
+
+def _iter_two_part_chunks(docs, ctx, task, events, ur):
+    from zhmask.steps.pack import pack_ends
 
     max_tokens = ctx.config.max_seq_length - 3
     ssp = ctx.config.short_seq_prob
-    ur = unit_table(docs, ctx.ent_cache).ranges(max_tokens)
     doc_events = ur.events_by_doc() if ur.events else {}
     lengths = (ur.b - ur.a).tolist()
     roff = ur.roff.tolist()
     single = f"{task}_single_sentence_chunk"
-    out = []
     for d, doc in enumerate(docs):
         for e in doc_events.get(d, ()):
             events[e] += 1
@@ -385,8 +391,7 @@ def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[
                 j = int(rng.integers(1, n))
                 chunks.append((lo + prev, lo + prev + j, lo + end))
             prev = end
-        out.append(chunks)
-    return ur, out
+        yield chunks
 
 
 def pair_rows(ur, firsts: list[tuple[int, int]], seconds: list[tuple[int, int]]):
