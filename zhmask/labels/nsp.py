@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import Segment, UnitDocs, balanced_classes, check_pair, pair_example, two_part_chunks
+from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, pair_example, truncate_pair,
+                                 two_part_chunks, unit_two_part_chunks)
 from zhmask.record import Document, Example
 
 TASK = "nsp"
@@ -21,6 +22,11 @@ CLASSES = {0: "B follows A in the document", 1: "B comes from another document"}
 
 @register(TASK)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
+
+
+def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
+    """The examples one by one (the reference for :func:`unit_examples`)."""
     unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
     for i, doc in enumerate(docs):
         chunks = two_part_chunks(doc, ctx, TASK)
@@ -37,6 +43,43 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
                 b = Segment(docs[j], unit.random_run(j, len(b), rng))
             yield pair_example(a, b, ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
             n += 1
+
+
+def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
+    """All of the unit's ``nsp`` examples: chunks, splits, labels and other documents drawn per
+    document as in :func:`generate_each`, the examples assembled at once."""
+    from zhmask.steps.pack import build_examples
+
+    max_tokens = ctx.config.max_seq_length - 3
+    unit = UnitDocs(docs, max_tokens)
+    ur, per_doc = unit_two_part_chunks(docs, ctx, TASK, events)
+    a_l, b_l, off = ur.a.tolist(), ur.b.tolist(), ur.table.off.tolist()
+    items: list[tuple] = []
+    sources: list[list] = []
+    for i, (doc, chunks) in enumerate(zip(docs, per_doc)):
+        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "nsp_label"))
+        rng = None
+        n = 0
+        o = off[i]
+        for (r0, rm, r1), label in zip(chunks, labels):
+            a = Segment(doc, [(x - o, y - o) for x, y in zip(a_l[r0:rm], b_l[r0:rm])])
+            b = Segment(doc, [(x - o, y - o) for x, y in zip(a_l[rm:r1], b_l[rm:r1])])
+            if label == 1:
+                if rng is None:
+                    rng = ctx.rng(doc.id, "nsp_other")
+                j = unit.pick_other(i, rng)
+                if j is None:
+                    events["nsp_no_other_document"] += 1
+                    continue
+                b = Segment(docs[j], unit.random_run(j, len(b), rng))
+            a, b = truncate_pair(a, b, max_tokens, events)
+            items.append(([(a.doc, a.ranges), (b.doc, b.ranges)], TASK, f"{doc.id}#{TASK}{n}", doc.id, label))
+            sources.append([a.source(), b.source()])
+            n += 1
+    exs = build_examples(items, cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, ent_cache=ctx.ent_cache)
+    for ex, src in zip(exs, sources):
+        ex.extra["segment_sources"] = src
+    return exs
 
 
 @register_check(TASK)

@@ -26,7 +26,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -333,3 +333,90 @@ def two_part_chunks(doc: Document, ctx, task: str) -> list[tuple[Ranges, Ranges]
         j = int(rng.integers(1, len(ch)))
         out.append((ch[:j], ch[j:]))
     return out
+
+
+# ---------------------------------------------------------------------------------- many at once
+def batched(fast, each, ctx):
+    """A task generator's body: ``fast(events)`` builds every example of the unit at once
+    (counting events into its own counter, added to ``ctx.events`` when it succeeds); when it
+    raises, ``each()`` (the example-by-example reference) runs instead, so that a crash names the
+    right document and example."""
+    from collections import Counter
+
+    events: Counter = Counter()
+    try:
+        exs = fast(events)
+    except Exception:
+        yield from each()
+        return
+    ctx.events.update(events)
+    yield from exs
+
+
+def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[Any, Iterator[list[tuple[int, int, int]]]]:
+    """:func:`two_part_chunks` of every document of the unit: the unit's
+    :class:`zhmask.steps.pack.UnitRanges` and an iterator over the documents giving, per document,
+    ``(r0, rm, r1)`` indices into those ranges (A = ranges r0..rm, B = rm..r1), with the same
+    draws; each document's events are counted when the iterator reaches it."""
+    from zhmask.steps.pack import unit_table
+
+    ur = unit_table(docs, ctx.ent_cache).ranges(ctx.config.max_seq_length - 3)
+    return ur, _iter_two_part_chunks(docs, ctx, task, events, ur)
+
+
+def _iter_two_part_chunks(docs, ctx, task, events, ur):
+    from zhmask.steps.pack import pack_ends
+
+    max_tokens = ctx.config.max_seq_length - 3
+    ssp = ctx.config.short_seq_prob
+    doc_events = ur.events_by_doc() if ur.events else {}
+    lengths = (ur.b - ur.a).tolist()
+    roff = ur.roff.tolist()
+    single = f"{task}_single_sentence_chunk"
+    for d, doc in enumerate(docs):
+        for e in doc_events.get(d, ()):
+            events[e] += 1
+        lo = roff[d]
+        ends = pack_ends(lengths[lo:roff[d + 1]], max_tokens, ssp, ctx.rng(doc.id, f"{task}_pack"))
+        rng = None
+        prev = 0
+        chunks = []
+        for end in ends:
+            n = end - prev
+            if n < 2:
+                events[single] += 1
+            else:
+                if rng is None:
+                    rng = ctx.rng(doc.id, f"{task}_split")
+                j = int(rng.integers(1, n))
+                chunks.append((lo + prev, lo + prev + j, lo + end))
+            prev = end
+        yield chunks
+
+
+def pair_rows(ur, firsts: list[tuple[int, int]], seconds: list[tuple[int, int]]):
+    """Rows, segment documents/examples/indices for examples ``[CLS] A [SEP] B [SEP]`` whose A and
+    B are runs of consecutive ranges ``[r0, r1)`` of ``ur``: ``firsts[e]``, ``seconds[e]``."""
+    from zhmask.steps.pack import interval_rows
+
+    n = len(firsts)
+    r0 = np.empty(2 * n, dtype=np.int64)
+    r1 = np.empty(2 * n, dtype=np.int64)
+    if n:
+        f, s = np.array(firsts, dtype=np.int64), np.array(seconds, dtype=np.int64)
+        r0[0::2], r1[0::2], r0[1::2], r1[1::2] = f[:, 0], f[:, 1], s[:, 0], s[:, 1]
+    rows = interval_rows(ur, r0, r1)
+    seg_ex = np.repeat(np.arange(n, dtype=np.int64), 2)
+    seg_k = np.tile(np.array([0, 1], dtype=np.int64), n)
+    return rows, r0, r1, seg_ex, seg_k
+
+
+def span_sources(ur, r0: np.ndarray, r1: np.ndarray, seg_doc: np.ndarray) -> list[dict[str, Any]]:
+    """:meth:`Segment.source` of segments made of the (non-empty) range runs ``[r0, r1)``."""
+    table = ur.table
+    first = ur.a[r0]
+    last = ur.b[r1 - 1] - 1
+    st = table.starts[first].tolist()
+    en = table.ends[last].tolist()
+    docs = table.docs
+    return [{"doc_id": docs[d].id, "start": int(a), "end": int(b)} for d, a, b in zip(seg_doc.tolist(), st, en)]

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
+
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import Segment, balanced_classes, check_pair, pair_example, two_part_chunks
+from zhmask.labels.pairs import (Segment, balanced_classes, batched, check_pair, pair_example, pair_rows,
+                                 span_sources, two_part_chunks, unit_two_part_chunks)
 from zhmask.record import Document, Example
 
 TASK = "sop"
@@ -19,6 +22,11 @@ CLASSES = {0: "A then B, in document order", 1: "swapped: B then A"}
 
 @register(TASK)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
+
+
+def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
+    """The examples one by one (the reference for :func:`unit_examples`)."""
     for doc in docs:
         chunks = two_part_chunks(doc, ctx, TASK)
         labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "sop_label"))
@@ -27,6 +35,42 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             if label == 1:
                 a, b = b, a
             yield pair_example(a, b, ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
+
+
+def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
+    """All of the unit's ``sop`` examples: chunks, splits and labels drawn per document as in
+    :func:`generate_each`, the examples assembled at once."""
+    from zhmask.steps.pack import examples_from_arrays
+
+    ur, per_doc = unit_two_part_chunks(docs, ctx, TASK, events)
+    firsts: list[tuple[int, int]] = []
+    seconds: list[tuple[int, int]] = []
+    seg_doc: list[int] = []
+    meta: list[tuple] = []
+    for d, (doc, chunks) in enumerate(zip(docs, per_doc)):
+        if not chunks:
+            continue  # balanced_classes(0, ...) draws nothing
+        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "sop_label"))
+        did = doc.id
+        for n, ((r0, rm, r1), label) in enumerate(zip(chunks, labels)):
+            if label == 1:
+                firsts.append((rm, r1)), seconds.append((r0, rm))
+            else:
+                firsts.append((r0, rm)), seconds.append((rm, r1))
+            meta.append((TASK, f"{did}#{TASK}{n}", did, label))
+        seg_doc += [d] * (2 * len(chunks))
+    rows, r0, r1, seg_ex, seg_k = pair_rows(ur, firsts, seconds)
+    # A and B come from one chunk of at most max_seq_length - 3 tokens: never truncated
+    n_tok = ur.b[r1 - 1] - ur.a[r0] if len(r0) else np.zeros(0, np.int64)
+    if len(n_tok) and int((n_tok[0::2] + n_tok[1::2]).max()) > ctx.config.max_seq_length - 3:
+        raise ValueError("a pair longer than the budget")
+    sd = np.array(seg_doc, dtype=np.int64)
+    exs = examples_from_arrays(ur.table, rows, sd, seg_ex, seg_k, meta, cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id,
+                               ent_cache=ctx.ent_cache)
+    src = span_sources(ur, r0, r1, sd)
+    for e, ex in enumerate(exs):
+        ex.extra["segment_sources"] = src[2 * e:2 * e + 2]
+    return exs
 
 
 @register_check(TASK)
