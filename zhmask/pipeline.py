@@ -208,6 +208,50 @@ class Pipeline:
             refs[i] = r
         return refs
 
+    def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list[np.ndarray | None]):
+        """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`,
+        ``refs`` from :meth:`chinese_refs`), as one column block, and their masking statistics:
+        (Block, Counter), or None where the strategy has no batched path or an example's extra
+        columns replace a base column (then :meth:`rows` is the way).  Masking runs over the
+        batch's concatenation (``mask.mask_rows``); the block holds exactly the rows' values."""
+        import pyarrow as pa
+
+        from zhmask.schema import I32, Block, ListColumn
+
+        fast = getattr(self.mask, "mask_rows", None)
+        if fast is None or not exs:
+            return None
+        extra_keys: set = set()
+        for ex in exs:
+            if ex.extra:
+                extra_keys.update(ex.extra)
+        if extra_keys & _BASE_COLUMNS:
+            return None
+        n = self.config.dupe_factor
+        rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
+        res = fast(rows, rngs.generators())
+        if res is None:
+            return None
+        lens = res.lens
+        cols: dict[str, Any] = {
+            "doc_id": [ex.doc_id for ex in rows],
+            "example_id": ([ex.example_id for ex in rows] if n == 1 else
+                           [f"{ex.example_id}@{k}" for ex in exs for k in range(n)]),
+            "task": [ex.task for ex in rows],
+            "input_ids": ListColumn(res.input_ids, lens),
+            "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
+            "word_ids": ListColumn.from_values([ex.word_ids for ex in rows], I32),
+            "labels": ListColumn(res.labels, lens),
+            "label": [int(ex.label) for ex in rows],
+            "entities": [ex.entities for ex in rows],
+        }
+        refs = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"] for ex, r in zip(exs, refs)]
+        cols["chinese_ref"] = refs if n == 1 else [r for r in refs for _ in range(n)]
+        for key in extra_keys:
+            if key != "chinese_ref":
+                cols[key] = [ex.extra.get(key) for ex in rows]
+        return Block(len(rows), cols), res.stats
+
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
         seed, n = self.config.seed, self.config.dupe_factor
@@ -261,8 +305,22 @@ class Pipeline:
             rngs.prepare(self.mask_keys(batch))
             try:
                 refs = self.chinese_refs(batch)
+                refs_ok = True
             except Exception:  # rows() computes them one by one and names the example that crashes
                 refs = [None] * len(batch)
+                refs_ok = False
+            if refs_ok:
+                try:  # the whole batch at once; on any error, example by example (which names it)
+                    got = self.masked_block(batch, rngs, refs)
+                except Exception:
+                    got = None
+                if got is not None:
+                    block, mstats = got
+                    masking = stats["masking"]
+                    for key, n in mstats.items():
+                        masking[key] = masking.get(key, 0) + int(n)
+                    w.write_block(block)
+                    return
             prep = getattr(self.mask, "prepare_batch", None)
             if prep is not None:
                 try:
@@ -326,6 +384,10 @@ class Pipeline:
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
             d.pop(k, None)
         return d
+
+
+_BASE_COLUMNS = frozenset(("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels",
+                           "label", "entities"))  # what example_row sets before the extra columns
 
 
 class DocumentCrash(Exception):
