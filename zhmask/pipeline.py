@@ -252,6 +252,51 @@ class Pipeline:
                 cols[key] = [ex.extra.get(key) for ex in rows]
         return Block(len(rows), cols), res.stats
 
+    def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
+        """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
+        :meth:`masked_block`, or, where it does not apply or raises, the row dicts of
+        :meth:`rows` example by example (which name an example that crashes).  The masking
+        statistics are added to ``stats``."""
+        from zhmask.errors import ZhmaskError
+
+        # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
+        rngs.prepare(self.mask_keys(batch))
+        try:
+            refs = self.chinese_refs(batch)
+            refs_ok = True
+        except Exception:  # rows() computes them one by one and names the example that crashes
+            refs = [None] * len(batch)
+            refs_ok = False
+        if refs_ok:
+            try:  # the whole batch at once; on any error, example by example
+                got = self.masked_block(batch, rngs, refs)
+            except Exception:
+                got = None
+            if got is not None:
+                block, mstats = got
+                masking = stats["masking"]
+                for key, n in mstats.items():
+                    masking[key] = masking.get(key, 0) + int(n)
+                return [block]
+        prep = getattr(self.mask, "prepare_batch", None)
+        if prep is not None:
+            try:
+                prep(batch)
+            except Exception:  # the per-example path names the example that crashes
+                self.mask.release()
+        out: list = []
+        for i, ex in enumerate(batch):
+            try:
+                out += self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i])
+            except ZhmaskError:
+                raise
+            except Exception as exc:
+                raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
+                                    f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
+        if prep is not None:
+            self.mask.release()
+        return out
+
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
         seed, n = self.config.seed, self.config.dupe_factor
@@ -301,44 +346,11 @@ class Pipeline:
         rngs = GeneratorBatch()
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
-            # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
-            rngs.prepare(self.mask_keys(batch))
-            try:
-                refs = self.chinese_refs(batch)
-                refs_ok = True
-            except Exception:  # rows() computes them one by one and names the example that crashes
-                refs = [None] * len(batch)
-                refs_ok = False
-            if refs_ok:
-                try:  # the whole batch at once; on any error, example by example (which names it)
-                    got = self.masked_block(batch, rngs, refs)
-                except Exception:
-                    got = None
-                if got is not None:
-                    block, mstats = got
-                    masking = stats["masking"]
-                    for key, n in mstats.items():
-                        masking[key] = masking.get(key, 0) + int(n)
-                    w.write_block(block)
-                    return
-            prep = getattr(self.mask, "prepare_batch", None)
-            if prep is not None:
-                try:
-                    prep(batch)
-                except Exception:  # the per-example path names the example that crashes
-                    self.mask.release()
-            for i, ex in enumerate(batch):
-                try:
-                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i]))
-                except ZhmaskError:
-                    raise
-                except Exception as exc:
-                    raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
-                                        f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
-                for row in rows:
-                    w.write(row)
-            if prep is not None:
-                self.mask.release()
+            for item in self.mask_batch(batch, rngs, stats):
+                if isinstance(item, dict):
+                    w.write(item)
+                else:
+                    w.write_block(item)
 
         with ShardWriter(shard, schema) as w:
             gen = iter(self.examples(docs))
