@@ -81,9 +81,19 @@ def per_example(pipe: Pipeline, batch: list[Example]):
 
 
 def batched(pipe: Pipeline, batch: list[Example]):
+    """masked_block, with chinese_ref computed over the batch; checked against the block it gives
+    with the refs of chinese_refs()."""
     rngs = GeneratorBatch()
     rngs.prepare(pipe.mask_keys(batch))
-    return pipe.masked_block(batch, rngs, pipe.chinese_refs(batch))
+    got = pipe.masked_block(batch, rngs)
+    again = pipe.masked_block(batch, rngs, pipe.chinese_refs(batch))
+    assert (got is None) == (again is None)
+    if got is not None:
+        from zhmask.schema import blocks_to_batch
+
+        assert ipc_bytes([blocks_to_batch([got[0]])]) == ipc_bytes([blocks_to_batch([again[0]])])
+        assert got[1] == again[1]
+    return got
 
 
 def ipc_bytes(batches) -> bytes:

@@ -208,15 +208,17 @@ class Pipeline:
             refs[i] = r
         return refs
 
-    def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list[np.ndarray | None]):
-        """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`,
-        ``refs`` from :meth:`chinese_refs`), as one column block, and their masking statistics:
-        (Block, Counter), or None where the strategy has no batched path or an example's extra
-        columns replace a base column (then :meth:`rows` is the way).  Masking runs over the
-        batch's concatenation (``mask.mask_rows``); the block holds exactly the rows' values."""
+    def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list | None = None):
+        """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
+        ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
+        block, and their masking statistics: (Block, Counter), or None where the strategy has no
+        batched path or an example's extra columns replace a base column (then :meth:`rows` is
+        the way).  Masking runs over the batch's concatenation (``mask.mask_rows``); the block
+        holds exactly the rows' values."""
         import pyarrow as pa
 
-        from zhmask.schema import I32, Block, ListColumn
+        from zhmask.masking.units import chinese_ref_rows
+        from zhmask.schema import Block, ListColumn
 
         fast = getattr(self.mask, "mask_rows", None)
         if fast is None or not exs:
@@ -232,7 +234,7 @@ class Pipeline:
         res = fast(rows, rngs.generators())
         if res is None:
             return None
-        lens = res.lens
+        rb, lens = res.rows, res.lens
         cols: dict[str, Any] = {
             "doc_id": [ex.doc_id for ex in rows],
             "example_id": ([ex.example_id for ex in rows] if n == 1 else
@@ -240,13 +242,22 @@ class Pipeline:
             "task": [ex.task for ex in rows],
             "input_ids": ListColumn(res.input_ids, lens),
             "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
-            "word_ids": ListColumn.from_values([ex.word_ids for ex in rows], I32),
+            "word_ids": ListColumn(rb.wid.astype(np.int32), lens),  # the rows' word ids (int32 already)
             "labels": ListColumn(res.labels, lens),
             "label": [int(ex.label) for ex in rows],
             "entities": [ex.entities for ex in rows],
         }
-        refs = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"] for ex, r in zip(exs, refs)]
-        cols["chinese_ref"] = refs if n == 1 else [r for r in refs for _ in range(n)]
+        if refs is None and "chinese_ref" not in extra_keys:
+            cols["chinese_ref"] = ListColumn(*chinese_ref_rows(rb, self._cjk_table))
+        else:
+            if refs is None:
+                flat, cnt = chinese_ref_rows(rb, self._cjk_table)
+                cut = np.cumsum(cnt).tolist()
+                refs = [flat[a - c:a] for a, c in zip(cut, cnt.tolist())]
+            elif n > 1:
+                refs = [r for r in refs for _ in range(n)]
+            cols["chinese_ref"] = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"]
+                                   for ex, r in zip(rows, refs)]
         for key in extra_keys:
             if key != "chinese_ref":
                 cols[key] = [ex.extra.get(key) for ex in rows]
@@ -261,23 +272,20 @@ class Pipeline:
 
         # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
         rngs.prepare(self.mask_keys(batch))
+        try:  # the whole batch at once; on any error, example by example
+            got = self.masked_block(batch, rngs)
+        except Exception:
+            got = None
+        if got is not None:
+            block, mstats = got
+            masking = stats["masking"]
+            for key, n in mstats.items():
+                masking[key] = masking.get(key, 0) + int(n)
+            return [block]
         try:
             refs = self.chinese_refs(batch)
-            refs_ok = True
         except Exception:  # rows() computes them one by one and names the example that crashes
             refs = [None] * len(batch)
-            refs_ok = False
-        if refs_ok:
-            try:  # the whole batch at once; on any error, example by example
-                got = self.masked_block(batch, rngs, refs)
-            except Exception:
-                got = None
-            if got is not None:
-                block, mstats = got
-                masking = stats["masking"]
-                for key, n in mstats.items():
-                    masking[key] = masking.get(key, 0) + int(n)
-                return [block]
         prep = getattr(self.mask, "prepare_batch", None)
         if prep is not None:
             try:

@@ -413,15 +413,27 @@ class Masker:
         """The concatenation of ``exs`` with candidates, budgets and word tables (None when a
         row is malformed or has ids outside the vocabulary: left to the per-example path)."""
         n = len(exs)
-        lens = np.fromiter((len(ex.input_ids) for ex in exs), dtype=np.int64, count=n)
-        if any(len(ex.word_ids) != k for ex, k in zip(exs, lens.tolist())):
+        id_l = [ex.input_ids for ex in exs]
+        wid_l = [ex.word_ids for ex in exs]
+        lens = np.fromiter(map(len, id_l), dtype=np.int64, count=n)
+        if not np.array_equal(lens, np.fromiter(map(len, wid_l), dtype=np.int64, count=n)):
             return None
         ends = np.cumsum(lens)
         starts = ends - lens
         total = int(ends[-1]) if n else 0
         if total:
-            ids = np.concatenate([np.asarray(ex.input_ids, dtype=np.int32) for ex in exs])
-            wid = np.concatenate([np.asarray(ex.word_ids, dtype=np.int64) for ex in exs])
+            # one concatenation each; integer ids that int32 holds, so that casting the whole equals
+            # casting each example (prepare) and every per-example reader sees the same values
+            raw = np.concatenate(id_l)
+            rwid = np.concatenate(wid_l)
+            if raw.dtype.kind not in "iu" or rwid.dtype.kind not in "iu":
+                return None
+            if raw.dtype != np.int32 and (raw.min() < -2**31 or raw.max() >= 2**31):
+                return None
+            if rwid.dtype != np.int32 and (rwid.min() < -2**31 or rwid.max() >= 2**31):
+                return None
+            ids = raw.astype(np.int32, copy=False)
+            wid = rwid.astype(np.int64)
         else:
             ids = np.zeros(0, dtype=np.int32)
             wid = np.zeros(0, dtype=np.int64)
@@ -670,6 +682,35 @@ def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.n
         badw[wid[non]] = True
         sel = sel[~badw[wid[sel]]]
     return sel.astype(np.int32)
+
+
+def chinese_ref_rows(rb: RowBatch, cjk_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`chinese_ref` of every row of a batch as one column: (positions, int32, of all rows
+    in order; count per row), from the batch's concatenation (see :func:`chinese_ref_batch`)."""
+    n = len(rb)
+    ids, wid, lens, starts, ends = rb.ids, rb.wid, rb.lens, rb.starts, rb.ends
+    cjk = cjk_table[ids]  # IndexError for ids outside the table: the per-example path clips them
+    w = wid >= 0
+    cont = np.zeros(len(wid), dtype=bool)
+    if len(wid) > 1:
+        np.equal(wid[1:], wid[:-1], out=cont[1:])
+    cont &= w
+    cont[starts[lens > 0]] = False  # a row's first token never continues
+    sel = np.flatnonzero(cont)
+    non = w & ~cjk
+    if len(sel) and non.any():
+        # a word with a non-CJK token is not a Chinese word: its id, offset per row
+        top = np.zeros(n, dtype=np.int64)
+        nz = lens > 0
+        top[nz] = np.maximum.reduceat(wid, starts[nz]) + 1
+        np.maximum(top, 0, out=top)
+        off = np.cumsum(top) - top
+        gw = wid + np.repeat(off, lens)
+        badw = np.zeros(int(top.sum()) + 1, dtype=bool)
+        badw[gw[non]] = True
+        sel = sel[~badw[gw[sel]]]
+    row = np.searchsorted(ends, sel, side="right")
+    return (sel - starts[row]).astype(np.int32), np.bincount(row, minlength=n)
 
 
 def chinese_ref_batch(ids_list, wid_list, cjk_table: np.ndarray) -> list[np.ndarray]:
