@@ -441,3 +441,27 @@ def test_batched_path_error_falls_back_and_names_the_example(tmp_path, sample_li
     bad.examples = examples
     with pytest.raises(DocumentCrash, match=r"masking wwm crashed on example \S+ \(document p:"):
         bad.run_unit(0, raws, tmp_path / "bad")
+
+
+def test_last_integers_equals_numpy():
+    from zhmask.masking.units import last_integers
+
+    g = np.random.default_rng(11)
+    for high in (21023, 2, 3, 1, 7, 2**31 + 1, 3 * 2**30, 2**32 - 1, 2**32, 2**32 + 5, 1 << 20):
+        for trial in range(8):
+            seeds = g.integers(0, 2**63, size=40).tolist()
+            counts = g.integers(0, 6, size=40).tolist()
+            # before the last draw: nothing, 64-bit draws only, or 32-bit draws (a half may be left over)
+            prior = trial % 3
+            gens_a = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
+            gens_b = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
+            for i, (a, b) in enumerate(zip(gens_a, gens_b)):
+                if prior == 1:
+                    a.random(i % 4), b.random(i % 4)
+                elif prior == 2:
+                    a.permutation(i % 9), b.permutation(i % 9)
+                    a.random(2), b.random(2)
+            want = [a.integers(0, high, size=c) for a, c in zip(gens_a, counts) if c]
+            want = np.concatenate(want) if want else np.zeros(0, np.int64)
+            got = last_integers(gens_b, counts, high, fresh=prior < 2)
+            assert got.tolist() == want.tolist(), (high, trial)

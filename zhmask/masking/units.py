@@ -273,6 +273,61 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     return sw, nw, c[sw + nw] - c[sw]
 
 
+def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False) -> np.ndarray:
+    """``np.concatenate([g.integers(0, high, size=c) for g, c in zip(gens, counts) if c])`` when
+    this is the last draw from each generator, several times cheaper: numpy's bounded draw
+    (Lemire's method on 32-bit halves of the 64-bit outputs, low half first; a half left over by
+    an earlier 32-bit draw is used first) runs vectorised over ``random_raw`` outputs, the
+    generators are left wherever that leaves them.  ``fresh``: no 32-bit draw was taken from any
+    generator since it was seeded (nothing left over, no need to read the state)."""
+    todo = [(g, c) for g, c in zip(gens, counts) if c]
+    if not todo:
+        return np.zeros(0, dtype=np.int64)
+    if high <= 1 or high >= 1 << 32:  # no draw at all, or 64-bit draws: numpy itself
+        return np.concatenate([g.integers(0, high, size=c) for g, c in todo])
+    parts = []
+    avail = []  # the 32-bit values drawn for each generator
+    for g, c in todo:
+        bg = g.bit_generator
+        h = 0
+        if not fresh:
+            st = bg.state
+            if st["has_uint32"]:
+                parts.append(np.array([st["uinteger"]], dtype=np.uint32))
+                h = 1
+        k = (c - h + 1) >> 1
+        if k:
+            parts.append(bg.random_raw(k).view(np.uint32))  # low half, then high half (little-endian)
+        avail.append(h + 2 * k)
+    stream = np.concatenate(parts)
+    counts_ = np.array([c for _, c in todo], dtype=np.int64)
+    avail = np.asarray(avail, dtype=np.int64)
+    off = np.cumsum(avail) - avail
+    pos = ranges_to_positions(off, off + counts_)
+    x = stream[pos].astype(np.uint64)
+    m = x * np.uint64(high)
+    threshold = ((1 << 32) - high) % high
+    bad = (m & np.uint64(0xFFFFFFFF)) < np.uint64(threshold)
+    out = (m >> np.uint64(32)).astype(np.int64)
+    if bad.any():  # a rejected draw (rare): those generators, one value at a time
+        row = np.repeat(np.arange(len(todo)), counts_)
+        starts = np.cumsum(counts_) - counts_
+        for r in np.unique(row[bad]).tolist():
+            g, c = todo[r]
+            halves = stream[off[r]:off[r] + avail[r]].tolist()
+            vals: list[int] = []
+            i = 0
+            while len(vals) < c:
+                if i >= len(halves):
+                    halves += g.bit_generator.random_raw(1).view(np.uint32).tolist()
+                v = halves[i] * high
+                i += 1
+                if (v & 0xFFFFFFFF) >= threshold:
+                    vals.append(v >> 32)
+            out[starts[r]:starts[r] + c] = vals
+    return out
+
+
 class RowBatch:
     """A batch of rows (examples; an example twice for two masked copies) concatenated: token
     arrays (``ids``, ``wid``, ``cand``), per row ``starts``/``ends``/``lens`` in the
@@ -477,15 +532,17 @@ class Masker:
             return None
         stats: Counter = Counter()
         us, ue = choose_rows(rb, gens, stats)
-        out, labels = self.apply_rows(rb, gens, us, ue, stats)
+        # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read
+        out, labels = self.apply_rows(rb, gens, us, ue, stats, getattr(choose_rows, "draws_64bit_only", False))
         return RowsResult(out, labels, rb.lens, stats, rb)
 
-    def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter):
+    def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter,
+                   fresh: bool = False):
         """:meth:`apply` for every row: predict the units [us, ue) (concatenation positions,
         ascending, so grouped by row in start order as ``apply`` sorts them); per row, one fate
         per unit (``rng.random(k)``) then the random tokens (``rng.integers``), as ``apply``
         draws them.  Returns (input_ids, labels) of the concatenation and adds the statistics of
-        every row to ``stats``."""
+        every row to ``stats``.  ``fresh``: the strategy took no 32-bit draw (see last_integers)."""
         n = len(rb.lens)
         urow = np.searchsorted(rb.ends, us, side="right")
         k = np.bincount(urow, minlength=n).tolist()
@@ -504,9 +561,8 @@ class Masker:
         rnd = fate == RANDOM
         if rnd.any():
             per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
-            R = len(self.replaceable)
-            vals = [g.integers(0, R, size=c) for g, c in zip(gens, per) if c]
-            out[ranges_to_positions(us[rnd], ue[rnd])] = self.replaceable[np.concatenate(vals)]
+            vals = last_integers(gens, per, len(self.replaceable), fresh)
+            out[ranges_to_positions(us[rnd], ue[rnd])] = self.replaceable[vals]
         # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
