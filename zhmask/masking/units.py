@@ -146,12 +146,15 @@ def _runs(ok: np.ndarray, joined: np.ndarray, row_first: np.ndarray | None = Non
 
 
 def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: int, cum: np.ndarray, N: int,
-                 first: int, ctok: list, rng: np.random.Generator, skipped: Counter, prefix: str, out: list) -> None:
+                 first: int, ctok: list, bound: list, rng: np.random.Generator, skipped: Counter, prefix: str,
+                 out: list) -> None:
     """The selection loop of :func:`sample_word_ngrams` on one example: ``runs`` (mutable list of
     [start, end) word ranges, free and joined), ``ctok`` (tokens before word k), the pre-drawn
     ``ns``/``us`` from index ``di`` to ``end`` (a block of draws, drawn again from ``rng``
     when exhausted); appends (first word, n) pairs to ``out``.  Words are numbered as in
-    ``runs`` and ``ctok`` (from 0 for one example, globally in a batch)."""
+    ``runs`` and ``ctok`` (from 0 for one example, globally in a batch).  ``bound[n - 1]``: at
+    least the tokens of any n eligible words (while the budget left is above it, every place
+    fits and none is exact: the place is found by counting, without listing them)."""
     dmin = N + 1  # n >= dmin: n words no longer fit (they only get harder)
     block = end - di
     while r > 0 and first < dmin:
@@ -168,7 +171,26 @@ def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: i
                 dmin = n
             skipped[f"{prefix}_skipped_n{n}"] += 1
             continue
-        places = [a for s, e in runs for a in range(s, e - n + 1) if ctok[a + n] - ctok[a] <= r]
+        if r > bound[n - 1]:  # every place of the runs fits, none spends the budget exactly
+            cnt = 0
+            for s, e in runs:
+                if e - s >= n:
+                    cnt += e - s - n + 1
+            if cnt:
+                k = min(int(u * cnt), cnt - 1)
+                for i, (s, e) in enumerate(runs):
+                    if e - s >= n:
+                        if k <= e - s - n:
+                            st = s + k
+                            runs[i:i + 1] = [x for x in ((s, st), (st + n, e)) if x[0] < x[1]]
+                            break
+                        k -= e - s - n + 1
+                r -= ctok[st + n] - ctok[st]
+                out.append((st, n))
+                continue
+            places = None
+        else:
+            places = [a for s, e in runs for a in range(s, e - n + 1) if ctok[a + n] - ctok[a] <= r]
         if not places:
             # no free run of n words fits what is left; a longer run never will
             skipped[f"{prefix}_skipped_n{n}"] += 1
@@ -213,13 +235,27 @@ def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Count
     rcount = rcount.tolist()
     rs_l, re_l = rs.tolist(), re_.tolist()
     first = _first_live(probs)
+    # per row and n, the most tokens of n words of a run (a place): the bound of _walk_ngrams
+    Wt = len(rb.ws)
+    run_end = np.full(Wt, -1, dtype=np.int64)  # per word, the end of its run (-1: in none)
+    run_end[ranges_to_positions(rs, re_)] = np.repeat(re_, re_ - rs)
+    C = np.asarray(ctok, dtype=np.int64)
+    heads = rb.w0[rb.wn > 0]
+    bound = np.full((N, n), -1, dtype=np.int64)
+    a_idx = np.arange(Wt)
+    for k in range(1, min(N, Wt) + 1):
+        t = np.full(Wt, -1, dtype=np.int64)
+        m = a_idx[:Wt - k + 1] + k <= run_end[:Wt - k + 1]
+        t[:Wt - k + 1] = np.where(m, C[k:] - C[:-k], -1)
+        bound[k - 1, rb.wn > 0] = np.maximum.reduceat(t, heads)
+    bound = bound.T.tolist()
     out: list = []
     d0 = 0
     for i, k in zip(rows, blocks):
         a = roff[i]
         c = a + rcount[i]
-        _walk_ngrams(list(zip(rs_l[a:c], re_l[a:c])), W[i], b[i], ns, us, d0, d0 + k, cum, N, first, ctok, gens[i],
-                     stats, prefix, out)
+        _walk_ngrams(list(zip(rs_l[a:c], re_l[a:c])), W[i], b[i], ns, us, d0, d0 + k, cum, N, first, ctok, bound[i],
+                     gens[i], stats, prefix, out)
         d0 += k
     if not out:
         e = np.zeros(0, dtype=np.int64)
@@ -259,11 +295,14 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     runs = list(zip(rs.tolist(), re_.tolist()))
     cum = np.cumsum(probs)
     N = len(probs)
+    big = np.sort(wt.ntok[wt.ok])[::-1][:N]  # the longest eligible words: a bound on n of them
+    bound = np.cumsum(big).tolist() + [-1] * (N - len(big))  # fewer than n eligible words: no place
     draws = rng.random((4 * budget + 8, 2))
     ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
     us = draws[:, 1].tolist()
     out: list = []
-    _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, rng, stats, prefix, out)
+    _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, bound, rng, stats, prefix,
+                 out)
     if not out:
         e = np.zeros(0, dtype=np.int64)
         return e, e, e
