@@ -116,7 +116,7 @@ def assert_block_equals_rows(block, rows):
 
 # ---------------------------------------------------------------------- masking
 @pytest.mark.parametrize("dupe", [1, 2])
-@pytest.mark.parametrize("masking", BATCHED)
+@pytest.mark.parametrize("masking", BATCHED + PER_EXAMPLE)
 def test_batched_masking_equals_per_example(docs, masking, dupe):
     pipe = Pipeline(BuildConfig(masking=masking, dupe_factor=dupe).validate())
     exs = examples(pipe, docs)
@@ -130,7 +130,8 @@ def test_batched_masking_equals_per_example(docs, masking, dupe):
         assert len(block) == len(rows)
         assert_block_equals_rows(block, rows)
         assert {k: int(v) for k, v in stats.items()} == want
-    assert any(r for r in per_example(pipe, exs[:256])[0] if (np.asarray(r["labels"]) != -100).any())
+    if masking != "none":
+        assert any(r for r in per_example(pipe, exs[:256])[0] if (np.asarray(r["labels"]) != -100).any())
 
 
 @pytest.mark.parametrize("masking", BATCHED)
@@ -156,10 +157,31 @@ def test_ngram_knobs_batched(docs):
         assert dict(stats) == want
 
 
-@pytest.mark.parametrize("masking", PER_EXAMPLE)
-def test_strategies_without_a_batched_path_use_the_rows(docs, masking):
+@pytest.mark.parametrize("masking", BATCHED + PER_EXAMPLE)
+def test_batched_path_presence(masking):
     pipe = Pipeline(BuildConfig(masking=masking).validate())
-    assert batched(pipe, examples(pipe, docs[:10])) is None
+    assert hasattr(pipe.mask, "mask_rows") == (masking in BATCHED)
+
+
+def test_ids_outside_the_vocabulary_fall_back_to_the_rows(docs, pipeline):
+    """The batched path declines (or raises on) ids it cannot look up: mask_batch then gives the
+    per-example rows (which clip them)."""
+    from zhmask.schema import blocks_to_batch, rows_to_batch
+
+    for masking in ("wwm", "mac"):
+        pipe = Pipeline(BuildConfig(masking=masking).validate())
+        exs = examples(pipe, docs[:8])
+        V = pipe.tok.vocab_size
+        for bad in (V, V + 7, 2**40):
+            odd = Example("o", "o#1", "mlm", np.array([101, 800, bad, 801, 102], np.int64), np.zeros(5, np.int8),
+                          np.array([-1, 0, 0, 1, -1], np.int32))
+            batch = exs[:5] + [odd] + exs[5:]
+            rows, want = per_example(pipe, batch)
+            stats = {"masking": {}}
+            got = pipe.mask_batch(batch, GeneratorBatch(), stats)
+            assert stats["masking"] == want
+            a = blocks_to_batch([got[0]]) if len(got) == 1 and not isinstance(got[0], dict) else rows_to_batch(got)
+            assert ipc_bytes([a]) == ipc_bytes([rows_to_batch(rows)])
 
 
 def test_rows_that_replace_a_base_column_use_the_rows(docs):

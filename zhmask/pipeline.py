@@ -211,17 +211,17 @@ class Pipeline:
     def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list | None = None):
         """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
         ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
-        block, and their masking statistics: (Block, Counter), or None where the strategy has no
-        batched path or an example's extra columns replace a base column (then :meth:`rows` is
-        the way).  Masking runs over the batch's concatenation (``mask.mask_rows``); the block
-        holds exactly the rows' values."""
+        block, and their masking statistics: (Block, dict), or None where an example's extra
+        columns replace a base column or the batched strategy declines the rows (then
+        :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
+        batch's concatenation; the others mask example by example.  The block holds exactly the
+        rows' values."""
         import pyarrow as pa
 
         from zhmask.masking.units import chinese_ref_rows
-        from zhmask.schema import Block, ListColumn
+        from zhmask.schema import I32, Block, ListColumn
 
-        fast = getattr(self.mask, "mask_rows", None)
-        if fast is None or not exs:
+        if not exs:
             return None
         extra_keys: set = set()
         for ex in exs:
@@ -231,37 +231,57 @@ class Pipeline:
             return None
         n = self.config.dupe_factor
         rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
-        res = fast(rows, rngs.generators())
-        if res is None:
-            return None
-        rb, lens = res.rows, res.lens
+        fast = getattr(self.mask, "mask_rows", None)
+        if fast is not None:
+            res = fast(rows, rngs.generators())
+            if res is None:
+                return None
+            rb, lens = res.rows, res.lens
+            input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
+            word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)
+            mstats = res.stats
+        else:  # a strategy without a batched path: example by example, written as columns all the same
+            rb = None
+            prep = getattr(self.mask, "prepare_batch", None)
+            if prep is not None:
+                prep(exs)
+            try:
+                got = [self.mask(ex, g) for ex, g in zip(rows, rngs.generators())]
+            finally:
+                if prep is not None:
+                    self.mask.release()
+            mstats = {}
+            for r in got:
+                for key, c in r.stats.items():
+                    mstats[key] = mstats.get(key, 0) + int(c)
+            input_ids = ListColumn.from_values([r.input_ids for r in got], I32)
+            labels = ListColumn.from_values([r.labels for r in got], I32)
+            word_ids = ListColumn.from_values([ex.word_ids for ex in rows], I32)
         cols: dict[str, Any] = {
             "doc_id": [ex.doc_id for ex in rows],
             "example_id": ([ex.example_id for ex in rows] if n == 1 else
                            [f"{ex.example_id}@{k}" for ex in exs for k in range(n)]),
             "task": [ex.task for ex in rows],
-            "input_ids": ListColumn(res.input_ids, lens),
+            "input_ids": input_ids,
             "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
-            "word_ids": ListColumn(rb.wid.astype(np.int32), lens),  # the rows' word ids (int32 already)
-            "labels": ListColumn(res.labels, lens),
+            "word_ids": word_ids,
+            "labels": labels,
             "label": [int(ex.label) for ex in rows],
             "entities": [ex.entities for ex in rows],
         }
-        if refs is None and "chinese_ref" not in extra_keys:
+        if refs is None and rb is not None and "chinese_ref" not in extra_keys:
             cols["chinese_ref"] = ListColumn(*chinese_ref_rows(rb, self._cjk_table))
         else:
             if refs is None:
-                flat, cnt = chinese_ref_rows(rb, self._cjk_table)
-                cut = np.cumsum(cnt).tolist()
-                refs = [flat[a - c:a] for a, c in zip(cut, cnt.tolist())]
-            elif n > 1:
+                refs = self.chinese_refs(exs)
+            if n > 1:
                 refs = [r for r in refs for _ in range(n)]
             cols["chinese_ref"] = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"]
                                    for ex, r in zip(rows, refs)]
         for key in extra_keys:
             if key != "chinese_ref":
                 cols[key] = [ex.extra.get(key) for ex in rows]
-        return Block(len(rows), cols), res.stats
+        return Block(len(rows), cols), mstats
 
     def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
         """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
