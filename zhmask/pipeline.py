@@ -374,6 +374,14 @@ class Pipeline:
         rngs = GeneratorBatch()
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
+            ids = [ex.input_ids for ex in batch]
+            try:  # [UNK] tokens of the batch at once
+                if not all(type(x) is np.ndarray and x.ndim == 1 for x in ids):
+                    raise TypeError
+                stats["unk_tokens"] += int(np.count_nonzero(np.concatenate(ids) == unk_id))
+            except Exception:
+                for x in ids:
+                    stats["unk_tokens"] += int(np.count_nonzero(x == unk_id))
             for item in self.mask_batch(batch, rngs, stats):
                 if isinstance(item, dict):
                     w.write(item)
@@ -400,8 +408,7 @@ class Pipeline:
                 if ex.label >= 0:
                     _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))
                 n_tok = int(len(ex.input_ids))
-                stats["tokens"] += n_tok
-                stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == unk_id))
+                stats["tokens"] += n_tok  # ([UNK] tokens: counted per mask batch)
                 batch.append(ex)
                 if len(batch) >= MASK_BATCH:
                     mask_batch(batch, w)
