@@ -189,6 +189,8 @@ def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: i
                 out.append((st, n))
                 continue
             places = None
+        elif n > r:  # every word has a token at least: n words never fit in fewer tokens
+            places = None
         else:
             places = [a for s, e in runs for a in range(s, e - n + 1) if ctok[a + n] - ctok[a] <= r]
         if not places:
