@@ -6,7 +6,6 @@ import io
 from collections import Counter
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 

@@ -13,7 +13,12 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   ``tok.replaceable_ids`` (never special or ``[unused]`` tokens);
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
-Everything is per example with numpy; the only Python loops run once per *unit*.
+Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
+a batch of examples at once (:meth:`Masker.mask_rows`, used by ``wwm``, ``ngram``, ``span`` and
+``char``): candidates, budgets, word tables, unit selection where it is not sequential, labels,
+fates, output ids and statistics run over the batch's concatenation; only each example's own
+draws (and the n-gram selection loop) stay per example, in the same order and shapes, so the
+rows equal the per-example ones (tests/test_fast_masking.py).
 """
 from __future__ import annotations
 
