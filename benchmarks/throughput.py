@@ -246,6 +246,9 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
         rngs, out, n = GeneratorBatch(), [], cfg.dupe_factor
         for i in range(0, len(exs), MASK_BATCH):  # as run_unit does
             batch = exs[i:i + MASK_BATCH]
+            if hasattr(pipe, "mask_batch"):  # column blocks (or rows where a strategy has no batched path)
+                out += pipe.mask_batch(batch, rngs, stats)
+                continue
             rngs.prepare(pipe.mask_keys(batch))
             for k, ex in enumerate(batch):
                 out += pipe.rows(ex, stats, rngs, k * n)
@@ -255,10 +258,22 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
     schema = schema_with_metadata(pipe.config_for_metadata(), "bench")
 
     def write():
-        for i in range(0, len(rows), per):
-            with ShardWriter(work / "stages" / "data" / f"shard-{i // per:05d}.arrow", schema) as w:
-                for row in rows[i:i + per]:
-                    w.write(row)
+        # about docs_per_shard rows a shard (items are row dicts or column blocks of many rows)
+        w, shard, count = None, 0, 0
+        for item in rows:
+            if w is None:
+                w = ShardWriter(work / "stages" / "data" / f"shard-{shard:05d}.arrow", schema).__enter__()
+            if isinstance(item, dict):
+                w.write(item)
+                count += 1
+            else:
+                w.write_block(item)
+                count += len(item)
+            if count >= per:
+                w.__exit__(None, None, None)
+                w, shard, count = None, shard + 1, 0
+        if w is not None:
+            w.__exit__(None, None, None)
 
     stage("write", write)
     return t

@@ -208,6 +208,123 @@ class Pipeline:
             refs[i] = r
         return refs
 
+    def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list | None = None):
+        """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
+        ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
+        block, and their masking statistics: (Block, dict), or None where an example's extra
+        columns replace a base column or the batched strategy declines the rows (then
+        :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
+        batch's concatenation; the others mask example by example.  The block holds exactly the
+        rows' values."""
+        import pyarrow as pa
+
+        from zhmask.masking.units import chinese_ref_rows
+        from zhmask.schema import I32, Block, ListColumn
+
+        if not exs:
+            return None
+        extra_keys: set = set()
+        for ex in exs:
+            if ex.extra:
+                extra_keys.update(ex.extra)
+        if extra_keys & _BASE_COLUMNS:
+            return None
+        n = self.config.dupe_factor
+        rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
+        fast = getattr(self.mask, "mask_rows", None)
+        if fast is not None:
+            res = fast(rows, rngs.generators())
+            if res is None:
+                return None
+            rb, lens = res.rows, res.lens
+            input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
+            word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)
+            mstats = res.stats
+        else:  # a strategy without a batched path: example by example, written as columns all the same
+            rb = None
+            prep = getattr(self.mask, "prepare_batch", None)
+            if prep is not None:
+                prep(exs)
+            try:
+                got = [self.mask(ex, g) for ex, g in zip(rows, rngs.generators())]
+            finally:
+                if prep is not None:
+                    self.mask.release()
+            mstats = {}
+            for r in got:
+                for key, c in r.stats.items():
+                    mstats[key] = mstats.get(key, 0) + int(c)
+            input_ids = ListColumn.from_values([r.input_ids for r in got], I32)
+            labels = ListColumn.from_values([r.labels for r in got], I32)
+            word_ids = ListColumn.from_values([ex.word_ids for ex in rows], I32)
+        cols: dict[str, Any] = {
+            "doc_id": [ex.doc_id for ex in rows],
+            "example_id": ([ex.example_id for ex in rows] if n == 1 else
+                           [f"{ex.example_id}@{k}" for ex in exs for k in range(n)]),
+            "task": [ex.task for ex in rows],
+            "input_ids": input_ids,
+            "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
+            "word_ids": word_ids,
+            "labels": labels,
+            "label": [int(ex.label) for ex in rows],
+            "entities": [ex.entities for ex in rows],
+        }
+        if refs is None and rb is not None and "chinese_ref" not in extra_keys:
+            cols["chinese_ref"] = ListColumn(*chinese_ref_rows(rb, self._cjk_table))
+        else:
+            if refs is None:
+                refs = self.chinese_refs(exs)
+            if n > 1:
+                refs = [r for r in refs for _ in range(n)]
+            cols["chinese_ref"] = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"]
+                                   for ex, r in zip(rows, refs)]
+        for key in extra_keys:
+            if key != "chinese_ref":
+                cols[key] = [ex.extra.get(key) for ex in rows]
+        return Block(len(rows), cols), mstats
+
+    def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
+        """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
+        :meth:`masked_block`, or, where it does not apply or raises, the row dicts of
+        :meth:`rows` example by example (which name an example that crashes).  The masking
+        statistics are added to ``stats``."""
+        from zhmask.errors import ZhmaskError
+
+        # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
+        rngs.prepare(self.mask_keys(batch))
+        try:  # the whole batch at once; on any error, example by example
+            got = self.masked_block(batch, rngs)
+        except Exception:
+            got = None
+        if got is not None:
+            block, mstats = got
+            masking = stats["masking"]
+            for key, n in mstats.items():
+                masking[key] = masking.get(key, 0) + int(n)
+            return [block]
+        try:
+            refs = self.chinese_refs(batch)
+        except Exception:  # rows() computes them one by one and names the example that crashes
+            refs = [None] * len(batch)
+        prep = getattr(self.mask, "prepare_batch", None)
+        if prep is not None:
+            try:
+                prep(batch)
+            except Exception:  # the per-example path names the example that crashes
+                self.mask.release()
+        out: list = []
+        for i, ex in enumerate(batch):
+            try:
+                out += self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i])
+            except ZhmaskError:
+                raise
+            except Exception as exc:
+                raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
+                                    f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
+        if prep is not None:
+            self.mask.release()
+        return out
+
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
         seed, n = self.config.seed, self.config.dupe_factor
@@ -257,30 +374,19 @@ class Pipeline:
         rngs = GeneratorBatch()
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
-            # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
-            rngs.prepare(self.mask_keys(batch))
-            try:
-                refs = self.chinese_refs(batch)
-            except Exception:  # rows() computes them one by one and names the example that crashes
-                refs = [None] * len(batch)
-            prep = getattr(self.mask, "prepare_batch", None)
-            if prep is not None:
-                try:
-                    prep(batch)
-                except Exception:  # the per-example path names the example that crashes
-                    self.mask.release()
-            for i, ex in enumerate(batch):
-                try:
-                    rows = list(self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i]))
-                except ZhmaskError:
-                    raise
-                except Exception as exc:
-                    raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
-                                        f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
-                for row in rows:
-                    w.write(row)
-            if prep is not None:
-                self.mask.release()
+            ids = [ex.input_ids for ex in batch]
+            try:  # [UNK] tokens of the batch at once
+                if not all(type(x) is np.ndarray and x.ndim == 1 for x in ids):
+                    raise TypeError
+                stats["unk_tokens"] += int(np.count_nonzero(np.concatenate(ids) == unk_id))
+            except Exception:
+                for x in ids:
+                    stats["unk_tokens"] += int(np.count_nonzero(x == unk_id))
+            for item in self.mask_batch(batch, rngs, stats):
+                if isinstance(item, dict):
+                    w.write(item)
+                else:
+                    w.write_block(item)
 
         with ShardWriter(shard, schema) as w:
             gen = iter(self.examples(docs))
@@ -302,8 +408,7 @@ class Pipeline:
                 if ex.label >= 0:
                     _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))
                 n_tok = int(len(ex.input_ids))
-                stats["tokens"] += n_tok
-                stats["unk_tokens"] += int(np.count_nonzero(ex.input_ids == unk_id))
+                stats["tokens"] += n_tok  # ([UNK] tokens: counted per mask batch)
                 batch.append(ex)
                 if len(batch) >= MASK_BATCH:
                     mask_batch(batch, w)
@@ -326,6 +431,10 @@ class Pipeline:
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
             d.pop(k, None)
         return d
+
+
+_BASE_COLUMNS = frozenset(("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels",
+                           "label", "entities"))  # what example_row sets before the extra columns
 
 
 class DocumentCrash(Exception):

@@ -94,6 +94,7 @@ class GeneratorBatch:
         self._bg = np.random.PCG64(0)
         self._gen = np.random.Generator(self._bg)
         self._states: list[tuple[int, int]] = []
+        self._pool: list[tuple[np.random.PCG64, np.random.Generator]] = []
 
     def prepare(self, keys: list[tuple]) -> None:
         self._states = _pcg64_states([stable_seed(*k) for k in keys]) if keys else []
@@ -102,6 +103,19 @@ class GeneratorBatch:
         st, inc = self._states[i]
         self._bg.state = {"bit_generator": "PCG64", "state": {"state": st, "inc": inc}, "has_uint32": 0, "uinteger": 0}
         return self._gen
+
+    def generators(self) -> list[np.random.Generator]:
+        """A distinct generator for every prepared key, each set to its key's state (reused
+        objects: valid until the next call; ``get`` does not touch them)."""
+        pool = self._pool
+        while len(pool) < len(self._states):
+            bg = np.random.PCG64(0)
+            pool.append((bg, np.random.Generator(bg)))
+        out = []
+        for (bg, gen), (st, inc) in zip(pool, self._states):
+            bg.state = {"bit_generator": "PCG64", "state": {"state": st, "inc": inc}, "has_uint32": 0, "uinteger": 0}
+            out.append(gen)
+        return out
 
 
 class _KnownWords(ISeedSequence):

@@ -8,6 +8,8 @@ not fill are null.  See docs/schema.md for the meaning of each column.
 from __future__ import annotations
 
 import json
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -93,18 +95,33 @@ def _list_array(values: list, typ: pa.DataType) -> pa.Array:
 def _entity_array(values: list, typ: pa.DataType) -> pa.Array:
     """list<struct<start, end, type>> from lists of (start, end, type) tuples or None, built from
     flat columns (the same array as converting a dict per entity, several times faster)."""
-    if any(v is None for v in values) or any(len(e) != 3 for v in values for e in v):
-        return pa.array([None if v is None else [{"start": s, "end": e, "type": t} for s, e, t in v]
-                         for v in values], type=typ)
+    if any(v is None for v in values):
+        return _entity_dicts(values, typ)
+    flat = list(chain.from_iterable(values))
+    if flat and set(map(len, flat)) != {3}:
+        return _entity_dicts(values, typ)
     lens = np.fromiter(map(len, values), dtype=np.int32, count=len(values))
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(lens, out=offsets[1:])
-    flat = [e for v in values for e in v]
-    starts, ends, types = (list(c) for c in zip(*flat)) if flat else ([], [], [])
+    # columns by itemgetter, not zip(*flat): that makes an iterator object per entity (GC churn)
+    starts, ends, types = (list(map(itemgetter(k), flat)) for k in range(3))
     child = pa.StructArray.from_arrays(
         [pa.array(starts, type=I32), pa.array(ends, type=I32), pa.array(types, type=pa.string())],
         fields=list(ENTITY))
     return pa.ListArray.from_arrays(pa.array(offsets), child, type=typ)
+
+
+def _entity_dicts(values: list, typ: pa.DataType) -> pa.Array:
+    return pa.array([None if v is None else [{"start": s, "end": e, "type": t} for s, e, t in v]
+                     for v in values], type=typ)
+
+
+def _struct_list_array(values: list, typ: pa.DataType) -> pa.Array:
+    """list<struct> from lists of dicts or of tuples in the struct's field order (or None)."""
+    names = [c.name for c in typ.value_type]
+    return pa.array([
+        None if v is None else [x if isinstance(x, dict) else dict(zip(names, x)) for x in v] for v in values
+    ], type=typ)
 
 
 def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
@@ -117,10 +134,135 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.
         elif pa.types.is_list(f.type) and f.type.value_type.equals(ENTITY):
             arrays.append(_entity_array(vals, f.type))
         elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
-            names = [c.name for c in f.type.value_type]
-            arrays.append(pa.array([
-                None if v is None else [x if isinstance(x, dict) else dict(zip(names, x)) for x in v] for v in vals
-            ], type=f.type))
+            arrays.append(_struct_list_array(vals, f.type))
+        else:
+            arrays.append(pa.array(vals, type=f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+# ---------------------------------------------------------------------- column blocks
+# A mask batch hands the writer its rows as columns (flat arrays + lengths for the list<int>
+# columns, plain lists for the others) instead of one dict per row; the record batches built
+# from blocks are those rows_to_batch builds from the same rows, byte for byte
+# (tests/test_fast_masking.py).
+
+class ListColumn:
+    """A list<int> column of ``len(lens)`` rows: the values of row i are
+    ``flat[offs[i]:offs[i + 1]]``; ``valid`` (None: all valid) marks the non-null rows.  ``flat``
+    has the column's numpy type already."""
+
+    __slots__ = ("flat", "lens", "valid", "_offs")
+
+    def __init__(self, flat: np.ndarray, lens: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.flat = flat
+        self.lens = lens
+        self.valid = valid
+        self._offs: np.ndarray | None = None
+
+    @classmethod
+    def from_values(cls, values: list, typ: pa.DataType) -> "ListColumn":
+        """From per-row arrays / lists / None, as :func:`_list_array` reads them."""
+        lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int64)
+        parts = [np.asarray(v) for v in values if v is not None and len(v)]
+        np_t = typ.to_pandas_dtype()
+        flat = np.concatenate(parts).astype(np_t, copy=False) if parts else np.zeros(0, dtype=np_t)
+        valid = None
+        if any(v is None for v in values):
+            valid = np.array([v is not None for v in values], dtype=bool)
+        return cls(flat, lens, valid)
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    def offsets(self) -> np.ndarray:
+        if self._offs is None:
+            o = np.zeros(len(self.lens) + 1, dtype=np.int64)
+            np.cumsum(self.lens, out=o[1:])
+            self._offs = o
+        return self._offs
+
+    def slice(self, a: int, b: int) -> "ListColumn":
+        o = self.offsets()
+        return ListColumn(self.flat[o[a]:o[b]], self.lens[a:b], None if self.valid is None else self.valid[a:b])
+
+
+class Block:
+    """Rows as columns: ``cols[name]`` is a :class:`ListColumn` (list<int> columns) or a list of
+    per-row values (any column, as in a row dict); a missing column is null in every row."""
+
+    __slots__ = ("n", "cols")
+
+    def __init__(self, n: int, cols: dict[str, Any]) -> None:
+        self.n = n
+        self.cols = cols
+
+    def __len__(self) -> int:
+        return self.n
+
+    def slice(self, a: int, b: int) -> "Block":
+        return Block(b - a, {k: v.slice(a, b) if isinstance(v, ListColumn) else v[a:b] for k, v in self.cols.items()})
+
+
+def rows_to_block(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> Block:
+    cols: dict[str, Any] = {}
+    for f in schema:
+        vals = [r.get(f.name) for r in rows]
+        if any(v is not None for v in vals):
+            cols[f.name] = vals
+    return Block(len(rows), cols)
+
+
+def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
+    """:func:`_list_array` of the rows of several blocks' columns (ListColumn, lists of values,
+    or None for all-null)."""
+    cols = []
+    for n, c in parts:
+        if c is None:
+            c = ListColumn(np.zeros(0, dtype=typ.to_pandas_dtype()), np.zeros(n, dtype=np.int64),
+                           np.zeros(n, dtype=bool))
+        elif not isinstance(c, ListColumn):
+            c = ListColumn.from_values(c, typ)
+        cols.append(c)
+    n = sum(len(c) for c in cols)
+    if any(c.valid is not None for c in cols):
+        valid = np.concatenate([c.valid if c.valid is not None else np.ones(len(c), dtype=bool) for c in cols])
+    else:
+        valid = None
+    np_t = typ.to_pandas_dtype()
+    if n and valid is not None and not valid.any():  # all null
+        offsets = pa.array(np.zeros(n + 1, dtype=np.int32))
+        flat = pa.array(np.zeros(0, dtype=np_t), type=typ)
+        return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(np.ones(n, dtype=bool)))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.concatenate([c.lens for c in cols]) if len(cols) > 1 else cols[0].lens, out=offsets[1:])
+    flats = [c.flat for c in cols if len(c.flat)]
+    if not flats:
+        flat = np.zeros(0, dtype=np_t)
+    elif len(flats) == 1:
+        flat = flats[0].astype(np_t, copy=False)
+    else:
+        flat = np.concatenate(flats).astype(np_t, copy=False)
+    if valid is None or valid.all():
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ))
+    mask = pa.array((~valid).tolist())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ), mask=mask)
+
+
+def blocks_to_batch(blocks: list[Block], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
+    """The record batch of the rows of ``blocks`` in order: ``rows_to_batch`` of the same rows."""
+    arrays = []
+    for f in schema:
+        parts = [(b.n, b.cols.get(f.name)) for b in blocks]
+        if pa.types.is_list(f.type) and not pa.types.is_struct(f.type.value_type):
+            arrays.append(_concat_list_column(parts, f.type.value_type))
+            continue
+        vals: list = []
+        for n, c in parts:
+            vals.extend(c if c is not None else [None] * n)
+        if pa.types.is_list(f.type) and f.type.value_type.equals(ENTITY):
+            arrays.append(_entity_array(vals, f.type))
+        elif pa.types.is_list(f.type):
+            arrays.append(_struct_list_array(vals, f.type))
         else:
             arrays.append(pa.array(vals, type=f.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -22,4 +22,14 @@ def make(config, ctx):
         chosen = pos[rng.permutation(len(pos))[:budget]]
         return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
 
-    return m.strategy(choose)
+    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+        pos = np.flatnonzero(rb.cand)
+        nc, b = rb.n_cand, rb.budget
+        picks = [g.permutation(c)[:k] for g, c, k in zip(gens, nc.tolist(), b.tolist()) if c]
+        if not picks:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e
+        chosen = np.sort(pos[np.repeat(np.cumsum(nc) - nc, b) + np.concatenate(picks)])
+        return chosen, chosen + 1
+
+    return m.strategy(choose, choose_rows)

@@ -12,7 +12,7 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.units import Masker, sample_word_ngrams, word_table
+from zhmask.masking.units import Masker, sample_rows_ngrams, sample_word_ngrams, word_table
 
 NGRAM_OPTIONS = {"ngram_max": 4, "ngram_probs": [0.4, 0.3, 0.2, 0.1]}
 
@@ -44,7 +44,19 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
             stats[f"{unit_word}_units_n{int(n)}"] += int(c)
         return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
 
-    return m.strategy(choose)
+    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+        sw, nw = sample_rows_ngrams(rb, gens, probs, stats, unit_word)
+        if len(nw):
+            for n, c in enumerate(np.bincount(nw).tolist()):
+                if c:
+                    stats[f"{unit_word}_units_n{n}"] += c
+        us, ue = rb.ws[sw], rb.we[sw + nw - 1]
+        order = np.argsort(us, kind="stable")
+        return us[order], ue[order]
+
+    choose_rows.draws_64bit_only = True  # rng.random only (see Masker.apply_rows)
+
+    return m.strategy(choose, choose_rows)
 
 
 @register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg))

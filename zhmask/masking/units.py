@@ -13,7 +13,12 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   ``tok.replaceable_ids`` (never special or ``[unused]`` tokens);
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
-Everything is per example with numpy; the only Python loops run once per *unit*.
+Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
+a batch of examples at once (:meth:`Masker.mask_rows`, used by ``wwm``, ``ngram``, ``span`` and
+``char``): candidates, budgets, word tables, unit selection where it is not sequential, labels,
+fates, output ids and statistics run over the batch's concatenation; only each example's own
+draws (and the n-gram selection loop) stay per example, in the same order and shapes, so the
+rows equal the per-example ones (tests/test_fast_masking.py).
 """
 from __future__ import annotations
 
@@ -130,6 +135,147 @@ def geometric_probs(p: float, max_len: int) -> np.ndarray:
     return q / q.sum()
 
 
+def _runs(ok: np.ndarray, joined: np.ndarray, row_first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) of the maximal runs of eligible words (``ok``) joined to each other (no
+    special token between); ``row_first``: words that start an example of a concatenated batch."""
+    W = len(ok)
+    cont = np.zeros(W, dtype=bool)
+    if W > 1:
+        np.logical_and(ok[1:], ok[:-1], out=cont[1:])
+        cont[1:] &= joined[:W - 1]
+    if row_first is not None:
+        cont[row_first] = False
+    nxt = np.zeros(W, dtype=bool)
+    nxt[:-1] = cont[1:]
+    return np.flatnonzero(ok & ~cont), np.flatnonzero(ok & ~nxt) + 1
+
+
+def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: int, cum: np.ndarray, N: int,
+                 first: int, ctok: list, bound: list, rng: np.random.Generator, skipped: Counter, prefix: str,
+                 out: list) -> None:
+    """The selection loop of :func:`sample_word_ngrams` on one example: ``runs`` (mutable list of
+    [start, end) word ranges, free and joined), ``ctok`` (tokens before word k), the pre-drawn
+    ``ns``/``us`` from index ``di`` to ``end`` (a block of draws, drawn again from ``rng``
+    when exhausted); appends (first word, n) pairs to ``out``.  Words are numbered as in
+    ``runs`` and ``ctok`` (from 0 for one example, globally in a batch).  ``bound[n - 1]``: at
+    least the tokens of any n eligible words (while the budget left is above it, every place
+    fits and none is exact: the place is found by counting, without listing them)."""
+    dmin = N + 1  # n >= dmin: n words no longer fit (they only get harder)
+    block = end - di
+    while r > 0 and first < dmin:
+        if di >= end:
+            draws = rng.random((block, 2))
+            ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
+            us = draws[:, 1].tolist()
+            di, end = 0, block
+        n = ns[di]
+        u = us[di]
+        di += 1
+        if n > W or n >= dmin:
+            if n < dmin:
+                dmin = n
+            skipped[f"{prefix}_skipped_n{n}"] += 1
+            continue
+        if r > bound[n - 1]:  # every place of the runs fits, none spends the budget exactly
+            cnt = 0
+            for s, e in runs:
+                if e - s >= n:
+                    cnt += e - s - n + 1
+            if cnt:
+                k = min(int(u * cnt), cnt - 1)
+                for i, (s, e) in enumerate(runs):
+                    if e - s >= n:
+                        if k <= e - s - n:
+                            st = s + k
+                            runs[i:i + 1] = [x for x in ((s, st), (st + n, e)) if x[0] < x[1]]
+                            break
+                        k -= e - s - n + 1
+                r -= ctok[st + n] - ctok[st]
+                out.append((st, n))
+                continue
+            places = None
+        elif n > r:  # every word has a token at least: n words never fit in fewer tokens
+            places = None
+        else:
+            places = [a for s, e in runs for a in range(s, e - n + 1) if ctok[a + n] - ctok[a] <= r]
+        if not places:
+            # no free run of n words fits what is left; a longer run never will
+            skipped[f"{prefix}_skipped_n{n}"] += 1
+            dmin = n
+            continue
+        exact = [a for a in places if ctok[a + n] - ctok[a] == r]
+        if exact:  # a place that spends the budget exactly is preferred (keeps the tail unbiased)
+            places = exact
+        st = places[min(int(u * len(places)), len(places) - 1)]
+        for i, (s, e) in enumerate(runs):
+            if s <= st < e:
+                runs[i:i + 1] = [x for x in ((s, st), (st + n, e)) if x[0] < x[1]]
+                break
+        r -= ctok[st + n] - ctok[st]
+        out.append((st, n))
+
+
+def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Counter, prefix: str = "ngram"
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_word_ngrams` for every row of a batch (row i draws from ``gens[i]``, as the
+    per-example version draws): the numpy parts (word tables, runs, the first block of draws
+    turned into n) over the whole batch, the selection loop per row.  Returns (first word, n) of
+    every unit, words numbered over the batch, rows in order."""
+    n = len(rb)
+    W = rb.wn.tolist()
+    b = rb.budget.tolist()
+    rows = [i for i in range(n) if W[i] and b[i] > 0]
+    if not rows:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e
+    cum = np.cumsum(probs)
+    N = len(probs)
+    blocks = [4 * b[i] + 8 for i in rows]
+    draws = np.concatenate([gens[i].random((k, 2)) for i, k in zip(rows, blocks)])
+    ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
+    us = draws[:, 1].tolist()
+    ctok = [0]
+    ctok += np.cumsum(rb.ntok).tolist()
+    rs, re_ = _runs(rb.ok, rb.joined, rb.w0[rb.wn > 0])
+    rcount = np.bincount(rb.wrow[rs], minlength=n)
+    roff = (np.cumsum(rcount) - rcount).tolist()
+    rcount = rcount.tolist()
+    rs_l, re_l = rs.tolist(), re_.tolist()
+    first = _first_live(probs)
+    # per row and n, the most tokens of n words of a run (a place): the bound of _walk_ngrams
+    Wt = len(rb.ws)
+    run_end = np.full(Wt, -1, dtype=np.int64)  # per word, the end of its run (-1: in none)
+    run_end[ranges_to_positions(rs, re_)] = np.repeat(re_, re_ - rs)
+    C = np.asarray(ctok, dtype=np.int64)
+    heads = rb.w0[rb.wn > 0]
+    bound = np.full((N, n), -1, dtype=np.int64)
+    a_idx = np.arange(Wt)
+    for k in range(1, min(N, Wt) + 1):
+        t = np.full(Wt, -1, dtype=np.int64)
+        m = a_idx[:Wt - k + 1] + k <= run_end[:Wt - k + 1]
+        t[:Wt - k + 1] = np.where(m, C[k:] - C[:-k], -1)
+        bound[k - 1, rb.wn > 0] = np.maximum.reduceat(t, heads)
+    bound = bound.T.tolist()
+    out: list = []
+    d0 = 0
+    for i, k in zip(rows, blocks):
+        a = roff[i]
+        c = a + rcount[i]
+        _walk_ngrams(list(zip(rs_l[a:c], re_l[a:c])), W[i], b[i], ns, us, d0, d0 + k, cum, N, first, ctok, bound[i],
+                     gens[i], stats, prefix, out)
+        d0 += k
+    if not out:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e
+    arr = np.asarray(out, dtype=np.int64)
+    return arr[:, 0], arr[:, 1]
+
+
+def _first_live(probs: np.ndarray) -> int:
+    pos = np.flatnonzero(np.asarray(probs) > 0)
+    return int(pos[0]) + 1 if len(pos) else len(probs) + 1
+
+
 def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.random.Generator,
                        stats: Counter, prefix: str = "ngram") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-overlapping units of n consecutive words, selected one after another.
@@ -147,72 +293,119 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
         e = np.zeros(0, dtype=np.int64)
         return e, e, e
     # An example has a few dozen words and a handful of units: each step is a pass over plain
-    # lists (about a third of the cost of the dozen numpy calls it replaces); the draws are taken
-    # exactly as before (a block of (n, place) pairs, more blocks when exhausted).
+    # lists (the places inside the runs of free joined words); the draws are taken exactly as
+    # before (a block of (n, place) pairs, more blocks when exhausted).  Masker.mask_rows runs the
+    # same loop (_walk_ngrams) for a batch of examples.
     ctok = [0]
-    for x in wt.ntok.tolist():
-        ctok.append(ctok[-1] + x)
-    cbreak = [0] * W  # cbreak[k]: breaks between words < k
-    for k, jn in enumerate(wt.joined.tolist(), 1):
-        cbreak[k] = cbreak[k - 1] + (not jn)
-    free = wt.ok.tolist()
+    ctok += np.cumsum(wt.ntok).tolist()
+    rs, re_ = _runs(wt.ok, wt.joined)
+    runs = list(zip(rs.tolist(), re_.tolist()))
     cum = np.cumsum(probs)
     N = len(probs)
-    r = budget
-    out_s: list[int] = []
-    out_n: list[int] = []
-    out_t: list[int] = []
-    # pre-drawn: column 0 picks n, column 1 picks the place (more are drawn when exhausted)
+    big = np.sort(wt.ntok[wt.ok])[::-1][:N]  # the longest eligible words: a bound on n of them
+    bound = np.cumsum(big).tolist() + [-1] * (N - len(big))  # fewer than n eligible words: no place
     draws = rng.random((4 * budget + 8, 2))
     ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
     us = draws[:, 1].tolist()
-    di = 0
-    static: dict[int, tuple[list[int], list[bool]]] = {}
-    dead = [False] * (N + 1)  # dead[n]: n words no longer fit (they only get harder)
-    dead[0] = True
-    live = (probs > 0).tolist()
-    while r > 0 and any(live[k] and not dead[k + 1] for k in range(N)):
-        if di >= len(ns):
-            draws = rng.random((len(ns), 2))
-            ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
-            us = draws[:, 1].tolist()
-            di = 0
-        n, u = ns[di], us[di]
-        di += 1
-        if n > W or dead[n]:
-            for k in range(n, N + 1):
-                dead[k] = True
-            stats[f"{prefix}_skipped_n{n}"] += 1
-            continue
-        st_n = static.get(n)
-        if st_n is None:  # per n, once per example: window token counts and no [SEP] inside
-            st_n = static[n] = ([ctok[a + n] - ctok[a] for a in range(W - n + 1)],
-                                [cbreak[a + n - 1] == cbreak[a] for a in range(W - n + 1)])
-        tok_n, joined_n = st_n
-        run = 0
-        fr = [0] * W  # fr[k]: free words in a row ending at k
-        for k in range(W):
-            run = run + 1 if free[k] else 0
-            fr[k] = run
-        places = [a for a in range(W - n + 1) if fr[a + n - 1] >= n and joined_n[a] and tok_n[a] <= r]
-        if not places:
-            # no free run of n words fits what is left; a longer run never will
-            stats[f"{prefix}_skipped_n{n}"] += 1
-            for k in range(n, N + 1):
-                dead[k] = True
-            continue
-        exact = [a for a in places if tok_n[a] == r]
-        if exact:  # a place that spends the budget exactly is preferred (keeps the tail unbiased)
-            places = exact
-        st = places[min(int(u * len(places)), len(places) - 1)]
-        for k in range(st, st + n):
-            free[k] = False
-        t = ctok[st + n] - ctok[st]
-        r -= t
-        out_s.append(st)
-        out_n.append(n)
-        out_t.append(t)
-    return (np.asarray(out_s, dtype=np.int64), np.asarray(out_n, dtype=np.int64), np.asarray(out_t, dtype=np.int64))
+    out: list = []
+    _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, bound, rng, stats, prefix,
+                 out)
+    if not out:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    sw = np.asarray([x[0] for x in out], dtype=np.int64)
+    nw = np.asarray([x[1] for x in out], dtype=np.int64)
+    c = np.asarray(ctok, dtype=np.int64)
+    return sw, nw, c[sw + nw] - c[sw]
+
+
+def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False) -> np.ndarray:
+    """``np.concatenate([g.integers(0, high, size=c) for g, c in zip(gens, counts) if c])`` when
+    this is the last draw from each generator, several times cheaper: numpy's bounded draw
+    (Lemire's method on 32-bit halves of the 64-bit outputs, low half first; a half left over by
+    an earlier 32-bit draw is used first) runs vectorised over ``random_raw`` outputs, the
+    generators are left wherever that leaves them.  ``fresh``: no 32-bit draw was taken from any
+    generator since it was seeded (nothing left over, no need to read the state)."""
+    todo = [(g, c) for g, c in zip(gens, counts) if c]
+    if not todo:
+        return np.zeros(0, dtype=np.int64)
+    if high <= 1 or high >= 1 << 32:  # no draw at all, or 64-bit draws: numpy itself
+        return np.concatenate([g.integers(0, high, size=c) for g, c in todo])
+    parts = []
+    avail = []  # the 32-bit values drawn for each generator
+    for g, c in todo:
+        bg = g.bit_generator
+        h = 0
+        if not fresh:
+            st = bg.state
+            if st["has_uint32"]:
+                parts.append(np.array([st["uinteger"]], dtype=np.uint32))
+                h = 1
+        k = (c - h + 1) >> 1
+        if k:
+            parts.append(bg.random_raw(k).view(np.uint32))  # low half, then high half (little-endian)
+        avail.append(h + 2 * k)
+    stream = np.concatenate(parts)
+    counts_ = np.array([c for _, c in todo], dtype=np.int64)
+    avail = np.asarray(avail, dtype=np.int64)
+    off = np.cumsum(avail) - avail
+    pos = ranges_to_positions(off, off + counts_)
+    x = stream[pos].astype(np.uint64)
+    m = x * np.uint64(high)
+    threshold = ((1 << 32) - high) % high
+    bad = (m & np.uint64(0xFFFFFFFF)) < np.uint64(threshold)
+    out = (m >> np.uint64(32)).astype(np.int64)
+    if bad.any():  # a rejected draw (rare): those generators, one value at a time
+        row = np.repeat(np.arange(len(todo)), counts_)
+        starts = np.cumsum(counts_) - counts_
+        for r in np.unique(row[bad]).tolist():
+            g, c = todo[r]
+            halves = stream[off[r]:off[r] + avail[r]].tolist()
+            vals: list[int] = []
+            i = 0
+            while len(vals) < c:
+                if i >= len(halves):
+                    halves += g.bit_generator.random_raw(1).view(np.uint32).tolist()
+                v = halves[i] * high
+                i += 1
+                if (v & 0xFFFFFFFF) >= threshold:
+                    vals.append(v >> 32)
+            out[starts[r]:starts[r] + c] = vals
+    return out
+
+
+class RowBatch:
+    """A batch of rows (examples; an example twice for two masked copies) concatenated: token
+    arrays (``ids``, ``wid``, ``cand``), per row ``starts``/``ends``/``lens`` in the
+    concatenation, ``gen`` (ERNIE-GEN layout: not masked, no candidates), ``n_cand`` and
+    ``budget``; the words of all rows (``ws``/``we`` token ranges, ``ok``, ``joined``, never
+    across rows), per row its first word ``w0`` and word count ``wn``, per word its row ``wrow``."""
+
+    def __init__(self, exs, lens, starts, ends, ids, wid, cand, gen) -> None:
+        self.exs = exs
+        self.lens, self.starts, self.ends = lens, starts, ends
+        self.ids, self.wid, self.cand, self.gen = ids, wid, cand, gen
+        self.ws = self.we = self.ok = self.joined = self.w0 = self.wn = self.wrow = None
+        self.n_cand = self.budget = None
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    @property
+    def ntok(self) -> np.ndarray:
+        return self.we - self.ws
+
+
+@dataclass
+class RowsResult:
+    """Masked rows of a batch: ``input_ids`` and ``labels`` of the concatenation (row i is
+    ``[offs[i], offs[i] + lens[i])``), the statistics of all rows together."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    lens: np.ndarray
+    stats: Counter
+    rows: RowBatch
 
 
 class Masker:
@@ -289,12 +482,18 @@ class Masker:
             return pre[4]
         return word_table(wid, cand)
 
-    def strategy(self, choose):
+    def strategy(self, choose, choose_rows=None):
         """A strategy's ``mask(example, rng)`` from the part that differs between strategies.
 
         ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` sees an
         ordinary example with its candidates (``cand``: not special, inside a word) and its token
-        budget; rows in the ERNIE-GEN / seq2seq layout are returned unmasked and counted."""
+        budget; rows in the ERNIE-GEN / seq2seq layout are returned unmasked and counted.
+
+        ``choose_rows(rows, gens, stats) -> (starts, ends)``, when given, does the same for a
+        batch of rows at once (:class:`RowBatch`, one generator per row): the returned token
+        ranges (concatenation positions, ascending) are what ``choose`` predicts, with the same
+        draws; ``mask.mask_rows(examples, gens)`` then returns a :class:`RowsResult` equal to
+        the per-example results (tests/test_fast_masking.py)."""
         def mask(example: Example, rng: np.random.Generator) -> MaskResult:
             ids, wid, cand = self.prepare(example)
             stats: Counter = Counter()
@@ -306,7 +505,172 @@ class Masker:
 
         mask.prepare_batch = self.prepare_batch  # type: ignore[attr-defined]
         mask.release = self.release  # type: ignore[attr-defined]
+        if choose_rows is not None:
+            mask.mask_rows = lambda exs, gens: self.mask_rows(exs, gens, choose_rows)  # type: ignore[attr-defined]
         return mask
+
+    # ------------------------------------------------------------------ a batch of rows at once
+    def row_batch(self, exs: list[Example]) -> "RowBatch | None":
+        """The concatenation of ``exs`` with candidates, budgets and word tables (None when a
+        row is malformed or has ids outside the vocabulary: left to the per-example path)."""
+        n = len(exs)
+        id_l = [ex.input_ids for ex in exs]
+        wid_l = [ex.word_ids for ex in exs]
+        lens = np.fromiter(map(len, id_l), dtype=np.int64, count=n)
+        if not np.array_equal(lens, np.fromiter(map(len, wid_l), dtype=np.int64, count=n)):
+            return None
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        total = int(ends[-1]) if n else 0
+        if total:
+            # one concatenation each; integer ids that int32 holds, so that casting the whole equals
+            # casting each example (prepare) and every per-example reader sees the same values
+            raw = np.concatenate(id_l)
+            rwid = np.concatenate(wid_l)
+            if raw.dtype.kind not in "iu" or rwid.dtype.kind not in "iu":
+                return None
+            if raw.dtype != np.int32 and (raw.min() < -2**31 or raw.max() >= 2**31):
+                return None
+            if rwid.dtype != np.int32 and (rwid.min() < -2**31 or rwid.max() >= 2**31):
+                return None
+            ids = raw.astype(np.int32, copy=False)
+            wid = rwid.astype(np.int64)
+        else:
+            ids = np.zeros(0, dtype=np.int32)
+            wid = np.zeros(0, dtype=np.int64)
+        try:
+            bad = self.special_table[ids]
+        except IndexError:
+            return None
+        gen = np.fromiter((is_generation(ex) for ex in exs), dtype=bool, count=n)
+        cand = (wid >= 0) & ~bad
+        if gen.any():  # never masked: no candidates
+            cand &= ~np.repeat(gen, lens)
+        rb = RowBatch(exs, lens, starts, ends, ids, wid, cand, gen)
+        nz = starts[lens > 0]
+        if total:
+            ws, we, ok, joined = _word_bounds(wid, cand, breaks=nz)
+        else:
+            ws = we = np.zeros(0, dtype=np.int64)
+            ok = joined = np.zeros(0, dtype=bool)
+        rb.ws, rb.we, rb.ok, rb.joined = ws, we, ok, joined
+        rb.w0 = np.searchsorted(ws, starts)  # first word of each row
+        rb.wn = np.searchsorted(ws, ends) - rb.w0  # words of each row
+        rb.wrow = np.repeat(np.arange(n), rb.wn)
+        cs = np.zeros(total + 1, dtype=np.int64)
+        np.cumsum(cand, out=cs[1:])
+        rb.n_cand = cs[ends] - cs[starts]
+        nc = rb.n_cand
+        if self.p <= 0:
+            rb.budget = np.zeros(n, dtype=np.int64)
+        else:
+            b = np.maximum(1, np.rint(nc * self.p)).astype(np.int64)
+            np.minimum(b, self.max_pred, out=b)
+            np.minimum(b, nc, out=b)
+            b[nc <= 0] = 0
+            rb.budget = b
+        return rb
+
+    def mask_rows(self, exs: list[Example], gens: list, choose_rows) -> "RowsResult | None":
+        """The masked rows of ``exs`` (row i drawn from ``gens[i]``), all at once."""
+        rb = self.row_batch(exs)
+        if rb is None:
+            return None
+        stats: Counter = Counter()
+        us, ue = choose_rows(rb, gens, stats)
+        # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read
+        out, labels = self.apply_rows(rb, gens, us, ue, stats, getattr(choose_rows, "draws_64bit_only", False))
+        return RowsResult(out, labels, rb.lens, stats, rb)
+
+    def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter,
+                   fresh: bool = False):
+        """:meth:`apply` for every row: predict the units [us, ue) (concatenation positions,
+        ascending, so grouped by row in start order as ``apply`` sorts them); per row, one fate
+        per unit (``rng.random(k)``) then the random tokens (``rng.integers``), as ``apply``
+        draws them.  Returns (input_ids, labels) of the concatenation and adds the statistics of
+        every row to ``stats``.  ``fresh``: the strategy took no 32-bit draw (see last_integers)."""
+        n = len(rb.lens)
+        urow = np.searchsorted(rb.ends, us, side="right")
+        k = np.bincount(urow, minlength=n).tolist()
+        draws = [g.random(c) for g, c in zip(gens, k) if c]
+        fate = (np.searchsorted(self.cum, np.concatenate(draws), side="right").astype(np.int8) if draws
+                else np.zeros(0, dtype=np.int8))
+        ids = rb.ids
+        out = ids.copy()
+        labels = np.full(len(ids), -100, dtype=np.int32)
+        ulen = ue - us
+        pos = ranges_to_positions(us, ue)
+        labels[pos] = ids[pos]
+        m = fate == MASK
+        if m.any():
+            out[ranges_to_positions(us[m], ue[m])] = self.mask_id
+        rnd = fate == RANDOM
+        if rnd.any():
+            per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
+            vals = last_integers(gens, per, len(self.replaceable), fresh)
+            out[ranges_to_positions(us[rnd], ue[rnd])] = self.replaceable[vals]
+        # the statistics count_totals adds row by row
+        g = int(rb.gen.sum())
+        if g:
+            stats["not_masked_generation_layout"] += g
+        if g < n:
+            stats["examples"] += n - g
+            stats["candidate_tokens"] += int(rb.n_cand.sum())
+            stats["budget_tokens"] += int(rb.budget.sum())
+            stats["units"] += len(us)
+            if len(us):
+                stats["predicted_tokens"] += len(pos)
+                units = np.bincount(fate, minlength=3).tolist()
+                toks = np.bincount(fate, weights=ulen, minlength=3).tolist()
+                for f, name in enumerate(FATES):
+                    if units[f]:
+                        stats[f"units_{name}"] += units[f]
+                        stats[f"tokens_{name}"] += int(toks[f])
+        return out, labels
+
+    def take_rows(self, rb: "RowBatch", order: np.ndarray, counts: np.ndarray, lengths: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`take_in_order` for every row at once: ``order``/``lengths`` hold each row's
+        units in scanning order (``counts[i]`` of them for row i, rows in order, every length at
+        least 1); returns (mask of the units taken, units skipped per row)."""
+        n = len(counts)
+        budget = rb.budget
+        urow = np.repeat(np.arange(n), counts)
+        off = np.cumsum(counts) - counts
+        cs = np.cumsum(lengths)
+        base = np.zeros(n, dtype=np.int64)
+        nz = counts > 0
+        base[nz] = cs[off[nz]] - lengths[off[nz]]
+        within = cs - np.repeat(base, counts)  # tokens of the row's units up to this one
+        taken = within <= np.repeat(budget, counts)  # the prefix that fits whole
+        p = np.bincount(urow, weights=taken, minlength=n).astype(np.int64)
+        r = budget - np.bincount(urow, weights=np.where(taken, lengths, 0), minlength=n).astype(np.int64)
+        skipped = np.zeros(n, dtype=np.int64)
+        # then, row by row in rounds, the next unit that still fits; the ones passed are skipped
+        act = np.flatnonzero((r > 0) & (p < counts))
+        if len(act):
+            nxt = off + p  # next unit to scan (index into order)
+            stop = off + counts
+            idx = ranges_to_positions(nxt[act], stop[act])
+            while len(idx):
+                row = urow[idx]
+                fits = lengths[idx] <= r[row]
+                hits = idx[fits]
+                hrow = row[fits]
+                first = np.ones(len(hits), dtype=bool)
+                first[1:] = hrow[1:] != hrow[:-1]
+                hits, hrow = hits[first], hrow[first]
+                none = np.setdiff1d(act, hrow, assume_unique=True)  # rows where nothing fits any more
+                skipped[none] += stop[none] - nxt[none]
+                skipped[hrow] += hits - nxt[hrow]
+                taken[hits] = True
+                r[hrow] -= lengths[hits]
+                nxt[hrow] = hits + 1
+                act = hrow[(r[hrow] > 0) & (nxt[hrow] < stop[hrow])]
+                keep = np.zeros(n, dtype=bool)
+                keep[act] = True
+                idx = idx[keep[urow[idx]] & (idx >= nxt[urow[idx]])]
+        return taken, skipped
 
     def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
         return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
@@ -420,6 +784,35 @@ def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.n
         badw[wid[non]] = True
         sel = sel[~badw[wid[sel]]]
     return sel.astype(np.int32)
+
+
+def chinese_ref_rows(rb: RowBatch, cjk_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`chinese_ref` of every row of a batch as one column: (positions, int32, of all rows
+    in order; count per row), from the batch's concatenation (see :func:`chinese_ref_batch`)."""
+    n = len(rb)
+    ids, wid, lens, starts, ends = rb.ids, rb.wid, rb.lens, rb.starts, rb.ends
+    cjk = cjk_table[ids]  # IndexError for ids outside the table: the per-example path clips them
+    w = wid >= 0
+    cont = np.zeros(len(wid), dtype=bool)
+    if len(wid) > 1:
+        np.equal(wid[1:], wid[:-1], out=cont[1:])
+    cont &= w
+    cont[starts[lens > 0]] = False  # a row's first token never continues
+    sel = np.flatnonzero(cont)
+    non = w & ~cjk
+    if len(sel) and non.any():
+        # a word with a non-CJK token is not a Chinese word: its id, offset per row
+        top = np.zeros(n, dtype=np.int64)
+        nz = lens > 0
+        top[nz] = np.maximum.reduceat(wid, starts[nz]) + 1
+        np.maximum(top, 0, out=top)
+        off = np.cumsum(top) - top
+        gw = wid + np.repeat(off, lens)
+        badw = np.zeros(int(top.sum()) + 1, dtype=bool)
+        badw[gw[non]] = True
+        sel = sel[~badw[gw[sel]]]
+    row = np.searchsorted(ends, sel, side="right")
+    return (sel - starts[row]).astype(np.int32), np.bincount(row, minlength=n)
 
 
 def chinese_ref_batch(ids_list, wid_list, cjk_table: np.ndarray) -> list[np.ndarray]:

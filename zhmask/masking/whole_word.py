@@ -28,4 +28,19 @@ def make(config, ctx):
         sel = order[taken]
         return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
 
-    return m.strategy(choose)
+    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+        elig = np.flatnonzero(rb.ok)
+        ne = np.bincount(rb.wrow[elig], minlength=len(rb))
+        perms = [g.permutation(c) for g, c in zip(gens, ne.tolist()) if c]
+        if not perms:
+            e = np.zeros(0, dtype=np.int64)
+            return e, e
+        order = elig[np.repeat(np.cumsum(ne) - ne, ne) + np.concatenate(perms)]
+        taken, skipped = m.take_rows(rb, order, ne, rb.ntok[order])
+        sk = int(skipped.sum())
+        if sk:
+            stats["units_skipped_over_budget"] += sk
+        sel = np.sort(order[taken])
+        return rb.ws[sel], rb.we[sel]
+
+    return m.strategy(choose, choose_rows)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from zhmask.errors import ZhmaskError
-from zhmask.schema import rows_to_batch
+from zhmask.schema import Block, blocks_to_batch, rows_to_batch, rows_to_block
 
 BATCH_ROWS = 2048
 
@@ -39,14 +39,20 @@ def sha256_file(path: Path) -> str:
 
 
 class ShardWriter:
-    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success."""
+    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success.
+
+    ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.schema.Block`);
+    rows and blocks may be mixed: the shard is the same as writing every row one by one (record
+    batches of ``BATCH_ROWS`` rows)."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
         self.schema = schema
         self.rows = 0
-        self._buf: list[dict[str, Any]] = []
+        self._buf: list[dict[str, Any]] = []  # rows since the last block
+        self._blocks: list[Block] = []  # pending blocks (then the rows of _buf), fewer than BATCH_ROWS rows
+        self._pending = 0  # rows in _blocks
         self._sink = None
         self._writer = None
         self.sha256: str | None = None
@@ -66,11 +72,37 @@ class ShardWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         self._buf.append(row)
-        if len(self._buf) >= BATCH_ROWS:
+        if self._pending + len(self._buf) >= BATCH_ROWS:
             self._flush()
 
-    def _flush(self) -> None:
+    def write_block(self, block: Block) -> None:
         if self._buf:
+            self._blocks.append(rows_to_block(self._buf, self.schema))
+            self._pending += len(self._buf)
+            self._buf = []
+        a = 0
+        while block.n - a >= BATCH_ROWS - self._pending:  # completes a record batch
+            b = a + BATCH_ROWS - self._pending
+            self._blocks.append(block.slice(a, b) if (a, b) != (0, block.n) else block)
+            self._pending = BATCH_ROWS
+            self._flush()
+            a = b
+        if a < block.n:
+            self._blocks.append(block.slice(a, block.n) if a else block)
+            self._pending += block.n - a
+
+    def _flush(self) -> None:
+        if self._blocks:
+            if self._buf:
+                self._blocks.append(rows_to_block(self._buf, self.schema))
+                self._pending += len(self._buf)
+                self._buf = []
+            batch = blocks_to_batch(self._blocks, self.schema)
+            self._writer.write_batch(batch)  # type: ignore[union-attr]
+            self.rows += self._pending
+            self._blocks = []
+            self._pending = 0
+        elif self._buf:
             self._writer.write_batch(rows_to_batch(self._buf, self.schema))  # type: ignore[union-attr]
             self.rows += len(self._buf)
             self._buf = []
