@@ -275,3 +275,18 @@ def test_progress_shows_documents_and_megabytes_per_second():
     with Reporter(enabled=False) as rep:
         rep.update({"documents_read": 5, "bytes": 10})
         assert rep._progress is None
+
+
+def test_a_build_does_not_import_pandas(tmp_path, fixtures):
+    """pyarrow imports pandas on its first ``pa.array`` call (about 0.3 s of start-up): the shard
+    writer builds its arrays from buffers, so a build with pair tasks and entities never does."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from zhmask.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('PANDAS' if 'pandas' in sys.modules else 'NO-PANDAS')")
+    args = ["build-corpus", str(fixtures / "inews_150.jsonl"), "--title-field", "title", "--tasks", "mlm,sop,ernie_gen",
+            "--masking", "wwm", "--out", str(tmp_path / "o"), "-q"]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("NO-PANDAS"), out.stdout + out.stderr

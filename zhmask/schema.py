@@ -72,24 +72,82 @@ def check_schema(schema: pa.Schema) -> list[str]:
     return problems
 
 
+# ---------------------------------------------------------------------- arrays from buffers
+# Every array is built from its buffers: the first ``pa.array`` call of a process imports pandas
+# (pyarrow looks for pandas types), about 0.3 s of every build's start-up.  The arrays are the
+# ones ``pa.array`` would build (tests compare shard bytes); odd values fall back to ``pa.array``.
+_NP = {pa.int8(): np.int8, pa.int16(): np.int16, I32: np.int32, pa.int64(): np.int64,
+       pa.float32(): np.float32, pa.float64(): np.float64}
+
+
+def _np_dtype(typ: pa.DataType):
+    t = _NP.get(typ)
+    return t if t is not None else typ.to_pandas_dtype()
+
+
+def _prim(values, typ: pa.DataType) -> pa.Array:
+    """A primitive array without nulls from a numpy array (or list) of numbers."""
+    t = _NP.get(typ)
+    if t is None:
+        return pa.array(values, type=typ)
+    arr = np.ascontiguousarray(values, dtype=t)
+    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(arr)])
+
+
+def _mask(null: np.ndarray) -> pa.Array:
+    """A boolean array (no nulls): True where a row is null."""
+    null = np.asarray(null, dtype=bool)
+    return pa.Array.from_buffers(pa.bool_(), len(null), [None, pa.py_buffer(np.packbits(null, bitorder="little"))])
+
+
+def _strings(vals: list) -> pa.Array:
+    """A string array without nulls from a list of str."""
+    enc = [v.encode("utf-8") for v in vals]
+    offs = np.zeros(len(enc) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, enc), dtype=np.int64, count=len(enc)), out=offs[1:])
+    if offs[-1] >= 1 << 31:
+        return pa.array(vals, type=pa.string())
+    return pa.Array.from_buffers(pa.string(), len(enc), [None, pa.py_buffer(offs.astype(np.int32)),
+                                                         pa.py_buffer(b"".join(enc))])
+
+
+def _scalar_array(vals: list, typ: pa.DataType) -> pa.Array:
+    """A column of scalars (strings or integers) as ``pa.array(vals, type=typ)`` builds it."""
+    if typ == pa.string() and all(type(v) is str for v in vals):
+        return _strings(vals)
+    if typ in _NP and pa.types.is_integer(typ) and all(type(v) is int for v in vals):
+        info = np.iinfo(_NP[typ])
+        arr = np.array(vals, dtype=np.int64) if vals else np.zeros(0, dtype=np.int64)
+        if not len(arr) or (int(arr.min()) >= info.min and int(arr.max()) <= info.max):
+            return _prim(arr, typ)
+    return pa.array(vals, type=typ)
+
+
+def _list_of(offsets: np.ndarray, child: pa.Array, typ: pa.DataType | None = None,
+             null: np.ndarray | None = None) -> pa.Array:
+    if len(offsets) and int(offsets[-1]) > np.iinfo(np.int32).max:
+        raise ValueError("a record batch with more than 2**31 values in one list column")
+    kw = {} if typ is None else {"type": typ}
+    if null is not None:
+        kw["mask"] = _mask(null)
+    return pa.ListArray.from_arrays(_prim(offsets, I32), child, **kw)
+
+
 def _list_array(values: list, typ: pa.DataType) -> pa.Array:
     """list<typ> from a list of numpy arrays / lists / None, built with one concatenate."""
     if values and all(v is None for v in values):  # a column this task does not fill: all null
-        offsets = pa.array(np.zeros(len(values) + 1, dtype=np.int32))
-        flat = pa.array(np.zeros(0, dtype=typ.to_pandas_dtype()), type=typ)
-        return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(np.ones(len(values), dtype=bool)))
+        return _list_of(np.zeros(len(values) + 1, dtype=np.int32), _prim(np.zeros(0), typ),
+                        null=np.ones(len(values), dtype=bool))
     valid = [v is not None for v in values]
     lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int32)
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(lens, out=offsets[1:])
     parts = [np.asarray(v) for v in values if v is not None and len(v)]
-    np_t = typ.to_pandas_dtype()
+    np_t = _np_dtype(typ)
     flat = np.concatenate(parts).astype(np_t, copy=False) if parts else np.zeros(0, dtype=np_t)
-    arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ))
-    if not all(valid):
-        mask = pa.array([not v for v in valid])
-        arr = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ), mask=mask)
-    return arr
+    if all(valid):
+        return _list_of(offsets, _prim(flat, typ))
+    return _list_of(offsets, _prim(flat, typ), null=~np.array(valid, dtype=bool))
 
 
 def _entity_array(values: list, typ: pa.DataType) -> pa.Array:
@@ -105,10 +163,11 @@ def _entity_array(values: list, typ: pa.DataType) -> pa.Array:
     np.cumsum(lens, out=offsets[1:])
     # columns by itemgetter, not zip(*flat): that makes an iterator object per entity (GC churn)
     starts, ends, types = (list(map(itemgetter(k), flat)) for k in range(3))
+    if not all(type(t) is str for t in types):
+        return _entity_dicts(values, typ)
     child = pa.StructArray.from_arrays(
-        [pa.array(starts, type=I32), pa.array(ends, type=I32), pa.array(types, type=pa.string())],
-        fields=list(ENTITY))
-    return pa.ListArray.from_arrays(pa.array(offsets), child, type=typ)
+        [_scalar_array(starts, I32), _scalar_array(ends, I32), _strings(types)], fields=list(ENTITY))
+    return _list_of(offsets, child, typ)
 
 
 def _entity_dicts(values: list, typ: pa.DataType) -> pa.Array:
@@ -118,7 +177,19 @@ def _entity_dicts(values: list, typ: pa.DataType) -> pa.Array:
 
 def _struct_list_array(values: list, typ: pa.DataType) -> pa.Array:
     """list<struct> from lists of dicts or of tuples in the struct's field order (or None)."""
-    names = [c.name for c in typ.value_type]
+    fields = list(typ.value_type)
+    names = [c.name for c in fields]
+    null = np.array([v is None for v in values], dtype=bool)
+    flat = [x if isinstance(x, dict) else dict(zip(names, x)) for v in values if v is not None for x in v]
+    cols = [[x.get(n) for x in flat] for n in names]
+    if all(type(c) is str if f.type == pa.string() else type(c) is int
+           for f, col in zip(fields, cols) for c in col) and all(pa.types.is_integer(f.type) or f.type == pa.string()
+                                                               for f in fields):
+        lens = np.array([0 if v is None else len(v) for v in values], dtype=np.int64)
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        child = pa.StructArray.from_arrays([_scalar_array(c, f.type) for f, c in zip(fields, cols)], fields=fields)
+        return _list_of(offsets, child, typ, null if null.any() else None)
     return pa.array([
         None if v is None else [x if isinstance(x, dict) else dict(zip(names, x)) for x in v] for v in values
     ], type=typ)
@@ -136,7 +207,7 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.
         elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
             arrays.append(_struct_list_array(vals, f.type))
         else:
-            arrays.append(pa.array(vals, type=f.type))
+            arrays.append(_scalar_array(vals, f.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -164,7 +235,7 @@ class ListColumn:
         """From per-row arrays / lists / None, as :func:`_list_array` reads them."""
         lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int64)
         parts = [np.asarray(v) for v in values if v is not None and len(v)]
-        np_t = typ.to_pandas_dtype()
+        np_t = _np_dtype(typ)
         flat = np.concatenate(parts).astype(np_t, copy=False) if parts else np.zeros(0, dtype=np_t)
         valid = None
         if any(v is None for v in values):
@@ -218,7 +289,7 @@ def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
     cols = []
     for n, c in parts:
         if c is None:
-            c = ListColumn(np.zeros(0, dtype=typ.to_pandas_dtype()), np.zeros(n, dtype=np.int64),
+            c = ListColumn(np.zeros(0, dtype=_np_dtype(typ)), np.zeros(n, dtype=np.int64),
                            np.zeros(n, dtype=bool))
         elif not isinstance(c, ListColumn):
             c = ListColumn.from_values(c, typ)
@@ -228,11 +299,10 @@ def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
         valid = np.concatenate([c.valid if c.valid is not None else np.ones(len(c), dtype=bool) for c in cols])
     else:
         valid = None
-    np_t = typ.to_pandas_dtype()
+    np_t = _np_dtype(typ)
     if n and valid is not None and not valid.any():  # all null
-        offsets = pa.array(np.zeros(n + 1, dtype=np.int32))
-        flat = pa.array(np.zeros(0, dtype=np_t), type=typ)
-        return pa.ListArray.from_arrays(offsets, flat, mask=pa.array(np.ones(n, dtype=bool)))
+        return _list_of(np.zeros(n + 1, dtype=np.int32), _prim(np.zeros(0, dtype=np_t), typ),
+                        null=np.ones(n, dtype=bool))
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.concatenate([c.lens for c in cols]) if len(cols) > 1 else cols[0].lens, out=offsets[1:])
     flats = [c.flat for c in cols if len(c.flat)]
@@ -243,9 +313,8 @@ def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
     else:
         flat = np.concatenate(flats).astype(np_t, copy=False)
     if valid is None or valid.all():
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ))
-    mask = pa.array((~valid).tolist())
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=typ), mask=mask)
+        return _list_of(offsets, _prim(flat, typ))
+    return _list_of(offsets, _prim(flat, typ), null=~valid)
 
 
 def blocks_to_batch(blocks: list[Block], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
@@ -264,5 +333,5 @@ def blocks_to_batch(blocks: list[Block], schema: pa.Schema = SCHEMA) -> pa.Recor
         elif pa.types.is_list(f.type):
             arrays.append(_struct_list_array(vals, f.type))
         else:
-            arrays.append(pa.array(vals, type=f.type))
+            arrays.append(_scalar_array(vals, f.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
