@@ -133,20 +133,33 @@ class Pipeline:
     # ------------------------------------------------------------------ one document
     def document(self, raw: RawDoc, events: Counter | None = None) -> tuple[Document | None, str | None]:
         """The enriched document, or (None, rejection reason)."""
-        from zhmask.steps.segment import split_at_sentences
-        from zhmask.steps.sentences import split_sentences
+        doc, reason = self._start(raw)
+        if doc is None:
+            return None, reason
+        self._enrich(doc, events)
+        if len(doc.tokens) == 0:
+            return None, "no_tokens"
+        return doc, None
 
+    def _start(self, raw: RawDoc) -> tuple[Document | None, str | None]:
+        """The document with its normalised text and title, or (None, rejection reason)."""
         if raw.reject:
             return None, raw.reject
         cfg = self.config
-        keep_nl = cfg.doc_sep == "blank"
-        text = self.normalizer(raw.text, keep_newlines=keep_nl)
+        text = self.normalizer(raw.text, keep_newlines=cfg.doc_sep == "blank")
         if not text:
             return None, "empty"
         if cfg.min_cjk_ratio > 0 and _cjk_share(text) < cfg.min_cjk_ratio:
             return None, "low_cjk_ratio"
         title = self.normalizer(raw.title) if raw.title else None
-        doc = Document(raw.id, text, title=title, meta=raw.meta)
+        return Document(raw.id, text, title=title, meta=raw.meta), None
+
+    def _enrich(self, doc: Document, events: Counter | None) -> None:
+        """Sentences, words, entities and tokens of one document."""
+        from zhmask.steps.segment import split_at_sentences
+        from zhmask.steps.sentences import split_sentences
+
+        text = doc.text
         doc.sentences = split_sentences(text)
         words = self.segmenter.segment(text)
         words, cuts = split_at_sentences(words, doc.sentences)
@@ -159,9 +172,132 @@ class Pipeline:
                 events["word_cut_at_sentence_end"] += cuts
             if merges:
                 events["words_merged_for_tokenizer"] += merges
-        if len(doc.tokens) == 0:
-            return None, "no_tokens"
-        return doc, None
+
+    # ------------------------------------------------------------------ a unit's documents
+    def documents(self, raws: list[RawDoc], events: Counter | None = None
+                  ) -> list[tuple[Document | None, str | None]]:
+        """``[document(raw, events) for raw in raws]``, the stages run over all the documents at
+        once (the same documents, rejections and events).  Where the batched stages raise, the
+        documents run one by one, so that the one that fails is the one that raises."""
+        try:
+            out, ev, _ = self._documents_batched(raws)
+        except Exception:
+            return [self.document(raw, events) for raw in raws]
+        if events is not None:
+            events.update(ev)
+        return out
+
+    def _documents_batched(self, raws: list[RawDoc]
+                           ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        """What :meth:`documents` returns, the events, and per document whether its tokens hold
+        [UNK] (None: not known, look)."""
+        from zhmask.steps.segment import joinable
+
+        events: Counter = Counter()
+        out: list[tuple[Document | None, str | None]] = []
+        has_unk: list[bool | None] = [None] * len(raws)
+        batch: list[Document] = []
+        where: list[int] = []
+        for k, raw in enumerate(raws):
+            doc, reason = self._start(raw)
+            out.append((doc, reason))
+            if doc is None:
+                continue
+            if joinable(doc.text):
+                batch.append(doc)
+                where.append(k)
+            else:  # a text the separator could join to its neighbour: alone
+                self._enrich(doc, events)
+        if batch:
+            unk = self._enrich_joined(batch, events)
+            for k, u in zip(where, unk):
+                has_unk[k] = u
+        for k, (doc, _) in enumerate(out):
+            if doc is not None and len(doc.tokens) == 0:
+                out[k] = (None, "no_tokens")
+        return out, events, has_unk
+
+    def _enrich_joined(self, docs: list[Document], events: Counter) -> list[bool]:
+        """:meth:`_enrich` of documents whose texts are :func:`~zhmask.steps.segment.joinable`,
+        the stages run once over the texts joined by a separator; returns per document whether
+        its tokens hold [UNK].  The documents' arrays are views of the unit's."""
+        from zhmask.record import Span, Tokens, Words
+        from zhmask.steps.entities import LexiconEntities, NoEntities
+        from zhmask.steps.segment import JOIN, segment_joined, split_at_sentences_joined
+        from zhmask.steps.sentences import split_sentences_joined
+
+        texts = [d.text for d in docs]
+        nd = len(texts)
+        joined = JOIN.join(texts)
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=nd)
+        d_start = np.cumsum(lens + 1) - (lens + 1)
+        d_end = d_start + lens
+        # sentences
+        s_start, s_end, s_count = split_sentences_joined(joined, d_start, d_end)
+        s_first = np.cumsum(s_count) - s_count
+        # words: segment, cut at sentence ends, merge for the tokenizer
+        words, strs, _ = segment_joined(self.segmenter, joined, texts, d_start)
+        inner = np.ones(len(s_start), dtype=bool)
+        inner[s_first] = False  # a sentence that begins a document: no word crosses its start
+        words, strs, cuts = split_at_sentences_joined(words, strs, joined, s_start[inner])
+        tok = self.tok
+        runs = tok.joined_runs(joined)
+        words, strs, merges = tok.align_joined(joined, texts, d_start, words, strs, runs)
+        if cuts:
+            events["word_cut_at_sentence_end"] += cuts
+        if merges:
+            events["words_merged_for_tokenizer"] += merges
+        w_first = np.searchsorted(words.starts, d_start)
+        w_stop = np.searchsorted(words.starts, d_end)
+        # per-document views: offsets from the document's start
+        w_doc = np.repeat(d_start, np.diff(np.append(w_first, len(words))))
+        w_s = (words.starts - w_doc).astype(np.int32)
+        w_e = (words.ends - w_doc).astype(np.int32)
+        sent = np.empty((len(s_start), 2), dtype=np.int32)
+        s_doc = np.repeat(d_start, s_count)
+        sent[:, 0] = s_start - s_doc
+        sent[:, 1] = s_end - s_doc
+        pos = words.pos
+        doc_words = []
+        for k, d in enumerate(docs):
+            a, b = int(w_first[k]), int(w_stop[k])
+            w = Words(w_s[a:b], w_e[a:b], pos[a:b])
+            d.words = w
+            doc_words.append(w)
+            d.sentences = sent[s_first[k]:s_first[k] + s_count[k]]
+        # entities
+        det = self.entities
+        if type(det) in (LexiconEntities, NoEntities):  # (a subclass may detect otherwise)
+            e_s, e_e, e_t = det.detect_joined(joined, words, strs)
+            e_doc = np.searchsorted(d_start, e_s, side="right") - 1
+            off = d_start[e_doc]
+            spans = list(map(Span, (e_s - off).tolist(), (e_e - off).tolist(), e_t))
+            bounds = np.searchsorted(e_doc, np.arange(nd + 1)).tolist()
+            for k, d in enumerate(docs):
+                d.entities = spans[bounds[k]:bounds[k + 1]]
+        else:
+            for d, w in zip(docs, doc_words):
+                d.entities = det.detect(d.text, w)
+        # tokens
+        try:
+            t = tok.tokenize_joined(joined, words, runs)
+        except (UnicodeEncodeError, ValueError):  # a lone surrogate, the exact tokenizer: one by one
+            for d, w in zip(docs, doc_words):
+                d.tokens = tok.tokenize(d.text, w)
+            return [bool(tok.unk_id in d.tokens.ids) for d in docs]
+        t_first = np.searchsorted(t.starts, d_start).tolist() + [len(t)]
+        t_count = np.diff(t_first)
+        t_doc = np.repeat(np.arange(nd), t_count)
+        t_s = (t.starts - d_start[t_doc]).astype(np.int32)
+        t_e = (t.ends - d_start[t_doc]).astype(np.int32)
+        t_w = (t.word - w_first[t_doc]).astype(np.int32)
+        ids = t.ids
+        for k, d in enumerate(docs):
+            a, b = t_first[k], t_first[k + 1]
+            d.tokens = Tokens(ids[a:b], t_s[a:b], t_e[a:b], t_w[a:b])
+        unk = np.zeros(nd, dtype=bool)
+        unk[t_doc[ids == tok.unk_id]] = True
+        return unk.tolist()
 
     # ------------------------------------------------------------------ examples
     def examples(self, docs: list[Document]) -> Iterable[Example]:
@@ -224,7 +360,14 @@ class Pipeline:
         docs: list[Document] = []
         decode_errors: list[str] = []
         unk_chars: Counter = Counter()
-        for raw in raws:
+        try:  # the unit's documents at once; on a crash, one by one below, which names the document
+            batched, doc_events, has_unk = self._documents_batched(raws)
+        except Exception:
+            batched = None
+        else:
+            events.update(doc_events)
+        unk_id = self.tok.unk_id
+        for k, raw in enumerate(raws):
             stats["documents_read"] += 1
             stats["bytes"] += raw.nbytes
             for e in raw.events:  # reader events: long_line_piece, invalid_utf8_replaced, ...
@@ -232,15 +375,22 @@ class Pipeline:
             if (raw.reject in ("invalid_utf8", "lone_surrogate") or "invalid_utf8_replaced" in raw.events
                     or "lone_surrogate_replaced" in raw.events) and len(decode_errors) < 100:
                 decode_errors.append(f"{raw.where} ({'skipped' if raw.reject else 'replaced'})")
-            try:
-                doc, reason = self.document(raw, events)
-            except Exception as exc:  # a crash names its document
-                raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
+            if batched is not None:
+                doc, reason = batched[k]
+                unk = has_unk[k]
+            else:
+                try:
+                    doc, reason = self.document(raw, events)
+                except Exception as exc:  # a crash names its document
+                    raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
+                unk = None
             if doc is None:
                 _bump(stats["documents_rejected"], reason or "unknown")
                 continue
-            if doc.tokens is not None and self.tok.unk_id in doc.tokens.ids:  # which characters became [UNK]
-                for i in np.flatnonzero(doc.tokens.ids == self.tok.unk_id)[:1000].tolist():
+            if unk is None:
+                unk = doc.tokens is not None and unk_id in doc.tokens.ids
+            if unk:  # which characters became [UNK]
+                for i in np.flatnonzero(doc.tokens.ids == unk_id)[:1000].tolist():
                     unk_chars[doc.text[int(doc.tokens.starts[i]):int(doc.tokens.ends[i])][:16]] += 1
             docs.append(doc)
         if decode_errors:

@@ -142,6 +142,96 @@ class LexiconEntities:
                         break
         return resolve(cands) if cands else []
 
+    def detect_joined(self, joined: str, words: Words, strs: list[str] | None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """:meth:`detect` of texts joined by ``"\\n"`` at once: ``words`` cover ``joined`` (one
+        separator word between two texts), ``strs`` are their strings (None: sliced here).
+        Returns the spans' starts, ends and types, sorted by start: per text, :meth:`detect`'s.
+
+        No candidate crosses a separator (it is never tagged and no entry contains it), so the
+        candidates are those of each text; and overlap resolution never compares two texts'
+        candidates, so resolving them all in :func:`resolve`'s order (longest, leftmost; on the
+        same span, POS before lexicon) leaves each text's own result."""
+        starts, ends = words.starts, words.ends
+        n = len(starts)
+        if strs is None:
+            strs = [joined[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        c_s: list[np.ndarray] = []
+        c_e: list[np.ndarray] = []
+        c_t: list[str] = []
+        if self.use_pos and n:
+            pos = words.pos
+            types = POS_TYPES
+            typed = np.flatnonzero(np.fromiter(map(types.__contains__, pos), dtype=bool, count=n)).tolist()
+            if typed:
+                st = starts.tolist()
+                en = ends.tolist()
+                ps: list[int] = []
+                pe: list[int] = []
+                k, m = 0, len(typed)
+                while k < m:  # as detect()
+                    i = typed[k]
+                    typ = types[pos[i]]
+                    j = i + 1
+                    k += 1
+                    if typ == "PER":
+                        while k < m and typed[k] == j and types[pos[j]] == "PER":
+                            j += 1
+                            k += 1
+                    s, e = st[i], en[j - 1]
+                    if e - s >= 2 or typ == "PER" and j - i > 1:
+                        ps.append(s)
+                        pe.append(e)
+                        c_t.append(typ)
+                c_s.append(np.asarray(ps, dtype=np.int64))
+                c_e.append(np.asarray(pe, dtype=np.int64))
+        if not self._empty and n:
+            # the lexicon walk of detect(), level by level: the spans of k + 1 words that extend a
+            # span of k words which is a proper prefix of an entry
+            lex, pref = self._lex, self._prefixes
+            w = np.empty(n, dtype=object)
+            w[:] = strs
+            idx = np.arange(n)
+            cur = w
+            k = 0
+            while len(idx):
+                got = list(map(lex.get, cur))
+                hit = np.flatnonzero(np.fromiter(map(bool, got), dtype=bool, count=len(got)))
+                if len(hit):
+                    first = idx[hit]
+                    c_s.append(starts[first])
+                    c_e.append(ends[first + k])
+                    c_t += [got[h] for h in hit.tolist()]
+                more = np.fromiter(map(pref.__contains__, cur), dtype=bool, count=len(cur))
+                more &= idx + k + 1 < n
+                idx = idx[more]
+                cur = cur[more] + w[idx + k + 1]
+                k += 1
+        if not c_t:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        cs = np.concatenate(c_s)
+        ce = np.concatenate(c_e)
+        return resolve_arrays(cs, ce, c_t)
+
+
+def resolve_arrays(cs: np.ndarray, ce: np.ndarray, types: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """:func:`resolve` of candidates given as arrays (starts, ends, types in candidate order):
+    the kept spans' starts, ends and types sorted by start.  Non-empty spans only."""
+    if (ce <= cs).any():
+        raise ValueError("empty candidate span")
+    order = np.lexsort((cs, cs - ce))  # longest first, then leftmost; ties keep candidate order
+    occ = bytearray(int(ce.max()))
+    keep: list[int] = []
+    find = occ.find
+    for o, s, e in zip(order.tolist(), cs[order].tolist(), ce[order].tolist()):
+        if find(1, s, e) >= 0:
+            continue
+        occ[s:e] = b"\x01" * (e - s)
+        keep.append(o)
+    kept = np.asarray(keep, dtype=np.int64)
+    kept = kept[np.argsort(cs[kept], kind="stable")]
+    return cs[kept], ce[kept], [types[o] for o in kept.tolist()]
+
 
 class SpacyEntities:
     name = "spacy"
@@ -184,6 +274,10 @@ class NoEntities:
 
     def detect(self, text: str, words: Words) -> list[Span]:
         return []
+
+    def detect_joined(self, joined: str, words: Words, strs: list[str] | None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
 
 
 def make_entity_detector(name: str, *, spacy_model: str | None = None, lexicons: list[str] | None = None):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from zhmask.record import Tokens, Words
 from zhmask.steps.normalize import is_cjk
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_ALIGN_WORTH = re.compile(r"[^\u3000-\u9fff\s]{2,}")  # a text without such a run has no words to merge
 
 
 def _is_bert_punct(cp: int) -> bool:
@@ -140,7 +142,7 @@ class WordTokenizer:
     # ------------------------------------------------------------------ word alignment
     def align(self, text: str, words: Words) -> tuple[Words, int]:
         """Merge words whose boundaries fall inside one pre-token run; returns (words, merges)."""
-        if len(words) <= 1 or text.isascii() is False and not re.search(r"[^\u3000-\u9fff\s]{2,}", text):
+        if len(words) <= 1 or text.isascii() is False and not _ALIGN_WORTH.search(text):
             return words, 0
         rr = self._run_re or run_regex()
         starts = words.starts
@@ -173,6 +175,60 @@ class WordTokenizer:
         e_l += en[prev:]
         p_l += pos[prev:]
         return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
+
+    def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,
+                     strs: list[str] | None, runs: list | None = None) -> tuple[Words, list[str] | None, int]:
+        """:meth:`align` of every text of ``joined`` (``texts`` joined by ``"\\n"``, starting at
+        ``doc_starts``; ``words`` over ``joined``, a separator word between two texts): (words,
+        their strings, number of merges).  Pre-token runs never contain the separator, so a run and
+        the words it overlaps lie in one text.  ``runs``: :meth:`joined_runs` of ``joined``."""
+        if runs is None:
+            runs = self.joined_runs(joined)
+        if not runs:
+            return words, strs, 0
+        a = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
+        b = np.fromiter((r[1] for r in runs), dtype=np.int64, count=len(runs))
+        long = (b - a) >= 2
+        a, b = a[long], b[long]
+        if len(a) == 0:
+            return words, strs, 0
+        starts, ends = words.starts, words.ends
+        i = np.searchsorted(starts, a, side="right") - 1
+        j = np.searchsorted(starts, b, side="left")
+        hit = (j - i) > 1
+        if not hit.any():
+            return words, strs, 0
+        # the texts align() looks at (the others keep their words whatever the runs)
+        worth = np.fromiter((t.isascii() or _ALIGN_WORTH.search(t) is not None for t in texts), dtype=bool,
+                            count=len(texts))
+        hit &= worth[np.searchsorted(doc_starts, a, side="right") - 1]
+        if not hit.any():
+            return words, strs, 0
+        keep = np.ones(len(starts), dtype=bool)
+        new_ends = ends.copy()
+        prev = 0
+        merged = []
+        for i0, j0 in zip(i[hit].tolist(), j[hit].tolist()):
+            if i0 < prev:  # overlapping merge ranges, as align() clips them (cannot happen for disjoint runs)
+                i0 = prev
+            if i0 >= j0:
+                raise ValueError("empty merge range")
+            new_ends[i0] = ends[j0 - 1]
+            keep[i0 + 1:j0] = False
+            merged.append(i0)
+            prev = j0
+        if strs is not None:
+            strs = list(strs)
+            for i0 in merged:
+                strs[i0] = joined[int(starts[i0]):int(new_ends[i0])]
+            strs = list(compress(strs, keep.tolist()))
+        pos = list(compress(words.pos, keep.tolist()))
+        return Words(starts[keep], new_ends[keep], pos), strs, len(merged)
+
+    def joined_runs(self, joined: str) -> list[tuple[int, int, str]]:
+        """The pre-token runs (Latin words, numbers, symbols) of a text: (start, end, run)."""
+        rr = self._run_re or run_regex()
+        return [(m.start(), m.end(), m.group()) for m in rr.finditer(joined)]
 
     # ------------------------------------------------------------------ tokens
     def _char_id(self, ch: str) -> int:
@@ -235,6 +291,56 @@ class WordTokenizer:
         s_all = np.concatenate([pos, np.asarray(r_s, dtype=np.int64)])[order]
         e_all = np.concatenate([pos + 1, np.asarray(r_e, dtype=np.int64)])[order]
         return self._finish(ids_all, s_all, e_all, words)
+
+    def tokenize_joined(self, joined: str, words: Words, runs: list | None = None) -> Tokens:
+        """:meth:`tokenize` of texts joined by ``"\\n"`` (the fast path; the separator gives no token
+        and pre-token runs never contain it), in one pass: tokens with offsets into ``joined`` and
+        the index of their word in ``words``.  Raises UnicodeEncodeError on a lone surrogate and
+        ValueError in exact mode (tokenise such texts one by one)."""
+        if self.mode != "fast":
+            raise ValueError("the exact tokenizer encodes each text alone")
+        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        table = self._cp_table
+        tid = table[cps]
+        unknown = tid == -2
+        if unknown.any():
+            for cp in np.unique(cps[unknown]).tolist():
+                table[cp] = self._char_id(chr(cp))
+            tid = table[cps]
+        if runs is None:
+            runs = self.joined_runs(joined)
+        if not runs:
+            pos = np.flatnonzero(tid >= 0)
+            return self._finish(tid[pos], pos, pos + 1, words)
+        n = len(cps)
+        nr = len(runs)
+        ra = np.fromiter((r[0] for r in runs), dtype=np.int64, count=nr)
+        rb = np.fromiter((r[1] for r in runs), dtype=np.int64, count=nr)
+        edge = np.zeros(n + 1, dtype=np.int32)
+        np.add.at(edge, ra, 1)
+        np.add.at(edge, rb, -1)
+        r_ids: list[int] = []
+        r_s: list[int] = []
+        r_e: list[int] = []
+        r_n: list[int] = []
+        run = self._run
+        for _, _, text in runs:
+            ids, st, en = run(text)
+            r_ids += ids
+            r_s += st
+            r_e += en
+            r_n.append(len(ids))
+        key = np.repeat(ra, np.asarray(r_n, dtype=np.int64))
+        inrun = np.cumsum(edge[:n]) > 0
+        tid[inrun] = -1
+        pos = np.flatnonzero(tid >= 0)
+        order = np.argsort(np.concatenate([pos, key]), kind="stable")
+        ids_all = np.concatenate([tid[pos], np.asarray(r_ids, dtype=np.int32)])[order]
+        s_all = np.concatenate([pos, key + np.asarray(r_s, dtype=np.int64)])[order]
+        e_all = np.concatenate([pos + 1, key + np.asarray(r_e, dtype=np.int64)])[order]
+        ids = np.asarray(ids_all, dtype=np.int32)
+        w = np.searchsorted(words.starts, s_all, side="right") - 1
+        return Tokens(ids, s_all, e_all, w)
 
     def _tokenize_loop(self, text: str, words: Words) -> Tokens:
         """Character by character: for texts that cannot be viewed as code points (lone surrogates)."""
