@@ -97,6 +97,7 @@ class LexiconEntities:
         self._prefixes = {w[:k] for w in self._lex for k in range(1, len(w))}
         self._maxlen = max(map(len, self._lex), default=0)
         self._empty = len(self._lex) == 0
+        self._table: tuple | None = None  # for detect_joined (see _hash_table)
 
     def detect(self, text: str, words: Words) -> list[Span]:
         cands: list[tuple[int, int, str]] = []
@@ -142,11 +143,16 @@ class LexiconEntities:
                         break
         return resolve(cands) if cands else []
 
-    def detect_joined(self, joined: str, words: Words, strs: list[str] | None
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    # ------------------------------------------------------------------ many texts at once
+    def _hash_table(self) -> "_LexTable":
+        if self._table is None:
+            self._table = _LexTable(self._lex, self._prefixes, self._maxlen)
+        return self._table
+
+    def detect_joined(self, joined: str, words: Words) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """:meth:`detect` of texts joined by ``"\\n"`` at once: ``words`` cover ``joined`` (one
-        separator word between two texts), ``strs`` are their strings (None: sliced here).
-        Returns the spans' starts, ends and types, sorted by start: per text, :meth:`detect`'s.
+        separator word between two texts).  Returns the spans' starts, ends and types, sorted by
+        start: per text, :meth:`detect`'s.
 
         No candidate crosses a separator (it is never tagged and no entry contains it), so the
         candidates are those of each text; and overlap resolution never compares two texts'
@@ -154,83 +160,201 @@ class LexiconEntities:
         same span, POS before lexicon) leaves each text's own result."""
         starts, ends = words.starts, words.ends
         n = len(starts)
-        if strs is None:
-            strs = [joined[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
         c_s: list[np.ndarray] = []
         c_e: list[np.ndarray] = []
-        c_t: list[str] = []
+        c_t: list[np.ndarray] = []  # indices into TYPES
         if self.use_pos and n:
-            pos = words.pos
-            types = POS_TYPES
-            typed = np.flatnonzero(np.fromiter(map(types.__contains__, pos), dtype=bool, count=n)).tolist()
-            if typed:
-                st = starts.tolist()
-                en = ends.tolist()
-                ps: list[int] = []
-                pe: list[int] = []
-                k, m = 0, len(typed)
-                while k < m:  # as detect()
-                    i = typed[k]
-                    typ = types[pos[i]]
-                    j = i + 1
-                    k += 1
-                    if typ == "PER":
-                        while k < m and typed[k] == j and types[pos[j]] == "PER":
-                            j += 1
-                            k += 1
-                    s, e = st[i], en[j - 1]
-                    if e - s >= 2 or typ == "PER" and j - i > 1:
-                        ps.append(s)
-                        pe.append(e)
-                        c_t.append(typ)
-                c_s.append(np.asarray(ps, dtype=np.int64))
-                c_e.append(np.asarray(pe, dtype=np.int64))
+            _pos_candidates(words, c_s, c_e, c_t)
         if not self._empty and n:
-            # the lexicon walk of detect(), level by level: the spans of k + 1 words that extend a
-            # span of k words which is a proper prefix of an entry
-            lex, pref = self._lex, self._prefixes
-            w = np.empty(n, dtype=object)
-            w[:] = strs
-            idx = np.arange(n)
-            cur = w
-            k = 0
-            while len(idx):
-                got = list(map(lex.get, cur))
-                hit = np.flatnonzero(np.fromiter(map(bool, got), dtype=bool, count=len(got)))
-                if len(hit):
-                    first = idx[hit]
-                    c_s.append(starts[first])
-                    c_e.append(ends[first + k])
-                    c_t += [got[h] for h in hit.tolist()]
-                more = np.fromiter(map(pref.__contains__, cur), dtype=bool, count=len(cur))
-                more &= idx + k + 1 < n
-                idx = idx[more]
-                cur = cur[more] + w[idx + k + 1]
-                k += 1
-        if not c_t:
+            self._hash_table().walk(joined, starts, ends, c_s, c_e, c_t)
+        if not c_s:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
-        cs = np.concatenate(c_s)
-        ce = np.concatenate(c_e)
-        return resolve_arrays(cs, ce, c_t)
+        cs, ce, ct = resolve_arrays(np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t))
+        return cs, ce, [TYPES[t] for t in ct.tolist()]
 
 
-def resolve_arrays(cs: np.ndarray, ce: np.ndarray, types: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """:func:`resolve` of candidates given as arrays (starts, ends, types in candidate order):
-    the kept spans' starts, ends and types sorted by start.  Non-empty spans only."""
+_TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
+_PER = _TYPE_CODE["PER"]
+
+
+def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
+    """The POS candidates of :meth:`LexiconEntities.detect`, in its order, over all words at once:
+    a typed word, or a run of adjacent PER words, that spans two characters or more (or is a
+    run of two PER words or more)."""
+    types = POS_TYPES
+    pos = words.pos
+    n = len(pos)
+    typed = np.flatnonzero(np.fromiter(map(types.__contains__, pos), dtype=bool, count=n))
+    if not len(typed):
+        return
+    code = np.array([_TYPE_CODE[types[pos[i]]] for i in typed.tolist()], dtype=np.int8)
+    per = code == _PER
+    # a PER word right after a PER word continues its run
+    cont = np.zeros(len(typed), dtype=bool)
+    cont[1:] = per[1:] & per[:-1] & (typed[1:] == typed[:-1] + 1)
+    head = np.flatnonzero(~cont)
+    last = np.append(head[1:], len(typed)) - 1
+    i, j = typed[head], typed[last] + 1
+    s, e = words.starts[i], words.ends[j - 1]
+    t = code[head]
+    ok = (e - s >= 2) | ((t == _PER) & (j - i > 1))
+    c_s.append(s[ok])
+    c_e.append(e[ok])
+    c_t.append(t[ok])
+
+
+_BUCKET_BITS = 18
+_BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2**64
+_MIX = 0xBF58476D1CE4E5B9  # odd: a bijection that spreads short strings' hashes over the top bits
+
+
+def _powers(n: int) -> np.ndarray:
+    out, x = [], 1
+    for _ in range(n):
+        out.append(x)
+        x = x * _BASE % (1 << 64)
+    return np.array(out, dtype=np.uint64)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _hashes(cps: np.ndarray, starts: np.ndarray, lens: np.ndarray, pw: np.ndarray) -> np.ndarray:
+    """sum(cps[s + j] * BASE**j for j < len) mod 2**64 of each span [s, s + len), len < len(pw)."""
+    h = np.zeros(len(starts), dtype=np.uint64)
+    sel = np.flatnonzero(lens > 0)
+    j = 0
+    while len(sel):
+        h[sel] += cps[starts[sel] + j].astype(np.uint64) * pw[j]
+        j += 1
+        sel = sel[lens[sel] > j]
+    return h
+
+
+class _LexTable:
+    """A lexicon's entries and their proper prefixes in a hash table over code points, for the
+    lexicon walk of many words at once (:meth:`walk`)."""
+
+    def __init__(self, lex: dict[str, str], prefixes: set[str], maxlen: int) -> None:
+        keys = list(prefixes | set(lex))  # (any order)
+        self.maxlen = maxlen
+        self.pw = _powers(maxlen + 1)
+        lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        self.key_cps = _code_points("".join(keys))
+        self.key_start = np.cumsum(lens) - lens
+        self.key_len = lens
+        self.key_type = np.array([_TYPE_CODE[lex[k]] if k in lex else -1 for k in keys], dtype=np.int8)
+        self.key_prefix = np.fromiter(map(prefixes.__contains__, keys), dtype=bool, count=len(keys))
+        h = _hashes(self.key_cps, self.key_start, lens, self.pw) * np.uint64(_MIX)
+        order = np.argsort(h, kind="stable")
+        h = h[order]
+        # two keys of one hash (not seen in practice): walk() refuses, the texts go one by one
+        self.ambiguous = bool((h[1:] == h[:-1]).any())
+        self.h = np.append(h, np.uint64(0))
+        self.key = np.append(order, 0)
+        top = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
+        self.bucket = np.searchsorted(h, top).astype(np.int64)
+        self.bucket[-1] = len(h)
+
+    def find(self, h: np.ndarray) -> np.ndarray:
+        """Index of the key of each (mixed) hash, -1 where no key has it."""
+        b = (h >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        lo = self.bucket[b]
+        cnt = self.bucket[b + 1] - lo
+        keys = self.h
+        res = np.where((cnt > 0) & (keys[lo] == h), self.key[lo], -1)
+        sel = np.flatnonzero((res < 0) & (cnt > 1))
+        r = 1
+        while len(sel):
+            j = lo[sel] + r
+            m = keys[j] == h[sel]
+            res[sel[m]] = self.key[j[m]]
+            r += 1
+            sel = sel[~m & (cnt[sel] > r)]
+        return res
+
+    def walk(self, joined: str, starts: np.ndarray, ends: np.ndarray, c_s: list, c_e: list, c_t: list) -> None:
+        """The lexicon walk of :meth:`LexiconEntities.detect` over all the words at once, level by
+        level: the spans of k + 1 words that extend a span of k words which is a proper prefix of
+        an entry.  A span is looked up by a 64-bit polynomial hash of its code points (built from
+        its words' hashes) and confirmed against the key's code points, so the matches are exact."""
+        if self.ambiguous:
+            raise ValueError("two lexicon keys share a hash")
+        n = len(starts)
+        maxlen, pw = self.maxlen, self.pw
+        cps = _code_points(joined)
+        lens = ends - starts
+        short = np.flatnonzero(lens <= maxlen)  # a longer word is no entry and no prefix
+        wh = np.zeros(n, dtype=np.uint64)
+        wh[short] = _hashes(cps, starts[short], lens[short], pw)
+        first, last, h, ln = short, short, wh[short], lens[short]
+        mix = np.uint64(_MIX)
+        while len(first):
+            hm = h * mix
+            k = self.find(hm)
+            found = np.flatnonzero(k >= 0)
+            first, last, h, ln, k = first[found], last[found], h[found], ln[found], k[found]
+            s = starts[first]
+            # the same code points as the key (a hash collision is not a match)
+            same = self.key_len[k] == ln
+            ks = self.key_start[k]
+            sel = np.flatnonzero(same)
+            j = 0
+            while len(sel):
+                bad = cps[s[sel] + j] != self.key_cps[ks[sel] + j]
+                same[sel[bad]] = False
+                j += 1
+                sel = sel[~bad & (ln[sel] > j)]
+            typ = self.key_type[k]
+            hit = np.flatnonzero(same & (typ >= 0))
+            if len(hit):
+                c_s.append(s[hit])
+                c_e.append(ends[last[hit]])
+                c_t.append(typ[hit])
+            go = same & self.key_prefix[k] & (last + 1 < n)
+            first, last, h, ln = first[go], last[go] + 1, h[go], ln[go]
+            ln2 = ln + lens[last]
+            keep = ln2 <= maxlen
+            first, last, h, ln2, ln = first[keep], last[keep], h[keep], ln2[keep], ln[keep]
+            h = h + wh[last] * pw[ln]
+            ln = ln2
+
+
+def resolve_arrays(cs: np.ndarray, ce: np.ndarray, ct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`resolve` of candidates given as arrays (starts, ends, types, in candidate order):
+    the kept spans' starts, ends and types, sorted by start.  Spans must not be empty.
+
+    A span that overlaps no other candidate is always kept, and a later candidate of the same
+    span as an earlier one never is; the greedy pass runs over the rest only."""
     if (ce <= cs).any():
         raise ValueError("empty candidate span")
-    order = np.lexsort((cs, cs - ce))  # longest first, then leftmost; ties keep candidate order
-    occ = bytearray(int(ce.max()))
-    keep: list[int] = []
-    find = occ.find
-    for o, s, e in zip(order.tolist(), cs[order].tolist(), ce[order].tolist()):
-        if find(1, s, e) >= 0:
-            continue
-        occ[s:e] = b"\x01" * (e - s)
-        keep.append(o)
-    kept = np.asarray(keep, dtype=np.int64)
-    kept = kept[np.argsort(cs[kept], kind="stable")]
-    return cs[kept], ce[kept], [types[o] for o in kept.tolist()]
+    n = len(cs)
+    if n == 0:
+        return cs, ce, ct
+    _, first = np.unique(cs * (int(ce.max()) + 1) + ce, return_index=True)  # first candidate of each span
+    by_start = first[np.lexsort((ce[first], cs[first]))]  # by start, then end
+    s, e = cs[by_start], ce[by_start]
+    reach = np.maximum.accumulate(e)
+    clash = np.zeros(len(s), dtype=bool)
+    clash[1:] = s[1:] < reach[:-1]  # overlaps an earlier-starting span
+    clash[:-1] |= s[1:] < e[:-1]  # overlaps the next one
+    keep = [by_start[~clash]]
+    todo = by_start[clash]
+    if len(todo):
+        order = todo[np.lexsort((todo, cs[todo], cs[todo] - ce[todo]))]  # longest, leftmost, first
+        occ = bytearray(int(ce[order].max()))
+        find = occ.find
+        kept: list[int] = []
+        for o, a, b in zip(order.tolist(), cs[order].tolist(), ce[order].tolist()):
+            if find(1, a, b) >= 0:
+                continue
+            occ[a:b] = b"\x01" * (b - a)
+            kept.append(o)
+        keep.append(np.asarray(kept, dtype=np.int64))
+    out = np.concatenate(keep)
+    out = out[np.argsort(cs[out], kind="stable")]
+    return cs[out], ce[out], ct[out]
 
 
 class SpacyEntities:
@@ -275,8 +399,7 @@ class NoEntities:
     def detect(self, text: str, words: Words) -> list[Span]:
         return []
 
-    def detect_joined(self, joined: str, words: Words, strs: list[str] | None
-                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def detect_joined(self, joined: str, words: Words) -> tuple[np.ndarray, np.ndarray, list[str]]:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
 
 

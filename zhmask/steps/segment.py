@@ -270,17 +270,15 @@ class NotJoinable(Exception):
 
 
 def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_starts: np.ndarray
-                   ) -> tuple[Words, list[str] | None, np.ndarray]:
+                   ) -> tuple[Words, np.ndarray]:
     """The words of ``joined`` (``texts`` joined by :data:`JOIN`, each :func:`joinable`) as
     ``segmenter.segment`` cuts each text alone, with one separator word between two texts:
-    (words with int64 offsets into ``joined``, their strings or None, index of each text's first
-    word).  Segmenters with a ``segment_joined`` method cut the joined text at once; the others
+    (words with int64 offsets into ``joined``, index of each text's first word).  Segmenters with a ``segment_joined`` method cut the joined text at once; the others
     text by text.  Raises :class:`NotJoinable` when the words do not cover the texts exactly or a
     text's words would reach past it (then cut the texts alone)."""
     n = len(texts)
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     doc_ends = doc_starts + lens
-    strs: list[str] | None = None
     joined_cut = getattr(segmenter, "segment_joined", None)
     if joined_cut is not None and type(segmenter) in (RJiebaSegmenter, CharSegmenter):
         words, strs = joined_cut(joined)
@@ -313,27 +311,21 @@ def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_star
     if (sep_at >= len(starts)).any() or not (np.array_equal(starts[sep_at], doc_ends[:-1])
                                             and np.array_equal(ends[sep_at], doc_starts[1:])):
         raise NotJoinable("a separator is not a word of its own")
-    return words, strs, first
+    return words, first
 
 
-def split_at_sentences_joined(words: Words, strs: list[str] | None, joined: str, bounds: np.ndarray
-                              ) -> tuple[Words, list[str] | None, int]:
+def split_at_sentences_joined(words: Words, bounds: np.ndarray) -> tuple[Words, int]:
     """:func:`split_at_sentences` over joined texts: ``bounds`` are the sentence starts inside
-    the texts (not a text's own start).  Returns (words, strings, number of cuts)."""
+    the texts (not a text's own start).  Returns (words, number of cuts)."""
     starts, ends = words.starts, words.ends
     idx = np.searchsorted(starts, bounds, side="left")
     crossed = (idx > 0) & (ends[np.maximum(idx - 1, 0)] > bounds)
     if not crossed.any():
-        return words, strs, 0
+        return words, 0
     cb = bounds[crossed]
     new_starts = np.sort(np.concatenate([starts, cb]))
     new_ends = np.sort(np.concatenate([ends, cb]))
     owner = np.searchsorted(starts, new_starts, side="right") - 1
     pos = words.pos
     new_pos = [pos[o] for o in owner.tolist()]
-    if strs is not None:
-        cut = np.zeros(len(starts) + 1, dtype=bool)
-        cut[idx[crossed] - 1] = True
-        strs = [joined[s:e] if cut[o] else strs[o]
-                for o, s, e in zip(owner.tolist(), new_starts.tolist(), new_ends.tolist())]
-    return Words(new_starts, new_ends, new_pos), strs, int(len(cb))
+    return Words(new_starts, new_ends, new_pos), int(len(cb))

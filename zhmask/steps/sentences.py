@@ -12,10 +12,13 @@ import re
 import numpy as np
 
 _CLOSE = "”’」』）)】》〉\"'］]}｝"
+# the leading look-ahead names every character a match can begin with (the look-behinds of the
+# full-stop alternatives are before their "."): the same matches, found about four times faster
 _END = re.compile(
-    r"(?:[。！？!?；;]+|…+|\.{3,}|(?<=[A-Za-z\)\]\"'”’])\.(?=\s|$|[\u4e00-\u9fff])|(?<![A-Z])(?<![A-Z]\.[A-Z])\.(?=\s+[A-Z\u4e00-\u9fff]))"
+    r"(?=[。！？!?；;….\n])"
+    r"(?:(?:[。！？!?；;]+|…+|\.{3,}|(?<=[A-Za-z\)\]\"'”’])\.(?=\s|$|[\u4e00-\u9fff])|(?<![A-Z])(?<![A-Z]\.[A-Z])\.(?=\s+[A-Z\u4e00-\u9fff]))"
     r"[" + re.escape(_CLOSE) + r"]*"
-    r"|\n"
+    r"|\n)"
 )
 
 

@@ -177,33 +177,33 @@ class WordTokenizer:
         return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
 
     def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,
-                     strs: list[str] | None, runs: list | None = None) -> tuple[Words, list[str] | None, int]:
+                     runs: list | None = None) -> tuple[Words, int]:
         """:meth:`align` of every text of ``joined`` (``texts`` joined by ``"\\n"``, starting at
         ``doc_starts``; ``words`` over ``joined``, a separator word between two texts): (words,
-        their strings, number of merges).  Pre-token runs never contain the separator, so a run and
+        number of merges).  Pre-token runs never contain the separator, so a run and
         the words it overlaps lie in one text.  ``runs``: :meth:`joined_runs` of ``joined``."""
         if runs is None:
             runs = self.joined_runs(joined)
         if not runs:
-            return words, strs, 0
+            return words, 0
         a = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
         b = np.fromiter((r[1] for r in runs), dtype=np.int64, count=len(runs))
         long = (b - a) >= 2
         a, b = a[long], b[long]
         if len(a) == 0:
-            return words, strs, 0
+            return words, 0
         starts, ends = words.starts, words.ends
         i = np.searchsorted(starts, a, side="right") - 1
         j = np.searchsorted(starts, b, side="left")
         hit = (j - i) > 1
         if not hit.any():
-            return words, strs, 0
-        # the texts align() looks at (the others keep their words whatever the runs)
-        worth = np.fromiter((t.isascii() or _ALIGN_WORTH.search(t) is not None for t in texts), dtype=bool,
-                            count=len(texts))
-        hit &= worth[np.searchsorted(doc_starts, a, side="right") - 1]
+            return words, 0
+        # only in the texts align() looks at (the others keep their words whatever the runs)
+        doc = np.searchsorted(doc_starts, a[hit], side="right") - 1
+        worth = {d for d in set(doc.tolist()) if texts[d].isascii() or _ALIGN_WORTH.search(texts[d]) is not None}
+        hit[np.flatnonzero(hit)[[d not in worth for d in doc.tolist()]]] = False
         if not hit.any():
-            return words, strs, 0
+            return words, 0
         keep = np.ones(len(starts), dtype=bool)
         new_ends = ends.copy()
         prev = 0
@@ -217,13 +217,8 @@ class WordTokenizer:
             keep[i0 + 1:j0] = False
             merged.append(i0)
             prev = j0
-        if strs is not None:
-            strs = list(strs)
-            for i0 in merged:
-                strs[i0] = joined[int(starts[i0]):int(new_ends[i0])]
-            strs = list(compress(strs, keep.tolist()))
         pos = list(compress(words.pos, keep.tolist()))
-        return Words(starts[keep], new_ends[keep], pos), strs, len(merged)
+        return Words(starts[keep], new_ends[keep], pos), len(merged)
 
     def joined_runs(self, joined: str) -> list[tuple[int, int, str]]:
         """The pre-token runs (Latin words, numbers, symbols) of a text: (start, end, run)."""
