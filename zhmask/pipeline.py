@@ -276,12 +276,11 @@ class Pipeline:
         sent[:, 1] = s_end - s_doc
         pos = words.pos
         doc_words = []
-        for k, d in enumerate(docs):
-            a, b = int(w_first[k]), int(w_stop[k])
-            w = Words(w_s[a:b], w_e[a:b], pos[a:b])
-            d.words = w
+        for d, a, b, sa, sb in zip(docs, w_first.tolist(), w_stop.tolist(), s_first.tolist(),
+                                   (s_first + s_count).tolist()):
+            d.words = w = Words(w_s[a:b], w_e[a:b], pos[a:b])
             doc_words.append(w)
-            d.sentences = sent[s_first[k]:s_first[k] + s_count[k]]
+            d.sentences = sent[sa:sb]
         # entities
         det = self.entities
         try:
@@ -296,8 +295,8 @@ class Pipeline:
             off = d_start[e_doc]
             spans = list(map(Span, (e_s - off).tolist(), (e_e - off).tolist(), e_t))
             bounds = np.searchsorted(e_doc, np.arange(nd + 1)).tolist()
-            for k, d in enumerate(docs):
-                d.entities = spans[bounds[k]:bounds[k + 1]]
+            for d, a, b in zip(docs, bounds, bounds[1:]):
+                d.entities = spans[a:b]
         # tokens
         try:
             t = tok.tokenize_joined(joined, words, runs)
@@ -312,8 +311,7 @@ class Pipeline:
         t_e = (t.ends - d_start[t_doc]).astype(np.int32)
         t_w = (t.word - w_first[t_doc]).astype(np.int32)
         ids = t.ids
-        for k, d in enumerate(docs):
-            a, b = t_first[k], t_first[k + 1]
+        for d, a, b in zip(docs, t_first, t_first[1:]):
             d.tokens = Tokens(ids[a:b], t_s[a:b], t_e[a:b], t_w[a:b])
         unk = np.zeros(nd, dtype=bool)
         unk[t_doc[ids == tok.unk_id]] = True

@@ -281,8 +281,8 @@ def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_star
     doc_ends = doc_starts + lens
     joined_cut = getattr(segmenter, "segment_joined", None)
     if joined_cut is not None and type(segmenter) in (RJiebaSegmenter, CharSegmenter):
-        words, strs = joined_cut(joined)
-        if "".join(strs) != joined:
+        words, _ = joined_cut(joined)  # slices of the text, one after the other: the lengths tell
+        if len(words) == 0 or int(words.ends[-1]) != len(joined):
             raise NotJoinable("the words do not cover the text")
     else:
         st: list[np.ndarray] = []

@@ -59,19 +59,36 @@ def single_ranges() -> list[tuple[int, int]]:
     return singles
 
 
-def _build_run_regex() -> re.Pattern[str]:
-    """Runs of characters that BERT's pre-tokenizer keeps together (not space/punct/CJK)."""
+def _singles() -> list[tuple[int, int]]:
     from zhmask.steps import _pretoken_ranges as pre
 
     if pre.UNIDATA_VERSION == unicodedata.unidata_version:  # the table generated for this database
-        singles = list(pre.SINGLE_RANGES)
-    else:
-        singles = single_ranges()
+        return list(pre.SINGLE_RANGES)
+    return single_ranges()
+
+
+def _build_run_regex() -> re.Pattern[str]:
+    """Runs of characters that BERT's pre-tokenizer keeps together (not space/punct/CJK)."""
+    singles = _singles()
     cls = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in singles)
     return re.compile(f"[^{cls}]+")
 
 
 _RUN_RE: re.Pattern[str] | None = None
+
+
+_RUN_TABLE: np.ndarray | None = None
+
+
+def run_table() -> np.ndarray:
+    """Code point -> whether :func:`run_regex` matches it (bool array over every code point)."""
+    global _RUN_TABLE
+    if _RUN_TABLE is None:
+        t = np.ones(sys.maxunicode + 1, dtype=bool)
+        for a, b in _singles():
+            t[a:b + 1] = False
+        _RUN_TABLE = t
+    return _RUN_TABLE
 
 
 def run_regex() -> re.Pattern[str]:
@@ -177,17 +194,14 @@ class WordTokenizer:
         return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
 
     def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,
-                     runs: list | None = None) -> tuple[Words, int]:
+                     runs: tuple | None = None) -> tuple[Words, int]:
         """:meth:`align` of every text of ``joined`` (``texts`` joined by ``"\\n"``, starting at
         ``doc_starts``; ``words`` over ``joined``, a separator word between two texts): (words,
         number of merges).  Pre-token runs never contain the separator, so a run and
         the words it overlaps lie in one text.  ``runs``: :meth:`joined_runs` of ``joined``."""
         if runs is None:
             runs = self.joined_runs(joined)
-        if not runs:
-            return words, 0
-        a = np.fromiter((r[0] for r in runs), dtype=np.int64, count=len(runs))
-        b = np.fromiter((r[1] for r in runs), dtype=np.int64, count=len(runs))
+        a, b, _ = runs
         long = (b - a) >= 2
         a, b = a[long], b[long]
         if len(a) == 0:
@@ -220,10 +234,20 @@ class WordTokenizer:
         pos = list(compress(words.pos, keep.tolist()))
         return Words(starts[keep], new_ends[keep], pos), len(merged)
 
-    def joined_runs(self, joined: str) -> list[tuple[int, int, str]]:
-        """The pre-token runs (Latin words, numbers, symbols) of a text: (start, end, run)."""
-        rr = self._run_re or run_regex()
-        return [(m.start(), m.end(), m.group()) for m in rr.finditer(joined)]
+    def joined_runs(self, joined: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The pre-token runs (Latin words, numbers, symbols) of a text, those of
+        :func:`run_regex`: (starts, ends, runs), found by a code point table."""
+        try:
+            cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:  # a lone surrogate
+            spans = [m.span() for m in run_regex().finditer(joined)]
+            a = np.array([x for x, _ in spans], dtype=np.int64)
+            b = np.array([y for _, y in spans], dtype=np.int64)
+        else:
+            edge = np.diff(run_table()[cps].view(np.int8), prepend=np.int8(0), append=np.int8(0))
+            a = np.flatnonzero(edge == 1)
+            b = np.flatnonzero(edge == -1)
+        return a, b, [joined[x:y] for x, y in zip(a.tolist(), b.tolist())]
 
     # ------------------------------------------------------------------ tokens
     def _char_id(self, ch: str) -> int:
@@ -287,7 +311,7 @@ class WordTokenizer:
         e_all = np.concatenate([pos + 1, np.asarray(r_e, dtype=np.int64)])[order]
         return self._finish(ids_all, s_all, e_all, words)
 
-    def tokenize_joined(self, joined: str, words: Words, runs: list | None = None) -> Tokens:
+    def tokenize_joined(self, joined: str, words: Words, runs: tuple | None = None) -> Tokens:
         """:meth:`tokenize` of texts joined by ``"\\n"`` (the fast path; the separator gives no token
         and pre-token runs never contain it), in one pass: tokens with offsets into ``joined`` and
         the index of their word in ``words``.  Raises UnicodeEncodeError on a lone surrogate and
@@ -304,13 +328,15 @@ class WordTokenizer:
             tid = table[cps]
         if runs is None:
             runs = self.joined_runs(joined)
-        if not runs:
-            pos = np.flatnonzero(tid >= 0)
-            return self._finish(tid[pos], pos, pos + 1, words)
+        ra, rb, texts = runs
         n = len(cps)
-        nr = len(runs)
-        ra = np.fromiter((r[0] for r in runs), dtype=np.int64, count=nr)
-        rb = np.fromiter((r[1] for r in runs), dtype=np.int64, count=nr)
+        # word index of each character: tokens lie inside words (words cover the text, in order)
+        first = np.zeros(n, dtype=np.int32)
+        first[words.starts[words.starts < n]] = 1
+        word_at = np.cumsum(first, dtype=np.int32) - 1
+        if not texts:
+            pos = np.flatnonzero(tid >= 0)
+            return Tokens(tid[pos], pos, pos + 1, word_at[pos])
         edge = np.zeros(n + 1, dtype=np.int32)
         np.add.at(edge, ra, 1)
         np.add.at(edge, rb, -1)
@@ -319,7 +345,7 @@ class WordTokenizer:
         r_e: list[int] = []
         r_n: list[int] = []
         run = self._run
-        for _, _, text in runs:
+        for text in texts:
             ids, st, en = run(text)
             r_ids += ids
             r_s += st
@@ -333,9 +359,7 @@ class WordTokenizer:
         ids_all = np.concatenate([tid[pos], np.asarray(r_ids, dtype=np.int32)])[order]
         s_all = np.concatenate([pos, key + np.asarray(r_s, dtype=np.int64)])[order]
         e_all = np.concatenate([pos + 1, key + np.asarray(r_e, dtype=np.int64)])[order]
-        ids = np.asarray(ids_all, dtype=np.int32)
-        w = np.searchsorted(words.starts, s_all, side="right") - 1
-        return Tokens(ids, s_all, e_all, w)
+        return Tokens(np.asarray(ids_all, dtype=np.int32), s_all, e_all, word_at[s_all])
 
     def _tokenize_loop(self, text: str, words: Words) -> Tokens:
         """Character by character: for texts that cannot be viewed as code points (lone surrogates)."""
