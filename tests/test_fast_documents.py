@@ -313,3 +313,21 @@ def test_document_views_are_contiguous_and_local(pipes, sample_lines):
             assert arr.flags.c_contiguous
         assert d.words.starts[0] == 0 and d.words.ends[-1] == len(d.text)
         assert d.sentences[0, 0] == 0 and d.sentences[-1, 1] == len(d.text)
+
+
+def test_units_larger_than_one_join_are_cut(pipes, sample_lines, monkeypatch):
+    import zhmask.pipeline as pl
+
+    monkeypatch.setattr(pl, "JOIN_CHARS", 200)  # a few documents a batch, some alone
+    _compare(pipes(), _raws(sample_lines[:80] + ["长" * 500] + EDGE))
+
+
+def test_the_normaliser_skips_only_texts_its_table_leaves_alone():
+    from zhmask.steps.normalize import _TABLE, _TO_TRANSLATE
+
+    for cp in range(0x110000):
+        ch = chr(cp)
+        if _TO_TRANSLATE.search(ch) is None:
+            assert cp not in _TABLE
+        else:
+            assert cp in _TABLE

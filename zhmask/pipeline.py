@@ -24,6 +24,9 @@ from zhmask.steps.read import RawDoc
 
 
 MASK_BATCH = 256  # examples whose masking generators are seeded together
+# characters of text the document stages take at once (Pipeline.documents): bounds the memory of
+# their per-character arrays (a few dozen bytes a character) whatever the unit's size
+JOIN_CHARS = 1 << 21
 
 
 def _cjk_share(text: str) -> float:
@@ -129,6 +132,8 @@ class Pipeline:
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
         self.dictionaries = dictionaries_dir()
+        # stage name -> [wall, CPU] seconds of the batched document stages, when a benchmark sets it
+        self.stage_times: dict[str, list[float]] | None = None
 
     # ------------------------------------------------------------------ one document
     def document(self, raw: RawDoc, events: Counter | None = None) -> tuple[Document | None, str | None]:
@@ -215,20 +220,30 @@ class Pipeline:
         has_unk: list[bool | None] = [None] * len(raws)
         batch: list[Document] = []
         where: list[int] = []
+        size = 0
+
+        def flush() -> None:
+            for k, u in zip(where, self._enrich_joined(batch, events)):
+                has_unk[k] = u
+            batch.clear()
+            where.clear()
+
         for k, raw in enumerate(raws):
             doc, reason = self._start(raw)
             out.append((doc, reason))
             if doc is None:
                 continue
             if joinable(doc.text):
+                if batch and size + len(doc.text) > JOIN_CHARS:
+                    flush()
+                    size = 0
                 batch.append(doc)
                 where.append(k)
+                size += len(doc.text) + 1
             else:  # a text the separator could join to its neighbour: alone
                 self._enrich(doc, events)
         if batch:
-            unk = self._enrich_joined(batch, events)
-            for k, u in zip(where, unk):
-                has_unk[k] = u
+            flush()
         for k, (doc, _) in enumerate(out):
             if doc is not None and len(doc.tokens) == 0:
                 out[k] = (None, "no_tokens")
@@ -243,15 +258,18 @@ class Pipeline:
         from zhmask.steps.segment import JOIN, segment_joined, split_at_sentences_joined
         from zhmask.steps.sentences import split_sentences_joined
 
+        lap = _Laps(self.stage_times)
         texts = [d.text for d in docs]
         nd = len(texts)
         joined = JOIN.join(texts)
         lens = np.fromiter(map(len, texts), dtype=np.int64, count=nd)
         d_start = np.cumsum(lens + 1) - (lens + 1)
         d_end = d_start + lens
+        lap("documents (join, views)")
         # sentences
         s_start, s_end, s_count = split_sentences_joined(joined, d_start, d_end)
         s_first = np.cumsum(s_count) - s_count
+        lap("sentences")
         # words: segment, cut at sentence ends, merge for the tokenizer
         words, _ = segment_joined(self.segmenter, joined, texts, d_start)
         inner = np.ones(len(s_start), dtype=bool)
@@ -264,6 +282,7 @@ class Pipeline:
             events["word_cut_at_sentence_end"] += cuts
         if merges:
             events["words_merged_for_tokenizer"] += merges
+        lap("segment (+ POS, align)")
         w_first = np.searchsorted(words.starts, d_start)
         w_stop = np.searchsorted(words.starts, d_end)
         # per-document views: offsets from the document's start
@@ -281,6 +300,7 @@ class Pipeline:
             d.words = w = Words(w_s[a:b], w_e[a:b], pos[a:b])
             doc_words.append(w)
             d.sentences = sent[sa:sb]
+        lap("documents (join, views)")
         # entities
         det = self.entities
         try:
@@ -297,13 +317,16 @@ class Pipeline:
             bounds = np.searchsorted(e_doc, np.arange(nd + 1)).tolist()
             for d, a, b in zip(docs, bounds, bounds[1:]):
                 d.entities = spans[a:b]
+        lap("entities")
         # tokens
         try:
             t = tok.tokenize_joined(joined, words, runs)
         except (UnicodeEncodeError, ValueError):  # a lone surrogate, the exact tokenizer: one by one
             for d, w in zip(docs, doc_words):
                 d.tokens = tok.tokenize(d.text, w)
+            lap("tokenise")
             return [bool(tok.unk_id in d.tokens.ids) for d in docs]
+        lap("tokenise")
         t_first = np.searchsorted(t.starts, d_start).tolist() + [len(t)]
         t_count = np.diff(t_first)
         t_doc = np.repeat(np.arange(nd), t_count)
@@ -315,6 +338,7 @@ class Pipeline:
             d.tokens = Tokens(ids[a:b], t_s[a:b], t_e[a:b], t_w[a:b])
         unk = np.zeros(nd, dtype=bool)
         unk[t_doc[ids == tok.unk_id]] = True
+        lap("documents (join, views)")
         return unk.tolist()
 
     # ------------------------------------------------------------------ examples
@@ -494,6 +518,27 @@ class Pipeline:
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files"):
             d.pop(k, None)
         return d
+
+
+class _Laps:
+    """``lap(name)`` adds the wall and CPU time since the previous lap to ``times[name]``."""
+
+    def __init__(self, times: dict[str, list[float]] | None) -> None:
+        self.times = times
+        if times is not None:
+            import time
+
+            self._clock = (time.perf_counter, time.process_time)
+            self._last = (time.perf_counter(), time.process_time())
+
+    def __call__(self, name: str) -> None:
+        if self.times is None:
+            return
+        now = (self._clock[0](), self._clock[1]())
+        acc = self.times.setdefault(name, [0.0, 0.0])
+        acc[0] += now[0] - self._last[0]
+        acc[1] += now[1] - self._last[1]
+        self._last = now
 
 
 class DocumentCrash(Exception):
