@@ -331,3 +331,10 @@ def test_the_normaliser_skips_only_texts_its_table_leaves_alone():
             assert cp not in _TABLE
         else:
             assert cp in _TABLE
+
+
+def test_user_dictionary_words_and_tags(tmp_path, sample_lines):
+    ud = tmp_path / "user.txt"
+    ud.write_text("全词掩码 10 n\n预训练模型 5 nz\n北京 ns\n江泽民 nt\n人民日报 20 nz\n", encoding="utf-8")
+    pipe = Pipeline(BuildConfig(user_dict=[str(ud)]))
+    _compare(pipe, _raws(sample_lines[:80] + ["全词掩码用于预训练模型。", "江泽民在北京看人民日报。"] + EDGE))

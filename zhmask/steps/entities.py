@@ -175,6 +175,7 @@ class LexiconEntities:
 
 _TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
 _PER = _TYPE_CODE["PER"]
+_POS_CODE = {tag: _TYPE_CODE[t] for tag, t in POS_TYPES.items()}
 
 
 def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
@@ -187,7 +188,8 @@ def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
     typed = np.flatnonzero(np.fromiter(map(types.__contains__, pos), dtype=bool, count=n))
     if not len(typed):
         return
-    code = np.array([_TYPE_CODE[types[pos[i]]] for i in typed.tolist()], dtype=np.int8)
+    code = np.fromiter(map(_POS_CODE.__getitem__, map(pos.__getitem__, typed.tolist())), dtype=np.int8,
+                       count=len(typed))
     per = code == _PER
     # a PER word right after a PER word continues its run
     cont = np.zeros(len(typed), dtype=bool)
@@ -283,6 +285,8 @@ class _LexTable:
             raise ValueError("two lexicon keys share a hash")
         n = len(starts)
         maxlen, pw = self.maxlen, self.pw
+        key_len, key_start, key_cps, key_type, key_prefix = (self.key_len, self.key_start, self.key_cps,
+                                                             self.key_type, self.key_prefix)
         cps = _code_points(joined)
         lens = ends - starts
         short = np.flatnonzero(lens <= maxlen)  # a longer word is no entry and no prefix
@@ -291,34 +295,37 @@ class _LexTable:
         first, last, h, ln = short, short, wh[short], lens[short]
         mix = np.uint64(_MIX)
         while len(first):
-            hm = h * mix
-            k = self.find(hm)
-            found = np.flatnonzero(k >= 0)
-            first, last, h, ln, k = first[found], last[found], h[found], ln[found], k[found]
-            s = starts[first]
-            # the same code points as the key (a hash collision is not a match)
-            same = self.key_len[k] == ln
-            ks = self.key_start[k]
-            sel = np.flatnonzero(same)
-            j = 0
-            while len(sel):
-                bad = cps[s[sel] + j] != self.key_cps[ks[sel] + j]
-                same[sel[bad]] = False
-                j += 1
-                sel = sel[~bad & (ln[sel] > j)]
-            typ = self.key_type[k]
-            hit = np.flatnonzero(same & (typ >= 0))
-            if len(hit):
-                c_s.append(s[hit])
-                c_e.append(ends[last[hit]])
-                c_t.append(typ[hit])
-            go = same & self.key_prefix[k] & (last + 1 < n)
-            first, last, h, ln = first[go], last[go] + 1, h[go], ln[go]
-            ln2 = ln + lens[last]
+            k = self.find(h * mix)
+            f = np.flatnonzero(k >= 0)
+            k = k[f]
+            # the entries among them, each confirmed by its code points (a prefix found by a hash
+            # collision only makes the walk go on: whatever it finds is confirmed here)
+            typ = key_type[k]
+            e = np.flatnonzero(typ >= 0)
+            if len(e):
+                fe, ke = f[e], k[e]
+                s, L = starts[first[fe]], ln[fe]
+                ok = key_len[ke] == L
+                ks = key_start[ke]
+                sel = np.flatnonzero(ok)
+                j = 0
+                while len(sel):
+                    bad = cps[s[sel] + j] != key_cps[ks[sel] + j]
+                    ok[sel[bad]] = False
+                    j += 1
+                    sel = sel[~bad & (L[sel] > j)]
+                c_s.append(s[ok])
+                c_e.append(ends[last[fe[ok]]])
+                c_t.append(typ[e][ok])
+            # the proper prefixes go on with the next word
+            g = f[key_prefix[k]]
+            g = g[last[g] + 1 < n]
+            nxt = last[g] + 1
+            ln2 = ln[g] + lens[nxt]
             keep = ln2 <= maxlen
-            first, last, h, ln2, ln = first[keep], last[keep], h[keep], ln2[keep], ln[keep]
-            h = h + wh[last] * pw[ln]
-            ln = ln2
+            g, nxt = g[keep], nxt[keep]
+            h = h[g] + wh[nxt] * pw[ln[g]]
+            first, last, ln = first[g], nxt, ln2[keep]
 
 
 def resolve_arrays(cs: np.ndarray, ce: np.ndarray, ct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
