@@ -110,22 +110,22 @@ class RJiebaSegmenter:
             pieces = [(w, get(w, t)) for w, t in pieces]
         return _from_pieces(pieces)
 
-    def segment_joined(self, joined: str) -> tuple[Words, list[str]]:
-        """The words of texts joined by ``"\\n"`` (int64 offsets into ``joined``) and their strings.
+    def segment_joined(self, joined: str) -> Words:
+        """The words of texts joined by ``"\\n"``, with int64 offsets into ``joined``.
 
         jieba cuts its input into blocks at characters outside its word alphabet and a
         whitespace character is always a word of its own, so the words are those of each text
         cut alone, with the separators between them (see :func:`segment_joined`)."""
         pieces = self._jb.tag(joined, self.hmm)
-        strs = list(map(itemgetter(0), pieces))
         pos = list(map(itemgetter(1), pieces))
         if self._retag:
-            pos = list(map(self._retag.get, strs, pos))
-        return _joined_words(strs, pos), strs
+            pos = list(map(self._retag.get, map(itemgetter(0), pieces), pos))
+        return _joined_words(map(len, map(itemgetter(0), pieces)), pos)
 
 
-def _joined_words(strs: list[str], pos: list[str]) -> Words:
-    lens = np.fromiter(map(len, strs), dtype=np.int64, count=len(strs))
+def _joined_words(lens, pos: list[str]) -> Words:
+    """Words of the given lengths (an iterable), one after the other from 0."""
+    lens = np.fromiter(lens, dtype=np.int64, count=len(pos))
     ends = np.cumsum(lens)
     return Words(ends - lens, ends, pos)
 
@@ -216,9 +216,9 @@ class CharSegmenter:
     def segment(self, text: str) -> Words:
         return _from_pieces([(m.group(), "x") for m in _CHAR_RUN.finditer(text)])
 
-    def segment_joined(self, joined: str) -> tuple[Words, list[str]]:
+    def segment_joined(self, joined: str) -> Words:
         strs = _CHAR_RUN.findall(joined)  # the separator, a lone space between non-spaces, is a run alone
-        return _joined_words(strs, ["x"] * len(strs)), strs
+        return _joined_words(map(len, strs), ["x"] * len(strs))
 
 
 def make_segmenter(name: str, *, user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
@@ -281,7 +281,7 @@ def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_star
     doc_ends = doc_starts + lens
     joined_cut = getattr(segmenter, "segment_joined", None)
     if joined_cut is not None and type(segmenter) in (RJiebaSegmenter, CharSegmenter):
-        words, _ = joined_cut(joined)  # slices of the text, one after the other: the lengths tell
+        words = joined_cut(joined)  # slices of the text, one after the other: the lengths tell
         if len(words) == 0 or int(words.ends[-1]) != len(joined):
             raise NotJoinable("the words do not cover the text")
     else:

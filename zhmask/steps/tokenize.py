@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +221,7 @@ class WordTokenizer:
         new_ends = ends.copy()
         prev = 0
         merged = []
+        cut: list[tuple[int, int]] = []
         for i0, j0 in zip(i[hit].tolist(), j[hit].tolist()):
             if i0 < prev:  # overlapping merge ranges, as align() clips them (cannot happen for disjoint runs)
                 i0 = prev
@@ -229,9 +229,12 @@ class WordTokenizer:
                 raise ValueError("empty merge range")
             new_ends[i0] = ends[j0 - 1]
             keep[i0 + 1:j0] = False
+            cut.append((i0 + 1, j0))
             merged.append(i0)
             prev = j0
-        pos = list(compress(words.pos, keep.tolist()))
+        pos = list(words.pos)
+        for a, b in reversed(cut):  # few: deleting beats rebuilding the list
+            del pos[a:b]
         return Words(starts[keep], new_ends[keep], pos), len(merged)
 
     def joined_runs(self, joined: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
