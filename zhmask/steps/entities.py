@@ -239,15 +239,21 @@ class _LexTable:
     lexicon walk of many words at once (:meth:`walk`)."""
 
     def __init__(self, lex: dict[str, str], prefixes: set[str], maxlen: int) -> None:
-        keys = list(prefixes | set(lex))  # (any order)
+        entries = list(lex)
+        others = list(prefixes.difference(lex))  # prefixes that are not entries
+        keys = entries + others
         self.maxlen = maxlen
         self.pw = _powers(maxlen + 1)
         lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
         self.key_cps = _code_points("".join(keys))
         self.key_start = np.cumsum(lens) - lens
         self.key_len = lens
-        self.key_type = np.array([_TYPE_CODE[lex[k]] if k in lex else -1 for k in keys], dtype=np.int8)
-        self.key_prefix = np.fromiter(map(prefixes.__contains__, keys), dtype=bool, count=len(keys))
+        self.key_type = np.concatenate([
+            np.fromiter(map(_TYPE_CODE.__getitem__, lex.values()), dtype=np.int8, count=len(entries)),
+            np.full(len(others), -1, dtype=np.int8)])
+        self.key_prefix = np.concatenate([
+            np.fromiter(map(prefixes.__contains__, entries), dtype=bool, count=len(entries)),
+            np.ones(len(others), dtype=bool)])
         h = _hashes(self.key_cps, self.key_start, lens, self.pw) * np.uint64(_MIX)
         order = np.argsort(h, kind="stable")
         h = h[order]
