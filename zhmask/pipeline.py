@@ -24,6 +24,9 @@ from zhmask.steps.read import RawDoc
 
 
 MASK_BATCH = 256  # examples whose masking generators are seeded together
+# characters of text the document stages take at once (Pipeline.documents): bounds the memory of
+# their per-character arrays (a few dozen bytes a character) whatever the unit's size
+JOIN_CHARS = 1 << 21
 
 
 def _cjk_share(text: str) -> float:
@@ -129,24 +132,39 @@ class Pipeline:
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
         self.dictionaries = dictionaries_dir()
+        # stage name -> [wall, CPU] seconds of the batched document stages, when a benchmark sets it
+        self.stage_times: dict[str, list[float]] | None = None
 
     # ------------------------------------------------------------------ one document
     def document(self, raw: RawDoc, events: Counter | None = None) -> tuple[Document | None, str | None]:
         """The enriched document, or (None, rejection reason)."""
-        from zhmask.steps.segment import split_at_sentences
-        from zhmask.steps.sentences import split_sentences
+        doc, reason = self._start(raw)
+        if doc is None:
+            return None, reason
+        self._enrich(doc, events)
+        if len(doc.tokens) == 0:
+            return None, "no_tokens"
+        return doc, None
 
+    def _start(self, raw: RawDoc) -> tuple[Document | None, str | None]:
+        """The document with its normalised text and title, or (None, rejection reason)."""
         if raw.reject:
             return None, raw.reject
         cfg = self.config
-        keep_nl = cfg.doc_sep == "blank"
-        text = self.normalizer(raw.text, keep_newlines=keep_nl)
+        text = self.normalizer(raw.text, keep_newlines=cfg.doc_sep == "blank")
         if not text:
             return None, "empty"
         if cfg.min_cjk_ratio > 0 and _cjk_share(text) < cfg.min_cjk_ratio:
             return None, "low_cjk_ratio"
         title = self.normalizer(raw.title) if raw.title else None
-        doc = Document(raw.id, text, title=title, meta=raw.meta)
+        return Document(raw.id, text, title=title, meta=raw.meta), None
+
+    def _enrich(self, doc: Document, events: Counter | None) -> None:
+        """Sentences, words, entities and tokens of one document."""
+        from zhmask.steps.segment import split_at_sentences
+        from zhmask.steps.sentences import split_sentences
+
+        text = doc.text
         doc.sentences = split_sentences(text)
         words = self.segmenter.segment(text)
         words, cuts = split_at_sentences(words, doc.sentences)
@@ -159,9 +177,169 @@ class Pipeline:
                 events["word_cut_at_sentence_end"] += cuts
             if merges:
                 events["words_merged_for_tokenizer"] += merges
-        if len(doc.tokens) == 0:
-            return None, "no_tokens"
-        return doc, None
+
+    # ------------------------------------------------------------------ a unit's documents
+    def documents(self, raws: list[RawDoc], events: Counter | None = None
+                  ) -> list[tuple[Document | None, str | None]]:
+        """``[document(raw, events) for raw in raws]``, the stages run over all the documents at
+        once (the same documents, rejections and events).  Where the batched stages raise, the
+        documents run one by one, so that the one that fails is the one that raises."""
+        try:
+            out, ev, _ = self._documents_batched(raws)
+        except Exception:
+            return [self.document(raw, events) for raw in raws]
+        if events is not None:
+            events.update(ev)
+        return out
+
+    def _documents_batched(self, raws: list[RawDoc]
+                           ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        """What :meth:`documents` returns, the events, and per document whether its tokens hold
+        [UNK] (None: not known, look).
+
+        The cyclic garbage collector is paused meanwhile: the stages allocate a unit's words at
+        once (jieba's (word, tag) tuples), which would otherwise set off full collections over
+        everything alive, for no garbage (about a fifth of these stages' time)."""
+        import gc
+
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return self._documents_batched_gc(raws)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _documents_batched_gc(self, raws: list[RawDoc]
+                              ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        from zhmask.steps.segment import joinable
+
+        events: Counter = Counter()
+        out: list[tuple[Document | None, str | None]] = []
+        has_unk: list[bool | None] = [None] * len(raws)
+        batch: list[Document] = []
+        where: list[int] = []
+        size = 0
+
+        def flush() -> None:
+            for k, u in zip(where, self._enrich_joined(batch, events)):
+                has_unk[k] = u
+            batch.clear()
+            where.clear()
+
+        for k, raw in enumerate(raws):
+            doc, reason = self._start(raw)
+            out.append((doc, reason))
+            if doc is None:
+                continue
+            if joinable(doc.text):
+                if batch and size + len(doc.text) > JOIN_CHARS:
+                    flush()
+                    size = 0
+                batch.append(doc)
+                where.append(k)
+                size += len(doc.text) + 1
+            else:  # a text the separator could join to its neighbour: alone
+                self._enrich(doc, events)
+        if batch:
+            flush()
+        for k, (doc, _) in enumerate(out):
+            if doc is not None and len(doc.tokens) == 0:
+                out[k] = (None, "no_tokens")
+        return out, events, has_unk
+
+    def _enrich_joined(self, docs: list[Document], events: Counter) -> list[bool]:
+        """:meth:`_enrich` of documents whose texts are :func:`~zhmask.steps.segment.joinable`,
+        the stages run once over the texts joined by a separator; returns per document whether
+        its tokens hold [UNK].  The documents' arrays are views of the unit's."""
+        from zhmask.record import Span, Tokens, Words
+        from zhmask.steps.entities import LexiconEntities, NoEntities
+        from zhmask.steps.segment import JOIN, segment_joined, split_at_sentences_joined
+        from zhmask.steps.sentences import split_sentences_joined
+
+        lap = _Laps(self.stage_times)
+        texts = [d.text for d in docs]
+        nd = len(texts)
+        joined = JOIN.join(texts)
+        lens = np.fromiter(map(len, texts), dtype=np.int64, count=nd)
+        d_start = np.cumsum(lens + 1) - (lens + 1)
+        d_end = d_start + lens
+        lap("documents (join, views)")
+        # sentences
+        s_start, s_end, s_count = split_sentences_joined(joined, d_start, d_end)
+        s_first = np.cumsum(s_count) - s_count
+        lap("sentences")
+        # words: segment, cut at sentence ends, merge for the tokenizer
+        words, _ = segment_joined(self.segmenter, joined, texts, d_start)
+        inner = np.ones(len(s_start), dtype=bool)
+        inner[s_first] = False  # a sentence that begins a document: no word crosses its start
+        words, cuts = split_at_sentences_joined(words, s_start[inner])
+        tok = self.tok
+        runs = tok.joined_runs(joined)
+        words, merges = tok.align_joined(joined, texts, d_start, words, runs)
+        if cuts:
+            events["word_cut_at_sentence_end"] += cuts
+        if merges:
+            events["words_merged_for_tokenizer"] += merges
+        lap("segment (+ POS, align)")
+        w_first = np.searchsorted(words.starts, d_start)
+        w_stop = np.searchsorted(words.starts, d_end)
+        # per-document views: offsets from the document's start
+        w_doc = np.repeat(d_start, np.diff(np.append(w_first, len(words))))
+        w_s = (words.starts - w_doc).astype(np.int32)
+        w_e = (words.ends - w_doc).astype(np.int32)
+        sent = np.empty((len(s_start), 2), dtype=np.int32)
+        s_doc = np.repeat(d_start, s_count)
+        sent[:, 0] = s_start - s_doc
+        sent[:, 1] = s_end - s_doc
+        pos = words.pos
+        doc_words = []
+        for d, a, b, sa, sb in zip(docs, w_first.tolist(), w_stop.tolist(), s_first.tolist(),
+                                   (s_first + s_count).tolist()):
+            d.words = w = Words(w_s[a:b], w_e[a:b], pos[a:b])
+            doc_words.append(w)
+            d.sentences = sent[sa:sb]
+        lap("documents (join, views)")
+        # entities
+        det = self.entities
+        try:
+            if type(det) not in (LexiconEntities, NoEntities):  # (a subclass may detect otherwise)
+                raise ValueError("no batched detection")
+            e_s, e_e, e_t = det.detect_joined(joined, words)
+        except ValueError:  # per document
+            for d, w in zip(docs, doc_words):
+                d.entities = det.detect(d.text, w)
+        else:
+            e_doc = np.searchsorted(d_start, e_s, side="right") - 1
+            off = d_start[e_doc]
+            spans = list(map(Span, (e_s - off).tolist(), (e_e - off).tolist(), e_t))
+            bounds = np.searchsorted(e_doc, np.arange(nd + 1)).tolist()
+            for d, a, b in zip(docs, bounds, bounds[1:]):
+                d.entities = spans[a:b]
+        lap("entities")
+        # tokens
+        try:
+            t = tok.tokenize_joined(joined, words, runs)
+        except (UnicodeEncodeError, ValueError):  # a lone surrogate, the exact tokenizer: one by one
+            for d, w in zip(docs, doc_words):
+                d.tokens = tok.tokenize(d.text, w)
+            lap("tokenise")
+            return [bool(tok.unk_id in d.tokens.ids) for d in docs]
+        lap("tokenise")
+        t_first = np.searchsorted(t.starts, d_start).tolist() + [len(t)]
+        t_count = np.diff(t_first)
+        t_doc = np.repeat(np.arange(nd), t_count)
+        t_s = (t.starts - d_start[t_doc]).astype(np.int32)
+        t_e = (t.ends - d_start[t_doc]).astype(np.int32)
+        t_w = (t.word - w_first[t_doc]).astype(np.int32)
+        ids = t.ids
+        for d, a, b in zip(docs, t_first, t_first[1:]):
+            d.tokens = Tokens(ids[a:b], t_s[a:b], t_e[a:b], t_w[a:b])
+        unk = np.zeros(nd, dtype=bool)
+        unk[t_doc[ids == tok.unk_id]] = True
+        lap("documents (join, views)")
+        return unk.tolist()
 
     # ------------------------------------------------------------------ examples
     def examples(self, docs: list[Document]) -> Iterable[Example]:
@@ -341,7 +519,14 @@ class Pipeline:
         docs: list[Document] = []
         decode_errors: list[str] = []
         unk_chars: Counter = Counter()
-        for raw in raws:
+        try:  # the unit's documents at once; on a crash, one by one below, which names the document
+            batched, doc_events, has_unk = self._documents_batched(raws)
+        except Exception:
+            batched = None
+        else:
+            events.update(doc_events)
+        unk_id = self.tok.unk_id
+        for k, raw in enumerate(raws):
             stats["documents_read"] += 1
             stats["bytes"] += raw.nbytes
             for e in raw.events:  # reader events: long_line_piece, invalid_utf8_replaced, ...
@@ -349,15 +534,22 @@ class Pipeline:
             if (raw.reject in ("invalid_utf8", "lone_surrogate") or "invalid_utf8_replaced" in raw.events
                     or "lone_surrogate_replaced" in raw.events) and len(decode_errors) < 100:
                 decode_errors.append(f"{raw.where} ({'skipped' if raw.reject else 'replaced'})")
-            try:
-                doc, reason = self.document(raw, events)
-            except Exception as exc:  # a crash names its document
-                raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
+            if batched is not None:
+                doc, reason = batched[k]
+                unk = has_unk[k]
+            else:
+                try:
+                    doc, reason = self.document(raw, events)
+                except Exception as exc:  # a crash names its document
+                    raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
+                unk = None
             if doc is None:
                 _bump(stats["documents_rejected"], reason or "unknown")
                 continue
-            if doc.tokens is not None and self.tok.unk_id in doc.tokens.ids:  # which characters became [UNK]
-                for i in np.flatnonzero(doc.tokens.ids == self.tok.unk_id)[:1000].tolist():
+            if unk is None:
+                unk = doc.tokens is not None and unk_id in doc.tokens.ids
+            if unk:  # which characters became [UNK]
+                for i in np.flatnonzero(doc.tokens.ids == unk_id)[:1000].tolist():
                     unk_chars[doc.text[int(doc.tokens.starts[i]):int(doc.tokens.ends[i])][:16]] += 1
             docs.append(doc)
         if decode_errors:
@@ -370,7 +562,6 @@ class Pipeline:
         from zhmask.errors import ZhmaskError
 
         last = "none"
-        unk_id = self.tok.unk_id
         rngs = GeneratorBatch()
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
@@ -435,6 +626,27 @@ class Pipeline:
 
 _BASE_COLUMNS = frozenset(("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels",
                            "label", "entities"))  # what example_row sets before the extra columns
+
+
+class _Laps:
+    """``lap(name)`` adds the wall and CPU time since the previous lap to ``times[name]``."""
+
+    def __init__(self, times: dict[str, list[float]] | None) -> None:
+        self.times = times
+        if times is not None:
+            import time
+
+            self._clock = (time.perf_counter, time.process_time)
+            self._last = (time.perf_counter(), time.process_time())
+
+    def __call__(self, name: str) -> None:
+        if self.times is None:
+            return
+        now = (self._clock[0](), self._clock[1]())
+        acc = self.times.setdefault(name, [0.0, 0.0])
+        acc[0] += now[0] - self._last[0]
+        acc[1] += now[1] - self._last[1]
+        self._last = now
 
 
 class DocumentCrash(Exception):

@@ -97,6 +97,7 @@ class LexiconEntities:
         self._prefixes = {w[:k] for w in self._lex for k in range(1, len(w))}
         self._maxlen = max(map(len, self._lex), default=0)
         self._empty = len(self._lex) == 0
+        self._table: tuple | None = None  # for detect_joined (see _hash_table)
 
     def detect(self, text: str, words: Words) -> list[Span]:
         cands: list[tuple[int, int, str]] = []
@@ -142,6 +143,232 @@ class LexiconEntities:
                         break
         return resolve(cands) if cands else []
 
+    # ------------------------------------------------------------------ many texts at once
+    def _hash_table(self) -> "_LexTable":
+        if self._table is None:
+            self._table = _LexTable(self._lex, self._prefixes, self._maxlen)
+        return self._table
+
+    def detect_joined(self, joined: str, words: Words) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """:meth:`detect` of texts joined by ``"\\n"`` at once: ``words`` cover ``joined`` (one
+        separator word between two texts).  Returns the spans' starts, ends and types, sorted by
+        start: per text, :meth:`detect`'s.
+
+        No candidate crosses a separator (it is never tagged and no entry contains it), so the
+        candidates are those of each text; and overlap resolution never compares two texts'
+        candidates, so resolving them all in :func:`resolve`'s order (longest, leftmost; on the
+        same span, POS before lexicon) leaves each text's own result."""
+        starts, ends = words.starts, words.ends
+        n = len(starts)
+        c_s: list[np.ndarray] = []
+        c_e: list[np.ndarray] = []
+        c_t: list[np.ndarray] = []  # indices into TYPES
+        if self.use_pos and n:
+            _pos_candidates(words, c_s, c_e, c_t)
+        if not self._empty and n:
+            self._hash_table().walk(joined, starts, ends, c_s, c_e, c_t)
+        if not c_s:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        cs, ce, ct = resolve_arrays(np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t))
+        return cs, ce, [TYPES[t] for t in ct.tolist()]
+
+
+_TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
+_PER = _TYPE_CODE["PER"]
+_POS_CODE = {tag: _TYPE_CODE[t] for tag, t in POS_TYPES.items()}
+
+
+def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
+    """The POS candidates of :meth:`LexiconEntities.detect`, in its order, over all words at once:
+    a typed word, or a run of adjacent PER words, that spans two characters or more (or is a
+    run of two PER words or more)."""
+    types = POS_TYPES
+    pos = words.pos
+    n = len(pos)
+    typed = np.flatnonzero(np.fromiter(map(types.__contains__, pos), dtype=bool, count=n))
+    if not len(typed):
+        return
+    code = np.fromiter(map(_POS_CODE.__getitem__, map(pos.__getitem__, typed.tolist())), dtype=np.int8,
+                       count=len(typed))
+    per = code == _PER
+    # a PER word right after a PER word continues its run
+    cont = np.zeros(len(typed), dtype=bool)
+    cont[1:] = per[1:] & per[:-1] & (typed[1:] == typed[:-1] + 1)
+    head = np.flatnonzero(~cont)
+    last = np.append(head[1:], len(typed)) - 1
+    i, j = typed[head], typed[last] + 1
+    s, e = words.starts[i], words.ends[j - 1]
+    t = code[head]
+    ok = (e - s >= 2) | ((t == _PER) & (j - i > 1))
+    c_s.append(s[ok])
+    c_e.append(e[ok])
+    c_t.append(t[ok])
+
+
+_BUCKET_BITS = 18
+_BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2**64
+_MIX = 0xBF58476D1CE4E5B9  # odd: a bijection that spreads short strings' hashes over the top bits
+
+
+def _powers(n: int) -> np.ndarray:
+    out, x = [], 1
+    for _ in range(n):
+        out.append(x)
+        x = x * _BASE % (1 << 64)
+    return np.array(out, dtype=np.uint64)
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _hashes(cps: np.ndarray, starts: np.ndarray, lens: np.ndarray, pw: np.ndarray) -> np.ndarray:
+    """sum(cps[s + j] * BASE**j for j < len) mod 2**64 of each span [s, s + len), len < len(pw)."""
+    h = np.zeros(len(starts), dtype=np.uint64)
+    sel = np.flatnonzero(lens > 0)
+    j = 0
+    while len(sel):
+        h[sel] += cps[starts[sel] + j].astype(np.uint64) * pw[j]
+        j += 1
+        sel = sel[lens[sel] > j]
+    return h
+
+
+class _LexTable:
+    """A lexicon's entries and their proper prefixes in a hash table over code points, for the
+    lexicon walk of many words at once (:meth:`walk`)."""
+
+    def __init__(self, lex: dict[str, str], prefixes: set[str], maxlen: int) -> None:
+        entries = list(lex)
+        others = list(prefixes.difference(lex))  # prefixes that are not entries
+        keys = entries + others
+        self.maxlen = maxlen
+        self.pw = _powers(maxlen + 1)
+        lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        self.key_cps = _code_points("".join(keys))
+        self.key_start = np.cumsum(lens) - lens
+        self.key_len = lens
+        self.key_type = np.concatenate([
+            np.fromiter(map(_TYPE_CODE.__getitem__, lex.values()), dtype=np.int8, count=len(entries)),
+            np.full(len(others), -1, dtype=np.int8)])
+        self.key_prefix = np.concatenate([
+            np.fromiter(map(prefixes.__contains__, entries), dtype=bool, count=len(entries)),
+            np.ones(len(others), dtype=bool)])
+        h = _hashes(self.key_cps, self.key_start, lens, self.pw) * np.uint64(_MIX)
+        order = np.argsort(h, kind="stable")
+        h = h[order]
+        # two keys of one hash (not seen in practice): walk() refuses, the texts go one by one
+        self.ambiguous = bool((h[1:] == h[:-1]).any())
+        self.h = np.append(h, np.uint64(0))
+        self.key = np.append(order, 0)
+        top = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
+        self.bucket = np.searchsorted(h, top).astype(np.int64)
+        self.bucket[-1] = len(h)
+
+    def find(self, h: np.ndarray) -> np.ndarray:
+        """Index of the key of each (mixed) hash, -1 where no key has it."""
+        b = (h >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        lo = self.bucket[b]
+        cnt = self.bucket[b + 1] - lo
+        keys = self.h
+        res = np.where((cnt > 0) & (keys[lo] == h), self.key[lo], -1)
+        sel = np.flatnonzero((res < 0) & (cnt > 1))
+        r = 1
+        while len(sel):
+            j = lo[sel] + r
+            m = keys[j] == h[sel]
+            res[sel[m]] = self.key[j[m]]
+            r += 1
+            sel = sel[~m & (cnt[sel] > r)]
+        return res
+
+    def walk(self, joined: str, starts: np.ndarray, ends: np.ndarray, c_s: list, c_e: list, c_t: list) -> None:
+        """The lexicon walk of :meth:`LexiconEntities.detect` over all the words at once, level by
+        level: the spans of k + 1 words that extend a span of k words which is a proper prefix of
+        an entry.  A span is looked up by a 64-bit polynomial hash of its code points (built from
+        its words' hashes) and confirmed against the key's code points, so the matches are exact."""
+        if self.ambiguous:
+            raise ValueError("two lexicon keys share a hash")
+        n = len(starts)
+        maxlen, pw = self.maxlen, self.pw
+        key_len, key_start, key_cps, key_type, key_prefix = (self.key_len, self.key_start, self.key_cps,
+                                                             self.key_type, self.key_prefix)
+        cps = _code_points(joined)
+        lens = ends - starts
+        short = np.flatnonzero(lens <= maxlen)  # a longer word is no entry and no prefix
+        wh = np.zeros(n, dtype=np.uint64)
+        wh[short] = _hashes(cps, starts[short], lens[short], pw)
+        first, last, h, ln = short, short, wh[short], lens[short]
+        mix = np.uint64(_MIX)
+        while len(first):
+            k = self.find(h * mix)
+            f = np.flatnonzero(k >= 0)
+            k = k[f]
+            # the entries among them, each confirmed by its code points (a prefix found by a hash
+            # collision only makes the walk go on: whatever it finds is confirmed here)
+            typ = key_type[k]
+            e = np.flatnonzero(typ >= 0)
+            if len(e):
+                fe, ke = f[e], k[e]
+                s, L = starts[first[fe]], ln[fe]
+                ok = key_len[ke] == L
+                ks = key_start[ke]
+                sel = np.flatnonzero(ok)
+                j = 0
+                while len(sel):
+                    bad = cps[s[sel] + j] != key_cps[ks[sel] + j]
+                    ok[sel[bad]] = False
+                    j += 1
+                    sel = sel[~bad & (L[sel] > j)]
+                c_s.append(s[ok])
+                c_e.append(ends[last[fe[ok]]])
+                c_t.append(typ[e][ok])
+            # the proper prefixes go on with the next word
+            g = f[key_prefix[k]]
+            g = g[last[g] + 1 < n]
+            nxt = last[g] + 1
+            ln2 = ln[g] + lens[nxt]
+            keep = ln2 <= maxlen
+            g, nxt = g[keep], nxt[keep]
+            h = h[g] + wh[nxt] * pw[ln[g]]
+            first, last, ln = first[g], nxt, ln2[keep]
+
+
+def resolve_arrays(cs: np.ndarray, ce: np.ndarray, ct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`resolve` of candidates given as arrays (starts, ends, types, in candidate order):
+    the kept spans' starts, ends and types, sorted by start.  Spans must not be empty.
+
+    A span that overlaps no other candidate is always kept, and a later candidate of the same
+    span as an earlier one never is; the greedy pass runs over the rest only."""
+    if (ce <= cs).any():
+        raise ValueError("empty candidate span")
+    n = len(cs)
+    if n == 0:
+        return cs, ce, ct
+    _, first = np.unique(cs * (int(ce.max()) + 1) + ce, return_index=True)  # first candidate of each span
+    by_start = first[np.lexsort((ce[first], cs[first]))]  # by start, then end
+    s, e = cs[by_start], ce[by_start]
+    reach = np.maximum.accumulate(e)
+    clash = np.zeros(len(s), dtype=bool)
+    clash[1:] = s[1:] < reach[:-1]  # overlaps an earlier-starting span
+    clash[:-1] |= s[1:] < e[:-1]  # overlaps the next one
+    keep = [by_start[~clash]]
+    todo = by_start[clash]
+    if len(todo):
+        order = todo[np.lexsort((todo, cs[todo], cs[todo] - ce[todo]))]  # longest, leftmost, first
+        occ = bytearray(int(ce[order].max()))
+        find = occ.find
+        kept: list[int] = []
+        for o, a, b in zip(order.tolist(), cs[order].tolist(), ce[order].tolist()):
+            if find(1, a, b) >= 0:
+                continue
+            occ[a:b] = b"\x01" * (b - a)
+            kept.append(o)
+        keep.append(np.asarray(kept, dtype=np.int64))
+    out = np.concatenate(keep)
+    out = out[np.argsort(cs[out], kind="stable")]
+    return cs[out], ce[out], ct[out]
+
 
 class SpacyEntities:
     name = "spacy"
@@ -184,6 +411,9 @@ class NoEntities:
 
     def detect(self, text: str, words: Words) -> list[Span]:
         return []
+
+    def detect_joined(self, joined: str, words: Words) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
 
 
 def make_entity_detector(name: str, *, spacy_model: str | None = None, lexicons: list[str] | None = None):

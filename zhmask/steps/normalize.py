@@ -32,6 +32,26 @@ for cp in list(range(0x00, 0x20)) + [0x7F] + list(range(0x80, 0xA0)):
     if cp not in _TABLE and cp != 0x0A:
         _TABLE[cp] = None
 
+
+def _class(cps) -> str:
+    """A regex character class of code points, as ranges."""
+    cps = sorted(cps)
+    out, i = [], 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        a, b = re.escape(chr(cps[i])), re.escape(chr(cps[j]))
+        out.append(a if i == j else f"{a}-{b}")
+        i = j + 1
+    return "[" + "".join(out) + "]"
+
+
+# the characters _TABLE changes: a text without any is its own translation (str.translate
+# looks every character up in the table, which costs more than this search)
+_TO_TRANSLATE = re.compile(_class(_TABLE))
+
+
 _SPACES = re.compile(r" {2,}")
 _SPACE_NL = re.compile(r" *\n[ \n]*")
 _NON_ASCII = re.compile(r"[^\x20-\x7e]")
@@ -58,7 +78,8 @@ class Normalizer:
 
     def __call__(self, text: str, keep_newlines: bool = False) -> str:
         if _NON_ASCII.search(text) is not None:
-            text = text.translate(_TABLE)
+            if _TO_TRANSLATE.search(text) is not None:
+                text = text.translate(_TABLE)
             if not unicodedata.is_normalized("NFC", text):
                 text = _nfc_keep_cjk(text)
         elif "\t" in text or "\r" in text:

@@ -13,6 +13,7 @@ User dictionaries use jieba's ``word [freq] [tag]`` format.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 
@@ -112,6 +113,25 @@ class RJiebaSegmenter:
             pieces = [(w, get(w, t)) for w, t in pieces]
         return _from_pieces(pieces)
 
+    def segment_joined(self, joined: str) -> Words:
+        """The words of texts joined by ``"\\n"``, with int64 offsets into ``joined``.
+
+        jieba cuts its input into blocks at characters outside its word alphabet and a
+        whitespace character is always a word of its own, so the words are those of each text
+        cut alone, with the separators between them (see :func:`segment_joined`)."""
+        pieces = self._jb.tag(joined, self.hmm)
+        pos = list(map(itemgetter(1), pieces))
+        if self._retag:
+            pos = list(map(self._retag.get, map(itemgetter(0), pieces), pos))
+        return _joined_words(map(len, map(itemgetter(0), pieces)), pos)
+
+
+def _joined_words(lens, pos: list[str]) -> Words:
+    """Words of the given lengths (an iterable), one after the other from 0."""
+    lens = np.fromiter(lens, dtype=np.int64, count=len(pos))
+    ends = np.cumsum(lens)
+    return Words(ends - lens, ends, pos)
+
 
 class JiebaSegmenter:
     name = "jieba"
@@ -199,6 +219,10 @@ class CharSegmenter:
     def segment(self, text: str) -> Words:
         return _from_pieces([(m.group(), "x") for m in _CHAR_RUN.finditer(text)])
 
+    def segment_joined(self, joined: str) -> Words:
+        strs = _CHAR_RUN.findall(joined)  # the separator, a lone space between non-spaces, is a run alone
+        return _joined_words(map(len, strs), ["x"] * len(strs))
+
 
 def make_segmenter(name: str, *, user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
     if name == "rjieba":
@@ -233,3 +257,78 @@ def split_at_sentences(words: Words, sentences: np.ndarray) -> tuple[Words, int]
         ends[wi:wi + 1] = [b, e]
         pos[wi:wi + 1] = [t, t]
     return Words(np.array(starts, dtype=np.int32), np.array(ends, dtype=np.int32), pos), len(crossed)
+
+
+JOIN = "\n"  # what the batched stages join a unit's texts with: a word, a sentence end, no token
+
+
+def joinable(text: str) -> bool:
+    """Whether ``text`` can be cut inside a joined unit (see :func:`segment_joined`): not empty,
+    neither beginning nor ending with whitespace (which the separator could join)."""
+    return bool(text) and not text[0].isspace() and not text[-1].isspace()
+
+
+class NotJoinable(Exception):
+    """The words of joined texts do not split into each text's words: cut them one by one."""
+
+
+def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_starts: np.ndarray
+                   ) -> tuple[Words, np.ndarray]:
+    """The words of ``joined`` (``texts`` joined by :data:`JOIN`, each :func:`joinable`) as
+    ``segmenter.segment`` cuts each text alone, with one separator word between two texts:
+    (words with int64 offsets into ``joined``, index of each text's first word).  Segmenters with a ``segment_joined`` method cut the joined text at once; the others
+    text by text.  Raises :class:`NotJoinable` when the words do not cover the texts exactly or a
+    text's words would reach past it (then cut the texts alone)."""
+    n = len(texts)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    doc_ends = doc_starts + lens
+    joined_cut = getattr(segmenter, "segment_joined", None)
+    if joined_cut is not None and type(segmenter) in (RJiebaSegmenter, CharSegmenter):
+        words = joined_cut(joined)  # slices of the text, one after the other: the lengths tell
+        if len(words) == 0 or int(words.ends[-1]) != len(joined):
+            raise NotJoinable("the words do not cover the text")
+    else:
+        st: list[np.ndarray] = []
+        en: list[np.ndarray] = []
+        pos: list[str] = []
+        sep = np.zeros(1, dtype=np.int64)
+        for k, text in enumerate(texts):
+            w = segmenter.segment(text)
+            off = doc_starts[k]
+            if k:
+                st.append(sep + (off - 1))
+                en.append(sep + off)
+                pos.append("x")
+            st.append(w.starts.astype(np.int64) + off)
+            en.append(w.ends.astype(np.int64) + off)
+            pos += w.pos
+        words = Words(np.concatenate(st), np.concatenate(en), pos)
+        s_, e_ = words.starts, words.ends
+        if len(s_) == 0 or s_[0] != 0 or e_[-1] != len(joined) or not np.array_equal(s_[1:], e_[:-1]):
+            raise NotJoinable("the words do not cover the texts")
+    starts, ends = words.starts, words.ends
+    first = np.searchsorted(starts, doc_starts)
+    if (first >= len(starts)).any() or not np.array_equal(starts[first], doc_starts):
+        raise NotJoinable("a text does not begin a word")
+    sep_at = np.searchsorted(starts, doc_ends[:-1])
+    if (sep_at >= len(starts)).any() or not (np.array_equal(starts[sep_at], doc_ends[:-1])
+                                            and np.array_equal(ends[sep_at], doc_starts[1:])):
+        raise NotJoinable("a separator is not a word of its own")
+    return words, first
+
+
+def split_at_sentences_joined(words: Words, bounds: np.ndarray) -> tuple[Words, int]:
+    """:func:`split_at_sentences` over joined texts: ``bounds`` are the sentence starts inside
+    the texts (not a text's own start).  Returns (words, number of cuts)."""
+    starts, ends = words.starts, words.ends
+    idx = np.searchsorted(starts, bounds, side="left")
+    crossed = (idx > 0) & (ends[np.maximum(idx - 1, 0)] > bounds)
+    if not crossed.any():
+        return words, 0
+    cb = bounds[crossed]
+    new_starts = np.sort(np.concatenate([starts, cb]))
+    new_ends = np.sort(np.concatenate([ends, cb]))
+    owner = np.searchsorted(starts, new_starts, side="right") - 1
+    pos = words.pos
+    new_pos = [pos[o] for o in owner.tolist()]
+    return Words(new_starts, new_ends, new_pos), int(len(cb))

@@ -27,6 +27,7 @@ from zhmask.record import Tokens, Words
 from zhmask.steps.normalize import is_cjk
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_ALIGN_WORTH = re.compile(r"[^\u3000-\u9fff\s]{2,}")  # a text without such a run has no words to merge
 
 
 def _is_bert_punct(cp: int) -> bool:
@@ -57,19 +58,36 @@ def single_ranges() -> list[tuple[int, int]]:
     return singles
 
 
-def _build_run_regex() -> re.Pattern[str]:
-    """Runs of characters that BERT's pre-tokenizer keeps together (not space/punct/CJK)."""
+def _singles() -> list[tuple[int, int]]:
     from zhmask.steps import _pretoken_ranges as pre
 
     if pre.UNIDATA_VERSION == unicodedata.unidata_version:  # the table generated for this database
-        singles = list(pre.SINGLE_RANGES)
-    else:
-        singles = single_ranges()
+        return list(pre.SINGLE_RANGES)
+    return single_ranges()
+
+
+def _build_run_regex() -> re.Pattern[str]:
+    """Runs of characters that BERT's pre-tokenizer keeps together (not space/punct/CJK)."""
+    singles = _singles()
     cls = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in singles)
     return re.compile(f"[^{cls}]+")
 
 
 _RUN_RE: re.Pattern[str] | None = None
+
+
+_RUN_TABLE: np.ndarray | None = None
+
+
+def run_table() -> np.ndarray:
+    """Code point -> whether :func:`run_regex` matches it (bool array over every code point)."""
+    global _RUN_TABLE
+    if _RUN_TABLE is None:
+        t = np.ones(sys.maxunicode + 1, dtype=bool)
+        for a, b in _singles():
+            t[a:b + 1] = False
+        _RUN_TABLE = t
+    return _RUN_TABLE
 
 
 def run_regex() -> re.Pattern[str]:
@@ -140,7 +158,7 @@ class WordTokenizer:
     # ------------------------------------------------------------------ word alignment
     def align(self, text: str, words: Words) -> tuple[Words, int]:
         """Merge words whose boundaries fall inside one pre-token run; returns (words, merges)."""
-        if len(words) <= 1 or text.isascii() is False and not re.search(r"[^\u3000-\u9fff\s]{2,}", text):
+        if len(words) <= 1 or text.isascii() is False and not _ALIGN_WORTH.search(text):
             return words, 0
         rr = self._run_re or run_regex()
         starts = words.starts
@@ -173,6 +191,66 @@ class WordTokenizer:
         e_l += en[prev:]
         p_l += pos[prev:]
         return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
+
+    def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,
+                     runs: tuple | None = None) -> tuple[Words, int]:
+        """:meth:`align` of every text of ``joined`` (``texts`` joined by ``"\\n"``, starting at
+        ``doc_starts``; ``words`` over ``joined``, a separator word between two texts): (words,
+        number of merges).  Pre-token runs never contain the separator, so a run and
+        the words it overlaps lie in one text.  ``runs``: :meth:`joined_runs` of ``joined``."""
+        if runs is None:
+            runs = self.joined_runs(joined)
+        a, b, _ = runs
+        long = (b - a) >= 2
+        a, b = a[long], b[long]
+        if len(a) == 0:
+            return words, 0
+        starts, ends = words.starts, words.ends
+        i = np.searchsorted(starts, a, side="right") - 1
+        j = np.searchsorted(starts, b, side="left")
+        hit = (j - i) > 1
+        if not hit.any():
+            return words, 0
+        # only in the texts align() looks at (the others keep their words whatever the runs)
+        doc = np.searchsorted(doc_starts, a[hit], side="right") - 1
+        worth = {d for d in set(doc.tolist()) if texts[d].isascii() or _ALIGN_WORTH.search(texts[d]) is not None}
+        hit[np.flatnonzero(hit)[[d not in worth for d in doc.tolist()]]] = False
+        if not hit.any():
+            return words, 0
+        keep = np.ones(len(starts), dtype=bool)
+        new_ends = ends.copy()
+        prev = 0
+        merged = []
+        cut: list[tuple[int, int]] = []
+        for i0, j0 in zip(i[hit].tolist(), j[hit].tolist()):
+            if i0 < prev:  # overlapping merge ranges, as align() clips them (cannot happen for disjoint runs)
+                i0 = prev
+            if i0 >= j0:
+                raise ValueError("empty merge range")
+            new_ends[i0] = ends[j0 - 1]
+            keep[i0 + 1:j0] = False
+            cut.append((i0 + 1, j0))
+            merged.append(i0)
+            prev = j0
+        pos = list(words.pos)
+        for a, b in reversed(cut):  # few: deleting beats rebuilding the list
+            del pos[a:b]
+        return Words(starts[keep], new_ends[keep], pos), len(merged)
+
+    def joined_runs(self, joined: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The pre-token runs (Latin words, numbers, symbols) of a text, those of
+        :func:`run_regex`: (starts, ends, runs), found by a code point table."""
+        try:
+            cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:  # a lone surrogate
+            spans = [m.span() for m in run_regex().finditer(joined)]
+            a = np.array([x for x, _ in spans], dtype=np.int64)
+            b = np.array([y for _, y in spans], dtype=np.int64)
+        else:
+            edge = np.diff(run_table()[cps].view(np.int8), prepend=np.int8(0), append=np.int8(0))
+            a = np.flatnonzero(edge == 1)
+            b = np.flatnonzero(edge == -1)
+        return a, b, [joined[x:y] for x, y in zip(a.tolist(), b.tolist())]
 
     # ------------------------------------------------------------------ tokens
     def _char_id(self, ch: str) -> int:
@@ -235,6 +313,56 @@ class WordTokenizer:
         s_all = np.concatenate([pos, np.asarray(r_s, dtype=np.int64)])[order]
         e_all = np.concatenate([pos + 1, np.asarray(r_e, dtype=np.int64)])[order]
         return self._finish(ids_all, s_all, e_all, words)
+
+    def tokenize_joined(self, joined: str, words: Words, runs: tuple | None = None) -> Tokens:
+        """:meth:`tokenize` of texts joined by ``"\\n"`` (the fast path; the separator gives no token
+        and pre-token runs never contain it), in one pass: tokens with offsets into ``joined`` and
+        the index of their word in ``words``.  Raises UnicodeEncodeError on a lone surrogate and
+        ValueError in exact mode (tokenise such texts one by one)."""
+        if self.mode != "fast":
+            raise ValueError("the exact tokenizer encodes each text alone")
+        cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        table = self._cp_table
+        tid = table[cps]
+        unknown = tid == -2
+        if unknown.any():
+            for cp in np.unique(cps[unknown]).tolist():
+                table[cp] = self._char_id(chr(cp))
+            tid = table[cps]
+        if runs is None:
+            runs = self.joined_runs(joined)
+        ra, rb, texts = runs
+        n = len(cps)
+        # word index of each character: tokens lie inside words (words cover the text, in order)
+        first = np.zeros(n, dtype=np.int32)
+        first[words.starts[words.starts < n]] = 1
+        word_at = np.cumsum(first, dtype=np.int32) - 1
+        if not texts:
+            pos = np.flatnonzero(tid >= 0)
+            return Tokens(tid[pos], pos, pos + 1, word_at[pos])
+        edge = np.zeros(n + 1, dtype=np.int32)
+        np.add.at(edge, ra, 1)
+        np.add.at(edge, rb, -1)
+        r_ids: list[int] = []
+        r_s: list[int] = []
+        r_e: list[int] = []
+        r_n: list[int] = []
+        run = self._run
+        for text in texts:
+            ids, st, en = run(text)
+            r_ids += ids
+            r_s += st
+            r_e += en
+            r_n.append(len(ids))
+        key = np.repeat(ra, np.asarray(r_n, dtype=np.int64))
+        inrun = np.cumsum(edge[:n]) > 0
+        tid[inrun] = -1
+        pos = np.flatnonzero(tid >= 0)
+        order = np.argsort(np.concatenate([pos, key]), kind="stable")
+        ids_all = np.concatenate([tid[pos], np.asarray(r_ids, dtype=np.int32)])[order]
+        s_all = np.concatenate([pos, key + np.asarray(r_s, dtype=np.int64)])[order]
+        e_all = np.concatenate([pos + 1, key + np.asarray(r_e, dtype=np.int64)])[order]
+        return Tokens(np.asarray(ids_all, dtype=np.int32), s_all, e_all, word_at[s_all])
 
     def _tokenize_loop(self, text: str, words: Words) -> Tokens:
         """Character by character: for texts that cannot be viewed as code points (lone surrogates)."""
