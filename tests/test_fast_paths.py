@@ -132,3 +132,27 @@ def test_context_rng_prefetched_equals_rng_for():
             assert a.random(3).tolist() == b.random(3).tolist()
             assert a.permutation(11).tolist() == b.permutation(11).tolist()
             assert a.integers(0, 21128, size=4).tolist() == b.integers(0, 21128, size=4).tolist()
+
+
+def test_stable_seeds_equal_stable_seed():
+    from zhmask.rng import stable_seed, stable_seeds
+
+    keys = [(12345, f"doc-{i}", "mask", k) for i in range(50) for k in range(3)]
+    keys += [(7, "中文#mlm0", "sop_split"), (7, "a\x1fb", None, 1.5), ("only",), (0, ""), (-3, "x", "", "")]
+    assert stable_seeds(keys) == [stable_seed(*k) for k in keys]
+    assert stable_seeds([]) == []
+
+
+def test_fewer_collections_restores_the_thresholds():
+    import gc
+
+    from zhmask.pipeline import fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold()[0] >= 50_000
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            raise RuntimeError("a unit that fails")
+    assert gc.get_threshold() == before

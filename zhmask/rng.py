@@ -22,6 +22,27 @@ def stable_seed(*parts: object) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
+def stable_seeds(keys: list[tuple]) -> list[int]:
+    """``[stable_seed(*k) for k in keys]``, with the hash of each key's first part (the seed, the
+    same for every key of a build) computed once and copied: about three times cheaper."""
+    out: list[int] = []
+    heads: dict = {}
+    from_bytes = int.from_bytes
+    for k in keys:
+        if len(k) < 2:
+            out.append(stable_seed(*k))
+            continue
+        head = k[0]
+        h0 = heads.get(head)
+        if h0 is None:
+            h0 = heads[head] = hashlib.blake2b(str(head).encode("utf-8") + b"\x1f", digest_size=8)
+        h = h0.copy()
+        # the parts' text, each followed by the separator, as stable_seed feeds them
+        h.update(("\x1f".join([str(p) for p in k[1:]]) + "\x1f").encode("utf-8"))
+        out.append(from_bytes(h.digest(), "little"))
+    return out
+
+
 def rng_for(seed: int, doc_id: str, stage: str, *extra: object) -> np.random.Generator:
     """The generator for one (seed, document, stage) triple; ``extra`` adds e.g. an epoch."""
     return np.random.Generator(np.random.PCG64(stable_seed(seed, doc_id, stage, *extra)))
@@ -97,7 +118,7 @@ class GeneratorBatch:
         self._pool: list[tuple[np.random.PCG64, np.random.Generator]] = []
 
     def prepare(self, keys: list[tuple]) -> None:
-        self._states = _pcg64_states([stable_seed(*k) for k in keys]) if keys else []
+        self._states = _pcg64_states(stable_seeds(keys)) if keys else []
 
     def get(self, i: int) -> np.random.Generator:
         st, inc = self._states[i]
