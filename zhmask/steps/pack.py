@@ -9,6 +9,7 @@ also sees short inputs.
 """
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left
 from collections import Counter
 from typing import Sequence
@@ -215,7 +216,9 @@ class TokenTable:
         self._keys: np.ndarray | None | bool = None
         self.ent_memo: dict[int, tuple] = {}  # see _unit_entities
         self.ent_batches: list[tuple] = []
-        self._ranges: dict[int, UnitRanges] = {}
+        # weak values: a UnitRanges refers to its table, so a plain dict here would make a reference
+        # cycle that keeps the unit's documents alive until a full garbage collection
+        self._ranges: weakref.WeakValueDictionary[int, UnitRanges] = weakref.WeakValueDictionary()
 
     def ranges(self, max_tokens: int) -> "UnitRanges":
         r = self._ranges.get(max_tokens)
