@@ -620,15 +620,7 @@ class Masker:
             stats["examples"] += n - g
             stats["candidate_tokens"] += int(rb.n_cand.sum())
             stats["budget_tokens"] += int(rb.budget.sum())
-            stats["units"] += len(us)
-            if len(us):
-                stats["predicted_tokens"] += len(pos)
-                units = np.bincount(fate, minlength=3).tolist()
-                toks = np.bincount(fate, weights=ulen, minlength=3).tolist()
-                for f, name in enumerate(FATES):
-                    if units[f]:
-                        stats[f"units_{name}"] += units[f]
-                        stats[f"tokens_{name}"] += int(toks[f])
+            count_units(stats, fate, ulen)
         return out, labels
 
     def take_rows(self, rb: "RowBatch", order: np.ndarray, counts: np.ndarray, lengths: np.ndarray
@@ -735,6 +727,12 @@ def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, len
     stats["examples"] += 1
     stats["candidate_tokens"] += int(n_cand)
     stats["budget_tokens"] += int(budget)
+    count_units(stats, fate, lens, names)
+
+
+def count_units(stats: Counter, fate: np.ndarray, lens: np.ndarray, names: tuple[str, str, str] = FATES) -> None:
+    """Units, predicted tokens, and units and tokens per fate, of units with fates ``fate`` and
+    lengths ``lens`` (of one example or of a whole batch)."""
     stats["units"] += len(lens)
     if len(lens):
         stats["predicted_tokens"] += int(lens.sum())

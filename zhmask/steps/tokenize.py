@@ -270,15 +270,10 @@ class WordTokenizer:
                 self._run_cache[run] = hit
         return hit
 
-    def tokenize(self, text: str, words: Words) -> Tokens:
-        if self.mode == "exact":
-            return self._tokenize_exact(text, words)
-        try:
-            cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        except UnicodeEncodeError:  # a lone surrogate
-            return self._tokenize_loop(text, words)
-        # single-character pre-tokens (CJK, punctuation, spaces) through a code point table, in
-        # one numpy pass; -1: no token (spaces, removed by the normaliser), -2: not looked up yet
+    def _cp_ids(self, cps: np.ndarray) -> np.ndarray:
+        """Ids of single-character pre-tokens (CJK, punctuation, spaces) through the code point
+        table, in one numpy pass: -1 where there is no token (spaces, removed by the normaliser);
+        code points not looked up yet (-2) are looked up first."""
         table = self._cp_table
         tid = table[cps]
         unknown = tid == -2
@@ -286,6 +281,16 @@ class WordTokenizer:
             for cp in np.unique(cps[unknown]).tolist():
                 table[cp] = self._char_id(chr(cp))
             tid = table[cps]
+        return tid
+
+    def tokenize(self, text: str, words: Words) -> Tokens:
+        if self.mode == "exact":
+            return self._tokenize_exact(text, words)
+        try:
+            cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:  # a lone surrogate
+            return self._tokenize_loop(text, words)
+        tid = self._cp_ids(cps)
         runs = [(m.start(), m.end(), m.group()) for m in self._run_re.finditer(text)]  # type: ignore[union-attr]
         if not runs:
             pos = np.flatnonzero(tid >= 0)
@@ -322,13 +327,7 @@ class WordTokenizer:
         if self.mode != "fast":
             raise ValueError("the exact tokenizer encodes each text alone")
         cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-        table = self._cp_table
-        tid = table[cps]
-        unknown = tid == -2
-        if unknown.any():
-            for cp in np.unique(cps[unknown]).tolist():
-                table[cp] = self._char_id(chr(cp))
-            tid = table[cps]
+        tid = self._cp_ids(cps)
         if runs is None:
             runs = self.joined_runs(joined)
         ra, rb, texts = runs
