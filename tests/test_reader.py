@@ -338,12 +338,13 @@ def test_collator_masks_example_by_example_without_a_batched_path(built):
     from zhmask.reader import ShardDataset
 
     ds = ShardDataset(built, split=None, tasks=["mlm"])
-    masker = DynamicMasking.from_build(built, masking="char", return_tensors="np")
+    masker = DynamicMasking.from_build(built, masking="knowledge", return_tensors="np")
     masker._build()
-    if hasattr(masker._fn, "mask_rows"):
-        del masker._fn.mask_rows
+    assert not hasattr(masker._fn, "mask_rows")  # knowledge masking has no batched path
     rows = [ds[i] for i in range(20)]
-    got = masker(rows)
+    got = masker(rows)  # DynamicMasking as a collate_fn: the reader's Collator
+    assert got["input_ids"].shape[1] == max(len(r["input_ids"]) for r in rows)  # no rounding by default
+    assert (got["labels"] != -100).any()
     for i, r in enumerate(rows):
         inp, lab = masker.mask_row(r)
         assert got["input_ids"][i, :len(inp)].tolist() == inp.tolist()

@@ -145,8 +145,11 @@ def _map_batches(path: Path) -> tuple[Any, list]:
     import pyarrow.ipc as ipc
 
     src = pa.memory_map(str(path))
-    reader = ipc.open_stream(src)
-    return reader.schema, list(reader)
+    try:
+        reader = ipc.open_stream(src)
+        return reader.schema, list(reader)
+    finally:  # the mapping lives on in the batches' buffers; the file descriptor is not kept
+        src.close()
 
 
 def _tokenizer_ids(config: Mapping[str, Any]):
@@ -219,6 +222,10 @@ class Build:
 
     @property
     def vocab_path(self) -> Path:
+        """The build's ``vocab.txt`` (the bundled one when the build names none; a build made with
+        ``--tokenizer tokenizer.json`` gives that file's path)."""
+        if self.config.get("tokenizer"):
+            return Path(self.config["tokenizer"])
         v = self.config.get("vocab")
         if v:
             p = Path(v)
@@ -270,10 +277,13 @@ class Build:
         special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                    "mask_token": "[MASK]"}
         try:
-            from transformers import BertTokenizerFast
+            from transformers import BertTokenizerFast, PreTrainedTokenizerFast
         except ImportError:
-            BertTokenizerFast = None
-        if BertTokenizerFast is not None:
+            BertTokenizerFast = PreTrainedTokenizerFast = None
+        if PreTrainedTokenizerFast is not None and self.config.get("tokenizer"):  # the build's exact tokenizer.json
+            hf = PreTrainedTokenizerFast(tokenizer_object=tok.tk, model_max_length=self.max_seq_length, **special)
+            hf.save_pretrained(str(d))
+        elif BertTokenizerFast is not None:
             hf = BertTokenizerFast(str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
                                    tokenize_chinese_chars=True, model_max_length=self.max_seq_length, **special)
             hf.save_pretrained(str(d))
