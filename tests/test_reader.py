@@ -223,6 +223,8 @@ def test_epoch_sampler_partitions_and_resumes():
     assert list(s) == shares[1][10:]
     s.set_epoch(3)  # the next epoch starts from its beginning
     assert len(s) == 34 and list(s) == list(EpochSampler(n, seed=7, epoch=3, rank=1, world_size=3))
+    even = [list(EpochSampler(n, seed=7, epoch=2, rank=r, world_size=3, drop_last=True)) for r in range(3)]
+    assert [len(e) for e in even] == [34, 34, 34] and even[0] == shares[0][:34] and even[1] == shares[1]
     assert list(EpochSampler(10, shuffle=False)) == list(range(10))
     assert sorted(EpochSampler(10, seed=1)) == list(range(10))
 

@@ -48,7 +48,8 @@ import numpy as np
 from zhmask.errors import ZhmaskError
 
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
-           "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions", "shard_schema_problems",
+           "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
+           "shard_schema_problems",
            "shard_version", "epoch_permutation", "pad_rows"]
 
 DEFAULT_VALIDATION = 0.01
@@ -458,7 +459,8 @@ class _ShardDatasetBase:
         return len(self.index)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.build.out)!r}, split={self.split!r}, tasks={self.tasks!r}: {len(self)} rows)"
+        return (f"{type(self).__name__}({str(self.build.out)!r}, split={self.split!r}, tasks={self.tasks!r}: "
+                f"{len(self)} rows)")
 
     def row(self, row: int) -> dict[str, Any]:
         """Row number ``row`` of the build (over all shards, unfiltered)."""
@@ -530,13 +532,16 @@ def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int
 class _EpochSamplerBase:
     """Deterministic per-epoch order of ``n`` indices: a permutation fixed by (seed, epoch) (or
     ``range(n)`` with ``shuffle=False``); rank ``r`` of ``world_size`` takes the positions
-    ``r::world_size`` (shares differ by at most one).  ``skip(k)`` drops the first ``k`` indices
-    of this rank's share (resuming inside an epoch); ``set_epoch(e)`` to another epoch clears it."""
+    ``r::world_size`` (shares differ by at most one; ``drop_last=True`` leaves out the last
+    ``n % world_size`` positions of the permutation so every rank has as many, as DDP wants).
+    ``skip(k)`` drops the first ``k`` indices of this rank's share (resuming inside an epoch);
+    ``set_epoch(e)`` to another epoch clears it."""
 
     def __init__(self, n: int, seed: int = 0, epoch: int = 0, rank: int | None = None,
-                 world_size: int | None = None, shuffle: bool = True) -> None:
+                 world_size: int | None = None, shuffle: bool = True, drop_last: bool = False) -> None:
         self.n, self.seed, self.epoch, self.shuffle = int(n), int(seed), int(epoch), bool(shuffle)
         self.rank, self.world_size = _dist_rank_world(rank, world_size)
+        self.drop_last = bool(drop_last)
         self.skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -554,13 +559,17 @@ class _EpochSamplerBase:
     def share(self) -> np.ndarray:
         """This rank's indices of the current epoch, in order, after the skipped ones."""
         perm = epoch_permutation(self.n, self.seed, self.epoch, self.shuffle)
-        return perm[self.rank::self.world_size][self.skipped:]
+        return perm[self.rank:self._used():self.world_size][self.skipped:]
+
+    def _used(self) -> int:
+        """Positions the ranks share: all, or with ``drop_last`` a multiple of the world size."""
+        return self.n - self.n % self.world_size if self.drop_last else self.n
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.share().tolist())
 
     def __len__(self) -> int:
-        full = len(range(self.rank, self.n, self.world_size))
+        full = len(range(self.rank, self._used(), self.world_size))
         return max(0, full - self.skipped)
 
 
