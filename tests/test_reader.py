@@ -255,6 +255,9 @@ def test_iterable_dataset_every_row_once_across_workers_and_ranks(built):
     single = ShardIterableDataset(built, split="train", validation=0.05, seed=0, rank=0, world_size=1,
                                   columns=["example_id"])
     assert len(single) == len(want) and len(list(single)) == len(want)
+    even = [ShardIterableDataset(built, split="train", validation=0.05, rank=r, world_size=4, columns=["example_id"],
+                                 drop_last=True) for r in range(4)]
+    assert len({len(e) for e in even}) == 1 and len(even[0]) * 4 > len(want) - 4
 
 
 # ---------------------------------------------------------------------------- collation

@@ -578,7 +578,8 @@ class _ShardIterableDatasetBase:
     permutation fixed by (seed, epoch); DDP rank ``r`` of ``world`` takes positions ``r::world``
     (from torch.distributed when initialised, else the ``rank``/``world_size`` kwargs); inside a
     rank, DataLoader worker ``w`` of ``W`` takes chunks ``w, w + W, ...`` of ``batch_size`` rows.
-    Every selected row comes once per epoch across workers x ranks, and with ``batch_size`` equal
+    Every selected row comes once per epoch across workers x ranks (``drop_last=True``: but the
+    last ``n % world`` of the permutation, so that ranks have as many), and with ``batch_size`` equal
     to the DataLoader's the batches arrive in the same order whatever the number of workers.
     (Call ``set_epoch`` before the DataLoader starts its workers: not with persistent workers.)"""
 
@@ -586,7 +587,7 @@ class _ShardIterableDatasetBase:
                  validation: float = DEFAULT_VALIDATION, tasks: Sequence[str] | None = None,
                  columns: Sequence[str] | None = None, salt: str = "", seed: int = 0, shuffle: bool = True,
                  epoch: int = 0, rank: int | None = None, world_size: int | None = None,
-                 batch_size: int = 1) -> None:
+                 batch_size: int = 1, drop_last: bool = False) -> None:
         self.dataset = _ShardDatasetBase(build, split=split, validation=validation, tasks=tasks, columns=columns,
                                          salt=salt)
         self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), int(epoch)
@@ -594,17 +595,22 @@ class _ShardIterableDatasetBase:
         if batch_size < 1:
             raise ZhmaskError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _used(self) -> int:
+        n = len(self.dataset)
+        return n - n % self.world_size if self.drop_last else n
+
     def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.world_size))
+        return len(range(self.rank, self._used(), self.world_size))
 
     def positions(self, worker: int = 0, num_workers: int = 1) -> np.ndarray:
         """Dataset positions that worker ``worker`` of ``num_workers`` yields this epoch, in order."""
         perm = epoch_permutation(len(self.dataset), self.seed, self.epoch, self.shuffle)
-        mine = perm[self.rank::self.world_size]
+        mine = perm[self.rank:self._used():self.world_size]
         if num_workers <= 1:
             return mine
         k = self.batch_size
