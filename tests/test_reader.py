@@ -310,7 +310,8 @@ def test_dynamic_masking_through_the_collator_equals_the_static_build(built):
 
     b = Build(built)
     ds = ShardDataset(b, split=None)
-    masker = DynamicMasking.from_build(built)
+    masker = DynamicMasking.from_build(b)
+    assert masker.masking == "wwm" and masker.config.seed == b.config["seed"]
     masker._build()
     calls = []
     fast = masker._fn.mask_rows

@@ -39,7 +39,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -121,13 +120,18 @@ class DynamicMasking:
         self._tok = None
 
     @classmethod
-    def from_build(cls, out: str | Path, masking: str | None = None, **kw: Any) -> "DynamicMasking":
-        """The configuration (vocabulary, seed, knobs) of the build in ``out``."""
-        path = Path(out) / "manifest.json"
-        try:
-            cfg = json.loads(path.read_text(encoding="utf-8"))["config"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise ZhmaskError(f"cannot read the build configuration from {path}: {exc}") from None
+    def from_build(cls, out: "str | Path | Any", masking: str | None = None, **kw: Any) -> "DynamicMasking":
+        """The configuration (vocabulary, seed, knobs) of the build in ``out`` (a directory or a
+        :class:`zhmask.reader.Build`); ``masking`` defaults to the build's (``wwm`` for ``none``)."""
+        from zhmask.reader import Build, read_manifest
+
+        if isinstance(out, Build):
+            manifest, path = out.manifest, out.out / "manifest.json"
+        else:
+            manifest, path = read_manifest(out), Path(out) / "manifest.json"
+        cfg = manifest.get("config")
+        if not isinstance(cfg, dict):
+            raise ZhmaskError(f"cannot read the build configuration from {path}: no 'config' object")
         name = masking or (cfg.get("masking") if cfg.get("masking") != "none" else "wwm")
         return cls(name, config=cfg, **kw)
 
