@@ -73,6 +73,7 @@ class Config:
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
     threads: int = 0                   # torch CPU threads (0: torch's default)
+    trace_rows: bool = False           # each process writes RUN/rows-rank<r>.json: the rows it trained on
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,16 +252,20 @@ class Progress:
 
 # ----------------------------------------------------------------------------- the loop
 def train(family: str, make_model: Callable, data: str | Path, out: str | Path, cfg: Config,
-          resume: bool = False, quiet: bool = False, usable_tasks: tuple[str, ...] | None = None) -> dict[str, Any]:
+          resume: bool = False, quiet: bool = False, usable_tasks: tuple[str, ...] | None = None) -> "RunResult":
     """Pretrain ``make_model(cfg, build, tasks)`` on the build in ``data``; the run goes to ``out``.
 
-    Returns the last evaluation's metrics (rank 0; ``{}`` elsewhere).
+    Returns a :class:`RunResult`: the last evaluation's metrics (rank 0; ``{}`` elsewhere) and the model.
     """
     import torch
     import torch.distributed as dist
     from torch.utils.data import DataLoader
 
+    from transformers.utils import logging as hf_logging
+
     from zhmask.reader import Build, Collator, EpochSampler, ShardDataset
+
+    hf_logging.disable_progress_bar()
 
     # -- processes and device: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -310,11 +315,23 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
     batches_per_epoch = len(sampler) // cfg.batch_size   # drop_last: every rank the same number of batches
 
+    seen: list[int] = []
+
+    class Trace(torch.utils.data.Sampler):   # records the row indices handed to the DataLoader
+        def __iter__(self):
+            for i in sampler:
+                seen.append(int(i))
+                yield i
+
+        def __len__(self):
+            return len(sampler)
+
     def loader(epoch: int, skip_batches: int):
         sampler.set_epoch(epoch)
         collate.set_epoch(epoch)
         sampler.skip(skip_batches * cfg.batch_size)
-        return iter(DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate,
+        return iter(DataLoader(train_ds, batch_size=cfg.batch_size, sampler=Trace() if cfg.trace_rows else sampler,
+                               collate_fn=collate,
                                drop_last=True, num_workers=cfg.num_workers,
                                generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)))
 
@@ -364,12 +381,16 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
             return {}
         raw.eval()
         acc: dict[str, Any] = {}
-        dl = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=val_collate)
+        rows = val_ds
+        if cfg.eval_batches and len(val_ds) > cfg.eval_batches * cfg.batch_size:   # rows spread over every task
+            import numpy as np
+
+            pick = np.linspace(0, len(val_ds) - 1, cfg.eval_batches * cfg.batch_size).round().astype(int)
+            rows = torch.utils.data.Subset(val_ds, pick.tolist())
+        dl = DataLoader(rows, batch_size=cfg.batch_size, shuffle=False, collate_fn=val_collate)
         gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)   # eval sampling leaves training RNG alone
         with torch.no_grad(), autocast:
-            for i, batch in enumerate(dl):
-                if cfg.eval_batches and i >= cfg.eval_batches:
-                    break
+            for batch in dl:
                 raw.evaluate({k: v.to(device) for k, v in batch.items()}, acc, gen)
         raw.train()
         return raw.metrics(acc)
@@ -452,6 +473,17 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     bar.close()
     if log is not None:
         log.close()
+    if cfg.trace_rows:
+        checksum = float(sum(p.detach().double().sum() for p in params))
+        (run / f"rows-rank{rank}.json").write_text(json.dumps({"rank": rank, "world_size": world, "rows": seen,
+                                                               "param_checksum": checksum}))
     if ddp:
         dist.barrier()
-    return metrics
+    return RunResult(metrics=metrics, model=raw, step=step)
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, Any]       # the last evaluation (rank 0)
+    model: Any                    # the trained family module (e.g. ``.model``, ``.discriminator``)
+    step: int

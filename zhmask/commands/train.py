@@ -73,6 +73,6 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
         from trainers.bert import TASKS, make_model
     else:
         from trainers.electra import TASKS, make_model
-    metrics = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS)
-    if metrics and not quiet:
-        click.echo(json.dumps(metrics))
+    result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS)
+    if result.metrics and not quiet:
+        click.echo(json.dumps(result.metrics))
