@@ -29,8 +29,8 @@ def builds(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("trainers")
     out = {}
-    for name, tasks in (("mlm", ["mlm"]), ("sop", ["mlm", "sop"])):
-        res = build_corpus(BuildConfig(out=str(root / name), max_seq_length=64, masking="char", tasks=tasks))
+    for name, masking, tasks in (("mlm", "char", ["mlm"]), ("sop", "char", ["mlm", "sop"]), ("none", "none", ["mlm"])):
+        res = build_corpus(BuildConfig(out=str(root / name), max_seq_length=64, masking=masking, tasks=tasks))
         out[name] = res.out_dir
     return out
 
@@ -56,7 +56,7 @@ def falls(curve, by=0.3):
     return sum(v[-5:]) / 5 < sum(v[:5]) / 5 - by
 
 
-@pytest.mark.parametrize("family,data", [("bert", "mlm"), ("bert", "sop"), ("electra", "mlm")])
+@pytest.mark.parametrize("family,data", [("bert", "mlm"), ("bert", "sop"), ("bert", "none"), ("electra", "mlm")])
 def test_loss_falls(builds, tmp_path, family, data):
     res = run(family, builds[data], tmp_path / "run", "max_steps=30", "eval_every=0")
     key = "loss_generator" if family == "electra" else "loss_mlm"
@@ -71,6 +71,8 @@ def test_loss_falls(builds, tmp_path, family, data):
         assert len(losses(tmp_path / "run", "loss_sentence")) == 30
         assert "sentence_accuracy" in res.metrics
     assert (tmp_path / "run" / "checkpoint-30" / "trainer_state.pt").is_file()
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["dynamic_masking"] == ("wwm" if data == "none" else "none")   # no static masks: dynamic wwm
 
 
 @pytest.mark.parametrize("family", ["bert", "electra"])

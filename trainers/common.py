@@ -63,11 +63,11 @@ class Config:
     decay: str = "linear"              # linear | cosine | constant, down to min_lr_ratio * lr
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0             # 0: no clipping
-    max_steps: int = 600
+    max_steps: int = 250               # ~9 minutes on 2 CPU cores at the defaults (trainers/README.md)
     # evaluation, checkpoints, logging
-    eval_every: int = 200              # 0: only at the end
-    eval_batches: int = 50             # cap on validation batches per evaluation (0: all)
-    save_every: int = 200              # 0: only at the end
+    eval_every: int = 100              # 0: only at the end
+    eval_batches: int = 20             # cap on validation batches per evaluation (0: all)
+    save_every: int = 100              # 0: only at the end
     keep_checkpoints: int = 2          # newest checkpoint-<step> dirs kept (0: all)
     stop_at_step: int = 0              # pause after this step (a checkpoint is written; --resume goes on)
     seed: int = 0
@@ -296,6 +296,10 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     if missing or not tasks:
         raise ZhmaskError(f"{data}: no rows of task(s) {', '.join(missing or usable_tasks or ())} "
                           f"(the build has {', '.join(build.tasks) or 'none'})")
+    seq = int(build.config.get("max_seq_length", 0))
+    if seq > cfg.max_position_embeddings:
+        raise ZhmaskError(f"{data}: rows of up to {seq} tokens, more than max_position_embeddings "
+                          f"{cfg.max_position_embeddings} (--set max_position_embeddings={seq})")
     masking = cfg.dynamic_masking
     if masking == "auto":
         masking = "wwm" if build.config.get("masking", "none") == "none" else "none"
@@ -361,9 +365,9 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         raise ZhmaskError(f"{run} already holds checkpoints: --resume to continue, or another --out")
     if master:
         run.mkdir(parents=True, exist_ok=True)
-        (run / "train_config.json").write_text(json.dumps({"family": family, "data": str(Path(data).resolve()),
+        (run / "train_config.json").write_text(json.dumps({"family": family, "data": str(Path(data).resolve()), **cfg.to_dict(),
                                                            "dynamic_masking": masking, "tasks": tasks,
-                                                           "world_size": world, **cfg.to_dict()}, indent=1))
+                                                           "world_size": world}, indent=1))
     raw = model
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(
