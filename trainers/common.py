@@ -317,7 +317,7 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
     val_collate.set_epoch(0)
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
-    batches_per_epoch = len(sampler) // cfg.batch_size   # drop_last: every rank the same number of batches
+    batches_per_epoch = len(train_ds) // world // cfg.batch_size   # every rank the same number of batches
 
     seen: list[int] = []
 

@@ -106,7 +106,7 @@ class ElectraPretrainer(nn.Module):
         acc["mlm_n"] = acc.get("mlm_n", 0) + n
         acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((logits.argmax(-1) == targets).sum())
         d_logits = self.discriminate(batch, fake).float()
-        real = batch["attention_mask"].bool() & ~torch.isin(fake, self.special.to(fake.device))
+        real = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], self.special.to(fake.device))
         acc.setdefault("scores", []).append(d_logits[real].cpu())
         acc.setdefault("replaced", []).append(replaced[real].cpu())
 
