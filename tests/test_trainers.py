@@ -75,13 +75,16 @@ def test_loss_falls(builds, tmp_path, family, data):
     assert saved["dynamic_masking"] == ("wwm" if data == "none" else "none")   # no static masks: dynamic wwm
 
 
-@pytest.mark.parametrize("family", ["bert", "electra"])
-def test_resume_equals_uninterrupted(builds, tmp_path, family):
+@pytest.mark.parametrize("family,extra", [("bert", ["grad_accum=2", "validation=0.9"]),   # ~10 batches an epoch:
+                                          ("electra", [])])                              # resume crosses epochs
+def test_resume_equals_uninterrupted(builds, tmp_path, family, extra):
     n = 5
-    run(family, builds["sop"], tmp_path / "a", f"max_steps={2 * n}", "eval_every=3")
-    run(family, builds["sop"], tmp_path / "b", f"max_steps={2 * n}", "eval_every=3", f"stop_at_step={n}")
+    run(family, builds["sop"], tmp_path / "a", f"max_steps={2 * n}", "eval_every=3", *extra)
+    run(family, builds["sop"], tmp_path / "b", f"max_steps={2 * n}", "eval_every=3", f"stop_at_step={n}", *extra)
     assert not (tmp_path / "b" / "final").exists() and (tmp_path / "b" / f"checkpoint-{n}").is_dir()
-    run(family, builds["sop"], tmp_path / "b", f"max_steps={2 * n}", "eval_every=3", resume=True)
+    run(family, builds["sop"], tmp_path / "b", f"max_steps={2 * n}", "eval_every=3", *extra, resume=True)
+    if extra:
+        assert len({r for r in losses(tmp_path / "a", "epoch").values()}) >= 2
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert sorted(b) == list(range(1, 2 * n + 1))
     for step in range(n + 1, 2 * n + 1):
