@@ -303,18 +303,19 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     masking = cfg.dynamic_masking
     if masking == "auto":
         masking = "wwm" if build.config.get("masking", "none") == "none" else "none"
-    masker = None
+    masker = val_masker = None   # two maskers: the validation masks stay those of epoch 0
     if masking not in ("none", ""):
         from zhmask.masking.dynamic import DynamicMasking
 
         masker = DynamicMasking.from_build(build.out, masking=masking)
+        val_masker = DynamicMasking.from_build(build.out, masking=masking)
     train_ds = ShardDataset(build, split="train", validation=cfg.validation, tasks=tasks)
     val_ds = ShardDataset(build, split="validation", validation=cfg.validation, tasks=tasks) if cfg.validation else None
     if len(train_ds) < world * cfg.batch_size:
         raise ZhmaskError(f"{data}: {len(train_ds)} training rows, fewer than one batch per process "
                           f"({world} x batch_size {cfg.batch_size})")
     collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
-    val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
+    val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
     val_collate.set_epoch(0)
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
     batches_per_epoch = len(train_ds) // world // cfg.batch_size   # every rank the same number of batches
