@@ -166,6 +166,45 @@ class DynamicMasking:
         res = self.mask_example(row_to_example(row), epoch)
         return res.input_ids, res.labels
 
+    def mask_batch(self, rows: Sequence[Mapping[str, Any]], epoch: int | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(input_ids, labels) of every row at ``epoch``, equal to :meth:`mask_row` row by row,
+        masked at once through the strategy's batched path (``mask.mask_rows``, the one the
+        static build uses) where it has one; generators seeded together (GeneratorBatch)."""
+        from zhmask.rng import GeneratorBatch
+
+        if self._fn is None:
+            self._build()
+        if not rows:
+            return []
+        e = self.epoch if epoch is None else int(epoch)
+        exs = [row_to_example(r) for r in rows]
+        gb = GeneratorBatch()
+        gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in exs])
+        fast = getattr(self._fn, "mask_rows", None)
+        if fast is not None:
+            try:
+                res = fast(exs, gb.generators())
+            except Exception:  # the per-example path below names what is wrong
+                res = None
+            if res is not None:
+                self.stats.update(res.stats)
+                ends = np.cumsum(res.lens)
+                return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
+        prep = getattr(self._fn, "prepare_batch", None)
+        if prep is not None:
+            prep(exs)
+        try:
+            out = []
+            for ex, g in zip(exs, gb.generators()):
+                r = self._fn(ex, g)
+                self.stats.update(r.stats)
+                out.append((r.input_ids, r.labels))
+        finally:
+            if prep is not None:
+                self._fn.release()
+        return out
+
     # ------------------------------------------------------------------ collate_fn / map
     def __call__(self, batch: Sequence[Mapping[str, Any]] | Mapping[str, Any]):
         if isinstance(batch, Mapping):
@@ -179,39 +218,18 @@ class DynamicMasking:
             inp, lab = self.mask_row(batch)
             return {"input_ids": inp.tolist(), "labels": lab.tolist()}
         keys = list(batch.keys())
-        out_ids, out_lab = [], []
-        for i in range(len(ids0)):
-            inp, lab = self.mask_row({k: batch[k][i] for k in keys})
-            out_ids.append(inp.tolist())
-            out_lab.append(lab.tolist())
-        return {"input_ids": out_ids, "labels": out_lab}
+        masked = self.mask_batch([{k: batch[k][i] for k in keys} for i in range(len(ids0))])
+        return {"input_ids": [m[0].tolist() for m in masked], "labels": [m[1].tolist() for m in masked]}
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Rows masked at the current epoch and padded by :class:`zhmask.reader.Collator`
+        (``label`` / ``token_labels`` added when the rows carry them)."""
+        from zhmask.reader import Collator
+
         if self._fn is None:
             self._build()
-        masked = [self.mask_row(r) for r in rows]
-        n = max((len(m[0]) for m in masked), default=0)
-        if self.pad_to_multiple_of:
-            k = self.pad_to_multiple_of
-            n = (n + k - 1) // k * k
-        B = len(rows)
-        ids = np.full((B, n), self._tok.pad_id, dtype=np.int64)
-        labels = np.full((B, n), -100, dtype=np.int64)
-        att = np.zeros((B, n), dtype=np.int64)
-        tt = np.zeros((B, n), dtype=np.int64)
-        for i, ((inp, lab), row) in enumerate(zip(masked, rows)):
-            L = len(inp)
-            ids[i, :L] = inp
-            labels[i, :L] = lab
-            att[i, :L] = 1
-            if row.get("token_type_ids") is not None:
-                tt[i, :L] = np.asarray(row["token_type_ids"])
-        out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}
-        if self.return_tensors == "pt":
-            import torch
-
-            out = {k: torch.from_numpy(v) for k, v in out.items()}
-        return out
+        coll = Collator(self._tok.pad_id, self.pad_to_multiple_of, masker=self, return_tensors=self.return_tensors)
+        return coll(rows)
 
 
 # ---------------------------------------------------------------------- transformers interop

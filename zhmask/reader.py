@@ -1,0 +1,698 @@
+"""Read a finished build: the one module trainers, ``zhmask verify`` and dynamic masking read shards through.
+
+* :class:`Build` -- a build directory: its manifest, configuration, shards (manifest order),
+  vocabulary and special token ids; refuses a build of another schema version in one line.
+* :func:`is_validation` -- the held-out split: a stable hash (blake2b) of the *document* part of
+  an ``example_id`` (before the last ``#``), so every task and ``--dupe-factor`` copy of a
+  held-out document is held out together, in every process and on every machine.
+* :class:`ShardDataset` -- a map-style (torch) dataset over the memory-mapped record batches.
+  Nothing of the corpus is copied into Python objects: the dataset holds the record batches
+  (zero-copy views of the mapped files) and an index of the selected row numbers; ``ds[i]``
+  returns numpy views of row ``i``'s values.
+* :class:`ShardIterableDataset` -- the same rows as a torch ``IterableDataset``: every selected
+  row exactly once per epoch across DataLoader workers x DDP ranks, in an order fixed by
+  (seed, epoch).
+* :class:`EpochSampler` -- a deterministic per-epoch permutation, rank ``r`` of ``world`` takes
+  positions ``r::world``, ``skip(k)`` for resuming inside an epoch.
+* :class:`Collator` -- pads rows to the batch's longest (rounded up to a multiple of 8) as int64
+  torch tensors; with a :class:`~zhmask.masking.dynamic.DynamicMasking` it masks them afresh each
+  epoch through the strategy's batched path.
+
+torch is imported only when a torch class is first used: ``Build`` and ``is_validation`` (and
+the numpy side of everything else) work without it.
+
+Example::
+
+    from torch.utils.data import DataLoader
+    from zhmask.reader import Build, ShardDataset, EpochSampler, Collator
+
+    b = Build("out/")
+    ds = ShardDataset(b, split="train", validation=0.01)
+    sampler = EpochSampler(len(ds), seed=0)
+    loader = DataLoader(ds, batch_size=32, sampler=sampler, collate_fn=Collator(pad_id=b.pad_id))
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            ...  # batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["labels"]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from zhmask.errors import ZhmaskError
+
+__all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
+           "read_manifest", "open_shard", "check_manifest_version", "shard_schema_problems", "epoch_permutation"]
+
+DEFAULT_VALIDATION = 0.01
+LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
+                "target_ids", "fragment_bounds", "span_bounds", "noise_positions")
+STRUCT_COLUMNS = ("entities", "segment_sources")
+STRING_COLUMNS = ("doc_id", "example_id", "task")
+
+
+# ---------------------------------------------------------------------- the build directory
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """``OUT/manifest.json`` as a dict; ZhmaskError (one line) when it is missing or unreadable."""
+    out = Path(out)
+    path = out / "manifest.json"
+    if not out.is_dir():
+        raise ZhmaskError(f"{out} is not a directory (expected a build made by zhmask build-corpus)")
+    if not path.is_file():
+        raise ZhmaskError(f"{path} missing: not a finished build (rerun build-corpus with the same arguments)")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZhmaskError(f"{path} unreadable: {' '.join(str(exc).split())}") from None
+    if not isinstance(m, dict):
+        raise ZhmaskError(f"{path} is not a build manifest (a JSON object)")
+    return m
+
+
+def check_manifest_version(manifest: Mapping[str, Any], where: str | Path = "manifest") -> None:
+    """ZhmaskError when the manifest's schema version is not the one this zhmask reads."""
+    from zhmask.schema import SCHEMA_VERSION
+
+    v = str(manifest.get("schema_version", "missing"))
+    if v != SCHEMA_VERSION:
+        raise ZhmaskError(f"{where}: schema version {v} (this zhmask reads {SCHEMA_VERSION}); rebuild it with "
+                          f"this zhmask or read it with the zhmask version that wrote it")
+
+
+def shard_schema_problems(schema) -> list[str]:
+    """:func:`zhmask.schema.check_schema`: what makes a shard's schema unreadable here."""
+    from zhmask.schema import check_schema
+
+    return check_schema(schema)
+
+
+@contextmanager
+def open_shard(path: str | Path):
+    """A memory-mapped Arrow IPC stream reader of one shard (``reader.schema``, iterate for
+    record batches, zero-copy views of the mapped file)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(str(path)) as src:
+        yield ipc.open_stream(src)
+
+
+def _map_batches(path: Path) -> tuple[Any, list]:
+    """(schema, record batches) of a shard, memory-mapped; the batches keep the mapping alive."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    src = pa.memory_map(str(path))
+    reader = ipc.open_stream(src)
+    return reader.schema, list(reader)
+
+
+def _tokenizer_ids(config: Mapping[str, Any]):
+    from zhmask.steps.tokenize import WordTokenizer
+
+    return WordTokenizer(config.get("vocab"), config.get("tokenizer"), lowercase=config.get("lowercase", True))
+
+
+class Build:
+    """A finished build directory (see the module docstring).
+
+    ``b.out``, ``b.manifest``, ``b.config``, ``b.shards`` (paths, manifest order), ``b.vocab_path``,
+    ``b.pad_id``, ``b.mask_id``, ``b.cls_id``, ``b.sep_id``, ``b.vocab_size``, ``b.tasks``
+    ({task: rows}).  Raises ZhmaskError (one line) when there is no manifest, no shard, a listed
+    shard is missing, or the manifest or a shard has another schema version."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.manifest = read_manifest(self.out)
+        check_manifest_version(self.manifest, self.out / "manifest.json")
+        self.config: dict[str, Any] = dict(self.manifest.get("config") or {})
+        entries = self.manifest.get("shards")
+        if not entries:
+            raise ZhmaskError(f"{self.out}: the manifest lists no shards (an empty build)")
+        self.shards: list[Path] = []
+        for e in entries:
+            p = self.out / e["file"]
+            if not p.is_file():
+                raise ZhmaskError(f"{p}: listed in the manifest but missing")
+            self.shards.append(p)
+        for p in self.shards:  # the schema is the stream's first message: cheap to check
+            try:
+                with open_shard(p) as r:
+                    problems = shard_schema_problems(r.schema)
+            except (OSError, ValueError) as exc:  # pa.ArrowInvalid is a ValueError
+                raise ZhmaskError(f"{p}: not a readable Arrow stream ({' '.join(str(exc).split())})") from None
+            if problems:
+                raise ZhmaskError(f"{p}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                                                            else ""))
+        self._tok = None
+
+    def __repr__(self) -> str:
+        return f"Build({str(self.out)!r}: {len(self.shards)} shard(s), {self.rows} rows)"
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["_tok"] = None
+        return d
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def rows(self) -> int:
+        return sum(int(e.get("rows", 0)) for e in self.manifest["shards"])
+
+    @property
+    def shard_rows(self) -> list[int]:
+        return [int(e.get("rows", 0)) for e in self.manifest["shards"]]
+
+    @property
+    def tasks(self) -> dict[str, int]:
+        """Rows per task present in the build (``examples_by_task`` x ``dupe_factor``)."""
+        dupe = int(self.config.get("dupe_factor", 1) or 1)
+        return {t: int(v) * dupe for t, v in (self.manifest.get("examples_by_task") or {}).items() if v}
+
+    @property
+    def tokenizer(self):
+        """The build's :class:`zhmask.steps.tokenize.WordTokenizer` (loaded once)."""
+        if self._tok is None:
+            self._tok = _tokenizer_ids(self.config)
+        return self._tok
+
+    @property
+    def vocab_path(self) -> Path:
+        v = self.config.get("vocab")
+        if v:
+            p = Path(v)
+            return p if p.is_absolute() or p.exists() else (self.out / p)
+        from zhmask.paths import default_vocab
+
+        return default_vocab()
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_id)
+
+    @property
+    def mask_id(self) -> int:
+        return int(self.tokenizer.mask_id)
+
+    @property
+    def cls_id(self) -> int:
+        return int(self.tokenizer.cls_id)
+
+    @property
+    def sep_id(self) -> int:
+        return int(self.tokenizer.sep_id)
+
+    @property
+    def unk_id(self) -> int:
+        return int(self.tokenizer.unk_id)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.vocab_size)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.config.get("max_seq_length", 512))
+
+    # ------------------------------------------------------------------ tokenizer for transformers
+    def save_tokenizer(self, directory: str | Path) -> Path:
+        """Write ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` (and
+        ``tokenizer.json``) so ``AutoTokenizer.from_pretrained(directory)`` loads the build's
+        tokenizer (a BERT WordPiece tokenizer over the build's vocabulary and lowercasing)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tok = self.tokenizer
+        vocab_txt = d / "vocab.txt"
+        tokens = list(tok.id_to_token)
+        vocab_txt.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+        lower = bool(self.config.get("lowercase", True))
+        special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                   "mask_token": "[MASK]"}
+        try:
+            from transformers import BertTokenizerFast
+        except ImportError:
+            BertTokenizerFast = None
+        if BertTokenizerFast is not None:
+            hf = BertTokenizerFast(vocab_file=str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
+                                   tokenize_chinese_chars=True, model_max_length=self.max_seq_length, **special)
+            hf.save_pretrained(str(d))
+        else:  # the files without transformers: what BertTokenizer reads
+            cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": lower, "tokenize_chinese_chars": True,
+                   "model_max_length": self.max_seq_length, **special}
+            (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+            tok.tk.save(str(d / "tokenizer.json"))
+        smap = d / "special_tokens_map.json"
+        if not smap.exists():  # transformers 5 no longer writes it
+            smap.write_text(json.dumps(special, indent=2), encoding="utf-8")
+        return d
+
+
+def _as_build(b: "Build | str | Path") -> Build:
+    return b if isinstance(b, Build) else Build(b)
+
+
+# ---------------------------------------------------------------------- the validation split
+def doc_part(example_id: str) -> str:
+    """The document part of an example id: everything before the last ``#``."""
+    i = example_id.rfind("#")
+    return example_id if i < 0 else example_id[:i]
+
+
+def _held_out(doc: str, fraction: float, salt: str) -> bool:
+    if fraction <= 0:
+        return False
+    if fraction >= 1:
+        return True
+    h = hashlib.blake2b(doc.encode("utf-8"), digest_size=8, key=salt.encode("utf-8")[:64], person=b"zhmask-valid")
+    return int.from_bytes(h.digest(), "big") < fraction * 2.0 ** 64
+
+
+def is_validation(example_id: str, fraction: float = DEFAULT_VALIDATION, salt: str = "") -> bool:
+    """Whether the example belongs to the held-out validation split: a stable hash (blake2b,
+    keyed by ``salt``) of its document part (before the last ``#``) below ``fraction``.  Every
+    task and ``--dupe-factor`` copy of a document lands on the same side, in any process."""
+    return _held_out(doc_part(str(example_id)), float(fraction), salt)
+
+
+# ---------------------------------------------------------------------- the datasets
+def _list_view(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(offsets, values, valid or None) of a list<int> array, zero-copy where Arrow allows it."""
+    offsets = arr.offsets.to_numpy(zero_copy_only=False)
+    values = arr.values.to_numpy(zero_copy_only=False)
+    valid = None
+    if arr.null_count:
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    return offsets, values, valid
+
+
+class _Shards:
+    """The record batches of a build's shards (memory-mapped) and their row offsets; opened lazily
+    in each process (pickles as the shard paths)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self._batches: list | None = None
+        self._starts: np.ndarray | None = None
+        self._views: dict = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"paths": self.paths, "_batches": None, "_starts": None, "_views": {}}
+
+    def open(self) -> None:
+        if self._batches is not None:
+            return
+        batches = []
+        for p in self.paths:
+            _, bs = _map_batches(p)
+            batches.extend(bs)
+        self._batches = batches
+        self._starts = np.cumsum([0] + [b.num_rows for b in batches]).astype(np.int64)
+
+    @property
+    def batches(self) -> list:
+        self.open()
+        return self._batches  # type: ignore[return-value]
+
+    @property
+    def starts(self) -> np.ndarray:
+        self.open()
+        return self._starts  # type: ignore[return-value]
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, row: int) -> tuple[int, int]:
+        starts = self.starts
+        bi = int(np.searchsorted(starts, row, side="right")) - 1
+        return bi, row - int(starts[bi])
+
+    def view(self, bi: int, name: str):
+        key = (bi, name)
+        v = self._views.get(key)
+        if v is None:
+            col = self.batches[bi].column(name)
+            if name in LIST_COLUMNS:
+                v = _list_view(col)
+            elif name == "label":
+                v = col.to_numpy(zero_copy_only=False)
+            else:
+                v = col
+            self._views[key] = v
+        return v
+
+
+def _select(shards: _Shards, split: str | None, validation: float, tasks: Sequence[str] | None,
+            salt: str) -> np.ndarray:
+    """Row numbers (over all shards, in order) of the rows in ``split`` and ``tasks``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if split not in (None, "train", "validation"):
+        raise ZhmaskError(f"split must be 'train', 'validation' or None, got {split!r}")
+    parts = []
+    want = pa.array(list(tasks), pa.string()) if tasks is not None else None
+    memo: dict[str, bool] = {}
+    for bi, batch in enumerate(shards.batches):
+        keep = np.ones(batch.num_rows, dtype=bool)
+        if want is not None:
+            keep &= pc.is_in(batch.column("task"), value_set=want).to_numpy(zero_copy_only=False)
+        if split is not None:
+            held = np.zeros(batch.num_rows, dtype=bool)
+            for i, eid in enumerate(batch.column("example_id").to_pylist()):
+                d = doc_part(eid)
+                v = memo.get(d)
+                if v is None:
+                    v = memo[d] = _held_out(d, validation, salt)
+                held[i] = v
+            keep &= held if split == "validation" else ~held
+        parts.append(np.flatnonzero(keep) + shards.starts[bi])
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+class _ShardDatasetBase:
+    """Map-style dataset over a build's memory-mapped shards (see the module docstring).
+
+    ``ShardDataset(build_or_path, split="train"|"validation"|None, validation=0.01,
+    tasks=None|[...], columns=None, salt="")``: ``len(ds)`` selected rows; ``ds[i]`` a dict of
+    row ``i``: strings (``example_id``, ``doc_id``, ``task``), numpy views of the list columns
+    (``input_ids`` int32, ``token_type_ids`` int8, ``word_ids``, ``labels`` int32, ...; None where
+    the column is null), ``label`` an int and the struct columns (``entities``,
+    ``segment_sources``) as Python lists.  ``columns`` limits the keys (default: all)."""
+
+    def __init__(self, build: "Build | str | Path", split: str | None = "train",
+                 validation: float = DEFAULT_VALIDATION, tasks: Sequence[str] | None = None,
+                 columns: Sequence[str] | None = None, salt: str = "") -> None:
+        from zhmask.schema import COLUMNS
+
+        self.build = _as_build(build)
+        if isinstance(tasks, str):
+            tasks = [tasks]
+        if tasks is not None:
+            unknown = [t for t in tasks if t not in self.build.tasks]
+            if unknown:
+                raise ZhmaskError(f"task(s) {', '.join(unknown)} not in the build {self.build.out} "
+                                  f"(it has {', '.join(sorted(self.build.tasks)) or 'none'})")
+        if not (0.0 <= float(validation) <= 1.0):
+            raise ZhmaskError(f"validation must be a fraction in [0, 1], got {validation!r}")
+        cols = list(columns) if columns is not None else list(COLUMNS)
+        bad = [c for c in cols if c not in COLUMNS]
+        if bad:
+            raise ZhmaskError(f"unknown column(s) {', '.join(bad)}; the shards have {', '.join(COLUMNS)}")
+        self.split, self.validation, self.tasks, self.columns, self.salt = split, float(validation), tasks, cols, salt
+        self._shards = _Shards(self.build.shards)
+        self.index = _select(self._shards, split, self.validation, tasks, salt)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.build.out)!r}, split={self.split!r}, tasks={self.tasks!r}: {len(self)} rows)"
+
+    def row(self, row: int) -> dict[str, Any]:
+        """Row number ``row`` of the build (over all shards, unfiltered)."""
+        sh = self._shards
+        bi, j = sh.locate(int(row))
+        out: dict[str, Any] = {}
+        for name in self.columns:
+            v = sh.view(bi, name)
+            if name in LIST_COLUMNS:
+                offsets, values, valid = v
+                out[name] = None if valid is not None and not valid[j] else values[offsets[j]:offsets[j + 1]]
+            elif name == "label":
+                out[name] = int(v[j])
+            else:
+                out[name] = v[j].as_py()
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        n = len(self.index)
+        i = int(i)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} out of range for {n} rows")
+        return self.row(self.index[i])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def example_ids(self) -> list[str]:
+        """The ``example_id`` of every selected row, in order (materialised: for tests and tools)."""
+        sh = self._shards
+        out = []
+        for r in self.index.tolist():
+            bi, j = sh.locate(r)
+            out.append(sh.view(bi, "example_id")[j].as_py())
+        return out
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The order of ``n`` rows in ``epoch``: a permutation from ``Generator(PCG64)`` seeded by a
+    stable hash (blake2b) of (seed, epoch); ``arange(n)`` without shuffling."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    from zhmask.rng import rng_for
+
+    return rng_for(int(seed), "zhmask.reader", "epoch", int(epoch)).permutation(n).astype(np.int64)
+
+
+def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """(rank, world) from the kwargs, else torch.distributed when initialised, else (0, 1)."""
+    if rank is not None or world_size is not None:
+        r, w = int(rank or 0), int(world_size or 1)
+    else:
+        r, w = 0, 1
+        try:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                r, w = dist.get_rank(), dist.get_world_size()
+        except ImportError:
+            pass
+    if w < 1 or not 0 <= r < w:
+        raise ZhmaskError(f"rank {r} is not in a world of size {w}")
+    return r, w
+
+
+class _EpochSamplerBase:
+    """Deterministic per-epoch order of ``n`` indices: a permutation fixed by (seed, epoch) (or
+    ``range(n)`` with ``shuffle=False``); rank ``r`` of ``world_size`` takes the positions
+    ``r::world_size`` (shares differ by at most one).  ``skip(k)`` drops the first ``k`` indices
+    of this rank's share (resuming inside an epoch); ``set_epoch(e)`` to another epoch clears it."""
+
+    def __init__(self, n: int, seed: int = 0, epoch: int = 0, rank: int | None = None,
+                 world_size: int | None = None, shuffle: bool = True) -> None:
+        self.n, self.seed, self.epoch, self.shuffle = int(n), int(seed), int(epoch), bool(shuffle)
+        self.rank, self.world_size = _dist_rank_world(rank, world_size)
+        self.skipped = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self.skipped = 0
+        self.epoch = int(epoch)
+
+    def skip(self, k: int):
+        """Skip the first ``k`` indices of this rank's share of the current epoch; returns self."""
+        if k < 0:
+            raise ZhmaskError(f"skip needs a count >= 0, got {k}")
+        self.skipped = int(k)
+        return self
+
+    def share(self) -> np.ndarray:
+        """This rank's indices of the current epoch, in order, after the skipped ones."""
+        perm = epoch_permutation(self.n, self.seed, self.epoch, self.shuffle)
+        return perm[self.rank::self.world_size][self.skipped:]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.share().tolist())
+
+    def __len__(self) -> int:
+        full = len(range(self.rank, self.n, self.world_size))
+        return max(0, full - self.skipped)
+
+
+class _ShardIterableDatasetBase:
+    """The rows of a :class:`ShardDataset` as an iterable: each epoch (``set_epoch``) a
+    permutation fixed by (seed, epoch); DDP rank ``r`` of ``world`` takes positions ``r::world``
+    (from torch.distributed when initialised, else the ``rank``/``world_size`` kwargs); inside a
+    rank, DataLoader worker ``w`` of ``W`` takes chunks ``w, w + W, ...`` of ``batch_size`` rows.
+    Every selected row comes once per epoch across workers x ranks, and with ``batch_size`` equal
+    to the DataLoader's the batches arrive in the same order whatever the number of workers.
+    (Call ``set_epoch`` before the DataLoader starts its workers: not with persistent workers.)"""
+
+    def __init__(self, build: "Build | str | Path", split: str | None = "train",
+                 validation: float = DEFAULT_VALIDATION, tasks: Sequence[str] | None = None,
+                 columns: Sequence[str] | None = None, salt: str = "", seed: int = 0, shuffle: bool = True,
+                 epoch: int = 0, rank: int | None = None, world_size: int | None = None,
+                 batch_size: int = 1) -> None:
+        self.dataset = _ShardDatasetBase(build, split=split, validation=validation, tasks=tasks, columns=columns,
+                                         salt=salt)
+        self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), int(epoch)
+        self.rank, self.world_size = _dist_rank_world(rank, world_size)
+        if batch_size < 1:
+            raise ZhmaskError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.world_size))
+
+    def positions(self, worker: int = 0, num_workers: int = 1) -> np.ndarray:
+        """Dataset positions that worker ``worker`` of ``num_workers`` yields this epoch, in order."""
+        perm = epoch_permutation(len(self.dataset), self.seed, self.epoch, self.shuffle)
+        mine = perm[self.rank::self.world_size]
+        if num_workers <= 1:
+            return mine
+        k = self.batch_size
+        chunk = np.arange(len(mine)) // k
+        return mine[chunk % num_workers == worker]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, workers = 0, 1
+        try:
+            from torch.utils.data import get_worker_info
+
+            info = get_worker_info()
+            if info is not None:
+                worker, workers = info.id, info.num_workers
+        except ImportError:
+            pass
+        ds = self.dataset
+        for p in self.positions(worker, workers).tolist():
+            yield ds[p]
+
+
+# torch base classes are added on first use (module __getattr__), so importing zhmask.reader
+# does not import torch; without torch the plain classes are returned (usable with numpy).
+_TORCH_BASES = {
+    "ShardDataset": (_ShardDatasetBase, ("torch.utils.data", "Dataset")),
+    "ShardIterableDataset": (_ShardIterableDatasetBase, ("torch.utils.data", "IterableDataset")),
+    "EpochSampler": (_EpochSamplerBase, ("torch.utils.data", "Sampler")),
+}
+
+
+def _torch_class(name: str) -> type:
+    base, (mod, attr) = _TORCH_BASES[name]
+    try:
+        import importlib
+
+        tbase = getattr(importlib.import_module(mod), attr)
+        bases: tuple = (base, tbase)
+    except ImportError:
+        bases = (base,)
+    ns: dict[str, Any] = {"__module__": __name__, "__qualname__": name, "__doc__": base.__doc__}
+    if name == "EpochSampler":  # torch's Sampler.__init__ takes an optional data source only
+        ns["__init__"] = base.__init__
+    cls = type(name, bases, ns)
+    globals()[name] = cls
+    return cls
+
+
+def __getattr__(name: str):
+    if name in _TORCH_BASES:
+        return _torch_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------- collation
+def _round_up(n: int, k: int | None) -> int:
+    return (n + k - 1) // k * k if k else n
+
+
+class Collator:
+    """``collate_fn`` for rows of a :class:`ShardDataset` (or any dicts with ``input_ids``,
+    ``labels``, ``token_type_ids``...): pads to the batch's longest row rounded up to
+    ``pad_to_multiple_of`` (None: no rounding) and returns int64 tensors ``input_ids`` (``pad_id``
+    padding), ``attention_mask``, ``token_type_ids``, ``labels`` (-100 padding), ``label`` [B] when
+    a row has a sentence label >= 0 (rows without one get -100, the loss' ignore index) and
+    ``token_labels`` [B, T] when a row has them (-100 elsewhere).
+
+    ``masker`` (a :class:`zhmask.masking.dynamic.DynamicMasking`): every batch is masked afresh,
+    original ids restored from ``labels`` then the strategy applied with the generator of (seed,
+    epoch, example id) -- the static build's generator -- through the strategy's batched path.
+    ``set_epoch(e)`` sets the masking epoch (also on the masker).  ``return_tensors="np"`` gives
+    numpy arrays instead of torch tensors."""
+
+    def __init__(self, pad_id: int = 0, pad_to_multiple_of: int | None = 8, masker=None,
+                 return_tensors: str = "pt") -> None:
+        if return_tensors not in ("pt", "np"):
+            raise ZhmaskError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        if pad_to_multiple_of is not None and int(pad_to_multiple_of) < 1:
+            raise ZhmaskError(f"pad_to_multiple_of must be a positive integer or None, got {pad_to_multiple_of!r}")
+        self.pad_id = int(pad_id)
+        self.pad_to_multiple_of = int(pad_to_multiple_of) if pad_to_multiple_of else None
+        self.masker = masker
+        self.return_tensors = return_tensors
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        """The masking epoch (the masker's, where there is one)."""
+        return int(self.masker.epoch) if self.masker is not None else self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = int(epoch)
+        if self.masker is not None:
+            self.masker.set_epoch(epoch)
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        rows = list(rows)
+        if self.masker is not None:
+            masked = self.masker.mask_batch(rows, epoch=self.masker.epoch)
+            ids_l = [m[0] for m in masked]
+            lab_l = [m[1] for m in masked]
+        else:
+            ids_l = [r["input_ids"] for r in rows]
+            lab_l = [r.get("labels") for r in rows]
+        out = pad_rows(rows, ids_l, lab_l, self.pad_id, self.pad_to_multiple_of)
+        if self.return_tensors == "pt":
+            import torch
+
+            out = {k: torch.from_numpy(v) for k, v in out.items()}
+        return out
+
+
+def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence, pad_id: int,
+             pad_to_multiple_of: int | None) -> dict[str, np.ndarray]:
+    """The padded int64 arrays of :class:`Collator` (the one padding implementation: the reader's
+    Collator and DynamicMasking's collate_fn both use it)."""
+    B = len(ids_l)
+    lens = [len(x) for x in ids_l]
+    T = _round_up(max(lens, default=0), pad_to_multiple_of)
+    ids = np.full((B, T), pad_id, dtype=np.int64)
+    labels = np.full((B, T), -100, dtype=np.int64)
+    att = np.zeros((B, T), dtype=np.int64)
+    tt = np.zeros((B, T), dtype=np.int64)
+    has_tl = any(r.get("token_labels") is not None for r in rows)
+    tl = np.full((B, T), -100, dtype=np.int64) if has_tl else None
+    for i, (row, L) in enumerate(zip(rows, lens)):
+        ids[i, :L] = ids_l[i]
+        att[i, :L] = 1
+        lab = lab_l[i]
+        if lab is not None:
+            labels[i, :L] = lab
+        t = row.get("token_type_ids")
+        if t is not None:
+            tt[i, :L] = t
+        if has_tl:
+            v = row.get("token_labels")
+            if v is not None:
+                tl[i, :len(v)] = v  # type: ignore[index]
+    out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}
+    sent = [row.get("label") for row in rows]
+    sent = [-1 if s is None else int(s) for s in sent]
+    if any(s >= 0 for s in sent):
+        out["label"] = np.array([s if s >= 0 else -100 for s in sent], dtype=np.int64)
+    if tl is not None:
+        out["token_labels"] = tl
+    return out
