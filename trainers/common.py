@@ -63,7 +63,7 @@ class Config:
     decay: str = "linear"              # linear | cosine | constant, down to min_lr_ratio * lr
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0             # 0: no clipping
-    max_steps: int = 250               # ~9 minutes on 2 CPU cores at the defaults (trainers/README.md)
+    max_steps: int = 300               # ~8.5 minutes on 2 CPU cores at the defaults (trainers/README.md)
     # evaluation, checkpoints, logging
     eval_every: int = 100              # 0: only at the end
     eval_batches: int = 20             # cap on validation batches per evaluation (0: all)
@@ -209,6 +209,11 @@ def set_rng_state(st: dict[str, Any]) -> None:
     np.random.set_state(("MT19937", st["numpy"].numpy().astype("uint32"), *st["numpy_rest"]))
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    """The batch's tensors on ``device`` (anything else is left out)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if hasattr(v, "to")}
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -396,7 +401,7 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)   # eval sampling leaves training RNG alone
         with torch.no_grad(), autocast:
             for batch in dl:
-                raw.evaluate({k: v.to(device) for k, v in batch.items()}, acc, gen)
+                raw.evaluate(to_device(batch, device), acc, gen)
         raw.train()
         return raw.metrics(acc)
 
@@ -419,6 +424,8 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
 
     # -- the loop: one optimizer step = grad_accum batches
     bar = Progress(cfg.max_steps, step, enabled=master and not quiet)
+    if master and resume:
+        bar.note(f"{family}: resumed from {latest_checkpoint(run)} (epoch {epoch}, batch {consumed})")
     if master and not resume:
         n_params = sum(p.numel() for p in params)
         bar.note(f"{family}: {n_params / 1e6:.1f}M parameters, {len(train_ds):,} training rows "
@@ -436,7 +443,7 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
             if consumed >= batches_per_epoch:
                 epoch, consumed = epoch + 1, 0
                 batches = loader(epoch, 0)
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            batch = to_device(next(batches), device)
             consumed += 1
             tokens += int(batch["attention_mask"].sum())
             sync = nullcontext() if (not ddp or micro == cfg.grad_accum - 1) else model.no_sync()
