@@ -48,7 +48,8 @@ import numpy as np
 from zhmask.errors import ZhmaskError
 
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
-           "read_manifest", "open_shard", "check_manifest_version", "shard_schema_problems", "epoch_permutation"]
+           "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions", "shard_schema_problems",
+           "shard_version", "epoch_permutation", "pad_rows"]
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
@@ -65,7 +66,7 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
     if not out.is_dir():
         raise ZhmaskError(f"{out} is not a directory (expected a build made by zhmask build-corpus)")
     if not path.is_file():
-        raise ZhmaskError(f"{path} missing: not a finished build (rerun build-corpus with the same arguments)")
+        raise ZhmaskError(f"{path} missing: the build never finished (rerun build-corpus with the same arguments)")
     try:
         m = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -73,6 +74,12 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
     if not isinstance(m, dict):
         raise ZhmaskError(f"{path} is not a build manifest (a JSON object)")
     return m
+
+
+def listed_shards(out: str | Path, manifest: Mapping[str, Any]) -> list[tuple[str, Path, dict]]:
+    """The shards the manifest lists, in its (unit) order: (relative name, path, manifest entry)."""
+    out = Path(out)
+    return [(str(e.get("file", "")), out / str(e.get("file", "")), dict(e)) for e in manifest.get("shards") or []]
 
 
 def check_manifest_version(manifest: Mapping[str, Any], where: str | Path = "manifest") -> None:
@@ -83,6 +90,35 @@ def check_manifest_version(manifest: Mapping[str, Any], where: str | Path = "man
     if v != SCHEMA_VERSION:
         raise ZhmaskError(f"{where}: schema version {v} (this zhmask reads {SCHEMA_VERSION}); rebuild it with "
                           f"this zhmask or read it with the zhmask version that wrote it")
+
+
+def shard_version(schema) -> str:
+    """The ``zhmask.schema_version`` a shard's schema carries ('missing' when none)."""
+    meta = schema.metadata or {}
+    return meta.get(b"zhmask.schema_version", b"").decode() or "missing"
+
+
+def check_versions(out: str | Path) -> None:
+    """ZhmaskError (one line) when the build in ``out`` -- its manifest or a listed shard that
+    opens -- has another schema version than this zhmask reads.  Anything else wrong (no
+    manifest, a missing or damaged shard) is left to the caller: ``zhmask verify`` reports it."""
+    from zhmask.schema import SCHEMA_VERSION
+
+    out = Path(out)
+    try:
+        m = read_manifest(out)
+    except ZhmaskError:
+        return
+    check_manifest_version(m, out / "manifest.json")
+    for _, p, _ in listed_shards(out, m):
+        try:
+            with open_shard(p) as r:
+                v = shard_version(r.schema)
+        except (OSError, ValueError):
+            continue
+        if v != SCHEMA_VERSION:
+            raise ZhmaskError(f"{p}: schema version {v} (this zhmask reads {SCHEMA_VERSION}); rebuild it with this "
+                              f"zhmask or read it with the zhmask version that wrote it")
 
 
 def shard_schema_problems(schema) -> list[str]:
@@ -136,8 +172,7 @@ class Build:
         if not entries:
             raise ZhmaskError(f"{self.out}: the manifest lists no shards (an empty build)")
         self.shards: list[Path] = []
-        for e in entries:
-            p = self.out / e["file"]
+        for _, p, _ in listed_shards(self.out, self.manifest):
             if not p.is_file():
                 raise ZhmaskError(f"{p}: listed in the manifest but missing")
             self.shards.append(p)
@@ -239,7 +274,7 @@ class Build:
         except ImportError:
             BertTokenizerFast = None
         if BertTokenizerFast is not None:
-            hf = BertTokenizerFast(vocab_file=str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
+            hf = BertTokenizerFast(str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
                                    tokenize_chinese_chars=True, model_max_length=self.max_seq_length, **special)
             hf.save_pretrained(str(d))
         else:  # the files without transformers: what BertTokenizer reads

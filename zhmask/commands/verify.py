@@ -139,21 +139,18 @@ def _load_checks() -> dict[str, list]:
 def verify_build(out: str | Path, progress=None) -> list[str]:
     """Every violation found in the build at ``out`` (empty when it is sound)."""
     import pyarrow as pa
-    import pyarrow.ipc as ipc
 
-    from zhmask.schema import SCHEMA_VERSION, check_schema
+    from zhmask.reader import listed_shards, open_shard, read_manifest, shard_schema_problems
+    from zhmask.schema import SCHEMA_VERSION
     from zhmask.write.shards import sha256_file
 
     out = Path(out)
     if not out.is_dir():
         raise ZhmaskError(f"{out} is not a directory")
-    mpath = out / "manifest.json"
-    if not mpath.exists():
-        return [f"{mpath} missing: the build never finished (rerun build-corpus with the same arguments)"]
-    try:
-        m = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return [f"{mpath} unreadable: {exc}"]
+    try:  # the reader's manifest: one line when it is missing or unreadable
+        m = read_manifest(out)
+    except ZhmaskError as exc:
+        return [str(exc)]
     bad: list[str] = []
     need = ("schema_version", "config", "shards", "documents_read", "documents_written", "documents_rejected",
             "examples_written", "examples_by_task")
@@ -186,19 +183,16 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     dup_examples = 0
     row_bad: Counter = Counter()
     row_examples: dict[tuple[str, str], str] = {}
-    for entry in m["shards"]:
-        rel = entry.get("file", "")
+    for rel, path, entry in listed_shards(out, m):
         listed.add(rel)
-        path = out / rel
         if not path.is_file():
             bad.append(f"{rel}: listed in the manifest but missing")
             continue
         if sha256_file(path) != entry.get("sha256"):
             bad.append(f"{rel}: sha256 differs from the manifest (damaged or rewritten)")
         try:
-            with pa.memory_map(str(path)) as src:
-                reader = ipc.open_stream(src)
-                for p in check_schema(reader.schema):
+            with open_shard(path) as reader:  # memory-mapped record batches, as trainers read them
+                for p in shard_schema_problems(reader.schema):
                     bad.append(f"{rel}: {p}")
                 meta = reader.schema.metadata or {}
                 try:
@@ -289,6 +283,9 @@ Example:
 def verify_cmd(directory: str, quiet: bool) -> None:
     import sys
 
+    from zhmask.reader import check_versions
+
+    check_versions(directory)  # another schema version: one line, exit code 2 (ZhmaskError)
     problems = verify_build(directory)
     if problems:
         click.echo(f"zhmask verify: {len(problems)} violation(s) in {directory}:", err=True)
