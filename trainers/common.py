@@ -463,8 +463,13 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
+        if ddp:   # the log shows the mean over processes and every process's tokens
+            totals = torch.tensor([*parts.values(), float(tokens)], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            parts = {k: float(v) / world for k, v in zip(parts, totals[:-1].tolist())}
+            tokens = int(totals[-1])
         dt, t0 = time.time() - t0, time.time()
-        tps = tokens * world / max(dt, 1e-9)
+        tps = tokens / max(dt, 1e-9)
         write({"step": step, "epoch": epoch, **{f"loss_{k}" if k != "loss" else k: round(v, 6) for k, v in parts.items()},
                "lr": lr, "grad_norm": round(gnorm, 6), "tokens_per_s": round(tps, 1)})
         bar.update(step, f"loss {parts.get('loss', 0.0):.3f}  lr {lr:.2e}  {tps:,.0f} tok/s")
