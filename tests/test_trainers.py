@@ -229,3 +229,7 @@ def test_cli_user_errors(builds, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pretrain", "electra", "--data", str(builds["mlm"]), "--out", str(tmp_path / "r"), "--resume"])
     assert exc.value.code == 2
+    for bad in ("tasks=sop", "tasks=ernie_gen"):   # not in the build; not a task bert trains on
+        with pytest.raises(SystemExit) as exc:
+            main(["pretrain", "bert", "--data", str(builds["mlm"]), "--out", str(tmp_path / "r"), "--set", bad])
+        assert exc.value.code == 2

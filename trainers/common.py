@@ -297,6 +297,9 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     # -- data: training rows in a seeded epoch order, this rank's share; validation rows held out by document
     build = Build(data)
     tasks = cfg.tasks or [t for t in build.tasks if usable_tasks is None or t in usable_tasks]
+    if usable_tasks is not None and set(tasks) - set(usable_tasks):
+        raise ZhmaskError(f"setting tasks: {family} trains on {', '.join(usable_tasks)}, "
+                          f"not {', '.join(sorted(set(tasks) - set(usable_tasks)))}")
     missing = [t for t in tasks if t not in build.tasks]
     if missing or not tasks:
         raise ZhmaskError(f"{data}: no rows of task(s) {', '.join(missing or usable_tasks or ())} "
