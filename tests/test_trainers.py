@@ -121,7 +121,7 @@ def test_ddp_two_gloo_processes(builds, tmp_path):
     assert len(losses(tmp_path / "run")) == 6                # only rank 0 logs
 
 
-def _ids(tok, n=2):
+def _ids(tok):
     enc = tok(["人民日报社论指出，改革开放是强国之路。", "今天天气很好"], padding=True, return_tensors="pt")
     return enc
 
