@@ -223,6 +223,8 @@ def test_epoch_sampler_partitions_and_resumes():
     assert list(s) == shares[1][10:]
     s.set_epoch(3)  # the next epoch starts from its beginning
     assert len(s) == 34 and list(s) == list(EpochSampler(n, seed=7, epoch=3, rank=1, world_size=3))
+    even = [list(EpochSampler(n, seed=7, epoch=2, rank=r, world_size=3, drop_last=True)) for r in range(3)]
+    assert [len(e) for e in even] == [34, 34, 34] and even[0] == shares[0][:34] and even[1] == shares[1]
     assert list(EpochSampler(10, shuffle=False)) == list(range(10))
     assert sorted(EpochSampler(10, seed=1)) == list(range(10))
 
@@ -253,6 +255,9 @@ def test_iterable_dataset_every_row_once_across_workers_and_ranks(built):
     single = ShardIterableDataset(built, split="train", validation=0.05, seed=0, rank=0, world_size=1,
                                   columns=["example_id"])
     assert len(single) == len(want) and len(list(single)) == len(want)
+    even = [ShardIterableDataset(built, split="train", validation=0.05, rank=r, world_size=4, columns=["example_id"],
+                                 drop_last=True) for r in range(4)]
+    assert len({len(e) for e in even}) == 1 and len(even[0]) * 4 > len(want) - 4
 
 
 # ---------------------------------------------------------------------------- collation
@@ -338,12 +343,13 @@ def test_collator_masks_example_by_example_without_a_batched_path(built):
     from zhmask.reader import ShardDataset
 
     ds = ShardDataset(built, split=None, tasks=["mlm"])
-    masker = DynamicMasking.from_build(built, masking="char", return_tensors="np")
+    masker = DynamicMasking.from_build(built, masking="knowledge", return_tensors="np")
     masker._build()
-    if hasattr(masker._fn, "mask_rows"):
-        del masker._fn.mask_rows
+    assert not hasattr(masker._fn, "mask_rows")  # knowledge masking has no batched path
     rows = [ds[i] for i in range(20)]
-    got = masker(rows)
+    got = masker(rows)  # DynamicMasking as a collate_fn: the reader's Collator
+    assert got["input_ids"].shape[1] == max(len(r["input_ids"]) for r in rows)  # no rounding by default
+    assert (got["labels"] != -100).any()
     for i, r in enumerate(rows):
         inp, lab = masker.mask_row(r)
         assert got["input_ids"][i, :len(inp)].tolist() == inp.tolist()

@@ -48,7 +48,8 @@ import numpy as np
 from zhmask.errors import ZhmaskError
 
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
-           "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions", "shard_schema_problems",
+           "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
+           "shard_schema_problems",
            "shard_version", "epoch_permutation", "pad_rows"]
 
 DEFAULT_VALIDATION = 0.01
@@ -145,8 +146,11 @@ def _map_batches(path: Path) -> tuple[Any, list]:
     import pyarrow.ipc as ipc
 
     src = pa.memory_map(str(path))
-    reader = ipc.open_stream(src)
-    return reader.schema, list(reader)
+    try:
+        reader = ipc.open_stream(src)
+        return reader.schema, list(reader)
+    finally:  # the mapping lives on in the batches' buffers; the file descriptor is not kept
+        src.close()
 
 
 def _tokenizer_ids(config: Mapping[str, Any]):
@@ -219,6 +223,10 @@ class Build:
 
     @property
     def vocab_path(self) -> Path:
+        """The build's ``vocab.txt`` (the bundled one when the build names none; a build made with
+        ``--tokenizer tokenizer.json`` gives that file's path)."""
+        if self.config.get("tokenizer"):
+            return Path(self.config["tokenizer"])
         v = self.config.get("vocab")
         if v:
             p = Path(v)
@@ -270,10 +278,13 @@ class Build:
         special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                    "mask_token": "[MASK]"}
         try:
-            from transformers import BertTokenizerFast
+            from transformers import BertTokenizerFast, PreTrainedTokenizerFast
         except ImportError:
-            BertTokenizerFast = None
-        if BertTokenizerFast is not None:
+            BertTokenizerFast = PreTrainedTokenizerFast = None
+        if PreTrainedTokenizerFast is not None and self.config.get("tokenizer"):  # the build's exact tokenizer.json
+            hf = PreTrainedTokenizerFast(tokenizer_object=tok.tk, model_max_length=self.max_seq_length, **special)
+            hf.save_pretrained(str(d))
+        elif BertTokenizerFast is not None:
             hf = BertTokenizerFast(str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
                                    tokenize_chinese_chars=True, model_max_length=self.max_seq_length, **special)
             hf.save_pretrained(str(d))
@@ -448,7 +459,8 @@ class _ShardDatasetBase:
         return len(self.index)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({str(self.build.out)!r}, split={self.split!r}, tasks={self.tasks!r}: {len(self)} rows)"
+        return (f"{type(self).__name__}({str(self.build.out)!r}, split={self.split!r}, tasks={self.tasks!r}: "
+                f"{len(self)} rows)")
 
     def row(self, row: int) -> dict[str, Any]:
         """Row number ``row`` of the build (over all shards, unfiltered)."""
@@ -520,13 +532,16 @@ def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int
 class _EpochSamplerBase:
     """Deterministic per-epoch order of ``n`` indices: a permutation fixed by (seed, epoch) (or
     ``range(n)`` with ``shuffle=False``); rank ``r`` of ``world_size`` takes the positions
-    ``r::world_size`` (shares differ by at most one).  ``skip(k)`` drops the first ``k`` indices
-    of this rank's share (resuming inside an epoch); ``set_epoch(e)`` to another epoch clears it."""
+    ``r::world_size`` (shares differ by at most one; ``drop_last=True`` leaves out the last
+    ``n % world_size`` positions of the permutation so every rank has as many, as DDP wants).
+    ``skip(k)`` drops the first ``k`` indices of this rank's share (resuming inside an epoch);
+    ``set_epoch(e)`` to another epoch clears it."""
 
     def __init__(self, n: int, seed: int = 0, epoch: int = 0, rank: int | None = None,
-                 world_size: int | None = None, shuffle: bool = True) -> None:
+                 world_size: int | None = None, shuffle: bool = True, drop_last: bool = False) -> None:
         self.n, self.seed, self.epoch, self.shuffle = int(n), int(seed), int(epoch), bool(shuffle)
         self.rank, self.world_size = _dist_rank_world(rank, world_size)
+        self.drop_last = bool(drop_last)
         self.skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -544,13 +559,17 @@ class _EpochSamplerBase:
     def share(self) -> np.ndarray:
         """This rank's indices of the current epoch, in order, after the skipped ones."""
         perm = epoch_permutation(self.n, self.seed, self.epoch, self.shuffle)
-        return perm[self.rank::self.world_size][self.skipped:]
+        return perm[self.rank:self._used():self.world_size][self.skipped:]
+
+    def _used(self) -> int:
+        """Positions the ranks share: all, or with ``drop_last`` a multiple of the world size."""
+        return self.n - self.n % self.world_size if self.drop_last else self.n
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.share().tolist())
 
     def __len__(self) -> int:
-        full = len(range(self.rank, self.n, self.world_size))
+        full = len(range(self.rank, self._used(), self.world_size))
         return max(0, full - self.skipped)
 
 
@@ -559,7 +578,8 @@ class _ShardIterableDatasetBase:
     permutation fixed by (seed, epoch); DDP rank ``r`` of ``world`` takes positions ``r::world``
     (from torch.distributed when initialised, else the ``rank``/``world_size`` kwargs); inside a
     rank, DataLoader worker ``w`` of ``W`` takes chunks ``w, w + W, ...`` of ``batch_size`` rows.
-    Every selected row comes once per epoch across workers x ranks, and with ``batch_size`` equal
+    Every selected row comes once per epoch across workers x ranks (``drop_last=True``: but the
+    last ``n % world`` of the permutation, so that ranks have as many), and with ``batch_size`` equal
     to the DataLoader's the batches arrive in the same order whatever the number of workers.
     (Call ``set_epoch`` before the DataLoader starts its workers: not with persistent workers.)"""
 
@@ -567,7 +587,7 @@ class _ShardIterableDatasetBase:
                  validation: float = DEFAULT_VALIDATION, tasks: Sequence[str] | None = None,
                  columns: Sequence[str] | None = None, salt: str = "", seed: int = 0, shuffle: bool = True,
                  epoch: int = 0, rank: int | None = None, world_size: int | None = None,
-                 batch_size: int = 1) -> None:
+                 batch_size: int = 1, drop_last: bool = False) -> None:
         self.dataset = _ShardDatasetBase(build, split=split, validation=validation, tasks=tasks, columns=columns,
                                          salt=salt)
         self.seed, self.shuffle, self.epoch = int(seed), bool(shuffle), int(epoch)
@@ -575,17 +595,22 @@ class _ShardIterableDatasetBase:
         if batch_size < 1:
             raise ZhmaskError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        self.drop_last = bool(drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _used(self) -> int:
+        n = len(self.dataset)
+        return n - n % self.world_size if self.drop_last else n
+
     def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.world_size))
+        return len(range(self.rank, self._used(), self.world_size))
 
     def positions(self, worker: int = 0, num_workers: int = 1) -> np.ndarray:
         """Dataset positions that worker ``worker`` of ``num_workers`` yields this epoch, in order."""
         perm = epoch_permutation(len(self.dataset), self.seed, self.epoch, self.shuffle)
-        mine = perm[self.rank::self.world_size]
+        mine = perm[self.rank:self._used():self.world_size]
         if num_workers <= 1:
             return mine
         k = self.batch_size

@@ -9,10 +9,16 @@ copy, so static and dynamic masks agree for the same (seed, epoch, example).
 It is, at the same time,
 
 * a PyTorch ``collate_fn``: ``DataLoader(ds, collate_fn=masker)`` gets a list of rows and
-  returns padded ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels``
-  (torch tensors, or numpy arrays with ``return_tensors="np"``);
+  returns padded ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels`` (plus
+  ``label`` / ``token_labels`` when the rows carry them; torch tensors, or numpy arrays with
+  ``return_tensors="np"``), padded by :class:`zhmask.reader.Collator` -- which also takes a
+  masker: ``Collator(pad_id, masker=masker)``;
 * a ``datasets.map`` function: ``ds.map(masker, batched=True)`` (or unbatched) replaces
   ``input_ids`` and ``labels`` column-wise.
+
+A batch is masked at once through the strategy's batched path (``mask.mask_rows``, the one the
+static build uses; :meth:`DynamicMasking.mask_batch`), example by example for strategies
+without one; the results are those of :meth:`DynamicMasking.mask_row` row by row.
 
 Call :meth:`DynamicMasking.set_epoch` between epochs (or build one per epoch with
 ``masker.for_epoch(e)``).  The object pickles as its configuration, so DataLoader workers and
