@@ -245,7 +245,7 @@ def train_tokenizer_cmd(inputs: tuple[str, ...], out: str, vocab_size: int, min_
 
 
 # Commands defined in their own modules register themselves on import.
-_COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation")
+_COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation", "zhmask.commands.train")
 
 
 def _load_commands() -> None:

@@ -1,0 +1,78 @@
+"""``zhmask pretrain bert|electra``: pretrain a model from a build's shards (the ``trainers`` package).
+
+torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
+stay fast.
+"""
+from __future__ import annotations
+
+import click
+
+from zhmask.cli import CONTEXT, cli
+from zhmask.errors import ZhmaskError
+
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them) or ELECTRA on a build.
+
+The masks come from the shards (the build's --masking), or are drawn at load time with
+--set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
+bert-wwm, roberta, macbert, ernie1, electra) or a TOML file; --set key=value overrides one
+setting (see trainers/README.md for all of them). The run directory gets log.jsonl,
+checkpoint-<step>/ and final/ (transformers save_pretrained directories with the vocabulary;
+electra: final/discriminator and final/generator). Under torchrun every process trains on its
+share of each epoch (DDP).
+
+\b
+Example:
+  zhmask build-corpus --pipeline bert corpus.txt --out out/
+  zhmask pretrain bert --data out/ --out run/ --config bert --set max_steps=1000
+  zhmask pretrain bert --data out/ --out run/ --resume        # continue from the last checkpoint
+  zhmask build-corpus --pipeline electra --max-seq-length 128 corpus.txt --out out-e/
+  zhmask pretrain electra --data out-e/ --out run-e/ --config electra
+  torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
+"""
+
+
+@cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
+@click.argument("family", type=click.Choice(["bert", "electra"]))
+@click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
+@click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
+@click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting; repeatable.")
+@click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets: tuple[str, ...],
+                 resume: bool, quiet: bool) -> None:
+    import json
+    from pathlib import Path
+
+    try:
+        from trainers.common import make_config
+    except ModuleNotFoundError as exc:
+        raise ZhmaskError(f"pretrain needs the trainers package and torch ({exc.name} missing): "
+                          "pip install 'zhmask[train,hf]'") from None
+    base = None
+    saved = Path(out) / "train_config.json"
+    if resume and saved.is_file():
+        from trainers.common import Config
+        import dataclasses
+
+        names = {f.name for f in dataclasses.fields(Config)}
+        base = {k: v for k, v in json.loads(saved.read_text(encoding="utf-8")).items() if k in names}
+        base["stop_at_step"] = 0
+    cfg = make_config(config_file, sets, base=base)
+    if not (Path(data) / "manifest.json").is_file():
+        raise ZhmaskError(f"--data {data}: no manifest.json (not a zhmask build-corpus output)")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise ZhmaskError(f"pretrain needs torch and transformers ({exc.name} missing): "
+                          "pip install 'zhmask[train,hf]'") from None
+    from trainers.common import train
+
+    if family == "bert":
+        from trainers.bert import TASKS, make_model
+    else:
+        from trainers.electra import TASKS, make_model
+    result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS)
+    if result.metrics and not quiet:
+        click.echo(json.dumps(result.metrics))
