@@ -156,12 +156,24 @@ def model_dir(checkpoint: str | Path) -> Path:
     raise ZhmaskError(f"{checkpoint}: not a transformers checkpoint (no config.json)")
 
 
+def load_classifier(src: Path, num_labels: int, cfg: FinetuneConfig, from_scratch: bool = False):
+    """``AutoModelForSequenceClassification`` from ``src``; ``from_scratch``: the same architecture, random weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    torch.manual_seed(cfg.seed)
+    hf_cfg = AutoConfig.from_pretrained(str(src), num_labels=num_labels, hidden_dropout_prob=cfg.dropout)
+    if from_scratch:   # the control
+        return AutoModelForSequenceClassification.from_config(hf_cfg)
+    return AutoModelForSequenceClassification.from_pretrained(str(src), config=hf_cfg)
+
+
 # ----------------------------------------------------------------------------- the run
 def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out: str | Path,
              cfg: FinetuneConfig, from_scratch: bool = False, quiet: bool = False) -> dict[str, Any]:
     import numpy as np
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -216,13 +228,7 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
         return {"input_ids": x, "token_type_ids": t, "attention_mask": m,
                 "labels": torch.tensor([y[i] for i in idx], dtype=torch.long)}
 
-    torch.manual_seed(cfg.seed)
-    hf_cfg = AutoConfig.from_pretrained(str(src), num_labels=len(names), hidden_dropout_prob=cfg.dropout)
-    if from_scratch:   # the control: the same architecture, random initialisation
-        model = AutoModelForSequenceClassification.from_config(hf_cfg)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(str(src), config=hf_cfg)
-    model.to(device)
+    model = load_classifier(src, len(names), cfg, from_scratch).to(device)
 
     per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.max_steps or per_epoch * cfg.epochs
@@ -270,9 +276,8 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
             if step >= total:
                 break
         epoch += 1
-        if step < total or not history:
-            history.append({"epoch": epoch, "step": step, **evaluate()})
-    final = history[-1] if history[-1]["step"] == step else {"epoch": epoch, "step": step, **evaluate()}
+        history.append({"epoch": epoch, "step": step, **evaluate()})   # after every epoch and at the end
+    final = history[-1]
     result = {
         "checkpoint": str(Path(checkpoint)), "model_dir": str(src), "from_scratch": from_scratch,
         "accuracy": final["accuracy"], "macro_f1": final["macro_f1"],
