@@ -1,0 +1,320 @@
+"""The pretraining matrix: every masking strategy pretrained, fine-tuned downstream, against the control.
+
+Models (one budget for all): bert with char, wwm, ngram, mac and knowledge masking (mlm), bert wwm
+with SOP, and electra (whole-word positions); ``--seeds`` seeds each. Every pretrained model is
+fine-tuned on sentiment (``sentiment_train.tsv``, 10% of texts held out by hash) and on iNews
+(``inews_docs.jsonl``, its train/dev splits, title + text); the control fine-tunes the same
+architectures from random initialisation (``zhmask finetune --from-scratch``) under the same budget.
+
+Pretraining text: People's Daily 1998 paragraphs (tags removed), iNews *train* documents and the
+sentiment texts of the training side of the hash split (unlabelled; never a dev text), up to
+``--text-mb``. Every step is a ``zhmask`` command (build-corpus, pretrain, finetune), run ``--jobs``
+at a time; a finished run (its eval.json / results.json) is skipped when the script is rerun.
+
+    python benchmarks/pretrain_matrix.py --shared ../shared --workdir /tmp/matrix --jobs 2 \\
+        --out docs/trainers.md --img docs/img
+    # a smoke run: --pretrain-steps 3 --train-limit 64 --dev-limit 64 --seeds 1 --text-mb 0.3 --layers 1 --hidden 32
+
+Writes a table per task (mean, standard deviation and range over seeds; the gap to the control and
+whether it exceeds the seed spread) between ``<!-- matrix:start -->`` / ``<!-- matrix:end -->`` in
+``--out``, and the loss curves and accuracies as PNG files (matplotlib) in ``--img``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (family, masking, tasks)
+MODELS = {
+    "bert-char": ("bert", "char", "mlm"),
+    "bert-wwm": ("bert", "wwm", "mlm"),
+    "bert-ngram": ("bert", "ngram", "mlm"),
+    "bert-mac": ("bert", "mac", "mlm"),
+    "bert-knowledge": ("bert", "knowledge", "mlm"),
+    "bert-wwm-sop": ("bert", "wwm", "mlm,sop"),
+    "electra": ("electra", "wwm", "mlm"),
+}
+TASKS = ("sentiment", "inews")
+
+
+def zhmask(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zhmask", *args]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with log.open("w", encoding="utf-8") as f:
+        f.write(" ".join(shlex.quote(c) for c in cmd) + "\n")
+        f.flush()
+        p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    if p.returncode:
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
+
+
+def pretraining_text(shared: Path, out: Path, mb: float) -> Path:
+    """Plain paragraphs: People's Daily (tags removed), iNews train documents, sentiment training texts."""
+    from trainers.finetune import stable_fraction
+
+    if out.is_file():
+        return out
+    limit = int(mb * 1e6)
+    paras: list[str] = []
+    for line in (shared / "corpora" / "pd1998_pos_train.txt").read_text(encoding="utf-8").splitlines():
+        words = [re.sub(r"/[A-Za-z]+$", "", t.split("]")[0]).lstrip("[") for t in line.split()]
+        text = "".join(words)
+        if len(text) > 10:
+            paras.append(text)
+    for line in (shared / "corpora" / "inews_docs.jsonl").read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        if d.get("split") == "train":
+            paras.append(" ".join(f"{d['title']}。{d['text']}".split()))
+    for i, line in enumerate((shared / "corpora" / "sentiment_train.tsv").read_text(encoding="utf-8").splitlines()):
+        label, _, text = line.partition("\t")
+        if i and text and stable_fraction(text) >= 0.1:   # finetune's dev texts (< 0.1) stay unseen
+            paras.append(" ".join(text.split()))
+    # interleave the three sources so that any prefix mixes them
+    import random
+
+    random.Random(0).shuffle(paras)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with out.open("w", encoding="utf-8") as f:
+        for p in paras:
+            f.write(p + "\n")
+            size += len(p.encode("utf-8"))
+            if size >= limit:
+                break
+    return out
+
+
+def inews_tsv(shared: Path, work: Path) -> Path:
+    return shared / "corpora" / "inews_docs.jsonl"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--workdir", default="/tmp/zhmask-matrix")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--text-mb", type=float, default=4.0)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--pretrain-steps", type=int, default=2500)
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--train-limit", type=int, default=1000)
+    ap.add_argument("--dev-limit", type=int, default=1000)
+    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--ft-lr", type=float, default=3e-4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:start/end -->)")
+    ap.add_argument("--img", help="folder for the PNG plots")
+    args = ap.parse_args(argv)
+
+    shared, work = Path(args.shared), Path(args.workdir)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
+    seeds = list(range(args.seeds))
+    t0 = time.time()
+    text = pretraining_text(shared, work / "pretrain.txt", args.text_mb)
+
+    # (a) one build per (masking, tasks)
+    builds = {}
+    for m in models:
+        _, masking, tasks = MODELS[m]
+        key = f"{masking}-{tasks.replace(',', '+')}"
+        b = work / "builds" / key
+        if not (b / "manifest.json").is_file():
+            run(zhmask("build-corpus", str(text), "--masking", masking, "--tasks", tasks, "--max-seq-length",
+                       str(args.seq), "--out", str(b), "--overwrite", "-q"), work / "logs" / f"build-{key}.log")
+        builds[m] = b
+
+    # (b) pretraining runs
+    sets = [f"num_layers={args.layers}", f"hidden_size={args.hidden}", f"num_heads={args.heads}",
+            f"intermediate_size={4 * args.hidden}", f"batch_size={args.batch}", f"lr={args.lr}",
+            f"max_steps={args.pretrain_steps}", "warmup=0.04", f"threads={args.threads}", "validation=0.02",
+            "eval_batches=10", f"eval_every={max(1, args.pretrain_steps // 10)}", "save_every=0", "keep_checkpoints=1"]
+    pre_jobs = []
+    for m in models:
+        for s in seeds:
+            r = work / "runs" / f"{m}-s{s}"
+            if not (r / "eval.json").is_file():
+                import shutil
+
+                shutil.rmtree(r, ignore_errors=True)
+                cmd = zhmask("pretrain", MODELS[m][0], "--data", str(builds[m]), "--out", str(r), "-q",
+                             *[f"--set={x}" for x in [*sets, f"seed={s}"]])
+                pre_jobs.append((cmd, work / "logs" / f"pretrain-{m}-s{s}.log"))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda j: run(*j), pre_jobs))
+    t_pre = time.time() - t0
+
+    # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
+    def ckpt(m, s):
+        r = work / "runs" / f"{m}-s{s}" / "final"
+        return r / "discriminator" if MODELS[m][0] == "electra" else r
+
+    ft = [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
+          f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
+    task_args = {
+        "sentiment": ["--train", str(shared / "corpora" / "sentiment_train.tsv")],
+        "inews": ["--train", str(inews_tsv(shared, work)), "--dev", str(inews_tsv(shared, work)),
+                  "--set=train_split=train", "--set=dev_split=dev", "--set=title_field=title"],
+    }
+    controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
+                "control (electra)": "electra" if "electra" in models else None}
+    cells = [(m, m, False) for m in models] + [(c, src, True) for c, src in controls.items() if src]
+    ft_jobs = []
+    for name, src, scratch in cells:
+        for s in seeds:
+            for task in TASKS:
+                o = work / "finetune" / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
+                if not (o / "results.json").is_file():
+                    cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
+                                 *[f"--set={x}" for x in [*ft, f"seed={s}"]], *(["--from-scratch"] if scratch else []))
+                    ft_jobs.append((cmd, work / "logs" / f"finetune-{task}-{o.name}.log"))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda j: run(*j), ft_jobs))
+    t_all = time.time() - t0
+
+    # (d) the tables
+    def results(name, task):
+        d = work / "finetune" / task
+        key = name.replace(" ", "_").replace("(", "").replace(")", "")
+        return [json.loads((d / f"{key}-s{s}" / "results.json").read_text()) for s in seeds]
+
+    def stats(vals):
+        m = statistics.mean(vals)
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return m, sd, min(vals), max(vals)
+
+    def fmt(vals):
+        m, sd, lo, hi = stats(vals)
+        return f"{100 * m:.1f} ± {100 * sd:.1f} [{100 * lo:.1f}–{100 * hi:.1f}]"
+
+    lines = []
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cmd = "python benchmarks/pretrain_matrix.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines.append(f"Command: `{cmd.strip()}`  \nMachine: {os.cpu_count()} cores ({cpu}), CPU only, "
+                 f"{args.jobs} runs at a time with {args.threads} thread(s) each; {time.strftime('%Y-%m-%d')}; "
+                 f"pretraining {t_pre / 60:.0f} min, everything {t_all / 60:.0f} min.  \n"
+                 f"Budget per model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
+                 f"{args.pretrain_steps} steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} "
+                 f"({args.text_mb:g} MB of text); fine-tuning {args.finetune_epochs} epochs on {args.train_limit} "
+                 f"examples, {args.max_length} tokens, lr {args.ft_lr}, dev {args.dev_limit} examples; "
+                 f"seeds {', '.join(map(str, seeds))} (pretraining and fine-tuning seed alike).")
+    lines.append("")
+    for task in TASKS:
+        lines.append(f"**{task}** — dev accuracy and macro-F1 in %, mean ± standard deviation [min–max] over "
+                     f"{len(seeds)} seeds; *gap*: mean accuracy minus the control's; *beyond spread*: the gap "
+                     f"exceeds the larger of the two seed ranges (max − min).")
+        lines.append("")
+        lines.append("| model | accuracy | macro-F1 | gap | beyond spread | held-out pretraining metric |")
+        lines.append("|---|---|---|---:|---|---|")
+        ctl = {c: [r["accuracy"] for r in results(c, task)] for c, src in controls.items() if src}
+        for name, src, scratch in cells:
+            rs = results(name, task)
+            acc = [r["accuracy"] for r in rs]
+            f1 = [r["macro_f1"] for r in rs]
+            if scratch:
+                gap = beyond = "—"
+                metric = "—"
+            else:
+                c = ctl["control (electra)" if MODELS[name][0] == "electra" else "control (bert)"]
+                g = statistics.mean(acc) - statistics.mean(c)
+                spread = max(max(acc) - min(acc), max(c) - min(c))
+                gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
+                evs = [json.loads((work / "runs" / f"{name}-s{s}" / "eval.json").read_text()) for s in seeds]
+                if MODELS[name][0] == "electra":
+                    metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
+                              f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
+                else:
+                    metric = (f"MLM accuracy {100 * statistics.mean(e['mlm_accuracy'] for e in evs):.1f}%, perplexity "
+                              f"{statistics.mean(e['mlm_perplexity'] for e in evs):.0f}")
+                    if "sentence_accuracy" in evs[0]:
+                        metric += f", SOP accuracy {100 * statistics.mean(e['sentence_accuracy'] for e in evs):.1f}%"
+            lines.append(f"| {name} | {fmt(acc)} | {fmt(f1)} | {gap} | {beyond} | {metric} |")
+        lines.append("")
+    table = "\n".join(lines)
+    print(table)
+
+    if args.img:
+        img = Path(args.img)
+        img.mkdir(parents=True, exist_ok=True)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for m in models:
+            key = "loss_generator" if MODELS[m][0] == "electra" else "loss_mlm"
+            curves = []
+            for s in seeds:
+                recs = [json.loads(x) for x in (work / "runs" / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
+                curves.append([r[key] for r in recs if "eval" not in r])
+            n = min(map(len, curves))
+            mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
+            w = max(1, n // 50)
+            smooth = [statistics.mean(mean[max(0, i - w):i + 1]) for i in range(n)]
+            ax.plot(range(1, n + 1), smooth, label=m + (" (generator)" if MODELS[m][0] == "electra" else ""))
+        ax.set_xlabel("step")
+        ax.set_ylabel("training MLM loss (mean over seeds, smoothed)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(img / "pretrain_loss.png", dpi=110)
+        plt.close(fig)
+
+        fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4.5), sharey=False)
+        for ax, task in zip(axes, TASKS):
+            names = [c[0] for c in cells]
+            accs = [[100 * r["accuracy"] for r in results(n_, task)] for n_ in names]
+            ax.bar(range(len(names)), [statistics.mean(a) for a in accs],
+                   yerr=[[statistics.mean(a) - min(a) for a in accs], [max(a) - statistics.mean(a) for a in accs]],
+                   color=["#999" if "control" in n_ else "#4c72b0" for n_ in names], capsize=3)
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"{task}: dev accuracy (%), range over seeds")
+            lo = min(min(a) for a in accs)
+            ax.set_ylim(max(0, lo - 5), None)
+        fig.tight_layout()
+        fig.savefig(img / "finetune_accuracy.png", dpi=110)
+        plt.close(fig)
+        print(f"wrote {img / 'pretrain_loss.png'} and {img / 'finetune_accuracy.png'}")
+
+    if args.out:
+        p = Path(args.out)
+        doc = p.read_text(encoding="utf-8")
+        s, e = "<!-- matrix:start -->", "<!-- matrix:end -->"
+        if s in doc and e in doc:
+            p.write_text(doc[:doc.index(s) + len(s)] + "\n" + table + "\n" + doc[doc.index(e):], encoding="utf-8")
+            print(f"wrote {p}")
+        else:
+            print(f"{p}: no {s} / {e} markers; table not written", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
