@@ -71,6 +71,7 @@ def test_finetune_learns_a_task_and_reports_metrics(checkpoints, tmp_path):
 def test_jsonl_with_title_and_splits_and_electra_discriminator(checkpoints, tmp_path):
     rows = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
     both = tmp_path / "news.jsonl"
+    rows[0]["title"] = "一个比最大长度还长的标题" * 10   # a title longer than max_length: both sides are cut
     both.write_text("".join(json.dumps({**r, "split": "dev" if i % 4 == 0 else "train"}, ensure_ascii=False) + "\n"
                             for i, r in enumerate(rows)), encoding="utf-8")
     out = tmp_path / "ft"

@@ -177,6 +177,7 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     start = time.time()
     src = model_dir(checkpoint)
     train = read_examples(train_path, cfg, cfg.train_split)
@@ -204,7 +205,7 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
         titles = [r[2] for r in rows]
         texts = [r[1] for r in rows]
         if any(t is not None for t in titles):
-            enc = tok([t or "" for t in titles], texts, truncation="only_second", max_length=cfg.max_length)
+            enc = tok([t or "" for t in titles], texts, truncation="longest_first", max_length=cfg.max_length)
         else:
             enc = tok(texts, truncation=True, max_length=cfg.max_length)
         y = [names.index(r[0]) for r in rows]
