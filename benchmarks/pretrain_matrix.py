@@ -137,14 +137,22 @@ def main(argv=None) -> None:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     seeds = list(range(args.seeds))
     t0 = time.time()
-    text = pretraining_text(shared, work / "pretrain.txt", args.text_mb)
+    # every folder is named after the settings that make its content, so a changed budget never
+    # picks up the results of another one
+    text_tag = f"text{args.text_mb:g}MB-seq{args.seq}"
+    pre_tag = f"{text_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}-st{args.pretrain_steps}"
+    ft_tag = (f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}"
+              f"-lr{args.ft_lr:g}")
+    runs_dir = work / "runs" / pre_tag
+    ft_dir = work / "finetune" / f"{pre_tag}--{ft_tag}"
+    text = pretraining_text(shared, work / f"pretrain-{args.text_mb:g}MB.txt", args.text_mb)
 
     # (a) one build per (masking, tasks)
     builds = {}
     for m in models:
         _, masking, tasks = MODELS[m]
         key = f"{masking}-{tasks.replace(',', '+')}"
-        b = work / "builds" / key
+        b = work / "builds" / f"{key}-{text_tag}"
         if not (b / "manifest.json").is_file():
             run(zhmask("build-corpus", str(text), "--masking", masking, "--tasks", tasks, "--max-seq-length",
                        str(args.seq), "--out", str(b), "--overwrite", "-q"), work / "logs" / f"build-{key}.log")
@@ -158,7 +166,7 @@ def main(argv=None) -> None:
     pre_jobs = []
     for m in models:
         for s in seeds:
-            r = work / "runs" / f"{m}-s{s}"
+            r = runs_dir / f"{m}-s{s}"
             if not (r / "eval.json").is_file():
                 import shutil
 
@@ -172,7 +180,7 @@ def main(argv=None) -> None:
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
     def ckpt(m, s):
-        r = work / "runs" / f"{m}-s{s}" / "final"
+        r = runs_dir / f"{m}-s{s}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
     ft = [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
@@ -189,7 +197,7 @@ def main(argv=None) -> None:
     for name, src, scratch in cells:
         for s in seeds:
             for task in TASKS:
-                o = work / "finetune" / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
+                o = ft_dir / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
                 if not (o / "results.json").is_file():
                     cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
                                  *[f"--set={x}" for x in [*ft, f"seed={s}"]], *(["--from-scratch"] if scratch else []))
@@ -200,9 +208,24 @@ def main(argv=None) -> None:
 
     # (d) the tables
     def results(name, task):
-        d = work / "finetune" / task
+        d = ft_dir / task
         key = name.replace(" ", "_").replace("(", "").replace(")", "")
         return [json.loads((d / f"{key}-s{s}" / "results.json").read_text()) for s in seeds]
+
+    def majority(task):
+        """Accuracy of always answering the dev set's most frequent label: a collapsed model scores this."""
+        from collections import Counter
+
+        from trainers.finetune import make_finetune_config, read_examples, stable_fraction
+
+        if task == "sentiment":
+            rows = read_examples(shared / "corpora" / "sentiment_train.tsv", make_finetune_config())
+            dev = [r for r in rows if stable_fraction(r[1]) < 0.1]
+        else:
+            dev = read_examples(shared / "corpora" / "inews_docs.jsonl", make_finetune_config(["title_field=title"]),
+                                "dev")
+        dev = dev[:args.dev_limit] if args.dev_limit else dev
+        return Counter(r[0] for r in dev).most_common(1)[0][1] / len(dev)
 
     def stats(vals):
         m = statistics.mean(vals)
@@ -246,7 +269,7 @@ def main(argv=None) -> None:
                 g = statistics.mean(acc) - statistics.mean(c)
                 spread = max(max(acc) - min(acc), max(c) - min(c))
                 gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
-                evs = [json.loads((work / "runs" / f"{name}-s{s}" / "eval.json").read_text()) for s in seeds]
+                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in seeds]
                 if MODELS[name][0] == "electra":
                     metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
                               f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
@@ -256,6 +279,7 @@ def main(argv=None) -> None:
                     if "sentence_accuracy" in evs[0]:
                         metric += f", SOP accuracy {100 * statistics.mean(e['sentence_accuracy'] for e in evs):.1f}%"
             lines.append(f"| {name} | {fmt(acc)} | {fmt(f1)} | {gap} | {beyond} | {metric} |")
+        lines.append(f"| majority class (always the most frequent dev label) | {100 * majority(task):.1f} | | | | |")
         lines.append("")
     table = "\n".join(lines)
     print(table)
@@ -273,7 +297,7 @@ def main(argv=None) -> None:
             key = "loss_generator" if MODELS[m][0] == "electra" else "loss_mlm"
             curves = []
             for s in seeds:
-                recs = [json.loads(x) for x in (work / "runs" / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
+                recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
                 curves.append([r[key] for r in recs if "eval" not in r])
             n = min(map(len, curves))
             mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
