@@ -16,7 +16,7 @@ at a time; a finished run (its eval.json / results.json) is skipped when the scr
     # a smoke run: --pretrain-steps 3 --train-limit 64 --dev-limit 64 --seeds 1 --text-mb 0.3 --layers 1 --hidden 32
 
 Writes a table per task (mean, standard deviation and range over seeds; the gap to the control and
-whether it exceeds the seed spread) between ``<!-- matrix:start -->`` / ``<!-- matrix:end -->`` in
+whether it exceeds the seed spread) between ``<!-- matrix:begin -->`` / ``<!-- matrix:end -->`` in
 ``--out``, and the loss curves and accuracies as PNG files (matplotlib) in ``--img``.
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -36,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import machine, write_section  # noqa: E402
 
 # name -> (family, masking, tasks)
 MODELS = {
@@ -101,10 +102,6 @@ def pretraining_text(shared: Path, out: Path, mb: float) -> Path:
     return out
 
 
-def inews_tsv(shared: Path, work: Path) -> Path:
-    return shared / "corpora" / "inews_docs.jsonl"
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
@@ -126,7 +123,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:start/end -->)")
+    ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
     args = ap.parse_args(argv)
 
@@ -136,7 +133,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     seeds = list(range(args.seeds))
-    t0 = time.time()
+    t0, host = time.time(), machine()
     # every folder is named after the settings that make its content, so a changed budget never
     # picks up the results of another one
     text_tag = f"text{args.text_mb:g}MB-seq{args.seq}"
@@ -187,7 +184,7 @@ def main(argv=None) -> None:
           f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
     task_args = {
         "sentiment": ["--train", str(shared / "corpora" / "sentiment_train.tsv")],
-        "inews": ["--train", str(inews_tsv(shared, work)), "--dev", str(inews_tsv(shared, work)),
+        "inews": ["--train", str(shared / "corpora" / "inews_docs.jsonl"), "--dev", str(shared / "corpora" / "inews_docs.jsonl"),
                   "--set=train_split=train", "--set=dev_split=dev", "--set=title_field=title"],
     }
     controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
@@ -237,10 +234,8 @@ def main(argv=None) -> None:
         return f"{100 * m:.1f} ± {100 * sd:.1f} [{100 * lo:.1f}–{100 * hi:.1f}]"
 
     lines = []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     cmd = "python benchmarks/pretrain_matrix.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines.append(f"Command: `{cmd.strip()}`  \nMachine: {os.cpu_count()} cores ({cpu}), CPU only, "
+    lines.append(f"Command: `{cmd.strip()}`  \nMachine: {host}; "
                  f"{args.jobs} runs at a time with {args.threads} thread(s) each; {time.strftime('%Y-%m-%d')}; "
                  f"pretraining {t_pre / 60:.0f} min, everything {t_all / 60:.0f} min.  \n"
                  f"Budget per model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
@@ -330,15 +325,7 @@ def main(argv=None) -> None:
         print(f"wrote {img / 'pretrain_loss.png'} and {img / 'finetune_accuracy.png'}")
 
     if args.out:
-        p = Path(args.out)
-        doc = p.read_text(encoding="utf-8")
-        s, e = "<!-- matrix:start -->", "<!-- matrix:end -->"
-        if s in doc and e in doc:
-            p.write_text(doc[:doc.index(s) + len(s)] + "\n" + table + "\n" + doc[doc.index(e):], encoding="utf-8")
-            print(f"wrote {p}")
-        else:
-            print(f"{p}: no {s} / {e} markers; table not written", file=sys.stderr)
-
+        write_section(Path(args.out), "matrix", table)
 
 if __name__ == "__main__":
     main()

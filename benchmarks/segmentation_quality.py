@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _report import cpu_model  # noqa: E402
 from zhmask.segquality import evaluate, format_table, read_gold, split_holdout  # noqa: E402
 from zhmask.segquality.training import build_dict, entity_lexicons, train_segmenter, write_dict  # noqa: E402
 from zhmask.steps.entities import make_entity_detector  # noqa: E402
@@ -114,14 +115,7 @@ def main() -> None:
     for i, src in enumerate(sources):
         rows[2 + i] += f" {src} |"
     table = "\n".join(rows)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     words = sum(len(s.words) for s in test.sentences)
     block = "\n".join([
         BEGIN,

@@ -44,6 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _report import machine, write_section  # noqa: E402,F401  (memory.py imports them from here)
+
 _POS_TAG = re.compile(r"/[a-zA-Z]+")
 _POS_LINE = re.compile(r"^\S+/[a-zA-Z]+(\s|$)")
 
@@ -319,24 +321,6 @@ def profile_build(corpus: Path, masking: str, tasks: list[str], work: Path, top:
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------------- report
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for ln in Path("/proc/cpuinfo").read_text().splitlines():
-            if ln.startswith("model name"):
-                cpu = ln.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = float("nan")
-    return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}; Python "
-            f"{platform.python_version()}; load average at start {load:.2f}")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True, type=Path)
@@ -438,20 +422,6 @@ def main(argv: list[str] | None = None) -> None:
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)  # the corpus copy and the builds
-
-
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace the ``<!-- NAME:begin -->`` .. ``<!-- NAME:end -->`` section of ``path`` (appended
-    when missing), so that the hand-written text around generated tables stays."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if begin in old and end in old:
-        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
-    else:
-        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new, encoding="utf-8")
 
 
 if __name__ == "__main__":

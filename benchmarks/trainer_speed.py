@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _report import machine, write_section  # noqa: E402
 
 
 def model_sets(args) -> list[str]:
@@ -103,7 +104,7 @@ def main(argv=None) -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", help="a Markdown file to write the table into (between <!-- speed:start/end -->)")
+    ap.add_argument("--out", help="a Markdown file to write the table into (between <!-- speed:begin/end -->)")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="zhmask-speed-"))
@@ -113,20 +114,18 @@ def main(argv=None) -> None:
         from zhmask.config import BuildConfig
 
         data = Path(build_corpus(BuildConfig(out=str(work / "build"), masking="wwm", max_seq_length=128)).out_dir)
-    a, b = [], []
+    a, b, host = [], [], machine()
     for k in range(args.rounds):
         a.append(run_zhmask(data, work, args, k))
         b.append(run_hf(data, work, args, k))
         print(f"round {k + 1}: zhmask {a[-1]:,.0f} tok/s, transformers Trainer {b[-1]:,.0f} tok/s", flush=True)
     ma, mb = statistics.median(a), statistics.median(b)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     import torch
     import transformers
 
     cmd = "python benchmarks/trainer_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     table = "\n".join([
-        f"`{cmd.strip()}`, {time.strftime('%Y-%m-%d')}, {cpu}, {args.threads} threads, torch {torch.__version__}, "
+        f"`{cmd.strip()}`, {time.strftime('%Y-%m-%d')}, {host}, {args.threads} threads, torch {torch.__version__}, "
         f"transformers {transformers.__version__}; BertForMaskedLM {args.layers} layers, hidden {args.hidden}, "
         f"batch {args.batch}, {args.steps} steps a run, median tokens/s of each run after {args.skip} steps, "
         f"{args.rounds} alternated rounds:",
@@ -138,15 +137,7 @@ def main(argv=None) -> None:
     ])
     print(table)
     if args.out:
-        p = Path(args.out)
-        text = p.read_text(encoding="utf-8")
-        s, e = "<!-- speed:start -->", "<!-- speed:end -->"
-        if s in text and e in text:
-            text = text[:text.index(s) + len(s)] + "\n" + table + "\n" + text[text.index(e):]
-            p.write_text(text, encoding="utf-8")
-            print(f"wrote {p}")
-        else:
-            print(f"{p}: no {s} / {e} markers; table not written", file=sys.stderr)
+        write_section(Path(args.out), "speed", table)
     subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
