@@ -105,6 +105,26 @@ def _parse(name: str, kind: str, value: Any) -> Any:
         raise ZhmaskError(f"setting {name}: expected {kind}, got {value!r}") from None
 
 
+def parse_sets(sets) -> dict[str, str]:
+    """``--set key=value`` items as a dict (dashes in keys read as underscores)."""
+    values: dict[str, str] = {}
+    for item in sets:
+        if "=" not in item:
+            raise ZhmaskError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        values[k.strip().replace("-", "_")] = v.strip()
+    return values
+
+
+def typed(kind, values: dict[str, Any]):
+    """The dataclass ``kind`` from ``values`` (TOML values or ``--set`` text), each parsed as its field's type."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise ZhmaskError(f"unknown setting {unknown[0]!r}; known: {', '.join(kinds)}")
+    return kind(**{k: _parse(k, kinds[k], v) for k, v in values.items()})
+
+
 def make_config(config_file: str | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """``base`` (a saved run's config), then a TOML preset or file, then ``key=value`` overrides."""
@@ -125,16 +145,8 @@ def make_config(config_file: str | None = None, sets: list[str] | tuple[str, ...
         except (OSError, ValueError) as exc:
             raise ZhmaskError(f"--config {path}: {exc}") from None
         values.update(data.get("train", data))
-    for item in sets:
-        if "=" not in item:
-            raise ZhmaskError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        values[k.strip().replace("-", "_")] = v.strip()
-    kinds = {f.name: str(f.type) for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - set(kinds))
-    if unknown:
-        raise ZhmaskError(f"unknown setting {unknown[0]!r}; known: {', '.join(kinds)}")
-    cfg = Config(**{k: _parse(k, kinds[k], v) for k, v in values.items()})
+    values.update(parse_sets(sets))
+    cfg = typed(Config, values)
     if cfg.decay not in ("linear", "cosine", "constant"):
         raise ZhmaskError(f"setting decay: linear, cosine or constant, got {cfg.decay!r}")
     for k in ("max_steps", "batch_size", "grad_accum", "num_layers", "hidden_size", "num_heads"):

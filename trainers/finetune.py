@@ -55,19 +55,9 @@ class FinetuneConfig:
 
 
 def make_finetune_config(sets: tuple[str, ...] | list[str] = ()) -> FinetuneConfig:
-    from trainers.common import _parse
+    from trainers.common import parse_sets, typed
 
-    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__ for f in dataclasses.fields(FinetuneConfig)}
-    values: dict[str, Any] = {}
-    for item in sets:
-        if "=" not in item:
-            raise ZhmaskError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        k = k.strip().replace("-", "_")
-        if k not in kinds:
-            raise ZhmaskError(f"unknown setting {k!r}; known: {', '.join(kinds)}")
-        values[k] = _parse(k, kinds[k], v.strip())
-    cfg = FinetuneConfig(**values)
+    cfg = typed(FinetuneConfig, parse_sets(sets))
     if cfg.batch_size < 1 or cfg.max_length < 8 or cfg.epochs < 1:
         raise ZhmaskError("batch_size >= 1, max_length >= 8 and epochs >= 1 are required")
     if not 0.0 < cfg.dev_fraction < 1.0:
@@ -174,6 +164,8 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
     import numpy as np
     import torch
     from transformers import AutoTokenizer
+
+    from zhmask.reader import pad_rows
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -214,20 +206,11 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
     tr_ids, tr_tt, tr_y = encode(train)
     dv_ids, dv_tt, dv_y = encode(dev)
 
-    def collate(idx, ids, tt, y):
-        n = max(len(ids[i]) for i in idx)
-        n = (n + 7) // 8 * 8
-        x = torch.full((len(idx), n), tok.pad_token_id, dtype=torch.long)
-        t = torch.zeros((len(idx), n), dtype=torch.long)
-        m = torch.zeros((len(idx), n), dtype=torch.long)
-        for r, i in enumerate(idx):
-            L = len(ids[i])
-            x[r, :L] = torch.tensor(ids[i])
-            m[r, :L] = 1
-            if tt is not None:
-                t[r, :L] = torch.tensor(tt[i])
-        return {"input_ids": x, "token_type_ids": t, "attention_mask": m,
-                "labels": torch.tensor([y[i] for i in idx], dtype=torch.long)}
+    def collate(idx, ids, tt, y):   # the reader's padding (zhmask.reader.pad_rows), class labels as "labels"
+        rows = [{"token_type_ids": tt[i] if tt is not None else None, "label": y[i]} for i in idx]
+        out = pad_rows(rows, [ids[i] for i in idx], [None] * len(idx), tok.pad_token_id, 8)
+        return {k: torch.from_numpy(out[k]) for k in ("input_ids", "token_type_ids", "attention_mask")} | {
+            "labels": torch.from_numpy(out["label"])}
 
     model = load_classifier(src, len(names), cfg, from_scratch).to(device)
 

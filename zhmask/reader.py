@@ -529,6 +529,12 @@ def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int
     return r, w
 
 
+def _used(n: int, world_size: int, drop_last: bool) -> int:
+    """Positions of the permutation the ranks share: all ``n``, or with ``drop_last`` a multiple
+    of the world size (every rank as many, as DDP wants)."""
+    return n - n % world_size if drop_last else n
+
+
 class _EpochSamplerBase:
     """Deterministic per-epoch order of ``n`` indices: a permutation fixed by (seed, epoch) (or
     ``range(n)`` with ``shuffle=False``); rank ``r`` of ``world_size`` takes the positions
@@ -559,17 +565,13 @@ class _EpochSamplerBase:
     def share(self) -> np.ndarray:
         """This rank's indices of the current epoch, in order, after the skipped ones."""
         perm = epoch_permutation(self.n, self.seed, self.epoch, self.shuffle)
-        return perm[self.rank:self._used():self.world_size][self.skipped:]
-
-    def _used(self) -> int:
-        """Positions the ranks share: all, or with ``drop_last`` a multiple of the world size."""
-        return self.n - self.n % self.world_size if self.drop_last else self.n
+        return perm[self.rank:_used(self.n, self.world_size, self.drop_last):self.world_size][self.skipped:]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.share().tolist())
 
     def __len__(self) -> int:
-        full = len(range(self.rank, self._used(), self.world_size))
+        full = len(range(self.rank, _used(self.n, self.world_size, self.drop_last), self.world_size))
         return max(0, full - self.skipped)
 
 
@@ -600,17 +602,13 @@ class _ShardIterableDatasetBase:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _used(self) -> int:
-        n = len(self.dataset)
-        return n - n % self.world_size if self.drop_last else n
-
     def __len__(self) -> int:
-        return len(range(self.rank, self._used(), self.world_size))
+        return len(range(self.rank, _used(len(self.dataset), self.world_size, self.drop_last), self.world_size))
 
     def positions(self, worker: int = 0, num_workers: int = 1) -> np.ndarray:
         """Dataset positions that worker ``worker`` of ``num_workers`` yields this epoch, in order."""
         perm = epoch_permutation(len(self.dataset), self.seed, self.epoch, self.shuffle)
-        mine = perm[self.rank:self._used():self.world_size]
+        mine = perm[self.rank:_used(len(self.dataset), self.world_size, self.drop_last):self.world_size]
         if num_workers <= 1:
             return mine
         k = self.batch_size
