@@ -18,6 +18,9 @@ import pyarrow as pa
 SCHEMA_VERSION = "2"  # 2: segment_sources column (sentence-level tasks)
 
 I32 = pa.int32()
+# the sentence-level class of an example (NSP/SOP and the other sentence tasks; -1 where none):
+# read and write it through this name
+SENTENCE_LABEL = "label"
 ENTITY = pa.struct([("start", I32), ("end", I32), ("type", pa.string())])
 SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])
 
