@@ -168,6 +168,7 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     cfg = m["config"]
     cfg_meta = {k: v for k, v in cfg.items() if k not in EXEC_KEYS}
     dupe = int(cfg.get("dupe_factor", 1))
+    full_packing = cfg.get("packing", "document") == "full"
     try:
         ctx = row_context(cfg)
     except ZhmaskError as exc:
@@ -210,6 +211,8 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         if row["label"] is not None and row["label"] >= 0:
                             labels_seen.setdefault(task, Counter())[str(row["label"])] += 1
                         doc_ids.add(row["doc_id"])
+                        if full_packing:  # a row filled across documents holds every document it lists
+                            doc_ids.update(src["doc_id"] for src in row["segment_sources"] or ())
                         if row["example_id"] in example_ids:
                             dup_examples += 1
                         example_ids.add(row["example_id"])

@@ -1,0 +1,260 @@
+"""Every build preset validates, builds on a fixture, passes ``zhmask verify`` and gives the golden
+shard; ``zhmask presets``; ``--packing full``; ERNIE 1.0's staged knowledge masking.
+
+The builds keep each preset's own options and change only the input (the first documents of
+tests/fixtures/inews_150.jsonl), ``max_seq_length`` (small, so that the file runs in seconds)
+and the title field (ernie2 needs titles).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, run_cli
+from zhmask.config import BuildConfig
+from zhmask.errors import ZhmaskError
+
+N_DOCS = 24
+MAX_LEN = 64
+INPUT = "presets_input.jsonl"  # a fixed relative name: the input path is part of the shards' metadata
+
+# sha256 of the one shard each preset builds here (test_preset_builds_and_matches_golden).  The
+# shard holds the rows and, in its schema metadata, the configuration, zhmask's version and the
+# schema version, so a change to any of them changes these values.  A changed value means the
+# bytes zhmask writes changed: make that change deliberately, update the value in the same
+# commit and say in its message why the output changed.  To print the new values, run
+#   ZHMASK_PRINT_GOLDEN=1 pytest tests/test_presets.py -q -s -k golden
+# and copy the printed dict here.
+GOLDEN = {
+    "bert": "b529d714136358e8adfa0fcfe46391c349c2eda52bf73e662ef765b53ef2c852",
+    "bert-wwm": "1e57213219571ceb7b8b61e94d5a1f80d8804b3437b8388c432cfafd96aa0f41",
+    "electra": "64920275d30188ebec5e04b2b83e727c28256a8604512c37e8aa2e8d813afb17",
+    "ernie-gen": "f5a6fc8f236d0273c0e9f4564f9472a021c923bfd0c31d3339a8ee2df1470a1e",
+    "ernie1": "b98197dcc9ac41509cb30bb2f5e1b3d347a9f4a852f2f3ce00325627c7841228",
+    "ernie2": "b2bf45cc3418f30b7e6aa4f7547fca364429cffac08a0a2e0023b6d0a4c68567",
+    "macbert": "4ae54bf623da480056c3bf655443d7b70bbf72fdf75275d0edf01ca512b08c10",
+    "roberta": "c8b99cc274e30c478f0f9e88f24df8fd9096d27ba0c3a9010423baafb919a6b0",
+}
+
+
+def _presets() -> list[str]:
+    from zhmask.paths import pipelines_dir
+
+    return sorted(p.stem for p in pipelines_dir().glob("*.toml"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("presets")
+    lines = (FIXTURES / "inews_150.jsonl").read_text(encoding="utf-8").splitlines()[:N_DOCS]
+    (d / INPUT).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return d
+
+
+_BUILT: dict[str, Path] = {}
+
+
+def build_preset(workdir: Path, name: str, **over) -> Path:
+    """The preset's build on the fixture, with ``over`` changed (built once per module)."""
+    import os
+
+    from zhmask.api import build_corpus
+
+    key = name + "".join(f"-{k}={v}" for k, v in sorted(over.items()))
+    if key in _BUILT:
+        return _BUILT[key]
+    out = workdir / f"out-{len(_BUILT)}"
+    cfg = BuildConfig.from_preset(name, inputs=[INPUT], text_field="text", title_field="title",
+                                  max_seq_length=MAX_LEN, out=str(out), overwrite=True, **over)
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        result = build_corpus(cfg)
+    finally:
+        os.chdir(cwd)
+    _BUILT[key] = out
+    return result.out_dir
+
+
+def rows_of(out: Path) -> list[dict]:
+    from zhmask.reader import Build, open_shard
+
+    rows: list[dict] = []
+    for p in Build(out).shards:
+        with open_shard(p) as r:
+            for batch in r:
+                rows += batch.to_pylist()
+    return rows
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------ every preset
+def test_golden_lists_every_preset():
+    assert sorted(GOLDEN) == _presets(), "a preset without a golden sha256 (or a golden without its preset)"
+
+
+@pytest.mark.parametrize("name", _presets())
+def test_preset_builds_and_matches_golden(workdir, name):
+    from zhmask.commands.presets import preset_summary
+    from zhmask.commands.verify import verify_build
+
+    BuildConfig.from_preset(name).validate()
+    summary = preset_summary(name)  # the [preset] keys are there
+    assert summary["paper"] and summary["trains_on"]
+    out = build_preset(workdir, name)
+    assert verify_build(out) == []
+    m = manifest(out)
+    assert m["documents_written"] == N_DOCS and m["examples_written"] > 0
+    assert len(m["shards"]) == 1
+    sha = m["shards"][0]["sha256"]
+    import os
+
+    if os.environ.get("ZHMASK_PRINT_GOLDEN"):
+        print(f'\n    "{name}": "{sha}",')
+    assert sha == GOLDEN.get(name), f"{name}: the shard changed ({sha}); see GOLDEN's comment"
+
+
+def test_presets_command(workdir):
+    from zhmask.commands.presets import all_presets
+
+    code, out, err = run_cli("presets")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["name", "masking", "tasks", "packing"]
+    assert sorted(ln.split()[0] for ln in lines[1:]) == _presets()
+    assert any("Liu et al. 2019, RoBERTa" in ln and " full " in ln for ln in lines)
+    code, out, err = run_cli("presets", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got == all_presets()
+    assert {r["name"]: r["tasks"] for r in got}["bert"] == ["nsp"]
+
+
+def test_preset_without_paper_is_one_line_error(tmp_path):
+    from zhmask.commands.presets import preset_summary
+
+    p = tmp_path / "mine.toml"
+    p.write_text('[build]\nmasking = "char"\n', encoding="utf-8")
+    with pytest.raises(ZhmaskError, match=r"lacks \[preset\] paper and trains_on"):
+        preset_summary(str(p))
+
+
+# ------------------------------------------------------------------------------------ BERT / MacBERT
+@pytest.mark.parametrize("name,task", [("bert", "nsp"), ("macbert", "sop")])
+def test_pair_rows_carry_the_masks(workdir, name, task):
+    """BERT's instances carry both objectives: every pair row is masked, no separate mlm rows."""
+    out = build_preset(workdir, name)
+    rows = rows_of(out)
+    assert {r["task"] for r in rows} == {task}
+    cap = BuildConfig.from_preset(name).max_predictions_per_seq
+    n_pred = [sum(x != -100 for x in r["labels"]) for r in rows]
+    assert min(n_pred) >= 1 and max(n_pred) <= cap
+    assert Counter(r["label"] for r in rows).keys() == {0, 1}
+
+
+# ------------------------------------------------------------------------------------ --packing full
+def _doc_tokens(rows: list[dict], ctx_special: set[int]) -> dict[str, list[int]]:
+    """Per document, its word tokens in row order (segments split at [SEP]) ."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        srcs = r["segment_sources"] or [{"doc_id": r["doc_id"]}]
+        ids = r["input_ids"][1:]
+        k = 0
+        for tok in ids:
+            if tok in ctx_special:
+                k += 1
+                continue
+            out.setdefault(srcs[k]["doc_id"], []).append(tok)
+    return out
+
+
+def test_packing_full_fills_rows_across_documents(workdir):
+    from zhmask.steps.tokenize import WordTokenizer
+
+    full = build_preset(workdir, "roberta")
+    per_doc = build_preset(workdir, "roberta", packing="document")
+    rf, rd = rows_of(full), rows_of(per_doc)
+    tok = WordTokenizer(None, None)
+    special = {tok.cls_id, tok.sep_id}
+    # the same text, document by document, in the same order; nothing lost or repeated
+    assert _doc_tokens(rf, special) == _doc_tokens(rd, special)
+    assert max(len(r["input_ids"]) for r in rf) <= MAX_LEN
+    assert len(rf) < len(rd)  # fuller rows
+    multi = [r for r in rf if len(r["segment_sources"]) > 1]
+    assert multi, "no row spans two documents"
+    for r in multi:  # [CLS] a [SEP] b [SEP]: one [SEP] per document, token types all 0
+        assert r["input_ids"].count(tok.sep_id) == len(r["segment_sources"])
+        assert r["doc_id"] == r["segment_sources"][0]["doc_id"] and not any(r["token_type_ids"])
+    assert {r["label"] for r in rf} == {-1} and all(x == -100 for r in rf for x in r["labels"])
+
+
+def test_packing_full_validation_split_holds_out_whole_documents(workdir):
+    """Rows of one group of documents share the document part of their example_id, so a held-out
+    document's text is never in a training row."""
+    from zhmask.reader import ShardDataset
+
+    out = build_preset(workdir, "roberta")
+    docs = {}
+    for split in ("train", "validation"):
+        ds = ShardDataset(out, split=split, validation=0.5, salt="presets", columns=["segment_sources"])
+        docs[split] = {s["doc_id"] for i in range(len(ds)) for s in ds[i]["segment_sources"]}
+    assert docs["train"] and docs["validation"]
+    assert not docs["train"] & docs["validation"]
+    assert len(docs["train"] | docs["validation"]) == N_DOCS
+
+
+def test_packing_full_refuses_pair_tasks(tmp_path):
+    with pytest.raises(ZhmaskError, match="--packing full .* --tasks nsp"):
+        BuildConfig(tasks=["mlm", "nsp"], packing="full").validate()
+    with pytest.raises(ZhmaskError, match="--packing: 'fill' is not one of document, full"):
+        BuildConfig(packing="fill").validate()
+    code, _, err = run_cli("build-corpus", "--packing", "full", "--tasks", "sop", "--out", str(tmp_path / "o"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--packing full" in err
+
+
+# ------------------------------------------------------------------------------------ ERNIE 1.0
+def test_ernie1_stages_basic_phrase_entity(workdir):
+    """A third of the rows per stage (copy @0, @1, @2), each stage masking only its levels."""
+    out = build_preset(workdir, "ernie1")
+    m = manifest(out)
+    st = m["masking"]
+    n = m["examples_written"]
+    assert n % 3 == 0 and [st[f"knowledge_stage{s}_rows"] for s in range(3)] == [n // 3] * 3
+    levels = {s: {k.split("_units_")[1] for k, v in st.items()
+                  if k.startswith(f"knowledge_stage{s}_units_") and v and k.split("_units_")[1] in
+                  ("char", "word", "phrase", "entity")} for s in range(3)}
+    assert levels == {0: {"char"}, 1: {"phrase", "word"}, 2: {"entity"}}
+    rows = rows_of(out)
+    copies = Counter(r["example_id"].rsplit("@", 1)[1] for r in rows)
+    assert copies == {"0": n // 3, "1": n // 3, "2": n // 3}
+
+
+def test_knowledge_stages_validation_and_dynamic_epochs():
+    from zhmask.masking.dynamic import DynamicMasking
+    from zhmask.record import Example
+    import numpy as np
+
+    stages = [{"char": 1}, {"word": 1}]
+    with pytest.raises(ZhmaskError, match="need --dupe-factor a multiple of 2"):
+        BuildConfig(masking="knowledge", dupe_factor=3, options={"knowledge_stages": stages}).validate()
+    with pytest.raises(ZhmaskError, match="give one"):
+        BuildConfig(masking="knowledge", dupe_factor=2,
+                    options={"knowledge_stages": stages, "knowledge_levels": {"char": 1}}).validate()
+    with pytest.raises(ZhmaskError, match=r"knowledge_stages\[1\]: unknown level 'words'"):
+        BuildConfig(masking="knowledge", dupe_factor=2, options={"knowledge_stages": [{"char": 1}, {"words": 1}]}).validate()
+    dm = DynamicMasking("knowledge", dupe_factor=2, options={"knowledge_stages": stages}, return_tensors="np")
+    ids = np.array([101] + list(range(2000, 2030)) + [102], dtype=np.int32)  # [CLS] 30 characters [SEP]
+    ex = Example(doc_id="d", example_id="d#mlm0", task="mlm", input_ids=ids,
+                 token_type_ids=np.zeros(len(ids), np.int8),
+                 word_ids=np.array([-1] + [i // 2 for i in range(30)] + [-1], np.int32), label=-1, entities=[])
+    for epoch, stage in ((0, 0), (1, 1), (5, 1)):  # epochs past the last copy stay in the last stage
+        dm.stats.clear()
+        dm.mask_example(ex, epoch)
+        assert dm.stats[f"knowledge_stage{stage}_rows"] == 1
+        assert dm.stats[f"knowledge_stage{stage}_units_{'char' if stage == 0 else 'word'}"] > 0
