@@ -258,3 +258,20 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
         dm.mask_example(ex, epoch)
         assert dm.stats[f"knowledge_stage{stage}_rows"] == 1
         assert dm.stats[f"knowledge_stage{stage}_units_{'char' if stage == 0 else 'word'}"] > 0
+
+
+def test_ernie1_static_copy_k_equals_dynamic_epoch_k(workdir):
+    """Copy k of the staged build and dynamic masking at epoch k mask with the same stage and draws."""
+    import numpy as np
+
+    from zhmask.masking.dynamic import DynamicMasking
+
+    out = build_preset(workdir, "ernie1")
+    dm = DynamicMasking.from_build(out, return_tensors="np")
+    seen = set()
+    for r in rows_of(out)[:60]:
+        base, k = r["example_id"].rsplit("@", 1)
+        ids, labels = dm.mask_row({**r, "example_id": base}, int(k))
+        assert np.array_equal(ids, r["input_ids"]) and np.array_equal(labels, r["labels"]), r["example_id"]
+        seen.add(k)
+    assert seen == {"0", "1", "2"}
