@@ -82,7 +82,7 @@ def stage_of(copy: int, n_stages: int, dupe_factor: int) -> int:
 
 def copy_of(example_id: str) -> int:
     """The ``--dupe-factor`` copy of a row from its example id (``...@k``; 0 without a suffix)."""
-    head, sep, k = str(example_id).rpartition("@")
+    _, sep, k = str(example_id).rpartition("@")
     return int(k) if sep and k.isdigit() else 0
 
 
