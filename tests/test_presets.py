@@ -8,9 +8,11 @@ and the title field (ernie2 needs titles).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import FIXTURES, run_cli
@@ -59,8 +61,6 @@ _BUILT: dict[str, Path] = {}
 
 def build_preset(workdir: Path, name: str, **over) -> Path:
     """The preset's build on the fixture, with ``over`` changed (built once per module)."""
-    import os
-
     from zhmask.api import build_corpus
 
     key = name + "".join(f"-{k}={v}" for k, v in sorted(over.items()))
@@ -113,8 +113,6 @@ def test_preset_builds_and_matches_golden(workdir, name):
     assert m["documents_written"] == N_DOCS and m["examples_written"] > 0
     assert len(m["shards"]) == 1
     sha = m["shards"][0]["sha256"]
-    import os
-
     if os.environ.get("ZHMASK_PRINT_GOLDEN"):
         print(f'\n    "{name}": "{sha}",')
     assert sha == GOLDEN.get(name), f"{name}: the shard changed ({sha}); see GOLDEN's comment"
@@ -238,7 +236,6 @@ def test_ernie1_stages_basic_phrase_entity(workdir):
 def test_knowledge_stages_validation_and_dynamic_epochs():
     from zhmask.masking.dynamic import DynamicMasking
     from zhmask.record import Example
-    import numpy as np
 
     stages = [{"char": 1}, {"word": 1}]
     with pytest.raises(ZhmaskError, match="need --dupe-factor a multiple of 2"):
@@ -262,8 +259,6 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
 
 def test_ernie1_static_copy_k_equals_dynamic_epoch_k(workdir):
     """Copy k of the staged build and dynamic masking at epoch k mask with the same stage and draws."""
-    import numpy as np
-
     from zhmask.masking.dynamic import DynamicMasking
 
     out = build_preset(workdir, "ernie1")

@@ -43,16 +43,21 @@ def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
                                 example_id=f"{doc.id}#mlm{i}", ent_cache=ctx.ent_cache)
 
 
+def _unit_sentences(docs: list[Document], ctx):
+    """The unit's token table, its sentence ranges for one-segment rows (UnitRanges), the events
+    of each document, the ranges' lengths and each document's first range (``roff``)."""
+    table = unit_table(docs, ctx.ent_cache)
+    ur = table.ranges(ctx.config.max_seq_length - 2)
+    doc_events = ur.events_by_doc() if ur.events else {}
+    return table, ur, doc_events, (ur.b - ur.a).tolist(), ur.roff.tolist()
+
+
 def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``mlm`` examples, the chunks drawn per document as in
     :func:`generate_each` and the examples assembled at once (events counted into ``events``)."""
     max_tokens = ctx.config.max_seq_length - 2
     ssp = ctx.config.short_seq_prob
-    table = unit_table(docs, ctx.ent_cache)
-    ur = table.ranges(max_tokens)
-    doc_events = ur.events_by_doc() if ur.events else {}
-    lengths = (ur.b - ur.a).tolist()
-    roff = ur.roff.tolist()
+    table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx)
     seg_r0: list[int] = []
     seg_r1: list[int] = []
     seg_doc: list[int] = []
@@ -91,11 +96,7 @@ def full_examples(docs: list[Document], ctx, events) -> list[Example]:
 
     max_len = ctx.config.max_seq_length
     ssp = ctx.config.short_seq_prob
-    table = unit_table(docs, ctx.ent_cache)
-    ur = table.ranges(max_len - 2)
-    doc_events = ur.events_by_doc() if ur.events else {}
-    lengths = (ur.b - ur.a).tolist()
-    roff = ur.roff.tolist()
+    table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx)
     seg_r0: list[int] = []
     seg_r1: list[int] = []
     seg_doc: list[int] = []
