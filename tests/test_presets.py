@@ -255,6 +255,14 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
         dm.mask_example(ex, epoch)
         assert dm.stats[f"knowledge_stage{stage}_rows"] == 1
         assert dm.stats[f"knowledge_stage{stage}_units_{'char' if stage == 0 else 'word'}"] > 0
+    # a mixed stage draws its levels in the schedule's proportion (3:1 here) while both fit the
+    # budget; only a character fits the budget's last token, so characters come out a little above
+    mixed = DynamicMasking("knowledge", dupe_factor=2, return_tensors="np",
+                           options={"knowledge_stages": [{"char": 1}, {"char": 3, "word": 1}]})
+    for epoch in range(1, 401):
+        mixed.mask_example(ex, epoch)
+    c, w = mixed.stats["knowledge_stage1_units_char"], mixed.stats["knowledge_stage1_units_word"]
+    assert mixed.stats["knowledge_stage1_rows"] == 400 and 0.72 <= c / (c + w) <= 0.9, (c, w)
 
 
 def test_ernie1_static_copy_k_equals_dynamic_epoch_k(workdir):
@@ -270,3 +278,24 @@ def test_ernie1_static_copy_k_equals_dynamic_epoch_k(workdir):
         assert np.array_equal(ids, r["input_ids"]) and np.array_equal(labels, r["labels"]), r["example_id"]
         seen.add(k)
     assert seen == {"0", "1", "2"}
+
+
+def test_packing_full_row_check_catches_bad_rows():
+    """``zhmask verify``'s mlm check: one [SEP] per listed document, the first is the row's doc_id."""
+    from zhmask.labels.mlm import check_mlm
+
+    ctx = {"sep_id": 102, "config": {"packing": "full"}}
+    good = {"doc_id": "a", "input_ids": [101, 7, 8, 102, 9, 102], "word_ids": [-1, 0, 1, -1, 2, -1],
+            "token_type_ids": [0] * 6,
+            "segment_sources": [{"doc_id": "a", "start": 5, "end": 7}, {"doc_id": "b", "start": 0, "end": 1}]}
+    assert check_mlm(good, ctx) == []
+    assert check_mlm({**good, "doc_id": "b"}, ctx) == ["doc_id is not the document of the first segment"]
+    assert check_mlm({**good, "segment_sources": good["segment_sources"][:1]}, ctx) == [
+        "segment_sources does not list the 2 segment(s)"]
+    same = [{"doc_id": "a", "start": 0, "end": 2}, {"doc_id": "a", "start": 3, "end": 4}]
+    assert check_mlm({**good, "segment_sources": same}, ctx) == ["two consecutive segments of one document"]
+    assert check_mlm({**good, "token_type_ids": [0, 0, 0, 0, 1, 1]}, ctx) == ["token_type_ids not all 0"]
+    assert check_mlm({**good, "segment_sources": None}, {**ctx, "config": {"packing": "document"}}) == [
+        "2 segments in a row of --packing document"]
+    empty = {**good, "input_ids": [101, 102, 9, 102], "word_ids": [-1, -1, 0, -1], "token_type_ids": [0] * 4}
+    assert check_mlm(empty, ctx) and check_mlm(empty, ctx)[0].startswith("not [CLS] text [SEP]")
