@@ -19,7 +19,7 @@ import numpy as np
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
 from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seeds
 from zhmask.steps.read import RawDoc
@@ -447,7 +447,7 @@ class Pipeline:
             "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
             "word_ids": word_ids,
             "labels": labels,
-            "label": [int(ex.label) for ex in rows],
+            SENTENCE_LABEL: [int(ex.label) for ex in rows],
             "entities": [ex.entities for ex in rows],
         }
         if refs is None and rb is not None and "chinese_ref" not in extra_keys:
@@ -633,7 +633,7 @@ class Pipeline:
 
 
 _BASE_COLUMNS = frozenset(("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels",
-                           "label", "entities"))  # what example_row sets before the extra columns
+                           SENTENCE_LABEL, "entities"))  # what example_row sets before the extra columns
 
 
 class _Laps:
@@ -684,7 +684,7 @@ def example_row(ex: Example, input_ids: np.ndarray, labels: np.ndarray) -> dict[
         "token_type_ids": ex.token_type_ids,
         "word_ids": ex.word_ids,
         "labels": labels,
-        "label": int(ex.label),
+        SENTENCE_LABEL: int(ex.label),
         "entities": ex.entities,
     }
     row.update(ex.extra)

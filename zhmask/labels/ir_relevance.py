@@ -34,7 +34,7 @@ from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
 from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, check_pair, concat_docs, is_punct_word,
                                  mini_doc, pair_example)
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "ir_relevance"
 OPTIONS = {"ir_query_keywords": 4, "ir_irrelevant_skip_top": 10}
@@ -212,6 +212,6 @@ def check_ir_relevance(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     if not bad and len(src) == 2:
         if src[0]["doc_id"] != row["doc_id"]:
             bad.append("the query does not come from the row's document")
-        elif (row["label"] == 0) != (src[1]["doc_id"] == row["doc_id"]):
-            bad.append(f"label {row['label']} but the passage is {'' if row['label'] else 'not '}the query's document")
+        elif (row[SENTENCE_LABEL] == 0) != (src[1]["doc_id"] == row["doc_id"]):
+            bad.append(f"label {row[SENTENCE_LABEL]} but the passage is {'' if row[SENTENCE_LABEL] else 'not '}the query's document")
     return bad

@@ -6,7 +6,7 @@ from typing import Iterator
 import numpy as np
 
 from zhmask.labels import register
-from zhmask.record import Document, Example
+from zhmask.record import NO_LABEL, Document, Example
 from zhmask.steps.pack import (build_example, examples_from_arrays, interval_rows, pack_ends,
                                pack_ranges, sentence_token_ranges, unit_table)
 
@@ -54,7 +54,7 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
             seg_r0.append(prev)
             prev = lo + end
             seg_r1.append(prev)
-            meta.append(("mlm", f"{did}#mlm{i}", did, -1))
+            meta.append(("mlm", f"{did}#mlm{i}", did, NO_LABEL))
         seg_doc += [d] * len(ends)
     n = len(meta)
     return examples_from_arrays(table, interval_rows(ur, seg_r0, seg_r1), seg_doc, np.arange(n), np.zeros(n, np.int64),

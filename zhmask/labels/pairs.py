@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from zhmask.record import Document, Example, Tokens, Words
+from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
 from zhmask.steps.pack import build_example, sentence_token_ranges
 
 Ranges = list[tuple[int, int]]
@@ -297,7 +297,7 @@ def check_sources(row: dict[str, Any], n_segments: int) -> list[str]:
 def check_pair(row: dict[str, Any], ctx: dict[str, Any], n_classes: int) -> list[str]:
     """``[CLS] A [SEP] B [SEP]``: token types 0 then 1, both segments non-empty, a class label."""
     bad: list[str] = []
-    label = row.get("label")
+    label = row.get(SENTENCE_LABEL)
     if label is None or not 0 <= label < n_classes:
         bad.append(f"label {label!r} not in 0..{n_classes - 1}")
     ids, tt = ints(row.get("input_ids")), ints(row.get("token_type_ids"))
