@@ -191,17 +191,29 @@ class DynamicMasking:
         e = self.epoch if epoch is None else int(epoch)
         exs = [row_to_example(r) for r in rows]
         gb = GeneratorBatch()
-        gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in exs])
+
+        def seed(part: list[Example]) -> None:
+            gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in part])
+
         fast = getattr(self._fn, "mask_rows", None)
         if fast is not None:
+            def run(part: list[Example]):
+                seed(part)
+                return fast(part, gb.generators())
+
             try:
-                res = fast(exs, gb.generators())
-            except Exception:  # the per-example path below names what is wrong
-                res = None
-            if res is not None:
-                self.stats.update(res.stats)
-                ends = np.cumsum(res.lens)
-                return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
+                res = run(exs)
+            except Exception as exc:  # no silent per-example path: name the row
+                from zhmask.pipeline import narrow
+
+                bad, err = narrow(run, exs)
+                what = f"row {bad.example_id}" if bad is not None else "rows together (none alone)"
+                err = err or exc
+                raise ZhmaskError(f"masking {self.masking} failed on {what}: {type(err).__name__}: {err}") from err
+            self.stats.update(res.stats)
+            ends = np.cumsum(res.lens)
+            return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
+        seed(exs)  # a strategy without a batched path: example by example
         prep = getattr(self._fn, "prepare_batch", None)
         if prep is not None:
             prep(exs)
