@@ -49,6 +49,9 @@ class TaskContext:
     events: Counter = field(default_factory=Counter)
     ent_cache: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)  # shared per-worker objects (lexicons, indexes)
+    # the pipeline's normaliser, and its document stages for texts a task makes (Pipeline.enrich)
+    normalize: Any = None
+    enrich: Any = None
     # the unit's document ids (set by Pipeline.examples) and, per (doc_id, stage, *extra), the
     # seed words of its generator, computed for all of the unit's documents at a stage's first use
     unit_ids: list = field(default_factory=list)
@@ -132,7 +135,7 @@ class Pipeline:
                                         model=config.segmenter_model)
         self.entities = make_entity_detector(config.entities, spacy_model=config.spacy_model, lexicons=config.lexicons)
         self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
-        self.ctx = TaskContext(config, self.tok)
+        self.ctx = TaskContext(config, self.tok, normalize=self.normalizer, enrich=self.enrich)
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
@@ -205,11 +208,27 @@ class Pipeline:
 
     def _documents_batched_gc(self, raws: list[RawDoc]
                               ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        events: Counter = Counter()
+        out = [self._start(raw) for raw in raws]
+        started = [k for k, (doc, _) in enumerate(out) if doc is not None]
+        has_unk: list[bool | None] = [None] * len(raws)
+        for k, u in zip(started, self.enrich([out[k][0] for k in started], events)):  # type: ignore[misc]
+            has_unk[k] = u
+        for k, (doc, _) in enumerate(out):
+            if doc is not None and len(doc.tokens) == 0:
+                out[k] = (None, "no_tokens")
+        return out, events, has_unk
+
+    def enrich(self, docs: list[Document], events: Counter | None = None) -> list[bool]:
+        """Sentences, words, entities and tokens of ``docs`` (texts normalised, not empty): the
+        stages run over the texts joined, :data:`JOIN_CHARS` characters at a time (a text the
+        separator could join to its neighbour alone); returns per document whether its tokens
+        hold [UNK].  What every document gets, those read from the input and those a task makes
+        (titles, targets: ``ctx.enrich``)."""
         from zhmask.steps.segment import joinable
 
-        events: Counter = Counter()
-        out: list[tuple[Document | None, str | None]] = []
-        has_unk: list[bool | None] = [None] * len(raws)
+        events = events if events is not None else Counter()
+        has_unk: list[bool] = [False] * len(docs)
         batch: list[Document] = []
         where: list[int] = []
         size = 0
@@ -220,11 +239,7 @@ class Pipeline:
             batch.clear()
             where.clear()
 
-        for k, raw in enumerate(raws):
-            doc, reason = self._start(raw)
-            out.append((doc, reason))
-            if doc is None:
-                continue
+        for k, doc in enumerate(docs):
             if joinable(doc.text):
                 if batch and size + len(doc.text) > JOIN_CHARS:
                     flush()
@@ -236,10 +251,7 @@ class Pipeline:
                 has_unk[k] = self._enrich_joined([doc], events)[0]
         if batch:
             flush()
-        for k, (doc, _) in enumerate(out):
-            if doc is not None and len(doc.tokens) == 0:
-                out[k] = (None, "no_tokens")
-        return out, events, has_unk
+        return has_unk
 
     def _enrich_joined(self, docs: list[Document], events: Counter) -> list[bool]:
         """Sentences, words, entities and tokens of documents whose texts are
