@@ -7,8 +7,8 @@ SOP rows (its 2-class ``seq_relationship`` head serves SOP as well) and ``BertFo
 otherwise, so every saved directory is a transformers checkpoint.
 
 The MLM head runs only at the predicted positions (``labels != -100``): the vocabulary projection
-of the other ~85% of the tokens is never needed. Rows without a sentence label (``label`` -1, e.g.
-the mlm rows next to sop rows) add only their MLM loss.
+of the other ~85% of the tokens is never needed. Rows without a sentence label
+(``next_sentence_label`` -100, e.g. the mlm rows next to sop rows) add only their MLM loss.
 
     python -m trainers.bert --data out/ --out run/ [--config bert-wwm] [--set key=value ...] [--resume]
 """
