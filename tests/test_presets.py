@@ -18,6 +18,7 @@ import pytest
 from conftest import FIXTURES, run_cli
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
+from zhmask.record import NO_LABEL, SENTENCE_LABEL
 
 N_DOCS = 24
 MAX_LEN = 64
@@ -31,14 +32,14 @@ INPUT = "presets_input.jsonl"  # a fixed relative name: the input path is part o
 #   ZHMASK_PRINT_GOLDEN=1 pytest tests/test_presets.py -q -s -k golden
 # and copy the printed dict here.
 GOLDEN = {
-    "bert": "b529d714136358e8adfa0fcfe46391c349c2eda52bf73e662ef765b53ef2c852",
-    "bert-wwm": "1e57213219571ceb7b8b61e94d5a1f80d8804b3437b8388c432cfafd96aa0f41",
-    "electra": "64920275d30188ebec5e04b2b83e727c28256a8604512c37e8aa2e8d813afb17",
-    "ernie-gen": "f5a6fc8f236d0273c0e9f4564f9472a021c923bfd0c31d3339a8ee2df1470a1e",
-    "ernie1": "b98197dcc9ac41509cb30bb2f5e1b3d347a9f4a852f2f3ce00325627c7841228",
-    "ernie2": "b2bf45cc3418f30b7e6aa4f7547fca364429cffac08a0a2e0023b6d0a4c68567",
-    "macbert": "4ae54bf623da480056c3bf655443d7b70bbf72fdf75275d0edf01ca512b08c10",
-    "roberta": "c8b99cc274e30c478f0f9e88f24df8fd9096d27ba0c3a9010423baafb919a6b0",
+    "bert": "b25dbc520b40a694c78ce807883649f6c853da75b0c9c51a36e1a6a1752ea5e9",
+    "bert-wwm": "05fba2034c1cb38b8e3a9aa5bc9eed2b134c3b104f584b9d3f06ae9207de2665",
+    "electra": "417b0fc84fbb17fd53421875d67e1f86a89cca0731531ae92e931b7f5ff9f43e",
+    "ernie-gen": "f4628070ca4d4a817a5fa870ee3f2260a9dbaaab691644f2c8fdc1823b606383",
+    "ernie1": "506330c7e440ffe7fb4bf48c1b1331e839c44aa995cf93b642f7d308403402d2",
+    "ernie2": "c2f8729980cc4daa80ad0f5313b1638f4a318e92def75fb621c71b7db9e2129e",
+    "macbert": "9e880d392c0106abb39749b0f84f4aceec279d107300f54b8ee35942ccb96e7f",
+    "roberta": "12ce99fd7806e3aad059df005b5cc97d115aa67d401082bf5abfd04cec6e88db",
 }
 
 
@@ -153,7 +154,7 @@ def test_pair_rows_carry_the_masks(workdir, name, task):
     cap = BuildConfig.from_preset(name).max_predictions_per_seq
     n_pred = [sum(x != -100 for x in r["labels"]) for r in rows]
     assert min(n_pred) >= 1 and max(n_pred) <= cap
-    assert Counter(r["label"] for r in rows).keys() == {0, 1}
+    assert Counter(r[SENTENCE_LABEL] for r in rows).keys() == {0, 1}
 
 
 # ------------------------------------------------------------------------------------ --packing full
@@ -189,7 +190,7 @@ def test_packing_full_fills_rows_across_documents(workdir):
     for r in multi:  # [CLS] a [SEP] b [SEP]: one [SEP] per document, token types all 0
         assert r["input_ids"].count(tok.sep_id) == len(r["segment_sources"])
         assert r["doc_id"] == r["segment_sources"][0]["doc_id"] and not any(r["token_type_ids"])
-    assert {r["label"] for r in rf} == {-1} and all(x == -100 for r in rf for x in r["labels"])
+    assert {r[SENTENCE_LABEL] for r in rf} == {NO_LABEL} and all(x == -100 for r in rf for x in r["labels"])
 
 
 def test_packing_full_validation_split_holds_out_whole_documents(workdir):
@@ -249,7 +250,7 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
     ids = np.array([101] + list(range(2000, 2030)) + [102], dtype=np.int32)  # [CLS] 30 characters [SEP]
     ex = Example(doc_id="d", example_id="d#mlm0", task="mlm", input_ids=ids,
                  token_type_ids=np.zeros(len(ids), np.int8),
-                 word_ids=np.array([-1] + [i // 2 for i in range(30)] + [-1], np.int32), label=-1, entities=[])
+                 word_ids=np.array([-1] + [i // 2 for i in range(30)] + [-1], np.int32), label=NO_LABEL, entities=[])
     for epoch, stage in ((0, 0), (1, 1), (5, 1)):  # epochs past the last copy stay in the last stage
         dm.stats.clear()
         dm.mask_example(ex, epoch)

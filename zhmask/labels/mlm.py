@@ -11,7 +11,7 @@ import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.record import Document, Example
+from zhmask.record import NO_LABEL, Document, Example
 from zhmask.steps.pack import (build_example, examples_from_arrays, interval_rows, pack_ends,
                                pack_ranges, sentence_token_ranges, unit_table)
 
@@ -26,9 +26,8 @@ FULL_GROUP_ROWS = 32
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     from zhmask.labels.pairs import batched
 
-    if ctx.config.packing == "full":
-        return batched(lambda events: full_examples(docs, ctx, events),
-                       lambda: iter(full_examples(docs, ctx, ctx.events)), ctx)
+    if ctx.config.packing == "full":  # one path: rows depend on the whole unit, there is no per-document one
+        return iter(full_examples(docs, ctx, ctx.events))
     return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
 
 
@@ -73,7 +72,7 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
             seg_r0.append(prev)
             prev = lo + end
             seg_r1.append(prev)
-            meta.append(("mlm", f"{did}#mlm{i}", did, -1))
+            meta.append(("mlm", f"{did}#mlm{i}", did, NO_LABEL))
         seg_doc += [d] * len(ends)
     n = len(meta)
     return examples_from_arrays(table, interval_rows(ur, seg_r0, seg_r1), seg_doc, np.arange(n), np.zeros(n, np.int64),
@@ -113,7 +112,7 @@ def full_examples(docs: list[Document], ctx, events) -> list[Example]:
     def close_row() -> None:
         if state["len"] > 1:
             gid = state["group"]
-            meta.append(("mlm", f"{gid}#full{state['rows']}", docs[state["first"]].id, -1))
+            meta.append(("mlm", f"{gid}#full{state['rows']}", docs[state["first"]].id, NO_LABEL))
             state["rows"] += 1
             state["len"], state["first"] = 1, -1
             state["target"] = target()
