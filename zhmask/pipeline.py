@@ -19,6 +19,7 @@ import numpy as np
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
+from zhmask.masking.base import call_mask
 from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
 from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seeds
@@ -371,7 +372,7 @@ class Pipeline:
                 rng = rngs.get(first + k)
             else:
                 rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
-            res = self.mask(ex, rng)
+            res = call_mask(self.mask, ex, rng, k)
             for key, n in res.stats.items():
                 masking[key] = masking.get(key, 0) + int(n)
             row = example_row(ex, res.input_ids, res.labels)
@@ -426,7 +427,7 @@ class Pipeline:
             if prep is not None:
                 prep(exs)
             try:
-                got = [self.mask(ex, g) for ex, g in zip(rows, rngs.generators())]
+                got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.generators()))]
             finally:
                 if prep is not None:
                     self.mask.release()
@@ -550,6 +551,7 @@ class Pipeline:
 
         last = "none"
         rngs = GeneratorBatch()
+        full_packing = self.config.packing == "full"
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
             ids = [ex.input_ids for ex in batch]
@@ -582,6 +584,8 @@ class Pipeline:
                                         f"{last}: {type(exc).__name__}: {exc}") from exc
                 last = ex.example_id
                 written.add(ex.doc_id)
+                if full_packing:  # a row filled across documents writes every document it holds
+                    written.update(src["doc_id"] for src in ex.extra["segment_sources"])
                 _bump(stats["examples"], ex.task)
                 if ex.label >= 0:
                     _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))

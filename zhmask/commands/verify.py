@@ -169,6 +169,7 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     cfg = m["config"]
     cfg_meta = {k: v for k, v in cfg.items() if k not in EXEC_KEYS}
     dupe = int(cfg.get("dupe_factor", 1))
+    full_packing = cfg.get("packing", "document") == "full"
     try:
         ctx = row_context(cfg)
     except ZhmaskError as exc:
@@ -211,6 +212,8 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         if row[SENTENCE_LABEL] is not None and row[SENTENCE_LABEL] >= 0:
                             labels_seen.setdefault(task, Counter())[str(row[SENTENCE_LABEL])] += 1
                         doc_ids.add(row["doc_id"])
+                        if full_packing:  # a row filled across documents holds every document it lists
+                            doc_ids.update(src["doc_id"] for src in row["segment_sources"] or ())
                         if row["example_id"] in example_ids:
                             dup_examples += 1
                         example_ids.add(row["example_id"])

@@ -48,6 +48,7 @@ import numpy as np
 
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
+from zhmask.masking.base import call_mask
 from zhmask.record import NO_LABEL, SENTENCE_LABEL, Example
 from zhmask.rng import rng_for
 
@@ -168,7 +169,7 @@ class DynamicMasking:
         if self._fn is None:
             self._build()
         e = self.epoch if epoch is None else int(epoch)
-        res = self._fn(ex, mask_rng(self.config.seed, ex.example_id, e))
+        res = call_mask(self._fn, ex, mask_rng(self.config.seed, ex.example_id, e), e)
         self.stats.update(res.stats)
         return res
 
@@ -220,7 +221,7 @@ class DynamicMasking:
         try:
             out = []
             for ex, g in zip(exs, gb.generators()):
-                r = self._fn(ex, g)
+                r = call_mask(self._fn, ex, g, e)
                 self.stats.update(r.stats)
                 out.append((r.input_ids, r.labels))
         finally:
