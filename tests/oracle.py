@@ -7,10 +7,13 @@ as oracles for tests: the package never calls them.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterator
 
 import numpy as np
 
-from zhmask.record import Document, Words
+from zhmask.labels.pairs import Ranges, Segment, UnitDocs, balanced_classes, pair_example
+from zhmask.record import Document, Example, Words
+from zhmask.steps.pack import build_example, pack_ranges, sentence_token_ranges
 from zhmask.steps.read import RawDoc
 from zhmask.steps.sentences import _END
 from zhmask.steps.tokenize import _ALIGN_WORTH, run_regex
@@ -122,3 +125,64 @@ def align(tok, text: str, words: Words) -> tuple[Words, int]:
     e_l += en[prev:]
     p_l += pos[prev:]
     return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
+
+
+def two_part_chunks(doc: Document, ctx, task: str) -> list[tuple[Ranges, Ranges]]:
+    """Sentences packed as ``mlm`` packs them (for ``[CLS] A [SEP] B [SEP]``), each chunk of two or
+    more sentences cut at a random sentence boundary into (A, B); one-sentence chunks are counted
+    (``<task>_single_sentence_chunk``) and left out."""
+    max_tokens = ctx.config.max_seq_length - 3
+    ranges = sentence_token_ranges(doc, max_tokens, ctx.events)
+    chunks = pack_ranges(ranges, max_tokens, ctx.config.short_seq_prob, ctx.rng(doc.id, f"{task}_pack"))
+    rng = ctx.rng(doc.id, f"{task}_split")
+    out = []
+    for ch in chunks:
+        if len(ch) < 2:
+            ctx.events[f"{task}_single_sentence_chunk"] += 1
+            continue
+        j = int(rng.integers(1, len(ch)))
+        out.append((ch[:j], ch[j:]))
+    return out
+
+
+def mlm_each(docs: list[Document], ctx) -> Iterator[Example]:
+    """``mlm``'s examples document by document (the oracle of ``mlm.unit_examples``)."""
+    max_tokens = ctx.config.max_seq_length - 2
+    for doc in docs:
+        ranges = sentence_token_ranges(doc, max_tokens, ctx.events)
+        chunks = pack_ranges(ranges, max_tokens, ctx.config.short_seq_prob, ctx.rng(doc.id, "pack"))
+        for i, chunk in enumerate(chunks):
+            yield build_example([(doc, chunk)], cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, task="mlm",
+                                example_id=f"{doc.id}#mlm{i}", ent_cache=ctx.ent_cache)
+
+
+def nsp_each(docs: list[Document], ctx) -> Iterator[Example]:
+    """``nsp``'s examples document by document (the oracle of ``nsp.unit_examples``)."""
+    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
+    for i, doc in enumerate(docs):
+        chunks = two_part_chunks(doc, ctx, "nsp")
+        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "nsp_label"))
+        rng = ctx.rng(doc.id, "nsp_other")
+        n = 0
+        for (ra, rb), label in zip(chunks, labels):
+            a, b = Segment(doc, ra), Segment(doc, rb)
+            if label == 1:
+                j = unit.pick_other(i, rng)
+                if j is None:
+                    ctx.events["nsp_no_other_document"] += 1
+                    continue
+                b = Segment(docs[j], unit.random_run(j, len(b), rng))
+            yield pair_example(a, b, ctx, task="nsp", example_id=f"{doc.id}#nsp{n}", label=label, doc_id=doc.id)
+            n += 1
+
+
+def sop_each(docs: list[Document], ctx) -> Iterator[Example]:
+    """``sop``'s examples document by document (the oracle of ``sop.unit_examples``)."""
+    for doc in docs:
+        chunks = two_part_chunks(doc, ctx, "sop")
+        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "sop_label"))
+        for n, ((ra, rb), label) in enumerate(zip(chunks, labels)):
+            a, b = Segment(doc, ra), Segment(doc, rb)
+            if label == 1:
+                a, b = b, a
+            yield pair_example(a, b, ctx, task="sop", example_id=f"{doc.id}#sop{n}", label=label, doc_id=doc.id)

@@ -314,8 +314,8 @@ class Pipeline:
                 raise ValueError("no batched detection")
             e_s, e_e, e_t = det.detect_joined(joined, words)
         except ValueError:  # per document
-            for d, w in zip(docs, doc_words):
-                d.entities = det.detect(d.text, w)
+            for d, w in zip(docs, doc_words):  # sorted, as the unit-level packing needs them
+                d.entities = sorted(det.detect(d.text, w), key=lambda sp: (sp.start, sp.end))
         else:
             e_doc = np.searchsorted(d_start, e_s, side="right") - 1
             off = d_start[e_doc]
@@ -576,7 +576,7 @@ class Pipeline:
                     ex = next(gen)
                 except StopIteration:
                     break
-                except ZhmaskError:
+                except (ZhmaskError, DocumentCrash):
                     raise
                 except Exception as exc:  # name what crashed: the unit, its documents, the last example
                     span = f"{docs[0].id} .. {docs[-1].id}" if docs else "none"

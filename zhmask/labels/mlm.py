@@ -12,8 +12,7 @@ import numpy as np
 from zhmask.checks import register_check
 from zhmask.labels import register
 from zhmask.record import NO_LABEL, Document, Example
-from zhmask.steps.pack import (build_example, examples_from_arrays, interval_rows, pack_ends,
-                               pack_ranges, sentence_token_ranges, unit_table)
+from zhmask.steps.pack import examples_from_arrays, interval_rows, pack_ends, unit_table
 
 
 # --packing full: a group of consecutive documents closes at the first document end after it has
@@ -28,18 +27,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
 
     if ctx.config.packing == "full":  # one path: rows depend on the whole unit, there is no per-document one
         return iter(full_examples(docs, ctx, ctx.events))
-    return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
-
-
-def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
-    """The examples one by one (the reference for :func:`unit_examples`)."""
-    max_tokens = ctx.config.max_seq_length - 2
-    for doc in docs:
-        ranges = sentence_token_ranges(doc, max_tokens, ctx.events)
-        chunks = pack_ranges(ranges, max_tokens, ctx.config.short_seq_prob, ctx.rng(doc.id, "pack"))
-        for i, chunk in enumerate(chunks):
-            yield build_example([(doc, chunk)], cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, task="mlm",
-                                example_id=f"{doc.id}#mlm{i}", ent_cache=ctx.ent_cache)
+    return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, "mlm"))
 
 
 def _unit_sentences(docs: list[Document], ctx):
@@ -53,7 +41,7 @@ def _unit_sentences(docs: list[Document], ctx):
 
 def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``mlm`` examples, the chunks drawn per document as in
-    :func:`generate_each` and the examples assembled at once (events counted into ``events``)."""
+    the per-document oracle (tests/oracle.py) and the examples assembled at once (events counted into ``events``)."""
     max_tokens = ctx.config.max_seq_length - 2
     ssp = ctx.config.short_seq_prob
     table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx)

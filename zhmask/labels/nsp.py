@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, pair_example, truncate_pair,
-                                 two_part_chunks, unit_two_part_chunks)
+from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, truncate_pair,
+                                 unit_two_part_chunks)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "nsp"
@@ -22,32 +22,12 @@ CLASSES = {0: "B follows A in the document", 1: "B comes from another document"}
 
 @register(TASK)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
-    return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
-
-
-def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
-    """The examples one by one (the reference for :func:`unit_examples`)."""
-    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
-    for i, doc in enumerate(docs):
-        chunks = two_part_chunks(doc, ctx, TASK)
-        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "nsp_label"))
-        rng = ctx.rng(doc.id, "nsp_other")
-        n = 0
-        for (ra, rb), label in zip(chunks, labels):
-            a, b = Segment(doc, ra), Segment(doc, rb)
-            if label == 1:
-                j = unit.pick_other(i, rng)
-                if j is None:
-                    ctx.events["nsp_no_other_document"] += 1
-                    continue
-                b = Segment(docs[j], unit.random_run(j, len(b), rng))
-            yield pair_example(a, b, ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
-            n += 1
+    return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, TASK))
 
 
 def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``nsp`` examples: chunks, splits, labels and other documents drawn per
-    document as in :func:`generate_each`, the examples assembled at once."""
+    document as in the per-document oracle (tests/oracle.py), the examples assembled at once."""
     from zhmask.steps.pack import build_examples
 
     max_tokens = ctx.config.max_seq_length - 3

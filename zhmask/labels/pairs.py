@@ -311,42 +311,31 @@ def check_pair(row: dict[str, Any], ctx: dict[str, Any], n_classes: int) -> list
 
 
 # ---------------------------------------------------------------------------------- chunks
-def two_part_chunks(doc: Document, ctx, task: str) -> list[tuple[Ranges, Ranges]]:
-    """Sentences packed as ``mlm`` packs them (for ``[CLS] A [SEP] B [SEP]``), each chunk of two or
-    more sentences cut at a random sentence boundary into (A, B); one-sentence chunks are counted
-    (``<task>_single_sentence_chunk``) and left out."""
-    from zhmask.steps.pack import pack_ranges
-
-    max_tokens = ctx.config.max_seq_length - 3
-    ranges = sentence_token_ranges(doc, max_tokens, ctx.events)
-    chunks = pack_ranges(ranges, max_tokens, ctx.config.short_seq_prob, ctx.rng(doc.id, f"{task}_pack"))
-    rng = ctx.rng(doc.id, f"{task}_split")
-    out = []
-    for ch in chunks:
-        if len(ch) < 2:
-            ctx.events[f"{task}_single_sentence_chunk"] += 1
-            continue
-        j = int(rng.integers(1, len(ch)))
-        out.append((ch[:j], ch[j:]))
-    return out
-
-
 # ---------------------------------------------------------------------------------- many at once
-def batched(fast, each, ctx):
-    """A task generator's body: ``fast(events)`` builds every example of the unit at once
-    (counting events into its own counter, added to ``ctx.events`` when it succeeds); when it
-    raises, ``each()`` (the example-by-example reference) runs instead, so that a crash names the
-    right document and example."""
+def batched(fast, docs: list[Document], ctx, task: str):
+    """A task generator's body: ``fast(docs, events)`` builds every example of the unit at once,
+    counting events into its own counter (added to ``ctx.events`` when it succeeds).  A crash is
+    narrowed by bisection over the documents (``fast`` on halves) and raised as
+    :class:`zhmask.pipeline.DocumentCrash` naming the document that raises alone."""
     from collections import Counter
+
+    from zhmask.errors import ZhmaskError
 
     events: Counter = Counter()
     try:
-        exs = fast(events)
-    except Exception:
-        yield from each()
-        return
+        exs = fast(docs, events)
+    except ZhmaskError:
+        raise
+    except Exception as exc:
+        from zhmask.pipeline import DocumentCrash, narrow
+
+        bad, err = narrow(lambda part: fast(part, Counter()), docs)
+        if bad is None:
+            raise DocumentCrash(f"task {task} crashed on documents {docs[0].id} .. {docs[-1].id} together "
+                                f"(none alone): {type(exc).__name__}: {exc}") from exc
+        raise DocumentCrash(f"task {task} crashed on document {bad.id}: {type(err).__name__}: {err}") from err
     ctx.events.update(events)
-    yield from exs
+    return exs
 
 
 def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[Any, Iterator[list[tuple[int, int, int]]]]:

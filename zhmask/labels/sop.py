@@ -12,8 +12,8 @@ import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import (Segment, balanced_classes, batched, check_pair, pair_example, pair_rows,
-                                 span_sources, two_part_chunks, unit_two_part_chunks)
+from zhmask.labels.pairs import (balanced_classes, batched, check_pair, pair_rows,
+                                 span_sources, unit_two_part_chunks)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "sop"
@@ -22,24 +22,12 @@ CLASSES = {0: "A then B, in document order", 1: "swapped: B then A"}
 
 @register(TASK)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
-    return batched(lambda events: unit_examples(docs, ctx, events), lambda: generate_each(docs, ctx), ctx)
-
-
-def generate_each(docs: list[Document], ctx) -> Iterator[Example]:
-    """The examples one by one (the reference for :func:`unit_examples`)."""
-    for doc in docs:
-        chunks = two_part_chunks(doc, ctx, TASK)
-        labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "sop_label"))
-        for n, ((ra, rb), label) in enumerate(zip(chunks, labels)):
-            a, b = Segment(doc, ra), Segment(doc, rb)
-            if label == 1:
-                a, b = b, a
-            yield pair_example(a, b, ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
+    return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, TASK))
 
 
 def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``sop`` examples: chunks, splits and labels drawn per document as in
-    :func:`generate_each`, the examples assembled at once."""
+    the per-document oracle (tests/oracle.py), the examples assembled at once."""
     from zhmask.steps.pack import examples_from_arrays
 
     ur, per_doc = unit_two_part_chunks(docs, ctx, TASK, events)
