@@ -439,7 +439,7 @@ def _split_lists(table, idx, ga, gb, t, qd):
 def _unit_entities(table: TokenTable, used: np.ndarray, ent_cache: dict | None):
     """Global (start, end, type) arrays of the entity lists build_example would use for the
     documents ``used`` (indices in order of first use; ent_cache filled as it would be), or None
-    when one list is not sorted by start (build_example then scans: the caller falls back)."""
+    when one list is not sorted by start (the caller raises, naming the document)."""
     if ent_cache is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object)
     docs = table.docs
