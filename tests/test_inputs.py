@@ -79,6 +79,9 @@ def test_load_is_the_listed_shards_even_with_datasets_cache_files_beside_them(sm
     again = zhmask.data.load(out)
     assert len(again) == len(ds) and again["example_id"] == before
     assert "n" not in again.column_names
+    from zhmask.commands.verify import verify_build
+
+    assert verify_build(out) == []  # datasets' cache files are not stray shards
 
 
 def test_load_splits_as_the_trainers_do(small_build):
