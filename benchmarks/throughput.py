@@ -194,8 +194,6 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
     from zhmask.record import Document
     from zhmask.schema import schema_with_metadata
     from zhmask.steps.read import InputFile, read_file
-    from zhmask.steps.segment import split_at_sentences
-    from zhmask.steps.sentences import split_sentences
     from zhmask.write.shards import ShardWriter
 
     cfg = BuildConfig(inputs=[str(corpus)], masking=masking, tasks=tasks, out=str(work / "stages"))
@@ -231,7 +229,10 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
         for name, (wall, cpu) in pipe.stage_times.items():
             t[name] = (wall, cpu)
         pipe.stage_times = None
-    else:  # a zhmask without them: each stage over every document
+    else:  # a zhmask without them (it still has the per-document functions): each stage over every document
+        from zhmask.steps.segment import split_at_sentences
+        from zhmask.steps.sentences import split_sentences
+
         keep = [i for i, x in enumerate(texts) if x]
         texts = [texts[i] for i in keep]
         raws = [raws[i] for i in keep]

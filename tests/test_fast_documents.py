@@ -1,4 +1,5 @@
-"""The batched document stages (Pipeline.documents, run_unit) against the per-document path.
+"""The unit-level document stages (Pipeline.documents, run_unit) against the per-document oracle
+(tests/oracle.py).
 
 Every test compares the two on the same input and fails on any difference: sentences, words
 (offsets, dtype, POS tags), entities, tokens, rejections and events.
@@ -18,6 +19,7 @@ from zhmask.config import BuildConfig
 from zhmask.pipeline import DocumentCrash, Pipeline
 from zhmask.record import Words
 from zhmask.steps.read import RawDoc
+from oracle import reference_document, reference_documents
 
 EDGE = [
     "",
@@ -78,17 +80,13 @@ def _same_doc(a, b) -> None:
         assert x.dtype == y.dtype and np.array_equal(x, y), (f, a.text)
 
 
-def _compare(pipe: Pipeline, raws: list[RawDoc], batched_must_work: bool = True) -> None:
+def _compare(pipe: Pipeline, raws: list[RawDoc]) -> None:
     ev_one: Counter = Counter()
-    one = [pipe.document(r, ev_one) for r in raws]
-    if batched_must_work:  # the batched path itself, not its fallback
-        many, ev_many, unk = pipe._documents_batched(raws)
-        for (d, _), u in zip(one, unk):
-            if d is not None and u is not None:
-                assert u == bool((d.tokens.ids == pipe.tok.unk_id).any())
-    else:
-        ev_many = Counter()
-        many = pipe.documents(raws, ev_many)
+    one = [reference_document(pipe, r, ev_one) for r in raws]
+    many, ev_many, unk = pipe._documents_batched(raws)
+    for (d, _), u in zip(one, unk):
+        if d is not None and u is not None:
+            assert u == bool((d.tokens.ids == pipe.tok.unk_id).any())
     assert len(one) == len(many)
     for (d1, r1), (d2, r2) in zip(one, many):
         assert r1 == r2
@@ -197,7 +195,8 @@ def test_texts_the_separator_could_join_go_alone(pipes, monkeypatch):
 # ---------------------------------------------------------------------------- the stages alone
 def test_sentences_joined_fuzz():
     from zhmask.steps.segment import JOIN, joinable
-    from zhmask.steps.sentences import split_sentences, split_sentences_joined
+    from oracle import split_sentences
+    from zhmask.steps.sentences import split_sentences_joined
 
     rnd = random.Random(7)
     alpha = list("。！？!?；;…. \nABCxyz)]\"'”’」』）中文3U")
@@ -278,17 +277,14 @@ def _run(pipe: Pipeline, raws, out: Path) -> tuple[str, dict]:
     return hashlib.sha256(shard.read_bytes()).hexdigest(), json.loads(shard.with_suffix(".stats.json").read_text())
 
 
-def test_run_unit_same_shard_and_stats_as_one_by_one(tmp_path, monkeypatch, sample_lines, inews_docs):
+def test_run_unit_same_shard_and_stats_as_the_oracle(tmp_path, monkeypatch, sample_lines, inews_docs):
     pipe = Pipeline(BuildConfig(tasks=["mlm", "sop"]))
     raws = _raws(sample_lines[:200] + [d["text"] for d in inews_docs[:40]] + EDGE)
     raws.append(RawDoc("bad", "x", reject="invalid_utf8", where="f:1"))
     raws.append(RawDoc("unk", "这是一个含有未知字符的句子\U0001F9FF\u2E80。"))
     a = _run(pipe, raws, tmp_path / "a")
 
-    def broken(raws):
-        raise RuntimeError("batched path off")
-
-    monkeypatch.setattr(pipe, "_documents_batched", broken)
+    monkeypatch.setattr(pipe, "documents_or_crash", lambda raws: reference_documents(pipe, raws))
     b = _run(pipe, raws, tmp_path / "b")
     assert a == b
     assert a[1].get("unk_chars")

@@ -162,25 +162,24 @@ def test_batched_path_presence(masking):
     assert hasattr(pipe.mask, "mask_rows") == (masking in BATCHED)
 
 
-def test_ids_outside_the_vocabulary_fall_back_to_the_rows(docs, pipeline):
-    """The batched path declines (or raises on) ids it cannot look up: mask_batch then gives the
-    per-example rows (which clip them)."""
-    from zhmask.schema import blocks_to_batch, rows_to_batch
+def test_ids_outside_the_vocabulary_are_named_not_clipped(docs, pipeline):
+    """A row with an id outside the vocabulary (a plugin task's bug, or a build of another
+    vocabulary) stops the unit naming the example, with or without a batched path: clipping or
+    casting it would mask the wrong tokens."""
+    from zhmask.pipeline import DocumentCrash
 
     for masking in ("wwm", "mac"):
         pipe = Pipeline(BuildConfig(masking=masking).validate())
         exs = examples(pipe, docs[:8])
         V = pipe.tok.vocab_size
-        for bad in (V, V + 7, 2**40):
+        for bad in (V, V + 7, 2**40, -3):
             odd = Example("o", "o#1", "mlm", np.array([101, 800, bad, 801, 102], np.int64), np.zeros(5, np.int8),
                           np.array([-1, 0, 0, 1, -1], np.int32))
             batch = exs[:5] + [odd] + exs[5:]
-            rows, want = per_example(pipe, batch)
-            stats = {"masking": {}}
-            got = pipe.mask_batch(batch, GeneratorBatch(), stats)
-            assert stats["masking"] == want
-            a = blocks_to_batch([got[0]]) if len(got) == 1 and not isinstance(got[0], dict) else rows_to_batch(got)
-            assert ipc_bytes([a]) == ipc_bytes([rows_to_batch(rows)])
+            with pytest.raises(DocumentCrash, match=f"crashed on example o#1 \\(document o\\): ValueError: token id {bad} "
+                               f"outside the vocabulary"):
+                pipe.mask_batch(batch, GeneratorBatch(), {"masking": {}})
+        assert pipe.mask_batch(exs, GeneratorBatch(), {"masking": {}})  # the others alone are fine
 
 
 def test_rows_that_replace_a_base_column_use_the_rows(docs):
@@ -435,20 +434,31 @@ def test_run_unit_equals_rows_written_one_by_one(tmp_path, sample_lines, masking
         assert inp.tolist() == row["input_ids"] and lab.tolist() == row["labels"]
 
 
-def test_batched_path_error_falls_back_and_names_the_example(tmp_path, sample_lines):
+def test_a_masking_crash_is_narrowed_to_its_example_never_hidden(tmp_path, sample_lines):
+    """No silent per-example path: a batch that raises is bisected down to the example that
+    raises alone, and the unit fails naming it."""
     from zhmask.pipeline import DocumentCrash
 
     cfg = BuildConfig(masking="wwm").validate()
     raws = [RawDoc(f"p:{i}", t) for i, t in enumerate(sample_lines[:20])]
-    ok = Pipeline(cfg).run_unit(0, raws, tmp_path / "ok")
     broken = Pipeline(cfg)
+    real = broken.mask.mask_rows
+    victim = {}
 
-    def boom(*args):
-        raise RuntimeError("batched path failed")
+    def boom(exs, gens):
+        if victim.setdefault("id", exs[len(exs) // 2].example_id) in {ex.example_id for ex in exs}:
+            raise RuntimeError("cannot mask this one")
+        return real(exs, gens)
 
-    broken.mask.mask_rows = boom  # the per-example path takes over: same shard
-    got = broken.run_unit(0, raws, tmp_path / "fallback")
-    assert got["shard"]["sha256"] == ok["shard"]["sha256"] and got["masking"] == ok["masking"]
+    broken.mask.mask_rows = boom
+    with pytest.raises(DocumentCrash, match="masking wwm crashed on example (\\S+) .*RuntimeError: cannot mask this one") as exc:
+        broken.run_unit(0, raws, tmp_path / "broken")
+    assert f"example {victim['id']} " in str(exc.value)
+
+    always = Pipeline(cfg)
+    always.mask.mask_rows = lambda exs, gens: (_ for _ in ()).throw(RuntimeError("broken for all"))
+    with pytest.raises(DocumentCrash, match="crashed on example p:0#mlm0"):  # the first example fails alone
+        always.run_unit(0, raws, tmp_path / "always")
 
     bad = Pipeline(cfg)
     real = bad.examples

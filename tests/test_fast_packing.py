@@ -175,14 +175,14 @@ def test_build_examples_entity_cache_edge_cases(setup):
     segs = [(d, [(0, n // 2), (n // 2, n)])]
     cache = {d.id: [(3, 5, "PER"), (1, 2, "LOC")]}
     with pytest.raises(ValueError):
-        pack.build_examples([(segs, "t", "e", None, -1)], cls_id=1, sep_id=2, ent_cache=dict(cache))
+        pack.build_examples([(segs, "t", "e", None, -100)], cls_id=1, sep_id=2, ent_cache=dict(cache))
     cache = {d.id: [(-3, 1, "Y"), (1, 2, "LOC"), (1, 1, "E"), (3, 5, "PER"), (n - 1, n + 3, "ORG"), (n + 2, n + 4, "X")]}
     ref = pack.build_example(segs, cls_id=1, sep_id=2, task="t", example_id="e", ent_cache=dict(cache))
-    got = pack.build_examples([(segs, "t", "e", None, -1)], cls_id=1, sep_id=2, ent_cache=dict(cache))[0]
+    got = pack.build_examples([(segs, "t", "e", None, -100)], cls_id=1, sep_id=2, ent_cache=dict(cache))[0]
     _same(ref, got)
     # a range past the document's end: refused (the caller falls back to build_example)
     with pytest.raises(ValueError):
-        pack.build_examples([([(d, [(0, n + 1)])], "t", "e", None, -1)], cls_id=1, sep_id=2)
+        pack.build_examples([([(d, [(0, n + 1)])], "t", "e", None, -100)], cls_id=1, sep_id=2)
 
 
 def test_one_token_and_empty_segments(setup):

@@ -111,9 +111,13 @@ def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_d
                     assert g.dtype == w.dtype and g.tolist() == w.tolist(), f
         m.release()
         assert not m._batch
-    # ids outside the vocabulary: nothing prepared, the per-example path clips them
-    m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
-    assert not m._batch
+    # ids outside the vocabulary or word ids short of the ids: an error, never a clip or a cast
+    with pytest.raises(ValueError, match="token id 1000000 outside the vocabulary"):
+        m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        m.prepare(odd([800, -1], [0, 0]))
+    with pytest.raises(ValueError, match="input_ids and word_ids of different lengths"):
+        m.prepare_batch([odd([800, 801], [0])] + exs[:3])
 
 
 def test_context_rng_prefetched_equals_rng_for():

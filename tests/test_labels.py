@@ -30,6 +30,7 @@ from zhmask.labels.sentence_reorder import label_of, num_classes, permutation_of
 from zhmask.rng import rng_for
 from zhmask.steps.pack import sentence_token_ranges
 from zhmask.steps.read import InputFile, RawDoc, read_file
+from zhmask.record import SENTENCE_LABEL
 
 TASKS = ["nsp", "sop", "sentence_reorder", "sentence_distance", "ir_relevance", "discourse_relation",
          "token_document_relation", "capitalization"]
@@ -103,15 +104,15 @@ def test_verify_catches_a_wrong_label(built, tmp_path):
     ctx = row_context(json.loads((out / "manifest.json").read_text())["config"])
     for task in ("nsp", "sop", "sentence_distance", "ir_relevance"):
         r = dict(by_task(rows, task)[0])
-        r["label"] = {"nsp": 1 - r["label"], "sop": 1 - r["label"], "sentence_distance": 2 if r["label"] < 2 else 0,
-                      "ir_relevance": 0 if r["label"] else 2}[task]
+        r[SENTENCE_LABEL] = {"nsp": 1 - r[SENTENCE_LABEL], "sop": 1 - r[SENTENCE_LABEL], "sentence_distance": 2 if r[SENTENCE_LABEL] < 2 else 0,
+                      "ir_relevance": 0 if r[SENTENCE_LABEL] else 2}[task]
         assert any(p for fn in CHECKS[task] for p in fn(r, ctx)), task
     r = dict(by_task(rows, "sentence_reorder")[0])
     r["span_bounds"] = r["span_bounds"][:-1]
     assert any(p for fn in CHECKS["sentence_reorder"] for p in fn(r, ctx))
     for task in ("nsp", "sop", "sentence_distance", "ir_relevance", "sentence_reorder", "discourse_relation"):
         r = dict(by_task(rows, task)[0])
-        r["label"] = 99  # out of range for every task
+        r[SENTENCE_LABEL] = 99  # out of range for every task
         assert any("99" in p for fn in CHECKS[task] for p in fn(r, ctx)), task
 
 
@@ -127,7 +128,7 @@ def test_class_balance_within_5_points(built):
         assert n >= 150 and set(c) == {str(i) for i in range(k)}, (task, c)
         for v in c.values():
             assert abs(v / n - 1 / k) <= 0.05, (task, c)
-        assert Counter(str(r["label"]) for r in by_task(rows, task)) == Counter(c)
+        assert Counter(str(r[SENTENCE_LABEL]) for r in by_task(rows, task)) == Counter(c)
 
 
 def test_deterministic_for_any_worker_count_with_masking_on_top(tmp_path):
@@ -157,7 +158,7 @@ def test_nsp_labels_match_the_source_order(built, docs, tok):
         assert a_ids == span_ids(docs[sa["doc_id"]], sa["start"], sa["end"])
         assert b_ids == span_ids(docs[sb["doc_id"]], sb["start"], sb["end"])
         assert sa["doc_id"] == r["doc_id"]
-        if r["label"] == 0:  # B is the text right after A
+        if r[SENTENCE_LABEL] == 0:  # B is the text right after A
             doc = docs[r["doc_id"]]
             assert sb["doc_id"] == r["doc_id"] and doc.text[sa["end"]:sb["start"]].strip() == ""
         else:
@@ -173,7 +174,7 @@ def test_sop_labels_match_the_source_order(built, docs, tok):
         s0, s1 = r["segment_sources"]
         doc = docs[r["doc_id"]]
         assert s0["doc_id"] == s1["doc_id"] == r["doc_id"]
-        first, second = (s0, s1) if r["label"] == 0 else (s1, s0)
+        first, second = (s0, s1) if r[SENTENCE_LABEL] == 0 else (s1, s0)
         assert doc.text[first["end"]:second["start"]].strip() == ""  # consecutive in the document
         a_ids, b_ids = segments(r, tok.sep_id)
         assert a_ids == span_ids(doc, s0["start"], s0["end"]) and b_ids == span_ids(doc, s1["start"], s1["end"])
@@ -215,10 +216,10 @@ def test_inverse_permutation_restores_the_text(built, docs):
     for r in rows:
         ids, sb = r["input_ids"], r["span_bounds"]
         shown = [ids[a:b - 1] for a, b in zip(sb, sb[1:])]
-        perm = permutation_of(r["label"], 3)
+        perm = permutation_of(r[SENTENCE_LABEL], 3)
         seen[len(perm)] += 1
-        original = restore(shown, r["label"])
-        src = restore(r["segment_sources"], r["label"])
+        original = restore(shown, r[SENTENCE_LABEL])
+        src = restore(r["segment_sources"], r[SENTENCE_LABEL])
         doc = docs[r["doc_id"]]
         assert all(s["doc_id"] == r["doc_id"] for s in src)
         firsts = set(doc.tokens.starts[np.searchsorted(doc.tokens.starts, doc.sentences[:, 0])[1:]].tolist())
@@ -259,9 +260,9 @@ def test_sentence_distance_against_document_ids_and_sentence_indices(built, docs
         da, db = docs[sa["doc_id"]], docs[sb["doc_id"]]
         assert sa["doc_id"] == r["doc_id"]
         ia, ib = index(da, sa["start"]), index(db, sb["start"])
-        if r["label"] == 0:
+        if r[SENTENCE_LABEL] == 0:
             assert sb["doc_id"] == sa["doc_id"] and ib == ia + 1
-        elif r["label"] == 1:
+        elif r[SENTENCE_LABEL] == 1:
             assert sb["doc_id"] == sa["doc_id"] and abs(ib - ia) >= 2
         else:
             assert sb["doc_id"] != sa["doc_id"] and text_key(da.text) != text_key(db.text)
@@ -283,11 +284,11 @@ def test_ir_relevance_classes_against_documents(built, docs, tok):
         assert query and set(query) <= title_ids  # keywords of the title
         t_ids = tok.encode_text(target.title)
         assert passage[:len(t_ids)] == t_ids  # the passage starts with its title
-        if r["label"] == 0:
+        if r[SENTENCE_LABEL] == 0:
             assert sp["doc_id"] == r["doc_id"]
         else:
             assert sp["doc_id"] != r["doc_id"] and text_key(target.text) != text_key(src.text)
-        if r["label"] == 1:  # a BM25 hit: shares a query keyword
+        if r[SENTENCE_LABEL] == 1:  # a BM25 hit: shares a query keyword
             kws: dict[int, str] = {}
             for t, w in zip(r["input_ids"][1:len(query) + 1], r["word_ids"][1:len(query) + 1]):
                 kws[w] = kws.get(w, "") + tok.id_to_token[t].replace("##", "")

@@ -171,3 +171,16 @@ def test_dynamic_masking_of_a_static_build_matches_its_rows(build):
         assert a["example_id"] == b["example_id"]
         inp, lab = masker.mask_row(b, epoch=0)
         assert inp.tolist() == a["input_ids"] and lab.tolist() == a["labels"]
+
+
+def test_dynamic_masking_names_a_row_it_cannot_mask(build):
+    """No silent per-row path: a row the batched path refuses is named in one line."""
+    from zhmask.errors import ZhmaskError
+    from zhmask.masking.dynamic import DynamicMasking
+
+    rows = [dict(r) for r in load(build["none"]).select(range(8))]
+    rows[5]["word_ids"] = rows[5]["word_ids"][:-1]  # one word id short of the ids
+    masker = DynamicMasking.from_build(build["none"], masking="wwm", return_tensors="np")
+    assert len(masker.mask_batch(rows[:5])) == 5
+    with pytest.raises(ZhmaskError, match=f"masking wwm failed on row {rows[5]['example_id']}: ValueError"):
+        masker.mask_batch(rows)

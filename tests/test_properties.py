@@ -105,32 +105,47 @@ def _run(task: str, masking: str, docs: list[tuple[str, str]], row_ctx) -> None:
     pipe.ctx.events = events
     pipe.ctx.ent_cache = {}
     kept = []
-    for raw in raws:
-        doc, reason = pipe.document(raw, events)
+    for doc, reason in pipe.documents(raws, events):  # the production path: the texts as one unit
         if doc is None:
             assert reason in REJECT_REASONS
             continue
         _check_document(doc)
         kept.append(doc)
     ctx = {**row_ctx, "config": pipe.config.to_dict()}
-    for ex in pipe.examples(kept):
-        stats = {"masking": {}}
-        rows = list(pipe.rows(ex, stats))
-        again = list(pipe.rows(ex, {"masking": {}}))
-        assert len(rows) == pipe.config.dupe_factor
-        for r1, r2 in zip(rows, again):  # a pure function of (example, seed)
-            assert np.array_equal(r1["input_ids"], r2["input_ids"]) and np.array_equal(r1["labels"], r2["labels"])
-        for row in rows:
-            orig, inp, lab = np.asarray(ex.input_ids), np.asarray(row["input_ids"]), np.asarray(row["labels"])
-            assert len(inp) == len(orig) == len(lab)
-            changed = inp != orig
-            assert (lab[changed] != -100).all(), "input corrupted where nothing is predicted"
-            assert (lab[lab != -100] == orig[lab != -100]).all(), "a label is not the original token"
-            as_stored = rows_to_batch([row]).to_pylist()[0]  # through the shard schema
-            problems = check_row(as_stored, ctx)
-            for fn in CHECKS.get(as_stored["task"], []):
-                problems += fn(as_stored, ctx)
-            assert problems == [], (as_stored["example_id"], problems)
+    exs = list(pipe.examples(kept))
+    rows, again = _masked(pipe, exs), _masked(pipe, exs)  # a pure function of (examples, seed)
+    n = pipe.config.dupe_factor
+    assert len(rows) == len(again) == n * len(exs)
+    for k, (row, r2) in enumerate(zip(rows, again)):
+        assert row["input_ids"] == r2["input_ids"] and row["labels"] == r2["labels"]
+        ex = exs[k // n]
+        orig, inp, lab = np.asarray(ex.input_ids), np.asarray(row["input_ids"]), np.asarray(row["labels"])
+        assert len(inp) == len(orig) == len(lab)
+        changed = inp != orig
+        assert (lab[changed] != -100).all(), "input corrupted where nothing is predicted"
+        assert (lab[lab != -100] == orig[lab != -100]).all(), "a label is not the original token"
+        problems = check_row(row, ctx)
+        for fn in CHECKS.get(row["task"], []):
+            problems += fn(row, ctx)
+        assert problems == [], (row["example_id"], problems)
+
+
+def _masked(pipe, exs) -> list[dict]:
+    """The rows of ``exs`` as the build writes them (mask batches, through the shard schema)."""
+    from zhmask.pipeline import MASK_BATCH
+    from zhmask.rng import GeneratorBatch
+    from zhmask.schema import blocks_to_batch
+
+    out: list[dict] = []
+    for i in range(0, len(exs), MASK_BATCH):
+        items = pipe.mask_batch(exs[i:i + MASK_BATCH], GeneratorBatch(), {"masking": {}})
+        blocks = [x for x in items if not isinstance(x, dict)]
+        dicts = [x for x in items if isinstance(x, dict)]
+        if blocks:
+            out += blocks_to_batch(blocks).to_pylist()
+        if dicts:
+            out += rows_to_batch(dicts).to_pylist()
+    return out
 
 
 TASK_NAMES = sorted(TASKS)

@@ -26,6 +26,8 @@ from zhmask.api import build_corpus
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 from zhmask.reader import Build, Collator, is_validation
+from zhmask.record import SENTENCE_LABEL
+from zhmask.schema import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,11 +81,11 @@ def test_wrong_schema_version_is_refused_in_one_line(built, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     m["schema_version"] = "1"
     (out / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ZhmaskError, match=r"schema version 1 \(this zhmask reads 2\)") as exc:
+    with pytest.raises(ZhmaskError, match=rf"schema version 1 \(this zhmask reads {SCHEMA_VERSION}\)") as exc:
         Build(out)
     assert "\n" not in str(exc.value)
     code, stdout, err = run_cli("verify", str(out))
-    assert code == 2 and err.count("\n") == 1 and "schema version 1 (this zhmask reads 2)" in err
+    assert code == 2 and err.count("\n") == 1 and f"schema version 1 (this zhmask reads {SCHEMA_VERSION})" in err
 
 
 def test_a_shard_of_another_schema_version_is_refused(built, tmp_path):
@@ -98,7 +100,7 @@ def test_a_shard_of_another_schema_version_is_refused(built, tmp_path):
     with ipc.new_stream(str(tmp), table.schema) as w:
         w.write_table(table)
     tmp.replace(shard)
-    with pytest.raises(ZhmaskError, match=r"shard-00001.arrow: schema version 1 \(this zhmask reads 2\)"):
+    with pytest.raises(ZhmaskError, match=r"shard-00001.arrow: schema version 1 \(this zhmask reads 3\)"):
         Build(out)
     code, _, err = run_cli("verify", str(out))
     assert code == 2 and err.count("\n") == 1 and "shard-00001.arrow: schema version 1" in err
@@ -139,7 +141,7 @@ def test_rows_are_the_shards_rows_memory_mapped(built):
         assert got["input_ids"].dtype == np.int32 and got["token_type_ids"].dtype == np.int8
         for k in ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref"):
             assert got[k].tolist() == want[k]
-        assert got["label"] == want["label"] and got["entities"] == want["entities"]
+        assert got[SENTENCE_LABEL] == want[SENTENCE_LABEL] and got["entities"] == want["entities"]
         assert got["token_labels"] is None and want["token_labels"] is None
     assert ds[-1]["example_id"] == rows[-1]["example_id"]
     with pytest.raises(IndexError):
@@ -266,18 +268,18 @@ def test_collator_pads_to_a_multiple_of_eight():
 
     rows = [
         {"input_ids": np.array([101, 5, 6, 102], np.int32), "token_type_ids": np.zeros(4, np.int8),
-         "labels": np.array([-100, 7, -100, -100], np.int32), "label": -1, "token_labels": None},
+         "labels": np.array([-100, 7, -100, -100], np.int32), SENTENCE_LABEL: -100, "token_labels": None},
         {"input_ids": np.arange(11, dtype=np.int32), "token_type_ids": np.array([0] * 6 + [1] * 5, np.int8),
-         "labels": np.full(11, -100, np.int32), "label": 1, "token_labels": np.array([-100] + [2] * 9 + [-100])},
+         "labels": np.full(11, -100, np.int32), SENTENCE_LABEL: 1, "token_labels": np.array([-100] + [2] * 9 + [-100])},
     ]
     b = Collator(pad_id=0)(rows)
-    assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "labels", "label", "token_labels"}
+    assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "labels", SENTENCE_LABEL, "token_labels"}
     assert all(v.dtype == torch.int64 for v in b.values())
     assert b["input_ids"].shape == (2, 16) and b["attention_mask"].sum(1).tolist() == [4, 11]
     assert b["input_ids"][0].tolist() == [101, 5, 6, 102] + [0] * 12
     assert b["labels"][0].tolist() == [-100, 7] + [-100] * 14 and (b["labels"][1] == -100).all()
     assert b["token_type_ids"][1].tolist() == [0] * 6 + [1] * 5 + [0] * 5
-    assert b["label"].tolist() == [-100, 1]  # a row without a sentence label is ignored by the loss
+    assert b[SENTENCE_LABEL].tolist() == [-100, 1]  # a row without a sentence label is ignored by the loss
     assert b["token_labels"][0].tolist() == [-100] * 16 and b["token_labels"][1, 1:10].tolist() == [2] * 9
     b = Collator(pad_id=0, pad_to_multiple_of=None)(rows[:1])
     assert b["input_ids"].shape == (1, 4) and set(b) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
@@ -299,7 +301,7 @@ def test_collator_on_a_build(built):
         assert T % 8 == 0 and T - 8 < x["attention_mask"].sum(1).max() <= T
         assert (x["labels"][x["attention_mask"] == 0] == -100).all()
         assert (x["input_ids"][x["attention_mask"] == 0] == b.pad_id).all()
-        assert "label" in x  # NSP rows in every batch of a shuffled MLM + NSP build
+        assert SENTENCE_LABEL in x  # NSP rows in every batch of a shuffled MLM + NSP build
 
 
 def test_dynamic_masking_through_the_collator_equals_the_static_build(built):

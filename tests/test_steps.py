@@ -7,7 +7,8 @@ import pytest
 from zhmask.steps.normalize import normalize
 from zhmask.steps.read import RawDoc
 from zhmask.steps.segment import make_segmenter
-from zhmask.steps.sentences import sentence_texts, split_sentences
+from oracle import sentence_texts, split_sentences
+from zhmask.steps.sentences import split_sentences_joined
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -38,6 +39,12 @@ def test_t2s():
     ("", []),
 ])
 def test_sentences(text, expected):
+    """The production path (a text as a unit of one; an empty text is rejected before) and the
+    per-document oracle."""
+    if text:
+        starts, ends, counts = split_sentences_joined(text, np.array([0]), np.array([len(text)]))
+        assert [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())] == expected
+        assert counts.tolist() == [len(expected)]
     assert sentence_texts(text) == expected
     spans = split_sentences(text)
     if text:  # spans cover the text exactly, in order

@@ -7,8 +7,8 @@ SOP rows (its 2-class ``seq_relationship`` head serves SOP as well) and ``BertFo
 otherwise, so every saved directory is a transformers checkpoint.
 
 The MLM head runs only at the predicted positions (``labels != -100``): the vocabulary projection
-of the other ~85% of the tokens is never needed. Rows without a sentence label (``label`` -1, e.g.
-the mlm rows next to sop rows) add only their MLM loss.
+of the other ~85% of the tokens is never needed. Rows without a sentence label
+(``next_sentence_label`` -100, e.g. the mlm rows next to sop rows) add only their MLM loss.
 
     python -m trainers.bert --data out/ --out run/ [--config bert-wwm] [--set key=value ...] [--resume]
 """
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from trainers.common import Config, masked_ce
+from zhmask.record import SENTENCE_LABEL
 
 SENTENCE_TASKS = ("nsp", "sop")
 TASKS = ("mlm",) + SENTENCE_TASKS
@@ -60,10 +61,10 @@ class BertPretrainer(nn.Module):
 
     @staticmethod
     def sentence_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        label = batch.get("label")
+        label = batch.get(SENTENCE_LABEL)  # -100 where a row has none (the reader's collator)
         if label is None:
             return torch.full((batch["input_ids"].shape[0],), -100, dtype=torch.long, device=batch["input_ids"].device)
-        return torch.where(label >= 0, label, torch.full_like(label, -100))
+        return label
 
     def forward(self, batch: dict[str, torch.Tensor]):
         mlm_logits, targets, sent_logits = self.heads(batch)

@@ -207,10 +207,10 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
     dv_ids, dv_tt, dv_y = encode(dev)
 
     def collate(idx, ids, tt, y):   # the reader's padding (zhmask.reader.pad_rows), class labels as "labels"
-        rows = [{"token_type_ids": tt[i] if tt is not None else None, "label": y[i]} for i in idx]
+        rows = [{"token_type_ids": tt[i] if tt is not None else None} for i in idx]
         out = pad_rows(rows, [ids[i] for i in idx], [None] * len(idx), tok.pad_token_id, 8)
         return {k: torch.from_numpy(out[k]) for k in ("input_ids", "token_type_ids", "attention_mask")} | {
-            "labels": torch.from_numpy(out["label"])}
+            "labels": torch.tensor([y[i] for i in idx], dtype=torch.long)}
 
     model = load_classifier(src, len(names), cfg, from_scratch).to(device)
 

@@ -178,6 +178,16 @@ def unit_done(out: Path, unit: int) -> dict[str, Any] | None:
     return None
 
 
+def save_build_tokenizer(config: BuildConfig, out: Path) -> None:
+    """The build's tokenizer beside its shards (vocab.txt, tokenizer.json, ...), so that
+    ``AutoTokenizer.from_pretrained(out)`` decodes them (see zhmask.write.tokenizer)."""
+    from zhmask.steps.tokenize import WordTokenizer
+    from zhmask.write.tokenizer import write_tokenizer
+
+    tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+    write_tokenizer(tok, out, lowercase=config.lowercase, max_length=config.max_seq_length)
+
+
 def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None] | None = None) -> BuildResult:
     """Build shards and manifest for ``config``; see the module docstring."""
     t0 = time.time()
@@ -229,6 +239,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
         run_units_local(config, units(), out, collect)
 
     manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
+    save_build_tokenizer(config, out)
     write_json_atomic(out / MANIFEST, manifest)
     return BuildResult(out, manifest, time.time() - t0, skipped)
 

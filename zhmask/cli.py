@@ -83,6 +83,7 @@ Examples:
 @click.option("--lexicon", "lexicons", multiple=True, help="Entity lexicon (word [freq] TYPE) file or bundled name, replacing the bundled set; repeatable (zhmask build-dict --entities-out).")
 @click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
 @click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
+@click.option("--packing", default=None, help="document (default): an mlm row holds one document's sentences | full: rows filled across documents, a [SEP] between them (RoBERTa's FULL-SENTENCES; --tasks mlm only).")
 @click.option("--tasks", default=None, help="Comma-separated tasks (default mlm): mlm, nsp, sop, sentence_reorder, sentence_distance, "
               "ir_relevance, discourse_relation, token_document_relation, capitalization, ernie_gen, seq2seq "
               "(docs/labels.md).")
@@ -258,7 +259,7 @@ def train_tokenizer_cmd(inputs: tuple[str, ...], out: str, vocab_size: int, min_
 
 # Commands defined in their own modules register themselves on import.
 _COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation", "zhmask.commands.train",
-                    "zhmask.commands.finetune")
+                    "zhmask.commands.finetune", "zhmask.commands.presets")
 
 
 def _load_commands() -> None:

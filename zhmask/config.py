@@ -24,6 +24,7 @@ ENTITY_BACKENDS = ("lexicon", "spacy", "none")
 FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
 DOC_SEPS = ("line", "blank")
 ENGINES = ("local", "ray")
+PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
 DECODE_ERRORS = ("replace", "skip", "fail")
 MAX_DUPE_FACTOR = 100  # BERT used 10; more copies than this is a mistake, not a recipe
 
@@ -58,6 +59,7 @@ class BuildConfig:
     lowercase: bool = True
     max_seq_length: int = 128
     short_seq_prob: float = 0.1
+    packing: str = "document"  # "full": mlm rows filled across document boundaries (RoBERTa's FULL-SENTENCES)
     # examples
     tasks: list[str] = field(default_factory=lambda: ["mlm"])
     masking: str = "none"
@@ -143,6 +145,7 @@ class BuildConfig:
         choice("entities", self.entities, ENTITY_BACKENDS)
         choice("engine", self.engine, ENGINES)
         choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
+        choice("packing", self.packing, PACKINGS)
         prob("masked_lm_prob", self.masked_lm_prob)
         prob("short_seq_prob", self.short_seq_prob)
         prob("min_cjk_ratio", self.min_cjk_ratio)
@@ -192,6 +195,10 @@ class BuildConfig:
                 raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(sorted(TASKS))}")
         if self.masking not in STRATEGIES:
             raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(sorted(STRATEGIES))}")
+        if self.packing == "full" and set(self.tasks) != {"mlm"}:
+            other = ", ".join(t for t in self.tasks if t != "mlm")
+            raise ZhmaskError(f"--packing full fills mlm rows across documents; it makes no sense for --tasks {other} "
+                              "(pair, sentence and generation tasks keep their documents apart): use --tasks mlm")
         known = {**STRATEGIES.declared([self.masking]), **TASKS.declared(list(self.tasks))}
         unknown = sorted(set(self.options) - set(known))
         if unknown:

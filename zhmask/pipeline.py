@@ -13,13 +13,14 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
-from zhmask.record import Document, Example
+from zhmask.masking.base import call_mask
+from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
 from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seeds
 from zhmask.steps.read import RawDoc
@@ -49,6 +50,9 @@ class TaskContext:
     events: Counter = field(default_factory=Counter)
     ent_cache: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)  # shared per-worker objects (lexicons, indexes)
+    # the pipeline's normaliser, and its document stages for texts a task makes (Pipeline.enrich)
+    normalize: Any = None
+    enrich: Any = None
     # the unit's document ids (set by Pipeline.examples) and, per (doc_id, stage, *extra), the
     # seed words of its generator, computed for all of the unit's documents at a stage's first use
     unit_ids: list = field(default_factory=list)
@@ -132,7 +136,7 @@ class Pipeline:
                                         model=config.segmenter_model)
         self.entities = make_entity_detector(config.entities, spacy_model=config.spacy_model, lexicons=config.lexicons)
         self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
-        self.ctx = TaskContext(config, self.tok)
+        self.ctx = TaskContext(config, self.tok, normalize=self.normalizer, enrich=self.enrich)
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
@@ -142,14 +146,8 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one document
     def document(self, raw: RawDoc, events: Counter | None = None) -> tuple[Document | None, str | None]:
-        """The enriched document, or (None, rejection reason)."""
-        doc, reason = self._start(raw)
-        if doc is None:
-            return None, reason
-        self._enrich(doc, events)
-        if len(doc.tokens) == 0:
-            return None, "no_tokens"
-        return doc, None
+        """The enriched document, or (None, rejection reason): a unit of one (:meth:`documents`)."""
+        return self.documents([raw], events)[0]
 
     def _start(self, raw: RawDoc) -> tuple[Document | None, str | None]:
         """The document with its normalised text and title, or (None, rejection reason)."""
@@ -164,38 +162,33 @@ class Pipeline:
         title = self.normalizer(raw.title) if raw.title else None
         return Document(raw.id, text, title=title, meta=raw.meta), None
 
-    def _enrich(self, doc: Document, events: Counter | None) -> None:
-        """Sentences, words, entities and tokens of one document."""
-        from zhmask.steps.segment import split_at_sentences
-        from zhmask.steps.sentences import split_sentences
-
-        text = doc.text
-        doc.sentences = split_sentences(text)
-        words = self.segmenter.segment(text)
-        words, cuts = split_at_sentences(words, doc.sentences)
-        words, merges = self.tok.align(text, words)
-        doc.words = words
-        doc.entities = self.entities.detect(text, words)
-        doc.tokens = self.tok.tokenize(text, words)
-        if events is not None:
-            if cuts:
-                events["word_cut_at_sentence_end"] += cuts
-            if merges:
-                events["words_merged_for_tokenizer"] += merges
-
     # ------------------------------------------------------------------ a unit's documents
     def documents(self, raws: list[RawDoc], events: Counter | None = None
                   ) -> list[tuple[Document | None, str | None]]:
-        """``[document(raw, events) for raw in raws]``, the stages run over all the documents at
-        once (the same documents, rejections and events).  Where the batched stages raise, the
-        documents run one by one, so that the one that fails is the one that raises."""
-        try:
-            out, ev, _ = self._documents_batched(raws)
-        except Exception:
-            return [self.document(raw, events) for raw in raws]
+        """Per raw document, the enriched document or (None, rejection reason); the stages run
+        over all the documents at once.  A crash raises :class:`DocumentCrash` naming the document
+        (see :meth:`documents_or_crash`)."""
+        out, ev, _ = self.documents_or_crash(raws)
         if events is not None:
             events.update(ev)
         return out
+
+    def documents_or_crash(self, raws: list[RawDoc]
+                           ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        """:meth:`_documents_batched`; where it raises, the unit is bisected (the same stages on
+        halves) down to the document that raises alone, and :class:`DocumentCrash` names it."""
+        from zhmask.errors import ZhmaskError
+
+        try:
+            return self._documents_batched(raws)
+        except ZhmaskError:
+            raise
+        except Exception as exc:
+            bad, err = narrow(self._documents_batched, raws)
+            if bad is None:
+                raise DocumentCrash(f"documents {raws[0].id} .. {raws[-1].id} crashed the pipeline together "
+                                    f"(none alone): {type(exc).__name__}: {exc}") from exc
+            raise DocumentCrash(f"document {bad.id} crashed the pipeline: {type(err).__name__}: {err}") from err
 
     def _documents_batched(self, raws: list[RawDoc]
                            ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
@@ -216,11 +209,27 @@ class Pipeline:
 
     def _documents_batched_gc(self, raws: list[RawDoc]
                               ) -> tuple[list[tuple[Document | None, str | None]], Counter, list[bool | None]]:
+        events: Counter = Counter()
+        out = [self._start(raw) for raw in raws]
+        started = [k for k, (doc, _) in enumerate(out) if doc is not None]
+        has_unk: list[bool | None] = [None] * len(raws)
+        for k, u in zip(started, self.enrich([out[k][0] for k in started], events)):  # type: ignore[misc]
+            has_unk[k] = u
+        for k, (doc, _) in enumerate(out):
+            if doc is not None and len(doc.tokens) == 0:
+                out[k] = (None, "no_tokens")
+        return out, events, has_unk
+
+    def enrich(self, docs: list[Document], events: Counter | None = None) -> list[bool]:
+        """Sentences, words, entities and tokens of ``docs`` (texts normalised, not empty): the
+        stages run over the texts joined, :data:`JOIN_CHARS` characters at a time (a text the
+        separator could join to its neighbour alone); returns per document whether its tokens
+        hold [UNK].  What every document gets, those read from the input and those a task makes
+        (titles, targets: ``ctx.enrich``)."""
         from zhmask.steps.segment import joinable
 
-        events: Counter = Counter()
-        out: list[tuple[Document | None, str | None]] = []
-        has_unk: list[bool | None] = [None] * len(raws)
+        events = events if events is not None else Counter()
+        has_unk: list[bool] = [False] * len(docs)
         batch: list[Document] = []
         where: list[int] = []
         size = 0
@@ -231,11 +240,7 @@ class Pipeline:
             batch.clear()
             where.clear()
 
-        for k, raw in enumerate(raws):
-            doc, reason = self._start(raw)
-            out.append((doc, reason))
-            if doc is None:
-                continue
+        for k, doc in enumerate(docs):
             if joinable(doc.text):
                 if batch and size + len(doc.text) > JOIN_CHARS:
                     flush()
@@ -243,19 +248,17 @@ class Pipeline:
                 batch.append(doc)
                 where.append(k)
                 size += len(doc.text) + 1
-            else:  # a text the separator could join to its neighbour: alone
-                self._enrich(doc, events)
+            else:  # a text the separator could join to its neighbour: a unit of its own
+                has_unk[k] = self._enrich_joined([doc], events)[0]
         if batch:
             flush()
-        for k, (doc, _) in enumerate(out):
-            if doc is not None and len(doc.tokens) == 0:
-                out[k] = (None, "no_tokens")
-        return out, events, has_unk
+        return has_unk
 
     def _enrich_joined(self, docs: list[Document], events: Counter) -> list[bool]:
-        """:meth:`_enrich` of documents whose texts are :func:`~zhmask.steps.segment.joinable`,
-        the stages run once over the texts joined by a separator; returns per document whether
-        its tokens hold [UNK].  The documents' arrays are views of the unit's."""
+        """Sentences, words, entities and tokens of documents whose texts are
+        :func:`~zhmask.steps.segment.joinable` (or of one document alone), the stages run once over
+        the texts joined by a separator; returns per document whether its tokens hold [UNK].  The
+        documents' arrays are views of the unit's."""
         from zhmask.record import Span, Tokens, Words
         from zhmask.steps.entities import LexiconEntities, NoEntities
         from zhmask.steps.segment import JOIN, segment_joined, split_at_sentences_joined
@@ -369,7 +372,7 @@ class Pipeline:
                 rng = rngs.get(first + k)
             else:
                 rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
-            res = self.mask(ex, rng)
+            res = call_mask(self.mask, ex, rng, k)
             for key, n in res.stats.items():
                 masking[key] = masking.get(key, 0) + int(n)
             row = example_row(ex, res.input_ids, res.labels)
@@ -393,8 +396,7 @@ class Pipeline:
         """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
         ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
         block, and their masking statistics: (Block, dict), or None where an example's extra
-        columns replace a base column or the batched strategy declines the rows (then
-        :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
+        columns replace a base column (then :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
         batch's concatenation; the others mask example by example.  The block holds exactly the
         rows' values."""
         import pyarrow as pa
@@ -414,9 +416,7 @@ class Pipeline:
         rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
         fast = getattr(self.mask, "mask_rows", None)
         if fast is not None:
-            res = fast(rows, rngs.generators())
-            if res is None:
-                return None
+            res = fast(rows, rngs.generators())  # ValueError on a malformed row: the caller bisects
             rb, lens = res.rows, res.lens
             input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
             word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)
@@ -427,7 +427,7 @@ class Pipeline:
             if prep is not None:
                 prep(exs)
             try:
-                got = [self.mask(ex, g) for ex, g in zip(rows, rngs.generators())]
+                got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.generators()))]
             finally:
                 if prep is not None:
                     self.mask.release()
@@ -447,7 +447,7 @@ class Pipeline:
             "token_type_ids": ListColumn.from_values([ex.token_type_ids for ex in rows], pa.int8()),
             "word_ids": word_ids,
             "labels": labels,
-            "label": [int(ex.label) for ex in rows],
+            SENTENCE_LABEL: [int(ex.label) for ex in rows],
             "entities": [ex.entities for ex in rows],
         }
         if refs is None and rb is not None and "chinese_ref" not in extra_keys:
@@ -466,45 +466,36 @@ class Pipeline:
 
     def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
         """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
-        :meth:`masked_block`, or, where it does not apply or raises, the row dicts of
-        :meth:`rows` example by example (which name an example that crashes).  The masking
-        statistics are added to ``stats``."""
+        :meth:`masked_block`, or, where an example's extra columns replace a base column, the row
+        dicts of :meth:`rows`.  A crash is bisected down to the example that raises alone and
+        raised as :class:`DocumentCrash` naming it.  The masking statistics are added to
+        ``stats``."""
         from zhmask.errors import ZhmaskError
 
-        # the masking generators of a batch of examples are seeded at once (see GeneratorBatch)
-        rngs.prepare(self.mask_keys(batch))
-        try:  # the whole batch at once; on any error, example by example
-            got = self.masked_block(batch, rngs)
-        except Exception:
-            got = None
-        if got is not None:
-            block, mstats = got
-            masking = stats["masking"]
-            for key, n in mstats.items():
-                masking[key] = masking.get(key, 0) + int(n)
-            return [block]
+        def block(exs: list[Example]) -> tuple[list, dict]:
+            rngs.prepare(self.mask_keys(exs))  # the masking generators of the examples, seeded at once
+            got = self.masked_block(exs, rngs)
+            if got is not None:
+                return [got[0]], got[1]
+            local = new_stats()  # extra columns that replace a base column: row dicts
+            n = self.config.dupe_factor
+            return [row for i, ex in enumerate(exs) for row in self.rows(ex, local, rngs, i * n)], local["masking"]
+
         try:
-            refs = self.chinese_refs(batch)
-        except Exception:  # rows() computes them one by one and names the example that crashes
-            refs = [None] * len(batch)
-        prep = getattr(self.mask, "prepare_batch", None)
-        if prep is not None:
-            try:
-                prep(batch)
-            except Exception:  # the per-example path names the example that crashes
-                self.mask.release()
-        out: list = []
-        for i, ex in enumerate(batch):
-            try:
-                out += self.rows(ex, stats, rngs, i * self.config.dupe_factor, refs[i])
-            except ZhmaskError:
-                raise
-            except Exception as exc:
-                raise DocumentCrash(f"masking {self.config.masking} crashed on example {ex.example_id} "
-                                    f"(document {ex.doc_id}): {type(exc).__name__}: {exc}") from exc
-        if prep is not None:
-            self.mask.release()
-        return out
+            items, mstats = block(batch)
+        except ZhmaskError:
+            raise
+        except Exception as exc:
+            bad, err = narrow(block, batch)
+            if bad is None:
+                raise DocumentCrash(f"masking {self.config.masking} crashed on examples {batch[0].example_id} .. "
+                                    f"{batch[-1].example_id} together (none alone): {type(exc).__name__}: {exc}") from exc
+            raise DocumentCrash(f"masking {self.config.masking} crashed on example {bad.example_id} "
+                                f"(document {bad.doc_id}): {type(err).__name__}: {err}") from err
+        masking = stats["masking"]
+        for key, n in mstats.items():
+            masking[key] = masking.get(key, 0) + int(n)
+        return items
 
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
@@ -527,12 +518,8 @@ class Pipeline:
         docs: list[Document] = []
         decode_errors: list[str] = []
         unk_chars: Counter = Counter()
-        try:  # the unit's documents at once; on a crash, one by one below, which names the document
-            batched, doc_events, has_unk = self._documents_batched(raws)
-        except Exception:
-            batched = None
-        else:
-            events.update(doc_events)
+        batched, doc_events, has_unk = self.documents_or_crash(raws)  # the unit's documents at once
+        events.update(doc_events)
         unk_id = self.tok.unk_id
         for k, raw in enumerate(raws):
             stats["documents_read"] += 1
@@ -542,15 +529,8 @@ class Pipeline:
             if (raw.reject in ("invalid_utf8", "lone_surrogate") or "invalid_utf8_replaced" in raw.events
                     or "lone_surrogate_replaced" in raw.events) and len(decode_errors) < 100:
                 decode_errors.append(f"{raw.where} ({'skipped' if raw.reject else 'replaced'})")
-            if batched is not None:
-                doc, reason = batched[k]
-                unk = has_unk[k]
-            else:
-                try:
-                    doc, reason = self.document(raw, events)
-                except Exception as exc:  # a crash names its document
-                    raise DocumentCrash(f"document {raw.id} crashed the pipeline: {type(exc).__name__}: {exc}") from exc
-                unk = None
+            doc, reason = batched[k]
+            unk = has_unk[k]
             if doc is None:
                 _bump(stats["documents_rejected"], reason or "unknown")
                 continue
@@ -571,6 +551,7 @@ class Pipeline:
 
         last = "none"
         rngs = GeneratorBatch()
+        full_packing = self.config.packing == "full"
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:
             ids = [ex.input_ids for ex in batch]
@@ -603,6 +584,8 @@ class Pipeline:
                                         f"{last}: {type(exc).__name__}: {exc}") from exc
                 last = ex.example_id
                 written.add(ex.doc_id)
+                if full_packing:  # a row filled across documents writes every document it holds
+                    written.update(src["doc_id"] for src in ex.extra["segment_sources"])
                 _bump(stats["examples"], ex.task)
                 if ex.label >= 0:
                     _bump(stats["labels"].setdefault(ex.task, {}), str(ex.label))
@@ -633,7 +616,7 @@ class Pipeline:
 
 
 _BASE_COLUMNS = frozenset(("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels",
-                           "label", "entities"))  # what example_row sets before the extra columns
+                           SENTENCE_LABEL, "entities"))  # what example_row sets before the extra columns
 
 
 class _Laps:
@@ -675,6 +658,26 @@ class DocumentCrash(Exception):
     """A stage raised on one document; the message names it (picklable across processes)."""
 
 
+def narrow(run: Callable[[list], Any], items: list) -> tuple[Any, BaseException | None]:
+    """The item that makes ``run([item])`` raise, and its exception, found by bisection after
+    ``run(items)`` raised: about log2(len(items)) runs on halves, then one on the item.
+    (None, None) when no single item raises alone (the failure needs several together)."""
+    part = list(items)
+    while len(part) > 1:
+        half = part[: len(part) // 2]
+        try:
+            run(half)
+        except Exception:
+            part = half
+        else:
+            part = part[len(part) // 2:]
+    try:
+        run(part)
+    except Exception as exc:
+        return part[0], exc
+    return None, None
+
+
 def example_row(ex: Example, input_ids: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     row: dict[str, Any] = {
         "doc_id": ex.doc_id,
@@ -684,7 +687,7 @@ def example_row(ex: Example, input_ids: np.ndarray, labels: np.ndarray) -> dict[
         "token_type_ids": ex.token_type_ids,
         "word_ids": ex.word_ids,
         "labels": labels,
-        "label": int(ex.label),
+        SENTENCE_LABEL: int(ex.label),
         "entities": ex.entities,
     }
     row.update(ex.extra)

@@ -46,6 +46,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from zhmask.errors import ZhmaskError
+from zhmask.record import NO_LABEL, SENTENCE_LABEL
 
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
            "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
@@ -265,38 +266,13 @@ class Build:
 
     # ------------------------------------------------------------------ tokenizer for transformers
     def save_tokenizer(self, directory: str | Path) -> Path:
-        """Write ``vocab.txt``, ``tokenizer_config.json``, ``special_tokens_map.json`` (and
-        ``tokenizer.json``) so ``AutoTokenizer.from_pretrained(directory)`` loads the build's
-        tokenizer (a BERT WordPiece tokenizer over the build's vocabulary and lowercasing)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tok = self.tokenizer
-        vocab_txt = d / "vocab.txt"
-        tokens = list(tok.id_to_token)
-        vocab_txt.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
-        lower = bool(self.config.get("lowercase", True))
-        special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                   "mask_token": "[MASK]"}
-        try:
-            from transformers import BertTokenizerFast, PreTrainedTokenizerFast
-        except ImportError:
-            BertTokenizerFast = PreTrainedTokenizerFast = None
-        if PreTrainedTokenizerFast is not None and self.config.get("tokenizer"):  # the build's exact tokenizer.json
-            hf = PreTrainedTokenizerFast(tokenizer_object=tok.tk, model_max_length=self.max_seq_length, **special)
-            hf.save_pretrained(str(d))
-        elif BertTokenizerFast is not None:
-            hf = BertTokenizerFast(str(vocab_txt), do_lower_case=lower, strip_accents=None if lower else False,
-                                   tokenize_chinese_chars=True, model_max_length=self.max_seq_length, **special)
-            hf.save_pretrained(str(d))
-        else:  # the files without transformers: what BertTokenizer reads
-            cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": lower, "tokenize_chinese_chars": True,
-                   "model_max_length": self.max_seq_length, **special}
-            (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-            tok.tk.save(str(d / "tokenizer.json"))
-        smap = d / "special_tokens_map.json"
-        if not smap.exists():  # transformers 5 no longer writes it
-            smap.write_text(json.dumps(special, indent=2), encoding="utf-8")
-        return d
+        """Write ``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json`` and
+        ``special_tokens_map.json`` so ``AutoTokenizer.from_pretrained(directory)`` loads the build's
+        tokenizer (a build also writes them into its own directory)."""
+        from zhmask.write.tokenizer import write_tokenizer
+
+        return write_tokenizer(self.tokenizer, directory, lowercase=bool(self.config.get("lowercase", True)),
+                               max_length=self.max_seq_length)
 
 
 def _as_build(b: "Build | str | Path") -> Build:
@@ -386,7 +362,7 @@ class _Shards:
             col = self.batches[bi].column(name)
             if name in LIST_COLUMNS:
                 v = _list_view(col)
-            elif name == "label":
+            elif name == SENTENCE_LABEL:
                 v = col.to_numpy(zero_copy_only=False)
             else:
                 v = col
@@ -472,7 +448,7 @@ class _ShardDatasetBase:
             if name in LIST_COLUMNS:
                 offsets, values, valid = v
                 out[name] = None if valid is not None and not valid[j] else values[offsets[j]:offsets[j + 1]]
-            elif name == "label":
+            elif name == SENTENCE_LABEL:
                 out[name] = int(v[j])
             else:
                 out[name] = v[j].as_py()
@@ -679,8 +655,9 @@ class Collator:
     """``collate_fn`` for rows of a :class:`ShardDataset` (or any dicts with ``input_ids``,
     ``labels``, ``token_type_ids``...): pads to the batch's longest row rounded up to
     ``pad_to_multiple_of`` (None: no rounding) and returns int64 tensors ``input_ids`` (``pad_id``
-    padding), ``attention_mask``, ``token_type_ids``, ``labels`` (-100 padding), ``label`` [B] when
-    a row has a sentence label >= 0 (rows without one get -100, the loss' ignore index) and
+    padding), ``attention_mask``, ``token_type_ids``, ``labels`` (-100 padding),
+    ``next_sentence_label`` [B] when a row has a sentence label (rows without one get -100, the
+    loss' ignore index; the name BertForPreTraining takes) and
     ``token_labels`` [B, T] when a row has them (-100 elsewhere).
 
     ``masker`` (a :class:`zhmask.masking.dynamic.DynamicMasking`): every batch is masked afresh,
@@ -755,10 +732,10 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
             if v is not None:
                 tl[i, :len(v)] = v  # type: ignore[index]
     out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}
-    sent = [row.get("label") for row in rows]
-    sent = [-1 if s is None else int(s) for s in sent]
-    if any(s >= 0 for s in sent):
-        out["label"] = np.array([s if s >= 0 else -100 for s in sent], dtype=np.int64)
+    sent = [row.get(SENTENCE_LABEL) for row in rows]
+    sent = [NO_LABEL if s is None or s < 0 else int(s) for s in sent]
+    if any(s != NO_LABEL for s in sent):
+        out[SENTENCE_LABEL] = np.array(sent, dtype=np.int64)
     if tl is not None:
         out["token_labels"] = tl
     return out

@@ -19,6 +19,14 @@ from typing import Any
 
 import numpy as np
 
+# The sentence-level class of an example (NSP/SOP and the other sentence-level tasks), named as
+# transformers' BertForPreTraining takes it: a column named ``label`` is renamed to ``labels`` by
+# transformers' collators and Trainer, overwriting the token-level MLM labels.  NO_LABEL (the
+# losses' ignore index) where the task has no sentence-level class.  Read and write it through
+# these names.
+SENTENCE_LABEL = "next_sentence_label"
+NO_LABEL = -100
+
 
 @dataclass(frozen=True)
 class Span:
@@ -94,7 +102,7 @@ class Example:
     token_type_ids: np.ndarray
     word_ids: np.ndarray
     labels: np.ndarray | None = None
-    label: int = -1
+    label: int = -100  # the sentence-level class (schema.SENTENCE_LABEL); -100: none
     entities: list[tuple[int, int, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 

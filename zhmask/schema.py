@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: segment_sources column (sentence-level tasks)
+from zhmask.record import NO_LABEL, SENTENCE_LABEL  # noqa: F401  (the column's name, re-exported)
+
+SCHEMA_VERSION = "3"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none
 
 I32 = pa.int32()
-# the sentence-level class of an example (NSP/SOP and the other sentence tasks; -1 where none):
-# read and write it through this name
-SENTENCE_LABEL = "label"
 ENTITY = pa.struct([("start", I32), ("end", I32), ("type", pa.string())])
 SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])
 
@@ -32,7 +31,7 @@ FIELDS: list[pa.Field] = [
     pa.field("token_type_ids", pa.list_(pa.int8()), nullable=False),
     pa.field("word_ids", pa.list_(I32), nullable=False),
     pa.field("labels", pa.list_(I32), nullable=False),
-    pa.field("label", I32, nullable=False),
+    pa.field(SENTENCE_LABEL, I32, nullable=False),
     # whole-word masking interop: positions of tokens that continue a Chinese word
     pa.field("chinese_ref", pa.list_(I32)),
     # knowledge units (ERNIE): token-level [start, end) spans with a type

@@ -12,7 +12,7 @@ Row level, for every row: the per-token columns have one value per token and at 
 nothing else does; word ids are numbered from 0, never decrease and step by at most one
 (rows of generation tasks, which move target fragments after the source, are checked by their
 task's reassembly check instead); a label is only on a word token, is a real token id, and
-every [MASK] in the input carries one; class labels are -1 or a class the task declares;
+every [MASK] in the input carries one; sentence labels are -100 or a class the task declares;
 entity and ``chinese_ref`` positions lie inside the sequence on word tokens.  Each task adds
 its own checks with :func:`zhmask.checks.register_check` (imported from the task modules).
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
+from zhmask.record import NO_LABEL, SENTENCE_LABEL
 
 EXEC_KEYS = ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files")
 MAX_PER_KIND = 20  # row violations reported per (task, message) before they are only counted
@@ -107,9 +108,9 @@ def check_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
             bad.append("a label that is itself a special token")
     if not generation and ((ids == mask_id) & ~lab).any():
         bad.append("a [MASK] in input_ids without a label (corrupted but not predicted)")
-    label = row.get("label")
-    if label is None or label < -1:
-        bad.append(f"label {label!r} is not -1 or a class")
+    label = row.get(SENTENCE_LABEL)
+    if label is None or (label < 0 and label != NO_LABEL):
+        bad.append(f"{SENTENCE_LABEL} {label!r} is not {NO_LABEL} or a class")
     for e in row.get("entities") or []:
         s, t = e["start"], e["end"]
         if not (0 <= s < t <= n) or (wid[s:t] < 0).any():
@@ -168,6 +169,7 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     cfg = m["config"]
     cfg_meta = {k: v for k, v in cfg.items() if k not in EXEC_KEYS}
     dupe = int(cfg.get("dupe_factor", 1))
+    full_packing = cfg.get("packing", "document") == "full"
     try:
         ctx = row_context(cfg)
     except ZhmaskError as exc:
@@ -207,9 +209,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                     for row in batch.to_pylist():
                         task = row["task"]
                         by_task[task] += 1
-                        if row["label"] is not None and row["label"] >= 0:
-                            labels_seen.setdefault(task, Counter())[str(row["label"])] += 1
+                        if row[SENTENCE_LABEL] is not None and row[SENTENCE_LABEL] >= 0:
+                            labels_seen.setdefault(task, Counter())[str(row[SENTENCE_LABEL])] += 1
                         doc_ids.add(row["doc_id"])
+                        if full_packing:  # a row filled across documents holds every document it lists
+                            doc_ids.update(src["doc_id"] for src in row["segment_sources"] or ())
                         if row["example_id"] in example_ids:
                             dup_examples += 1
                         example_ids.add(row["example_id"])

@@ -33,8 +33,8 @@ from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
 from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, check_pair, concat_docs, is_punct_word,
-                                 mini_doc, pair_example)
-from zhmask.record import Document, Example
+                                 mini_docs, pair_example, query_doc)
+from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "ir_relevance"
 OPTIONS = {"ir_query_keywords": 4, "ir_irrelevant_skip_top": 10}
@@ -149,7 +149,9 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     k = _int_option(ctx.config, "ir_query_keywords", 1, 64)
     skip_top = _int_option(ctx.config, "ir_irrelevant_skip_top", 0, 1000)
     unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
-    titles = [mini_doc(ctx, f"{d.id}#title", d.title) if d.title else None for d in docs]
+    with_title = [d for d in docs if d.title]
+    made = dict(zip([d.id for d in with_title], mini_docs(ctx, [(f"{d.id}#title", d.title) for d in with_title])))
+    titles = [made.get(d.id) for d in docs]
     index = BM25([_terms((t.word_texts() if t else []) + d.word_texts()) for d, t in zip(docs, titles)])
     queries: list[tuple[int, list[str]]] = []
     for i, (d, t) in enumerate(zip(docs, titles)):
@@ -197,7 +199,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
                     ctx.events["ir_relevance_no_other_document"] += 1
                     continue
                 ctx.events["ir_relevance_irrelevant_fallback"] += 1
-        qdoc = mini_doc(ctx, f"{doc.id}#query", "", words=q)
+        qdoc = query_doc(ctx, f"{doc.id}#query", q)
         a = Segment(qdoc, [(0, len(qdoc.tokens))], source_id=doc.id, span=False)
         if len(a) == 0:
             ctx.events["ir_relevance_no_query"] += 1
@@ -212,6 +214,6 @@ def check_ir_relevance(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     if not bad and len(src) == 2:
         if src[0]["doc_id"] != row["doc_id"]:
             bad.append("the query does not come from the row's document")
-        elif (row["label"] == 0) != (src[1]["doc_id"] == row["doc_id"]):
-            bad.append(f"label {row['label']} but the passage is {'' if row['label'] else 'not '}the query's document")
+        elif (row[SENTENCE_LABEL] == 0) != (src[1]["doc_id"] == row["doc_id"]):
+            bad.append(f"label {row[SENTENCE_LABEL]} but the passage is {'' if row[SENTENCE_LABEL] else 'not '}the query's document")
     return bad

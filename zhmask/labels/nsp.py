@@ -14,7 +14,7 @@ from zhmask.checks import register_check
 from zhmask.labels import register
 from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, pair_example, truncate_pair,
                                  two_part_chunks, unit_two_part_chunks)
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "nsp"
 CLASSES = {0: "B follows A in the document", 1: "B comes from another document"}
@@ -88,8 +88,8 @@ def check_nsp(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     src = row.get("segment_sources") or []
     if not bad and len(src) == 2:
         same = src[0]["doc_id"] == src[1]["doc_id"]
-        if row["label"] == 0 and (not same or src[1]["start"] < src[0]["end"]):
+        if row[SENTENCE_LABEL] == 0 and (not same or src[1]["start"] < src[0]["end"]):
             bad.append("label 0 but B does not follow A in one document")
-        if row["label"] == 1 and same:
+        if row[SENTENCE_LABEL] == 1 and same:
             bad.append("label 1 but B comes from A's document")
     return bad

@@ -16,8 +16,8 @@
   document (or per unit): every class gets ``floor(n/k)`` or ``ceil(n/k)`` of the ``n`` draws,
   the classes that get one more chosen at random, the order a random permutation.  Each label
   is marginally uniform, and the build-wide share stays within a few draws of ``1/k``.
-* :func:`mini_doc`: a small text (title, query) segmented with the build's segmenter and
-  tokenised with its tokenizer, for segments that are not spans of a document's text.
+* :func:`mini_docs`: documents for short texts a task makes (titles), through the pipeline's
+  own document stages; :func:`query_doc`: a query's keywords as a document, a word each.
 * :func:`check_pair`: the row invariants of pair tasks for ``zhmask verify``.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from zhmask.record import Document, Example, Tokens, Words
+from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
 from zhmask.steps.pack import build_example, sentence_token_ranges
 
 Ranges = list[tuple[int, int]]
@@ -203,39 +203,35 @@ class UnitDocs:
 
 
 # ---------------------------------------------------------------------------------- small texts
-def _segmenter(ctx):
-    seg = ctx.resources.get("segmenter")
-    if seg is None:
-        from zhmask.steps.segment import make_segmenter
+def mini_docs(ctx, items: Sequence[tuple[str, str]]) -> list[Document]:
+    """A :class:`Document` for each (id, short text) a task makes (titles; texts normalised
+    already), through the pipeline's own document stages (``ctx.enrich``), all at once."""
+    docs = [Document(doc_id, text) for doc_id, text in items]
+    ctx.enrich([d for d in docs if d.text])
+    for d in docs:
+        if not d.text:
+            _empty(d)
+    return docs
 
-        cfg = ctx.config
-        seg = ctx.resources["segmenter"] = make_segmenter(cfg.segmenter, user_dicts=list(cfg.user_dict), hmm=cfg.hmm,
-                                                          model=cfg.segmenter_model)
-    return seg
+
+def _empty(doc: Document) -> Document:
+    z = np.zeros(0, np.int32)
+    doc.sentences = np.zeros((0, 2), np.int32)
+    doc.words = Words(z, z, [])
+    doc.tokens = Tokens(z, z, z, z)
+    return doc
 
 
-def mini_doc(ctx, doc_id: str, text: str, words: list[str] | None = None) -> Document:
-    """A :class:`Document` with tokens for a short text (normalised already).
-
-    With ``words`` (a query's keywords) the text is the words joined by spaces and each word is
-    one word; otherwise the text is cut by the build's segmenter.
-    """
-    from zhmask.steps.segment import split_at_sentences
-    from zhmask.steps.sentences import split_sentences
-
-    if words is not None:
-        text = " ".join(words)
-        lens = np.array([len(w) for w in words], dtype=np.int32)
-        starts = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int32) if len(words) else np.zeros(0, np.int32)
-        w = Words(starts, (starts + lens).astype(np.int32), ["x"] * len(words))
-        sents = np.array([[0, len(text)]], dtype=np.int32) if text else np.zeros((0, 2), np.int32)
-    else:
-        sents = split_sentences(text)
-        w, _ = split_at_sentences(_segmenter(ctx).segment(text), sents)
-        w, _ = ctx.tok.align(text, w)
-    doc = Document(doc_id, text, sentences=sents, words=w)
-    doc.tokens = ctx.tok.tokenize(text, w) if text else Tokens(np.zeros(0, np.int32), np.zeros(0, np.int32),
-                                                              np.zeros(0, np.int32), np.zeros(0, np.int32))
+def query_doc(ctx, doc_id: str, words: list[str]) -> Document:
+    """A :class:`Document` of a query's keywords: the words joined by spaces, each one word."""
+    text = " ".join(words)
+    if not text:
+        return _empty(Document(doc_id, text))
+    lens = np.array([len(w) for w in words], dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(lens + 1)[:-1]]).astype(np.int32)
+    w = Words(starts, (starts + lens).astype(np.int32), ["x"] * len(words))
+    doc = Document(doc_id, text, sentences=np.array([[0, len(text)]], dtype=np.int32), words=w)
+    doc.tokens = ctx.tok.tokenize(text, w)
     return doc
 
 
@@ -297,7 +293,7 @@ def check_sources(row: dict[str, Any], n_segments: int) -> list[str]:
 def check_pair(row: dict[str, Any], ctx: dict[str, Any], n_classes: int) -> list[str]:
     """``[CLS] A [SEP] B [SEP]``: token types 0 then 1, both segments non-empty, a class label."""
     bad: list[str] = []
-    label = row.get("label")
+    label = row.get(SENTENCE_LABEL)
     if label is None or not 0 <= label < n_classes:
         bad.append(f"label {label!r} not in 0..{n_classes - 1}")
     ids, tt = ints(row.get("input_ids")), ints(row.get("token_type_ids"))

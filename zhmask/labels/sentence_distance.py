@@ -20,7 +20,7 @@ from typing import Any, Iterator
 from zhmask.checks import register_check
 from zhmask.labels import register
 from zhmask.labels.pairs import Segment, UnitDocs, balanced_classes, check_pair, pair_example
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "sentence_distance"
 CLASSES = {0: "adjacent sentences of one document", 1: "same document, not adjacent", 2: "different documents"}
@@ -62,8 +62,8 @@ def check_sentence_distance(row: dict[str, Any], ctx: dict[str, Any]) -> list[st
     src = row.get("segment_sources") or []
     if not bad and len(src) == 2:
         same = src[0]["doc_id"] == src[1]["doc_id"] == row["doc_id"]
-        if (row["label"] < 2) != same:
-            bad.append(f"label {row['label']} but the segments come from {'one' if same else 'two'} document(s)")
-        elif row["label"] == 0 and src[1]["start"] < src[0]["end"]:
+        if (row[SENTENCE_LABEL] < 2) != same:
+            bad.append(f"label {row[SENTENCE_LABEL]} but the segments come from {'one' if same else 'two'} document(s)")
+        elif row[SENTENCE_LABEL] == 0 and src[1]["start"] < src[0]["end"]:
             bad.append("label 0 but B does not follow A")
     return bad

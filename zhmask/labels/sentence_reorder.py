@@ -36,7 +36,7 @@ from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
 from zhmask.labels.pairs import Segment, check_sources, ints, segments_example, sep_positions
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.steps.pack import pack_ranges, sentence_token_ranges
 
 TASK = "sentence_reorder"
@@ -136,7 +136,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
 @register_check(TASK)
 def check_sentence_reorder(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     m = int((ctx.get("config") or {}).get("options", {}).get("reorder_max_segments", OPTIONS["reorder_max_segments"]))
-    label = row.get("label")
+    label = row.get(SENTENCE_LABEL)
     if label is None or not 0 <= label < num_classes(m):
         return [f"label {label!r} not in 0..{num_classes(m) - 1}"]
     n = len(permutation_of(label, m))

@@ -3,7 +3,8 @@
 ``--tasks seq2seq --source-field text --target-field title`` makes one example per record: the
 source field is read as the document text (so it is normalised, segmented and tokenised like
 any document), the target field (a scalar, kept in the document's ``meta``, or the
-``--title-field`` when it names the same column) is normalised, segmented and tokenised here.
+``--title-field`` when it names the same column) goes through the same document stages
+(``ctx.normalize``, ``ctx.enrich``: sentences, words, entities, tokens).
 The row has the ``ernie_gen`` layout (``input_ids = [CLS] source [SEP] noised(target) [SEP]``)
 with ``span_bounds`` at the target's word boundaries and no ``fragment_bounds``.  The target is
 cut to ``max_target_length`` tokens and the source to what is left of ``max_seq_length``, both
@@ -36,19 +37,6 @@ def _validate(config) -> None:
         raise ZhmaskError(f"--option max_target_length: expected an integer in [1, max_seq_length - 4], got {v!r}")
 
 
-def _tools(ctx) -> tuple[Any, Any]:
-    tools = ctx.resources.get("seq2seq_target_tools")
-    if tools is None:
-        from zhmask.steps.normalize import Normalizer
-        from zhmask.steps.segment import make_segmenter
-
-        cfg = ctx.config
-        tools = (Normalizer(cfg.t2s), make_segmenter(cfg.segmenter, user_dicts=list(cfg.user_dict), hmm=cfg.hmm,
-                                                      model=cfg.segmenter_model))
-        ctx.resources["seq2seq_target_tools"] = tools
-    return tools
-
-
 def target_text(doc: Document, config) -> str | None:
     v = doc.meta.get(config.target_field)
     if v is None and config.title_field == config.target_field:
@@ -71,18 +59,19 @@ def _cut(word_of_token: np.ndarray, limit: int) -> int:
 @register("seq2seq", options=OPTIONS, validate=_validate)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
-    norm, seg = _tools(ctx)
     max_tgt = int(TASKS.option("seq2seq", cfg, "max_target_length"))
     rate = float(TASKS.option("seq2seq", cfg, "noise_rate"))
     mode = TASKS.option("seq2seq", cfg, "noise")
+    targets = []  # the targets, normalised, then through the pipeline's document stages at once
     for doc in docs:
         raw = target_text(doc, cfg)
-        text = norm(raw) if raw is not None else ""
-        if not text:
+        targets.append(Document(f"{doc.id}#target", ctx.normalize(raw) if raw is not None else ""))
+    ctx.enrich([t for t in targets if t.text])
+    for doc, target in zip(docs, targets):
+        if not target.text:
             ctx.events["seq2seq_missing_target"] += 1
             continue
-        words, _ = ctx.tok.align(text, seg.segment(text))
-        ttoks = ctx.tok.tokenize(text, words)
+        ttoks = target.tokens
         if len(ttoks) == 0:
             ctx.events["seq2seq_missing_target"] += 1
             continue

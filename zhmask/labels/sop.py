@@ -14,7 +14,7 @@ from zhmask.checks import register_check
 from zhmask.labels import register
 from zhmask.labels.pairs import (Segment, balanced_classes, batched, check_pair, pair_example, pair_rows,
                                  span_sources, two_part_chunks, unit_two_part_chunks)
-from zhmask.record import Document, Example
+from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "sop"
 CLASSES = {0: "A then B, in document order", 1: "swapped: B then A"}
@@ -80,6 +80,6 @@ def check_sop(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     if not bad and len(src) == 2:
         if src[0]["doc_id"] != src[1]["doc_id"] or src[0]["doc_id"] != row["doc_id"]:
             bad.append("the two segments do not come from the row's document")
-        elif (row["label"] == 0) != (src[0]["end"] <= src[1]["start"]):
-            bad.append(f"label {row['label']} disagrees with the segments' order in the document")
+        elif (row[SENTENCE_LABEL] == 0) != (src[0]["end"] <= src[1]["start"]):
+            bad.append(f"label {row[SENTENCE_LABEL]} disagrees with the segments' order in the document")
     return bad

@@ -2,7 +2,7 @@
 
 Examples are single segments ``[CLS] text [SEP]`` packed from whole sentences as ``mlm`` packs
 them; ``token_labels`` carries one label per token: every token of a labelled word gets the
-word's label, every other token (special tokens, unlabelled words) -100; ``label`` is -1.
+word's label, every other token (special tokens, unlabelled words) -100; the sentence label is -100 (none).
 The per-word class counts go into the manifest's ``events`` as ``<task>_words_<class>``.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from zhmask.labels.pairs import Segment, check_sources, ints, segments_example, sep_positions
-from zhmask.record import Document, Example
+from zhmask.record import NO_LABEL, SENTENCE_LABEL, Document, Example
 from zhmask.steps.pack import pack_ranges, sentence_token_ranges
 
 
@@ -26,7 +26,7 @@ def labelled_example(doc: Document, chunk: list[tuple[int, int]], word_label: Ca
                      task: str, example_id: str) -> Example | None:
     """The example of ``chunk`` with ``token_labels`` from ``word_label(document word index)``
     (-100: none); None when no token is labelled."""
-    ex = segments_example([Segment(doc, chunk)], ctx, task=task, example_id=example_id, label=-1, doc_id=doc.id)
+    ex = segments_example([Segment(doc, chunk)], ctx, task=task, example_id=example_id, label=NO_LABEL, doc_id=doc.id)
     word = np.concatenate([doc.tokens.word[a:b] for a, b in chunk])
     cache: dict[int, int] = {}
     labs = np.full(len(ex.input_ids), -100, dtype=np.int32)
@@ -56,10 +56,10 @@ def labelled_examples(doc: Document, chunks: list[list[tuple[int, int]]], word_l
 
 
 def check_single(row: dict[str, Any], ctx: dict[str, Any], values: set[int]) -> list[str]:
-    """``[CLS] text [SEP]``, label -1, token_labels in ``values`` or -100, one label per word."""
+    """``[CLS] text [SEP]``, no sentence label (-100), token_labels in ``values`` or -100, one label per word."""
     bad: list[str] = []
-    if row.get("label") != -1:
-        bad.append(f"label {row.get('label')!r} on a token-level task (expected -1)")
+    if row.get(SENTENCE_LABEL) != NO_LABEL:
+        bad.append(f"{SENTENCE_LABEL} {row.get(SENTENCE_LABEL)!r} on a token-level task (expected {NO_LABEL})")
     ids, tt, wid, tl = (ints(row.get(k)) for k in ("input_ids", "token_type_ids", "word_ids", "token_labels"))
     seps = sep_positions(row, ctx)
     if seps != [len(ids) - 1] or any(tt):

@@ -19,3 +19,11 @@ class MaskResult:
 
 class MaskFn(Protocol):
     def __call__(self, example: Example, rng: np.random.Generator) -> MaskResult: ...
+
+
+def call_mask(fn, example: Example, rng: np.random.Generator, copy: int) -> MaskResult:
+    """``fn(example, rng)``; a strategy that stages by copy (``fn.per_copy``, e.g. ERNIE's
+    ``knowledge_stages``) also gets the ``--dupe-factor`` copy (or the dynamic epoch)."""
+    if getattr(fn, "per_copy", False):
+        return fn(example, rng, copy=copy)
+    return fn(example, rng)

@@ -3,8 +3,8 @@
 * ``none``: no labels;
 * every strategy: at most ``max_predictions_per_seq`` labelled tokens; a token that differs
   from its label is labelled (checked in common), labels only on candidate tokens;
-* ``wwm``, ``ngram``, ``mac``, ``span`` and ``knowledge`` without the char level: a word is
-  labelled whole or not at all;
+* ``wwm``, ``ngram``, ``mac``, ``span`` and ``knowledge`` without the char level (in the row's
+  stage, under ``knowledge_stages``): a word is labelled whole or not at all;
 * ``mac``: no [MASK] in the input;
 * a replacement (a predicted token that is neither its label nor [MASK]) is never a bracketed
   vocabulary entry: no [UNK], [CLS], [PAD] ... and no [unused*] slot.
@@ -39,7 +39,9 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         bad.append(f"{int(has.sum())} predicted tokens, more than max_predictions_per_seq {cap}")
     whole = name in WHOLE_WORD
     if name == "knowledge":
-        levels = (cfg.get("options") or {}).get("knowledge_levels") or {}
+        from zhmask.masking.knowledge import row_levels
+
+        levels = row_levels(cfg, row.get("example_id", ""))  # the row's stage under knowledge_stages
         whole = float(levels.get("char", 0) or 0) <= 0
     if whole and has.any():
         w = wid >= 0

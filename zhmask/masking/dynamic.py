@@ -10,11 +10,12 @@ It is, at the same time,
 
 * a PyTorch ``collate_fn``: ``DataLoader(ds, collate_fn=masker)`` gets a list of rows and
   returns padded ``input_ids``, ``attention_mask``, ``token_type_ids`` and ``labels`` (plus
-  ``label`` / ``token_labels`` when the rows carry them; torch tensors, or numpy arrays with
+  ``next_sentence_label`` / ``token_labels`` when the rows carry them; torch tensors, or numpy arrays with
   ``return_tensors="np"``), padded by :class:`zhmask.reader.Collator` -- which also takes a
   masker: ``Collator(pad_id, masker=masker)``;
-* a ``datasets.map`` function: ``ds.map(masker, batched=True)`` (or unbatched) replaces
-  ``input_ids`` and ``labels`` column-wise.
+* a ``datasets`` transform: ``ds.map(masker, batched=True)`` (or unbatched) or
+  ``ds.set_transform(masker)`` (masked afresh at every access) replaces ``input_ids`` and
+  ``labels`` and keeps every other column (``next_sentence_label``, ``token_labels``, ...).
 
 A batch is masked at once through the strategy's batched path (``mask.mask_rows``, the one the
 static build uses; :meth:`DynamicMasking.mask_batch`), example by example for strategies
@@ -47,7 +48,8 @@ import numpy as np
 
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
-from zhmask.record import Example
+from zhmask.masking.base import call_mask
+from zhmask.record import NO_LABEL, SENTENCE_LABEL, Example
 from zhmask.rng import rng_for
 
 MASK_STAGE = "mask"  # the stage name the static path (Pipeline.rows) uses
@@ -81,7 +83,7 @@ def row_to_example(row: Mapping[str, Any]) -> Example:
         input_ids=ids,
         token_type_ids=np.asarray(tt if tt is not None else np.zeros(len(ids)), dtype=np.int8),
         word_ids=np.asarray(row["word_ids"], dtype=np.int32),
-        label=int(row.get("label", -1) if row.get("label") is not None else -1),
+        label=int(row[SENTENCE_LABEL]) if row.get(SENTENCE_LABEL) is not None else NO_LABEL,
         entities=ents,
         extra={k: row[k] for k in EXTRA_COLUMNS if row.get(k) is not None},
     )
@@ -167,7 +169,7 @@ class DynamicMasking:
         if self._fn is None:
             self._build()
         e = self.epoch if epoch is None else int(epoch)
-        res = self._fn(ex, mask_rng(self.config.seed, ex.example_id, e))
+        res = call_mask(self._fn, ex, mask_rng(self.config.seed, ex.example_id, e), e)
         self.stats.update(res.stats)
         return res
 
@@ -190,24 +192,36 @@ class DynamicMasking:
         e = self.epoch if epoch is None else int(epoch)
         exs = [row_to_example(r) for r in rows]
         gb = GeneratorBatch()
-        gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in exs])
+
+        def seed(part: list[Example]) -> None:
+            gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in part])
+
         fast = getattr(self._fn, "mask_rows", None)
         if fast is not None:
+            def run(part: list[Example]):
+                seed(part)
+                return fast(part, gb.generators())
+
             try:
-                res = fast(exs, gb.generators())
-            except Exception:  # the per-example path below names what is wrong
-                res = None
-            if res is not None:
-                self.stats.update(res.stats)
-                ends = np.cumsum(res.lens)
-                return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
+                res = run(exs)
+            except Exception as exc:  # no silent per-example path: name the row
+                from zhmask.pipeline import narrow
+
+                bad, err = narrow(run, exs)
+                what = f"row {bad.example_id}" if bad is not None else "rows together (none alone)"
+                err = err or exc
+                raise ZhmaskError(f"masking {self.masking} failed on {what}: {type(err).__name__}: {err}") from err
+            self.stats.update(res.stats)
+            ends = np.cumsum(res.lens)
+            return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
+        seed(exs)  # a strategy without a batched path: example by example
         prep = getattr(self._fn, "prepare_batch", None)
         if prep is not None:
             prep(exs)
         try:
             out = []
             for ex, g in zip(exs, gb.generators()):
-                r = self._fn(ex, g)
+                r = call_mask(self._fn, ex, g, e)
                 self.stats.update(r.stats)
                 out.append((r.input_ids, r.labels))
         finally:
@@ -224,16 +238,19 @@ class DynamicMasking:
     def _map(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         ids0 = batch["input_ids"]
         batched = len(ids0) > 0 and not np.isscalar(ids0[0])
+        out = dict(batch)  # every column this does not change stays (a set_transform returns only these)
         if not batched:
             inp, lab = self.mask_row(batch)
-            return {"input_ids": inp.tolist(), "labels": lab.tolist()}
+            out.update(input_ids=inp.tolist(), labels=lab.tolist())
+            return out
         keys = list(batch.keys())
         masked = self.mask_batch([{k: batch[k][i] for k in keys} for i in range(len(ids0))])
-        return {"input_ids": [m[0].tolist() for m in masked], "labels": [m[1].tolist() for m in masked]}
+        out.update(input_ids=[m[0].tolist() for m in masked], labels=[m[1].tolist() for m in masked])
+        return out
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Rows masked at the current epoch and padded by :class:`zhmask.reader.Collator`
-        (``label`` / ``token_labels`` added when the rows carry them)."""
+        (``next_sentence_label`` / ``token_labels`` added when the rows carry them)."""
         from zhmask.reader import Collator
 
         if self._fn is None:

@@ -12,8 +12,15 @@ entity-level units, each masked whole.  zhmask offers the levels as one configur
 Each step draws a level from the mix (renormalised over the levels that still have a free unit
 fitting the remaining budget), then a unit of that level uniformly among the free ones that
 fit; units never overlap, and none is cut.  The [MASK]/random/keep fate is drawn once per
-unit.  One stage of ERNIE's schedule is one level alone, e.g. ``{"char": 1}``.  With ``char``
-above 0, words are no longer always predicted whole (by design).
+unit.  With ``char`` above 0, words are no longer always predicted whole (by design).
+
+ERNIE's staged schedule is ``--option knowledge_stages='[{"char": 1}, {"phrase": 1, "word": 1},
+{"entity": 1}]'``: a list of such mixes, one per stage, in order.  The ``--dupe-factor`` copies of
+an example are split into as many equal consecutive blocks (``dupe_factor`` must be a multiple of
+the number of stages): copy ``k`` (example id ``...@k``) is masked with stage
+``k * stages // dupe_factor``.  A trainer consumes the stages in order by reading copy block 0,
+then 1, then 2 (:func:`copy_of`, :func:`stage_of`); dynamic masking stages by epoch the same way
+(epoch ``e`` is copy ``e``; epochs past the last copy stay in the last stage).
 """
 from __future__ import annotations
 
@@ -27,34 +34,91 @@ from zhmask.masking.units import Masker, word_table
 LEVELS = ("entity", "phrase", "word", "char")
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 PHRASE_TYPES = ("IDIOM", "PHRASE")
-OPTIONS = {"knowledge_levels": {"entity": 0.4, "phrase": 0.3, "word": 0.3, "char": 0.0}}
+DEFAULT_LEVELS = {"entity": 0.4, "phrase": 0.3, "word": 0.3, "char": 0.0}
+OPTIONS = {"knowledge_levels": DEFAULT_LEVELS, "knowledge_stages": None}
 
 
-def level_probs(config) -> np.ndarray:
-    v = STRATEGIES.option("knowledge", config, "knowledge_levels")
+def _mix(v, what: str) -> np.ndarray:
+    """A level mix (a table level -> weight) as probabilities in LEVELS order."""
     if not isinstance(v, dict) or not v:
-        raise ZhmaskError(f"--option knowledge_levels: expected a table like {{\"entity\": 0.4, \"phrase\": 0.3, "
+        raise ZhmaskError(f"--option {what}: expected a table like {{\"entity\": 0.4, \"phrase\": 0.3, "
                           f"\"word\": 0.3}}, got {v!r}")
     bad = sorted(set(v) - set(LEVELS))
     if bad:
-        raise ZhmaskError(f"--option knowledge_levels: unknown level {bad[0]!r}; levels: {', '.join(LEVELS)}")
+        raise ZhmaskError(f"--option {what}: unknown level {bad[0]!r}; levels: {', '.join(LEVELS)}")
     p = []
     for lv in LEVELS:
         x = v.get(lv, 0.0)
         if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0:
-            raise ZhmaskError(f"--option knowledge_levels: {lv} must be a non-negative number, got {x!r}")
+            raise ZhmaskError(f"--option {what}: {lv} must be a non-negative number, got {x!r}")
         p.append(float(x))
     arr = np.asarray(p)
     if arr.sum() <= 0:
-        raise ZhmaskError("--option knowledge_levels: at least one level needs a positive weight")
+        raise ZhmaskError(f"--option {what}: at least one level needs a positive weight")
     return arr / arr.sum()
 
 
-@register("knowledge", options=OPTIONS, validate=level_probs)
+def stage_probs(config) -> list[np.ndarray]:
+    """The level mix of each stage, in order (one stage: ``knowledge_levels``); raises ZhmaskError
+    with one line on a bad table or a ``dupe_factor`` the stages do not divide."""
+    stages = STRATEGIES.option("knowledge", config, "knowledge_stages")
+    if stages is None:
+        return [_mix(STRATEGIES.option("knowledge", config, "knowledge_levels"), "knowledge_levels")]
+    if "knowledge_levels" in config.options:
+        raise ZhmaskError("--option knowledge_levels and knowledge_stages: give one (a stage is a level mix)")
+    if not isinstance(stages, (list, tuple)) or not stages:
+        raise ZhmaskError(f"--option knowledge_stages: expected a list of level tables, got {stages!r}")
+    out = [_mix(v, f"knowledge_stages[{i}]") for i, v in enumerate(stages)]
+    if config.dupe_factor % len(out):
+        raise ZhmaskError(f"--option knowledge_stages: {len(out)} stage(s) need --dupe-factor a multiple of "
+                          f"{len(out)} (one block of copies per stage), got {config.dupe_factor}")
+    return out
+
+
+def stage_of(copy: int, n_stages: int, dupe_factor: int) -> int:
+    """The stage of copy ``copy`` (or dynamic epoch) of an example."""
+    return min(int(copy) * n_stages // max(int(dupe_factor), 1), n_stages - 1)
+
+
+def copy_of(example_id: str) -> int:
+    """The ``--dupe-factor`` copy of a row from its example id (``...@k``; 0 without a suffix)."""
+    _, sep, k = str(example_id).rpartition("@")
+    return int(k) if sep and k.isdigit() else 0
+
+
+def row_levels(config: dict, example_id: str) -> dict:
+    """The level table (``knowledge_levels`` or its stage's) a shard row of a knowledge build was
+    masked with; ``config`` is the build's configuration as stored in its manifest."""
+    opts = config.get("options") or {}
+    stages = opts.get("knowledge_stages")
+    if not stages:
+        return opts.get("knowledge_levels") or DEFAULT_LEVELS
+    return stages[stage_of(copy_of(example_id), len(stages), int(config.get("dupe_factor", 1)))]
+
+
+@register("knowledge", options=OPTIONS, validate=stage_probs)
 def make(config, ctx):
     m = Masker(config, ctx)
-    probs = level_probs(config)
+    stages = stage_probs(config)
+    masks = [m.strategy(_chooser(m, p)) for p in stages]
+    if len(masks) == 1:
+        return masks[0]
 
+    def mask(example, rng, copy: int = 0):
+        s = stage_of(copy, len(masks), config.dupe_factor)
+        res = masks[s](example, rng)
+        for key in [k for k in res.stats if k.startswith("knowledge_units_")]:
+            res.stats[f"knowledge_stage{s}_{key[len('knowledge_'):]}"] += res.stats[key]
+        res.stats[f"knowledge_stage{s}_rows"] += 1
+        return res
+
+    mask.per_copy = True  # type: ignore[attr-defined]
+    mask.prepare_batch = m.prepare_batch  # type: ignore[attr-defined]
+    mask.release = m.release  # type: ignore[attr-defined]
+    return mask
+
+
+def _chooser(m: Masker, probs: np.ndarray):
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         n = len(ids)
         ccand = np.zeros(n + 1, dtype=np.int64)
@@ -106,4 +170,4 @@ def make(config, ctx):
         return m.apply(ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
                        n_cand, budget)
 
-    return m.strategy(choose)
+    return choose

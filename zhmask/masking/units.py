@@ -411,6 +411,18 @@ class RowsResult:
     rows: RowBatch
 
 
+def token_ids(ids, vocab_size: int) -> np.ndarray:
+    """``ids`` as int32, or ValueError when they are not integers or lie outside the vocabulary
+    (a silent cast or clip would mask the wrong tokens)."""
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"token ids of type {a.dtype}, not integers")
+    if a.size and (a.min() < 0 or a.max() >= vocab_size):
+        bad = int(a[(a < 0) | (a >= vocab_size)][0])
+        raise ValueError(f"token id {bad} outside the vocabulary (0..{vocab_size - 1})")
+    return a.astype(np.int32, copy=False)
+
+
 class Masker:
     """Candidates, budget and the per-unit fate for one build configuration."""
 
@@ -419,9 +431,8 @@ class Masker:
         self.tok = tok
         self.mask_id = int(tok.mask_id)
         self.special_ids = np.asarray(tok.special_ids)
-        self.special_table = np.zeros(tok.vocab_size + 1, dtype=bool)
+        self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
-        self.special_table[-1] = True  # ids outside the vocabulary are never candidates
         self.replaceable = np.asarray(tok.replaceable_ids)
         self.p = float(config.masked_lm_prob)
         self.max_pred = int(config.max_predictions_per_seq)
@@ -438,13 +449,11 @@ class Masker:
         pre = self._batch.get(id(ex))
         if pre is not None and pre[0] is ex:
             return pre[1], pre[2], pre[3]
-        ids = np.asarray(ex.input_ids, dtype=np.int32)
+        ids = token_ids(ex.input_ids, self.tok.vocab_size)
         wid = np.asarray(ex.word_ids, dtype=np.int64)
-        try:
-            bad = self.special_table[ids]
-        except IndexError:  # ids outside the vocabulary: never candidates
-            bad = self.special_table[np.clip(ids, -1, len(self.special_table) - 1)]
-        return ids, wid, (wid >= 0) & ~bad
+        if len(wid) != len(ids):
+            raise ValueError(f"{len(ids)} input_ids but {len(wid)} word_ids")
+        return ids, wid, (wid >= 0) & ~self.special_table[ids]
 
     def prepare_batch(self, exs: list[Example]) -> None:
         """:meth:`prepare` and :meth:`word_table` of many examples (a mask batch) at once, over
@@ -458,15 +467,11 @@ class Masker:
         lens = np.array([len(ex.input_ids) for ex in exs], dtype=np.int64)
         ends = np.cumsum(lens)
         starts = ends - lens
-        ids = np.concatenate([np.asarray(ex.input_ids, dtype=np.int32) for ex in exs])
+        ids = token_ids(np.concatenate([np.asarray(ex.input_ids) for ex in exs]), self.tok.vocab_size)
         wid = np.concatenate([np.asarray(ex.word_ids, dtype=np.int64) for ex in exs])
         if len(ids) != len(wid) or any(len(ex.word_ids) != n for ex, n in zip(exs, lens.tolist())):
-            return  # malformed rows: left to the per-example path (and its error)
-        try:
-            bad = self.special_table[ids]
-        except IndexError:  # ids outside the vocabulary: the per-example path clips them
-            return
-        cand = (wid >= 0) & ~bad
+            raise ValueError("input_ids and word_ids of different lengths")
+        cand = (wid >= 0) & ~self.special_table[ids]
         ws, we, ok, joined = _word_bounds(wid, cand, breaks=starts)
         k0 = np.searchsorted(ws, starts).tolist()
         k1 = np.searchsorted(ws, ends).tolist()
@@ -513,40 +518,30 @@ class Masker:
         return mask
 
     # ------------------------------------------------------------------ a batch of rows at once
-    def row_batch(self, exs: list[Example]) -> "RowBatch | None":
-        """The concatenation of ``exs`` with candidates, budgets and word tables (None when a
-        row is malformed or has ids outside the vocabulary: left to the per-example path)."""
+    def row_batch(self, exs: list[Example]) -> "RowBatch":
+        """The concatenation of ``exs`` with candidates, budgets and word tables.  Raises
+        ValueError on a malformed row (ids and word ids of different lengths, ids that are not
+        integers or lie outside the vocabulary): the caller bisects down to the row."""
         n = len(exs)
         id_l = [ex.input_ids for ex in exs]
         wid_l = [ex.word_ids for ex in exs]
         lens = np.fromiter(map(len, id_l), dtype=np.int64, count=n)
         if not np.array_equal(lens, np.fromiter(map(len, wid_l), dtype=np.int64, count=n)):
-            return None
+            raise ValueError("input_ids and word_ids of different lengths")
         ends = np.cumsum(lens)
         starts = ends - lens
         total = int(ends[-1]) if n else 0
         if total:
-            # one concatenation each; integer ids that int32 holds, so that casting the whole equals
-            # casting each example (prepare) and every per-example reader sees the same values
-            raw = np.concatenate(id_l)
+            ids = token_ids(np.concatenate(id_l), self.tok.vocab_size)
             rwid = np.concatenate(wid_l)
-            if raw.dtype.kind not in "iu" or rwid.dtype.kind not in "iu":
-                return None
-            if raw.dtype != np.int32 and (raw.min() < -2**31 or raw.max() >= 2**31):
-                return None
-            if rwid.dtype != np.int32 and (rwid.min() < -2**31 or rwid.max() >= 2**31):
-                return None
-            ids = raw.astype(np.int32, copy=False)
+            if rwid.dtype.kind not in "iu":
+                raise ValueError(f"word_ids of type {rwid.dtype}, not integers")
             wid = rwid.astype(np.int64)
         else:
             ids = np.zeros(0, dtype=np.int32)
             wid = np.zeros(0, dtype=np.int64)
-        try:
-            bad = self.special_table[ids]
-        except IndexError:
-            return None
         gen = np.fromiter((is_generation(ex) for ex in exs), dtype=bool, count=n)
-        cand = (wid >= 0) & ~bad
+        cand = (wid >= 0) & ~self.special_table[ids]
         if gen.any():  # never masked: no candidates
             cand &= ~np.repeat(gen, lens)
         rb = RowBatch(exs, lens, starts, ends, ids, wid, cand, gen)
@@ -574,11 +569,10 @@ class Masker:
             rb.budget = b
         return rb
 
-    def mask_rows(self, exs: list[Example], gens: list, choose_rows) -> "RowsResult | None":
-        """The masked rows of ``exs`` (row i drawn from ``gens[i]``), all at once."""
+    def mask_rows(self, exs: list[Example], gens: list, choose_rows) -> "RowsResult":
+        """The masked rows of ``exs`` (row i drawn from ``gens[i]``), all at once (ValueError on a
+        malformed row: see :meth:`row_batch`)."""
         rb = self.row_batch(exs)
-        if rb is None:
-            return None
         stats: Counter = Counter()
         us, ue = choose_rows(rb, gens, stats)
         # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read

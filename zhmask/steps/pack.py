@@ -89,7 +89,7 @@ def entity_token_spans(doc: Document) -> list[tuple[int, int, str]]:
 
 
 def build_example(segments: Sequence[tuple[Document, list[tuple[int, int]]]], *, cls_id: int, sep_id: int,
-                  task: str, example_id: str, doc_id: str | None = None, label: int = -1,
+                  task: str, example_id: str, doc_id: str | None = None, label: int = -100,
                   ent_cache: dict[str, list[tuple[int, int, str]]] | None = None) -> Example:
     """[CLS] seg0 [SEP] (seg1 [SEP] ...): each segment is a list of token ranges of one document.
 

@@ -238,27 +238,6 @@ def make_segmenter(name: str, *, user_dicts: list[str] = (), hmm: bool = False, 
     raise ZhmaskError(f"unknown segmenter {name!r}")
 
 
-def split_at_sentences(words: Words, sentences: np.ndarray) -> tuple[Words, int]:
-    """Cut any word that crosses a sentence boundary; returns (words, number of cuts)."""
-    if len(sentences) <= 1 or len(words) == 0:
-        return words, 0
-    bounds = sentences[1:, 0]
-    # a boundary b is crossed by word i when start_i < b < end_i
-    idx = np.searchsorted(words.starts, bounds, side="left")  # first word starting at/after b
-    crossed = [(int(b), int(i) - 1) for b, i in zip(bounds, idx) if i > 0 and words.ends[i - 1] > b]
-    if not crossed:
-        return words, 0
-    starts = words.starts.tolist()
-    ends = words.ends.tolist()
-    pos = list(words.pos)
-    for b, wi in reversed(crossed):
-        s, e, t = starts[wi], ends[wi], pos[wi]
-        starts[wi:wi + 1] = [s, b]
-        ends[wi:wi + 1] = [b, e]
-        pos[wi:wi + 1] = [t, t]
-    return Words(np.array(starts, dtype=np.int32), np.array(ends, dtype=np.int32), pos), len(crossed)
-
-
 JOIN = "\n"  # what the batched stages join a unit's texts with: a word, a sentence end, no token
 
 
@@ -318,8 +297,8 @@ def segment_joined(segmenter: Segmenter, joined: str, texts: list[str], doc_star
 
 
 def split_at_sentences_joined(words: Words, bounds: np.ndarray) -> tuple[Words, int]:
-    """:func:`split_at_sentences` over joined texts: ``bounds`` are the sentence starts inside
-    the texts (not a text's own start).  Returns (words, number of cuts)."""
+    """Cut any word that crosses a sentence start of joined texts: ``bounds`` are the sentence
+    starts inside the texts (not a text's own start).  Returns (words, number of cuts)."""
     starts, ends = words.starts, words.ends
     idx = np.searchsorted(starts, bounds, side="left")
     crossed = (idx > 0) & (ends[np.maximum(idx - 1, 0)] > bounds)

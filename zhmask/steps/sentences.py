@@ -22,27 +22,9 @@ _END = re.compile(
 )
 
 
-def split_sentences(text: str) -> np.ndarray:
-    """(n, 2) int32 array of [start, end) spans; empty text gives shape (0, 2)."""
-    if not text:
-        return np.zeros((0, 2), dtype=np.int32)
-    ends = [m.end() for m in _END.finditer(text)]
-    bounds = [0]
-    for e in ends:
-        if e > bounds[-1] and e < len(text):
-            bounds.append(e)
-    bounds.append(len(text))
-    spans = np.array(list(zip(bounds[:-1], bounds[1:])), dtype=np.int32)
-    return spans
-
-
-def sentence_texts(text: str) -> list[str]:
-    return [text[s:e] for s, e in split_sentences(text).tolist()]
-
-
 def split_sentences_joined(joined: str, doc_starts: np.ndarray, doc_ends: np.ndarray
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`split_sentences` of every document of ``joined`` (texts joined by ``"\\n"``, none
+    """The sentences of every document of ``joined`` (texts joined by ``"\\n"``, none
     beginning or ending with whitespace; document k is ``joined[doc_starts[k]:doc_ends[k]]``), in
     one regex pass: (starts, ends, counts), the sentences' spans in ``joined`` in order and the
     number of sentences of each document.

@@ -2,7 +2,7 @@
 
 Every token carries its character span and the index of its word, and no token straddles two
 words: words whose boundary falls inside one of the tokenizer's pre-tokens (a run of Latin
-letters and digits cut in two by a segmenter) are merged first (:meth:`WordTokenizer.align`).
+letters and digits cut in two by a segmenter) are merged first (:meth:`WordTokenizer.align_joined`).
 
 Two paths give the same ids as the tokenizer run on the whole text:
 
@@ -156,45 +156,10 @@ class WordTokenizer:
         self._cp_table = np.full(sys.maxunicode + 1, -2, dtype=np.int32) if self.mode == "fast" else None
 
     # ------------------------------------------------------------------ word alignment
-    def align(self, text: str, words: Words) -> tuple[Words, int]:
-        """Merge words whose boundaries fall inside one pre-token run; returns (words, merges)."""
-        if len(words) <= 1 or text.isascii() is False and not _ALIGN_WORTH.search(text):
-            return words, 0
-        rr = self._run_re or run_regex()
-        starts = words.starts
-        merges: list[tuple[int, int]] = []
-        for m in rr.finditer(text):
-            a, b = m.span()
-            if b - a < 2:
-                continue
-            i = int(np.searchsorted(starts, a, side="right")) - 1
-            j = int(np.searchsorted(starts, b, side="left"))  # words i..j-1 overlap [a, b)
-            if j - i > 1 or (i >= 0 and (starts[i] < a and words.ends[i] > a)):
-                if j - i > 1:
-                    merges.append((i, j))
-        if not merges:
-            return words, 0
-        s_l, e_l, p_l = [], [], []
-        prev = 0
-        st, en, pos = words.starts.tolist(), words.ends.tolist(), words.pos
-        for i, j in merges:
-            if i < prev:  # overlapping merge ranges (cannot happen for disjoint runs)
-                i = prev
-            s_l += st[prev:i]
-            e_l += en[prev:i]
-            p_l += pos[prev:i]
-            s_l.append(st[i])
-            e_l.append(en[j - 1])
-            p_l.append(pos[i])
-            prev = j
-        s_l += st[prev:]
-        e_l += en[prev:]
-        p_l += pos[prev:]
-        return Words(np.array(s_l, dtype=np.int32), np.array(e_l, dtype=np.int32), p_l), len(merges)
-
     def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,
                      runs: tuple | None = None) -> tuple[Words, int]:
-        """:meth:`align` of every text of ``joined`` (``texts`` joined by ``"\\n"``, starting at
+        """Merge the words whose boundaries fall inside one pre-token run, in every text of
+        ``joined`` (``texts`` joined by ``"\\n"``, starting at
         ``doc_starts``; ``words`` over ``joined``, a separator word between two texts): (words,
         number of merges).  Pre-token runs never contain the separator, so a run and
         the words it overlaps lie in one text.  ``runs``: :meth:`joined_runs` of ``joined``."""
