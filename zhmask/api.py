@@ -21,7 +21,8 @@ from zhmask.config import BuildConfig
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
 from zhmask.schema import SCHEMA_VERSION
-from zhmask.steps.read import InputFile, RawDoc, check_input, expand_inputs, file_fingerprint, read_file
+from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
+                               read_file)
 from zhmask.write.shards import sha256_file, shard_name, write_json_atomic
 
 BUILD_FILE = "build.json"
@@ -43,25 +44,46 @@ class BuildResult:
     def shards(self) -> list[Path]:
         return [self.out_dir / s["file"] for s in self.manifest["shards"]]
 
+    def nothing_written(self) -> str | None:
+        """Why a build that read documents wrote no example (every document rejected), else None.
+        (A build of empty inputs reads nothing: an empty corpus, not a failure.)"""
+        m = self.manifest
+        if not m["documents_read"] or m["examples_written"]:
+            return None
+        rejected = m["documents_rejected"]
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0])))
+        what = (f"all {m['documents_read']:,} documents read were rejected ({reasons})" if not m["documents_written"]
+                else f"{m['documents_written']:,} documents made no example of the tasks {', '.join(m['config']['tasks'])}")
+        return f"no examples written: {what}; see {self.out_dir / MANIFEST}"
 
-def _inputs(config: BuildConfig) -> list[InputFile]:
+
+def _inputs(config: BuildConfig) -> tuple[list[InputFile], list[dict[str, str]]]:
+    """(files to read, files skipped under directories and globs: Hugging Face dataset metadata)."""
     if not config.inputs:
         from zhmask.paths import default_corpus
 
         p = default_corpus()
-        return [InputFile(p, p.name)]
-    return expand_inputs(config.inputs)
+        return [InputFile(p, p.name)], []
+    return list_inputs(config.inputs, config.format)
+
+
+def read_fields(config: BuildConfig) -> dict[str, str]:
+    """The record fields (JSONL keys, table columns) the build reads, each with the option that
+    named it: a file whose records have none of one stops the build naming it."""
+    return named_fields(config.source_field or config.text_field, config.title_field, config.target_field,
+                        "--source-field" if config.source_field else "--text-field")
 
 
 def iter_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict[str, str]]) -> Iterator[tuple[int, list[RawDoc]]]:
     """(unit index, raw records) in input order; bad files are skipped with --skip-bad-files."""
     unit, buf, size = 0, [], 0
+    fields = read_fields(config)
     for f in files:
         try:
             for raw in read_file(f, fmt=config.format, doc_sep=config.doc_sep,
                                  text_field=config.source_field or config.text_field,  # seq2seq: source is the text
                                  title_field=config.title_field, on_decode_error=config.on_decode_error,
-                                 max_doc_bytes=int(config.max_doc_mb * 1_000_000)):
+                                 max_doc_bytes=int(config.max_doc_mb * 1_000_000), fields=fields):
                 buf.append(raw)
                 size += raw.nbytes
                 if len(buf) >= config.docs_per_shard or size >= UNIT_MAX_BYTES:
@@ -170,7 +192,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     """Build shards and manifest for ``config``; see the module docstring."""
     t0 = time.time()
     config.validate()
-    files = _inputs(config)
+    files, skipped_inputs = _inputs(config)
     bad_files: list[dict[str, str]] = []
     unreadable: list[tuple[InputFile, str]] = []
     for f in files:  # every input is checked before any work starts
@@ -216,7 +238,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
         run_units_local(config, units(), out, collect)
 
-    manifest = assemble_manifest(config, files, results, bad_files, unreadable)
+    manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
     save_build_tokenizer(config, out)
     write_json_atomic(out / MANIFEST, manifest)
     return BuildResult(out, manifest, time.time() - t0, skipped)
@@ -224,7 +246,8 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
 def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict[int, dict[str, Any]],
                       bad_files: list[dict[str, str]],
-                      unreadable: list[tuple[InputFile, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+                      unreadable: list[tuple[InputFile, str]] = (),  # type: ignore[assignment]
+                      skipped_inputs: list[dict[str, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     total = new_stats()
     shards = []
     for unit in sorted(results):
@@ -250,6 +273,7 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "config": cfg,
         "fingerprint": config.fingerprint(),
         "inputs": inputs,
+        "inputs_skipped": list(skipped_inputs),
         "bad_files": bad_files,
         "documents_read": total["documents_read"],
         "documents_written": total["documents_written"],

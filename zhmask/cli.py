@@ -39,7 +39,9 @@ BUILD_HELP = """Build masked and labelled examples from Chinese text into Arrow 
 
 INPUT is any number of files, directories or globs: plain text (one document a line, or
 blank-line separated with --doc-sep blank), JSONL, Parquet or Arrow, optionally .gz or .zst.
-With no INPUT the embedded sample corpus (400 People's Daily 1998 paragraphs) is used.
+A Hugging Face dataset folder (save_to_disk, every split of a DatasetDict; or a hub download)
+is read as its records, not its metadata. With no INPUT the embedded sample corpus (400
+People's Daily 1998 paragraphs) is used.
 
 \b
 Examples:
@@ -55,6 +57,7 @@ Examples:
       --out /shared/nfs/out/                                          # a Ray cluster
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
       --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
+  zhmask build-corpus saved_dataset/ --text-field content --out out/   # Dataset.save_to_disk
 """
 
 
@@ -136,6 +139,9 @@ def build_corpus_cmd(inputs: tuple[str, ...], pipeline: str | None, quiet: bool,
         result = build_corpus(cfg, progress=reporter.update)
     if not quiet:
         print_summary(result)
+    nothing = result.nothing_written()
+    if nothing:  # the manifest is written (it accounts for every rejection), but this is no success
+        raise ZhmaskError(nothing)
 
 
 def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
@@ -188,6 +194,8 @@ class Reporter:
 
 
 def print_summary(result) -> None:
+    from collections import Counter
+
     m = result.manifest
     rejected = m["documents_rejected"]
     mb = m["input_bytes"] / 1e6
@@ -206,6 +214,10 @@ def print_summary(result) -> None:
     if m.get("label_counts"):
         for task, counts in sorted(m["label_counts"].items()):
             lines.append(f"  labels     {task}: " + "  ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))))
+    if m.get("inputs_skipped"):
+        why = Counter(e["reason"].split(" (")[0] for e in m["inputs_skipped"])
+        lines.append(f"  skipped    {len(m['inputs_skipped'])} file(s) that hold no records: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(why.items())) + " (manifest.json: inputs_skipped)")
     if m.get("bad_files"):
         lines.append(f"  bad files  {len(m['bad_files'])} skipped (listed in manifest.json)")
     if m.get("decode_errors"):

@@ -51,7 +51,7 @@ from zhmask.record import NO_LABEL, SENTENCE_LABEL
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
            "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
            "shard_schema_problems",
-           "shard_version", "epoch_permutation", "pad_rows"]
+           "shard_version", "epoch_permutation", "pad_rows", "selected_rows"]
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
@@ -549,6 +549,14 @@ class _EpochSamplerBase:
     def __len__(self) -> int:
         full = len(range(self.rank, _used(self.n, self.world_size, self.drop_last), self.world_size))
         return max(0, full - self.skipped)
+
+
+def selected_rows(build: "Build | str | Path", split: str | None = "train", validation: float = DEFAULT_VALIDATION,
+                  tasks: Sequence[str] | None = None, salt: str = "") -> np.ndarray:
+    """Row numbers (over the build's listed shards, in manifest order) of the rows a
+    :class:`ShardDataset` with these arguments selects: the one split and task filter for every
+    reader (``zhmask.data.load`` included)."""
+    return _ShardDatasetBase(build, split=split, validation=validation, tasks=tasks, columns=(), salt=salt).index
 
 
 class _ShardIterableDatasetBase:

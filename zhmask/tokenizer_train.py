@@ -12,7 +12,7 @@ def _texts(inputs: list[str], fmt: str, text_field: str) -> Iterator[str]:
     from zhmask.steps.read import expand_inputs, read_file
 
     norm = Normalizer()
-    for f in expand_inputs(inputs):
+    for f in expand_inputs(inputs, fmt):
         for raw in read_file(f, fmt=fmt, doc_sep="line", text_field=text_field, title_field=None,
                              on_decode_error="replace"):
             if not raw.reject:

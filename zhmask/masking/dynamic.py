@@ -27,11 +27,11 @@ Call :meth:`DynamicMasking.set_epoch` between epochs (or build one per epoch wit
 
 Example::
 
-    from datasets import Dataset
     from torch.utils.data import DataLoader
+    import zhmask.data
     from zhmask.masking.dynamic import DynamicMasking
 
-    ds = Dataset.from_file("out/data/shard-00000.arrow")
+    ds = zhmask.data.load("out", split="train")
     masker = DynamicMasking.from_build("out", masking="wwm")
     for epoch in range(3):
         masker.set_epoch(epoch)

@@ -5,7 +5,9 @@ Each yields :class:`RawDoc` records in input order with a stable id
 ``<file>`` is the path relative to the directory or glob root the user named (the file name
 for a file argument).  Records that cannot become documents (bad JSON, a missing text field,
 undecodable bytes with ``--on-decode-error skip``) are yielded with ``reject`` set so that the
-manifest accounts for them.
+manifest accounts for them; a field the build names that no record of a file has stops the
+build in one line (:func:`_check_fields`, tables: their schema).  Under directories and globs,
+Hugging Face dataset folders are read as their records, not their metadata (:func:`list_inputs`).
 
 Lines are split on ``\\n`` only (``\\r\\n`` is accepted): U+2028, U+2029, U+0085, vertical tab and
 form feed inside a line never start a new document.
@@ -25,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, Iterator, Mapping, NamedTuple
 
 from zhmask.errors import BadInputFile, ZhmaskError
 
@@ -55,9 +57,21 @@ class InputFile:
     name: str  # stable name used in document ids
 
 
-def expand_inputs(inputs: list[str]) -> list[InputFile]:
-    """Files named, files under named directories (recursively) and glob matches, sorted."""
+def expand_inputs(inputs: list[str], fmt: str = "auto") -> list[InputFile]:
+    """The files :func:`list_inputs` reads (without the list of files it skips)."""
+    return list_inputs(inputs, fmt)[0]
+
+
+def list_inputs(inputs: list[str], fmt: str = "auto") -> tuple[list[InputFile], list[dict[str, str]]]:
+    """(files to read, files skipped) for the named files, directories (recursively) and globs.
+
+    Files named are always read.  Under a directory or glob, the folders of Hugging Face
+    ``datasets`` are read as records, not as their metadata (see :func:`_dataset_skip`): the
+    files skipped are returned as ``{"file", "reason"}`` entries, in path order, for the
+    manifest.
+    """
     out: list[InputFile] = []
+    skipped: list[dict[str, str]] = []
     for arg in inputs:
         p = Path(arg)
         if any(ch in arg for ch in "*?["):
@@ -65,12 +79,17 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
             if not matches:
                 raise ZhmaskError(f"no input files match {arg}")
             base = _glob_root(arg)
-            out += [InputFile(m, _rel(m, base)) for m in matches]
+            out += _keep(arg, [InputFile(m, _rel(m, base)) for m in matches], skipped, tables_only=False)
         elif p.is_dir():
             files = _walk(p)
             if not files:
                 raise ZhmaskError(f"input directory {arg} holds no files")
-            out += [InputFile(f, f.relative_to(p).as_posix()) for f in files]
+            kept = _keep(arg, [InputFile(f, f.relative_to(p).as_posix()) for f in files], skipped,
+                         tables_only=fmt == "auto")
+            if not kept:
+                raise ZhmaskError(f"input directory {arg} holds no files to read "
+                                  f"({len(files)} skipped: {skipped[-1]['reason']})")
+            out += kept
         elif p.exists():
             out.append(InputFile(p, p.name))
         else:
@@ -81,7 +100,68 @@ def expand_inputs(inputs: list[str]) -> list[InputFile]:
             f_idx = out.index(f)
             out[f_idx] = InputFile(f.path, f.path.as_posix())
         seen.add(f.name)
-    return out
+    return out, skipped
+
+
+# Hugging Face ``datasets``: ``save_to_disk`` writes data-NNNNN-of-NNNNN.arrow (Arrow IPC streams)
+# with these beside them; ``map`` on a loaded dataset adds cache-*.arrow files.
+DATASET_METADATA = ("dataset_info.json", "state.json", "dataset_dict.json")
+TABLE_FORMATS = ("parquet", "arrow")
+
+
+def _saved_dataset(folder: Path, memo: dict[Path, set[str] | None]) -> set[str] | None:
+    """The data files ``state.json`` lists when ``folder`` is a ``Dataset.save_to_disk`` folder, else None."""
+    if folder in memo:
+        return memo[folder]
+    state = folder / "state.json"
+    listed = None
+    if state.is_file() and (folder / "dataset_info.json").is_file():
+        try:
+            listed = {str(d["filename"]) for d in json.loads(state.read_text(encoding="utf-8"))["_data_files"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ZhmaskError(f"{state}: not a readable datasets state.json ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())})") from None
+    memo[folder] = listed
+    return listed
+
+
+def _dataset_skip(path: Path, memo: dict[Path, set[str] | None]) -> str | None:
+    """Why a file under a directory or glob is not read as records (None: it is read).
+
+    In a ``save_to_disk`` folder (``state.json`` and ``dataset_info.json``) only the data files
+    ``state.json`` lists are records; beside a DatasetDict's split folders ``dataset_dict.json``
+    is metadata."""
+    listed = _saved_dataset(path.parent, memo)
+    if listed is not None:
+        if path.name in listed:
+            return None
+        if path.name in DATASET_METADATA:
+            return "Hugging Face dataset metadata"
+        return "not a data file listed in the dataset's state.json" + (
+            " (a datasets cache file)" if path.name.startswith("cache-") else "")
+    if path.name == "dataset_dict.json":
+        return "Hugging Face dataset metadata"
+    return None
+
+
+# What a dataset repository (a Hugging Face hub download) holds beside its Parquet/Arrow files.
+DATASET_REPO_FILES = ("README.md", "dataset_infos.json") + DATASET_METADATA
+
+
+def _keep(arg: str, files: list[InputFile], skipped: list[dict[str, str]], tables_only: bool) -> list[InputFile]:
+    """The files of one directory or glob argument to read; the others are added to ``skipped``.
+
+    With ``tables_only`` (a directory read with ``--format auto``), a tree that holds Parquet or
+    Arrow files is taken for a dataset (a hub download): its card, metadata JSON and loading
+    scripts (:data:`DATASET_REPO_FILES`, ``*.py``) are skipped; its other files are read."""
+    memo: dict[Path, set[str] | None] = {}
+    why = {f.path: _dataset_skip(f.path, memo) for f in files}
+    if tables_only and any(why[f.path] is None and detect_format(f.path, "auto") in TABLE_FORMATS for f in files):
+        for f in files:
+            if why[f.path] is None and (f.path.name in DATASET_REPO_FILES or f.path.suffix == ".py"):
+                why[f.path] = "dataset card, metadata or script beside Parquet/Arrow files"
+    skipped += [{"file": str(f.path), "reason": why[f.path]} for f in files if why[f.path] is not None]
+    return [f for f in files if why[f.path] is None]
 
 
 def _walk(root: Path) -> list[Path]:
@@ -383,7 +463,16 @@ def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field:
 
 
 def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
+    checked = _check_fields(f, _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes),
+                            fields if fields is not None else named_fields(text_field, title_field))
+    for doc in checked:
+        yield from _split_doc(doc, max_doc_bytes)
+
+
+def _jsonl_records(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
+                   max_doc_bytes: int) -> Iterator[tuple[RawDoc, list[str] | None]]:
+    """(record, its keys -- None when the line is not a JSON object) for each record of the file."""
     parts: list[bytes] = []
     size = 0
     too_large = False
@@ -402,7 +491,7 @@ def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode
         doc_id = f"{f.name}:{n}"
         if piece is not None:
             if too_large:
-                yield RawDoc(doc_id, "", reject="record_too_large", where=where, nbytes=size + 1)
+                yield RawDoc(doc_id, "", reject="record_too_large", where=where, nbytes=size + 1), None
                 parts = []
                 continue
             line, parts = b"".join(parts), []
@@ -412,12 +501,12 @@ def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode
             continue  # blank lines between records are not records
         text, reject = decode(line, on_decode_error, where)
         if reject:
-            yield RawDoc(doc_id, "", reject=reject, where=where, nbytes=len(line) + 1)
+            yield RawDoc(doc_id, "", reject=reject, where=where, nbytes=len(line) + 1), None
             continue
         try:
             rec = json.loads(text, strict=False)  # type: ignore[arg-type]  # raw control chars allowed in strings
         except (json.JSONDecodeError, RecursionError):
-            yield RawDoc(doc_id, "", reject="bad_json", where=where, nbytes=len(line) + 1)
+            yield RawDoc(doc_id, "", reject="bad_json", where=where, nbytes=len(line) + 1), None
             continue
         doc = _record_doc(rec, doc_id, where, text_field, title_field)
         doc.nbytes = len(line) + 1
@@ -425,7 +514,64 @@ def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode
             doc.events = doc.events + ("invalid_utf8_replaced",)
         if "\\u" in text and not doc.reject:
             doc = _lone_surrogates(doc, on_decode_error)
-        yield from _split_doc(doc, max_doc_bytes)
+        yield doc, (list(rec) if isinstance(rec, dict) else None)
+
+
+# A file in which none of the first FIELD_LOOKAHEAD records (or FIELD_LOOKAHEAD_BYTES of their
+# text) has a field the build names fails; a field missing from some records only is counted
+# per record (missing_text_field) as before.
+FIELD_LOOKAHEAD = 1000
+FIELD_LOOKAHEAD_BYTES = 16 << 20
+
+
+def named_fields(text_field: str, title_field: str | None = None, target_field: str | None = None,
+                 text_option: str = "--text-field") -> dict[str, str]:
+    """{field: the option that named it} for the fields a build reads, for error messages."""
+    named = {text_field: text_option}
+    for name, option in ((title_field, "--title-field"), (target_field, "--target-field")):
+        if name:
+            named.setdefault(name, option)
+    return named
+
+
+def _no_field(f: InputFile, name: str, option: str, present: list[str], where: str) -> ZhmaskError:
+    shown = ", ".join(present[:30]) + (f", ... ({len(present)} in all)" if len(present) > 30 else "")
+    return ZhmaskError(f"{f.path}: no field {name!r} ({option}) in {where} (fields: {shown or 'none'})")
+
+
+def _check_fields(f: InputFile, records: Iterator[tuple[RawDoc, list[str] | None]],
+                  fields: Mapping[str, str]) -> Iterator[RawDoc]:
+    """The records, once every named field has been seen in a record of the file.
+
+    Records are held back (at most FIELD_LOOKAHEAD of them) until each field of ``fields`` has
+    appeared in one; when the file ends, or the look-ahead is spent, with a field never seen,
+    the build stops with one line naming the field and the fields the records have.  A file of
+    fields the records all have costs nothing: the first record settles it."""
+    missing = [name for name in fields if name]
+    held: list[RawDoc] = []
+    held_bytes = 0
+    objects = 0
+    present: dict[str, None] = {}
+    for doc, keys in records:
+        if not missing:
+            yield doc
+            continue
+        if keys is not None:
+            objects += 1
+            present.update(dict.fromkeys(keys))
+            missing = [name for name in missing if name not in present]
+            if not missing:
+                yield from held
+                held = []
+                yield doc
+                continue
+        held.append(doc)
+        held_bytes += len(doc.text)
+        if objects >= FIELD_LOOKAHEAD or held_bytes > FIELD_LOOKAHEAD_BYTES:
+            raise _no_field(f, missing[0], fields[missing[0]], list(present), f"its first {objects:,} records")
+    if missing and objects:
+        raise _no_field(f, missing[0], fields[missing[0]], list(present), "the records")
+    yield from held
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -475,20 +621,25 @@ def _split_doc(doc: RawDoc, limit: int) -> Iterator[RawDoc]:
 
 
 def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
+    """The records of a Parquet file or an Arrow IPC stream or file, a record batch at a time;
+    every named field must be a column (checked on the schema, before any record is read)."""
     import pyarrow as pa
-    import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
     try:
         if fmt == "parquet":
             pf = pq.ParquetFile(f.path)
             names = pf.schema_arrow.names
-            batches = pf.iter_batches(batch_size=2048, columns=_cols(names, text_field, title_field, f))
+            batches = pf.iter_batches(batch_size=2048)
         else:
-            batches = _arrow_batches(f.path)
+            names, batches = _arrow_batches(f.path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFile(f"{f.path}: not a readable {fmt} file ({exc})") from None
+    named = fields if fields is not None else named_fields(text_field, title_field)
+    for name, option in named.items():
+        if name and name not in names:
+            raise _no_field(f, name, option, list(names), "the columns")
     idx = 0
 
     def safe(it):
@@ -501,8 +652,6 @@ def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
                 raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {idx} ({exc})") from None
 
     for batch in safe(iter(batches)):
-        if text_field not in batch.schema.names:
-            raise ZhmaskError(f"{f.path}: no column {text_field!r} (columns: {', '.join(batch.schema.names)}); use --text-field")
         rows = batch.to_pylist()
         for rec in rows:
             doc = _record_doc(rec, f"{f.name}:{idx}", f"{f.path}:{idx}", text_field, title_field)
@@ -511,34 +660,33 @@ def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
             idx += 1
 
 
-def _cols(names: list[str], text_field: str, title_field: str | None, f: InputFile) -> list[str]:
-    if text_field not in names:
-        raise ZhmaskError(f"{f.path}: no column {text_field!r} (columns: {', '.join(names)}); use --text-field")
-    return [c for c in names]
-
-
-def _arrow_batches(path: Path):
+def _arrow_batches(path: Path) -> tuple[list[str], Iterator[Any]]:
+    """(column names, record batches) of an Arrow IPC stream (what Hugging Face ``datasets``
+    writes) or an Arrow IPC file (Feather v2), memory-mapped."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    # Hugging Face datasets writes the IPC stream format; Feather v2 is the IPC file format.
     try:
         reader = ipc.open_stream(pa.memory_map(str(path)))
-        return iter(reader)
+        return reader.schema.names, iter(reader)
     except pa.ArrowInvalid:
-        reader = ipc.open_file(pa.memory_map(str(path)))
-        return (reader.get_batch(i) for i in range(reader.num_record_batches))
+        freader = ipc.open_file(pa.memory_map(str(path)))
+        return freader.schema.names, (freader.get_batch(i) for i in range(freader.num_record_batches))
 
 
 def read_file(f: InputFile, *, fmt: str, doc_sep: str, text_field: str, title_field: str | None,
-              on_decode_error: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+              on_decode_error: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+              fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
+    """The records of one input file.  ``fields`` maps each field the build reads (JSONL keys,
+    table columns) to the option that named it, for the error when a file has no such field
+    (default: the text and title fields)."""
     kind = detect_format(f.path, fmt)
     if kind == "text":
         yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes)
     elif kind == "jsonl":
-        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes)
+        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes, fields)
     else:
-        yield from read_table(f, kind, text_field, title_field, max_doc_bytes)
+        yield from read_table(f, kind, text_field, title_field, max_doc_bytes, fields)
 
 
 def check_input(path: Path) -> str | None:
