@@ -5,7 +5,6 @@ the package's, and ``DynamicMasking`` as a ``datasets`` transform keeps every co
 change."""
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,14 @@ def _build(tmp: Path, fixtures: Path, **kw) -> Path:
 def builds(tmp_path_factory, fixtures) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
     return {"wwm": _build(root / "wwm", fixtures, tasks=["mlm"], masking="wwm"),
-            "nsp": _build(root / "nsp", fixtures, tasks=["nsp"], masking="char")}
+            "nsp": _build(root / "nsp", fixtures, tasks=["nsp"], masking="char"),
+            "none": _build(root / "none", fixtures, tasks=["mlm"], masking="none")}
 
 
 def _dataset(out: Path):
-    return datasets.concatenate_datasets([datasets.Dataset.from_file(p)
-                                          for p in sorted(glob.glob(str(out / "data" / "*.arrow")))])
+    from zhmask.data import load
+
+    return load(out)
 
 
 def _train(model, ds, collator, tmp_path) -> float:
@@ -76,6 +77,16 @@ def test_trainer_with_transformers_collator_on_static_masks(builds, tmp_path):
     ds = _dataset(builds["wwm"])
     loss = _train(_tiny(transformers.BertForMaskedLM, tok), ds,
                   transformers.DataCollatorForTokenClassification(tok), tmp_path)  # pads labels with -100
+    assert np.isfinite(loss) and loss > 0
+
+
+def test_trainer_masks_at_training_time_on_a_build_without_masks(builds, tmp_path):
+    """RoBERTa-style: no static masks in the build, transformers' collator masks each batch."""
+    tok = transformers.AutoTokenizer.from_pretrained(str(builds["none"]))
+    ds = _dataset(builds["none"])
+    assert "labels" not in ds.column_names
+    loss = _train(_tiny(transformers.BertForMaskedLM, tok), ds, transformers.DataCollatorForLanguageModeling(tok),
+                  tmp_path)
     assert np.isfinite(loss) and loss > 0
 
 

@@ -30,7 +30,8 @@ def load(out: "str | Path | Build", split: str | None = None, tasks: Sequence[st
     Exactly the shards the manifest lists, in its order (through :class:`zhmask.reader.Build`,
     never a glob: the ``cache-*.arrow`` files ``datasets`` writes beside the shards when a
     loaded dataset is mapped are never read), each opened with ``Dataset.from_file`` (memory
-    mapped, nothing copied) and concatenated.
+    mapped, nothing copied) and concatenated.  A build without static masks (``--masking none``)
+    comes without its ``labels`` column (-100 everywhere): a collator masks at training time.
 
     ``split`` -- None (every row), ``"train"`` or ``"validation"``: the held-out split the
     trainers use (:func:`zhmask.reader.is_validation` on ``example_id`` with ``validation`` and
@@ -45,6 +46,10 @@ def load(out: "str | Path | Build", split: str | None = None, tasks: Sequence[st
     build = out if isinstance(out, Build) else Build(out)
     parts = [datasets.Dataset.from_file(str(p)) for p in build.shards]
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    if (build.config.get("masking") or "none") == "none":
+        # no static masks: no labels column (all -100), so that a collator that masks at training
+        # time (transformers' DataCollatorForLanguageModeling, DynamicMasking) finds none to pad
+        ds = ds.remove_columns(["labels"])
     if split is None and tasks is None:
         return ds
     if isinstance(tasks, str):
