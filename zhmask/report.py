@@ -166,6 +166,7 @@ class Plot:
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "SimHei",
              "Microsoft YaHei", "PingFang SC")
 _FONTS: list[str] | None = None
+_CHARMAPS: list[set[int]] | None = None
 
 
 def _font_paths() -> list[str]:
@@ -185,15 +186,17 @@ def _font_paths() -> list[str]:
 
 def _has_glyph(text: str) -> bool:
     """Whether the plots' fonts draw every character of ``text`` (else ticks show code points)."""
-    from matplotlib.ft2font import FT2Font
+    global _CHARMAPS
+    if _CHARMAPS is None:
+        from matplotlib.ft2font import FT2Font
 
-    maps = []
-    for path in _font_paths():
-        try:
-            maps.append(FT2Font(path).get_charmap())
-        except (OSError, RuntimeError, ValueError):
-            continue
-    return all(any(ord(c) in cm for cm in maps) for c in text)
+        _CHARMAPS = []
+        for path in _font_paths():
+            try:
+                _CHARMAPS.append(set(FT2Font(path).get_charmap()))
+            except (OSError, RuntimeError, ValueError):
+                continue
+    return all(any(ord(c) in cm for cm in _CHARMAPS) for c in text)
 
 
 def _figure():
@@ -240,7 +243,10 @@ def _hist(counts: np.ndarray, color: str = "#1f77b4", cap: int | None = None):
         x = np.arange(len(c))
         nz = np.flatnonzero(c)
         lo, hi = int(nz[0]), int(nz[-1])
-        ax.bar(x[lo:hi + 1], c[lo:hi + 1], width=1.0 if hi - lo > 40 else 0.8, color=color)
+        if hi - lo > 40:  # one artist, not a rectangle per bar
+            ax.stairs(c[lo:hi + 1], np.arange(lo, hi + 2) - 0.5, fill=True, color=color)
+        else:
+            ax.bar(x[lo:hi + 1], c[lo:hi + 1], width=0.8, color=color)
         ax.set_xlim(lo - 1, hi + 1)
         return True
     return draw
