@@ -207,3 +207,14 @@ def test_progress_knows_the_input_size(tmp_path, fixtures):
     assert seen[-1] == (src.stat().st_size, src.stat().st_size)  # and the units' bytes add up to it
     run = json.loads((tmp_path / "o" / "build.json").read_text())["run"]
     assert [u["unit"] for u in run["units"]] == [0, 1, 2] and sum(u["bytes"] for u in run["units"]) == src.stat().st_size
+
+
+def test_train_segmenter_reports_each_iteration(fixtures, tmp_path):
+    pytest.importorskip("spacy_pkuseg")
+    from zhmask.segquality import read_gold
+    from zhmask.segquality.training import train_segmenter
+
+    train = read_gold(str(fixtures / "pd1998_gold_200.txt"), "auto", limit=20)
+    done = []
+    meta = train_segmenter(train, tmp_path / "m", iterations=2, progress=done.append)
+    assert done == [1, 2] and len(meta["dev_log"]) == 2

@@ -159,6 +159,18 @@ def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def progress_bar():
+    """A transient rich progress bar on stderr: spinner, bar, percentage and time left (when the
+    task has a total), description, time elapsed.  Use it only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(SpinnerColumn(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True),
+                    transient=True)
+
+
 class Reporter:
     """Progress on a terminal, silent otherwise: documents/s and MB/s, and a bar with the
     percentage done and the time left when the build knows its input size in advance
@@ -175,11 +187,7 @@ class Reporter:
 
     def __enter__(self) -> "Reporter":
         if self.enabled:
-            from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            self._progress = Progress(SpinnerColumn(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-                                      TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+            self._progress = progress_bar()
             self._progress.__enter__()
             self._task = self._progress.add_task("starting", total=None)
         return self
