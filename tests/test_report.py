@@ -218,3 +218,12 @@ def test_train_segmenter_reports_each_iteration(fixtures, tmp_path):
     done = []
     meta = train_segmenter(train, tmp_path / "m", iterations=2, progress=done.append)
     assert done == [1, 2] and len(meta["dev_log"]) == 2
+
+
+def test_unk_characters_most_frequent_first(built):
+    from zhmask.report import unk_chars
+
+    m = Build(built).manifest
+    got = unk_chars(m)
+    assert got and sorted(v for _, v in got) == [v for _, v in got][::-1]
+    assert dict(got) == m["unk_chars"]

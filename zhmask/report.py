@@ -286,6 +286,11 @@ def padding_waste(row_len: np.ndarray, lengths: Sequence[int]) -> list[tuple[int
     return out
 
 
+def unk_chars(manifest: dict[str, Any]) -> list[tuple[str, int]]:
+    """The manifest's ``unk_chars`` (a JSON object, keys sorted) most frequent first."""
+    return sorted((manifest.get("unk_chars") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def run_timing(out: Path) -> dict[str, Any] | None:
     """The timing of the build's last run from ``build.json`` (None when it has none)."""
     try:
@@ -392,7 +397,7 @@ def make_plots(build, st: Stats) -> list[Plot]:
     plots.append(_plot("rejections", "Rejected documents by reason", "documents", "reason",
                        _bars([k for k, _ in rej], [v for _, v in rej], horizontal=True, color="#c0392b"),
                        note=f"{sum(v for _, v in rej):,} of {m.get('documents_read', 0):,} documents read"))
-    unk = list((m.get("unk_chars") or {}).items())[:15]
+    unk = unk_chars(m)[:15]
     unk_labels = [f"{c} U+{ord(c[0]):04X}" if _has_glyph(c) else f"U+{ord(c[0]):04X}" + ("…" if len(c) > 1 else "")
                   for c, _ in unk]
     plots.append(_plot("unk", "Characters that became [UNK]", "[UNK] tokens", "character",
@@ -468,7 +473,7 @@ def render_html(build, st: Stats, plots: Sequence[Plot], max_rows: int | None) -
         figs.append(f'<figure class="plot" id="plot-{p.key}" data-empty="{str(p.empty).lower()}">'
                     f'<img alt="{html.escape(p.title)}" src="data:image/png;base64,{b64}">'
                     f"<figcaption><b>{html.escape(p.title)}</b>{note}</figcaption></figure>")
-    unk = list((m.get("unk_chars") or {}).items())
+    unk = unk_chars(m)
     unk_html = ("<h2>Characters that became [UNK]</h2>" + _table([(c, f"{v:,}  (U+{ord(c[0]):04X})")
                                                                    for c, v in unk])) if unk else ""
     events = m.get("events") or {}
