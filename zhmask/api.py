@@ -219,6 +219,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
             if done is not None:
                 results[unit] = done
                 skipped += 1
+                timing.append(_unit_timing(done, t0, reused=True))
                 if progress:
                     progress(done)
                 continue
@@ -226,8 +227,14 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
     def collect(stats: dict[str, Any]) -> None:
         results[stats["unit"]] = stats
+        timing.append(_unit_timing(stats, t0, reused=False))
         if progress:
             progress(stats)
+
+    timing: list[dict[str, Any]] = []
+    total_bytes = known_input_bytes(config, files)
+    if progress and total_bytes is not None:
+        progress({"input_bytes_total": total_bytes})  # lets a progress bar show a percentage and time left
 
     if config.engine == "ray":
         from zhmask.engines.ray_engine import run_units_ray
@@ -241,7 +248,49 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
     save_build_tokenizer(config, out)
     write_json_atomic(out / MANIFEST, manifest)
-    return BuildResult(out, manifest, time.time() - t0, skipped)
+    seconds = time.time() - t0
+    record_run(out, config, seconds, timing)
+    return BuildResult(out, manifest, seconds, skipped)
+
+
+def known_input_bytes(config: BuildConfig, files: list[InputFile]) -> int | None:
+    """The bytes the units' ``bytes`` counters add up to, when known in advance: every input
+    an uncompressed text or JSONL file (their records' sizes sum to the file sizes); else None."""
+    from zhmask.steps.read import detect_format
+
+    total = 0
+    for f in files:
+        if f.path.suffix.lower() in (".gz", ".zst", ".zstd") or detect_format(f.path, config.format) not in ("text", "jsonl"):
+            return None
+        try:
+            total += f.path.stat().st_size
+        except OSError:
+            return None
+    return total
+
+
+def _unit_timing(stats: dict[str, Any], t0: float, reused: bool) -> dict[str, Any]:
+    return {"unit": stats.get("unit"), "done_s": round(time.time() - t0, 3), "bytes": stats.get("bytes", 0),
+            "documents": stats.get("documents_read", 0), "reused": reused}
+
+
+def record_run(out: Path, config: BuildConfig, seconds: float, timing: list[dict[str, Any]]) -> None:
+    """The last run's timing in ``build.json`` (``run``: seconds, workers, engine, and when each
+    unit finished): the throughput ``zhmask report`` plots.  Not in the manifest, which stays
+    the same for every run of the same build."""
+    path = out / BUILD_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict):
+        return
+    record["run"] = {"seconds": round(seconds, 3), "workers": config.workers, "engine": config.engine,
+                     "units": sorted(timing, key=lambda u: u["done_s"])}
+    try:
+        write_json_atomic(path, record)
+    except (OSError, ZhmaskError):
+        pass  # timing is informative: a build that wrote its manifest has succeeded
 
 
 def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict[int, dict[str, Any]],

@@ -159,38 +159,72 @@ def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def progress_bar():
+    """A transient rich progress bar on stderr: spinner, bar, percentage and time left (when the
+    task has a total), description, time elapsed.  Use it only when stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    return Progress(SpinnerColumn(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True),
+                    transient=True)
+
+
 class Reporter:
-    """A progress bar with documents/s and MB/s on a terminal; silent otherwise."""
+    """Progress on a terminal, silent otherwise: documents/s and MB/s, and a bar with the
+    percentage done and the time left when the build knows its input size in advance
+    (``input_bytes_total``: uncompressed text or JSONL inputs)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.docs = 0
         self.bytes = 0
+        self.total: int | None = None
         self.t0 = time.time()
         self._progress = None
         self._task = None
 
     def __enter__(self) -> "Reporter":
         if self.enabled:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                      transient=True)
+            self._progress = progress_bar()
             self._progress.__enter__()
-            self._task = self._progress.add_task("starting")
+            self._task = self._progress.add_task("starting", total=None)
         return self
 
     def update(self, stats: dict[str, Any]) -> None:
+        if "input_bytes_total" in stats:
+            self.total = int(stats["input_bytes_total"])
+            if self._progress is not None:
+                self._progress.update(self._task, total=max(self.total, 1))
+            return
         self.docs += stats.get("documents_read", 0)
         self.bytes += stats.get("bytes", 0)
         if self._progress is not None:
             dt = max(time.time() - self.t0, 1e-6)
-            self._progress.update(self._task, description=(
-                f"{self.docs:,} documents  {self.docs / dt:,.0f} docs/s  {self.bytes / 1e6 / dt:.2f} MB/s"))
+            self._progress.update(self._task, completed=min(self.bytes, self.total) if self.total else self.bytes,
+                                  description=(f"{self.docs:,} documents  {self.docs / dt:,.0f} docs/s  "
+                                               f"{self.bytes / 1e6 / dt:.2f} MB/s"))
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+def _masking_line(m: dict[str, Any]) -> str:
+    """What the masking wrote, in words."""
+    cfg = m.get("config") or {}
+    name = cfg.get("masking", "none")
+    if name == "none":
+        return ("none: no masks written (labels are all -100; mask at load time with "
+                "zhmask.masking.dynamic.DynamicMasking, docs/reader.md)")
+    c = m.get("masking") or {}
+    pred = c.get("predicted_tokens", 0)
+    parts = [f"{c[k]:,} {label}" for k, label in (("tokens_mask", "[MASK]"), ("tokens_random", "random"),
+                                                   ("tokens_keep", "kept")) if k in c]
+    units = f" in {c['units']:,} units" if "units" in c else ""
+    return (f"{name}: {pred:,} tokens predicted{units}" + (f" ({', '.join(parts)})" if parts else "")
+            + " (all counters: manifest.json masking)")
 
 
 def print_summary(result) -> None:
@@ -199,21 +233,27 @@ def print_summary(result) -> None:
     m = result.manifest
     rejected = m["documents_rejected"]
     mb = m["input_bytes"] / 1e6
+    dupe = int((m.get("config") or {}).get("dupe_factor", 1) or 1)
+    examples = sum(m["examples_by_task"].values())
+    rows = (f"{m['examples_written']:,} in {len(m['shards'])} shard(s)"
+            + (f": dupe_factor {dupe}, {dupe} {'' if m['config'].get('masking') == 'none' else 'differently masked '}"
+               f"copies of each of {examples:,} examples "
+               f"= {dupe} x {examples:,} rows" if dupe > 1 else ", one per example"))
     lines = [
         f"zhmask {m['zhmask_version']}: built {result.out_dir} in {result.seconds:.1f}s"
         + (f" ({result.units_skipped} finished shards reused)" if result.units_skipped else ""),
         f"  documents  read {m['documents_read']:,}  written {m['documents_written']:,}  rejected {sum(rejected.values()):,}"
         + (f"  ({', '.join(f'{k} {v}' for k, v in rejected.items())})" if rejected else ""),
-        f"  examples   {m['examples_written']:,} in {len(m['shards'])} shard(s)  "
-        + "  ".join(f"{k} {v:,}" for k, v in sorted(m["examples_by_task"].items())),
+        f"  rows       {rows}",
+        f"  examples   {examples:,}: " + "  ".join(f"{k} {v:,}" for k, v in sorted(m["examples_by_task"].items())),
+        f"  masking    {_masking_line(m)}",
         f"  tokens     {m['tokens_written']:,}  ([UNK] {m['unk_tokens']:,})",
         f"  input      {mb:.2f} MB  {mb / max(result.seconds, 1e-6):.2f} MB/s",
     ]
-    if m.get("masking"):
-        lines.append("  masking    " + "  ".join(f"{k} {v:,}" for k, v in sorted(m["masking"].items())))
     if m.get("label_counts"):
         for task, counts in sorted(m["label_counts"].items()):
-            lines.append(f"  labels     {task}: " + "  ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))))
+            lines.append(f"  labels     {task}: " + "  ".join(f"{k}:{v}" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])))
+                         + (" (per example; x dupe_factor in the rows)" if dupe > 1 else ""))
     if m.get("inputs_skipped"):
         why = Counter(e["reason"].split(" (")[0] for e in m["inputs_skipped"])
         lines.append(f"  skipped    {len(m['inputs_skipped'])} file(s) that hold no records: "
@@ -259,7 +299,8 @@ def train_tokenizer_cmd(inputs: tuple[str, ...], out: str, vocab_size: int, min_
 
 # Commands defined in their own modules register themselves on import.
 _COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation", "zhmask.commands.train",
-                    "zhmask.commands.finetune", "zhmask.commands.presets")
+                    "zhmask.commands.finetune", "zhmask.commands.presets", "zhmask.commands.inspect",
+                    "zhmask.commands.report")
 
 
 def _load_commands() -> None:

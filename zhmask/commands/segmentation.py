@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -132,7 +133,15 @@ def train_segmenter_cmd(train_file: str, out: str, iterations: int, dev_file: st
     if train.skipped:
         click.echo(train.describe_skipped(), err=True)
     dev = read_gold(dev_file, form) if dev_file else None
-    meta = train_segmenter(train, out, iterations=iterations, dev=dev)
+    if sys.stderr.isatty():  # percentage and time left, an update per training iteration
+        from zhmask.cli import progress_bar
+
+        with progress_bar() as bar:
+            task = bar.add_task(f"training {len(train.sentences):,} sentences", total=iterations)
+            meta = train_segmenter(train, out, iterations=iterations, dev=dev,
+                                   progress=lambda k: bar.update(task, completed=k))
+    else:
+        meta = train_segmenter(train, out, iterations=iterations, dev=dev)
     last = meta["dev_log"][-1] if meta["dev_log"] else ""
     click.echo(f"trained {out}: {meta['train_sentences']:,} sentences, {meta['train_words']:,} words, "
                f"{iterations} iteration(s), {meta['seconds']:.1f}s{'; ' + last if last else ''}")

@@ -49,11 +49,12 @@ def write_plain(corpus: GoldCorpus, path: str | Path, sentences=None) -> int:
 
 
 def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10, dev: GoldCorpus | None = None,
-                    log=None) -> dict:
+                    log=None, progress=None) -> dict:
     """Train a spacy-pkuseg model into ``out_dir``; returns the metadata written beside it.
 
     spacy-pkuseg evaluates on a dev set after every iteration (printed to ``train.log``); without
     ``dev`` it uses the last 5% of the training sentences (at most 500), which stay in training.
+    ``progress(k)`` is called as iteration ``k`` (1-based) ends.
     """
     try:
         import spacy_pkuseg
@@ -76,7 +77,7 @@ def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10
         else:
             k = max(1, min(500, len(train.sentences) // 20))
             n_dev = write_plain(train, dev_file, train.sentences[-k:])
-        buf = io.StringIO()
+        buf = _IterationLog(progress)
         try:
             # spacy-pkuseg prints progress (and a line per sentence length) to stdout: keep it in
             # the log; its own scratch files go to a temporary directory of its own
@@ -108,6 +109,25 @@ def train_segmenter(train: GoldCorpus, out_dir: str | Path, iterations: int = 10
     if log:
         log(f"trained {out} in {seconds:.1f}s")
     return meta
+
+
+class _IterationLog(io.StringIO):
+    """spacy-pkuseg's standard output, kept for train.log; ``progress(k)`` is called when it
+    reports the end of iteration k (a line ``iter<k-1> ...``)."""
+
+    def __init__(self, progress=None) -> None:
+        super().__init__()
+        self.progress = progress
+        self._line = ""
+
+    def write(self, s: str) -> int:
+        if self.progress is not None:
+            *done, self._line = (self._line + s).split("\n")
+            for ln in done:
+                head = ln.split(None, 1)[0] if ln.strip() else ""
+                if head.startswith("iter") and head[4:].isdigit():
+                    self.progress(int(head[4:]) + 1)
+        return super().write(s)
 
 
 def jieba_base_dictionary() -> Path | None:
