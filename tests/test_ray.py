@@ -279,7 +279,7 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     read, done, held = [], [], []
 
     def units():
-        for unit, raws in iter_units(cfg, _inputs(cfg), []):
+        for unit, raws in iter_units(cfg, _inputs(cfg)[0], []):
             read.append(unit)
             held.append(len(read) - len(done))
             yield unit, raws
