@@ -51,7 +51,7 @@ from zhmask.record import NO_LABEL, SENTENCE_LABEL
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
            "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
            "shard_schema_problems",
-           "shard_version", "epoch_permutation", "pad_rows", "selected_rows"]
+           "shard_version", "epoch_permutation", "pad_rows", "selected_rows", "original_ids"]
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
@@ -300,6 +300,20 @@ def is_validation(example_id: str, fraction: float = DEFAULT_VALIDATION, salt: s
     keyed by ``salt``) of its document part (before the last ``#``) below ``fraction``.  Every
     task and ``--dupe-factor`` copy of a document lands on the same side, in any process."""
     return _held_out(doc_part(str(example_id)), float(fraction), salt)
+
+
+def original_ids(input_ids, labels) -> np.ndarray:
+    """The text's ids before static masking: ``labels`` where a token is predicted (``!= -100``),
+    else ``input_ids`` (the one unmasking rule: dynamic masking and ``zhmask export`` use it).
+    Works on one row or on the flat values of a batch's list columns (same lengths); ``labels``
+    None or of another length gives ``input_ids`` unchanged."""
+    ids = np.asarray(input_ids)
+    if labels is None:
+        return ids
+    lab = np.asarray(labels)
+    if lab.shape != ids.shape:
+        return ids
+    return np.where(lab != -100, lab, ids).astype(ids.dtype, copy=False)
 
 
 # ---------------------------------------------------------------------- the datasets
