@@ -21,6 +21,7 @@ from zhmask.api import build_corpus
 from zhmask.config import BuildConfig
 from zhmask.export import ExportOptions, export
 from zhmask.reader import Build, ShardDataset, original_ids
+from zhmask.schema import SENTENCE_LABEL
 
 VALIDATION = 0.2  # of 40 documents: a validation split that is not empty
 
@@ -70,7 +71,7 @@ def test_hf_load_from_disk_splits_are_the_trainers(builds, tmp_path):
             row = ds[k]
             assert got["input_ids"][k] == row["input_ids"].tolist()  # masked as built
             assert got["labels"][k] == row["labels"].tolist()
-            assert got["label"][k] == row["label"]
+            assert got[SENTENCE_LABEL][k] == row[SENTENCE_LABEL]
     assert res.bytes == sum(p.stat().st_size for p in (tmp_path / "hf").rglob("*") if p.is_file())
 
 
@@ -106,7 +107,7 @@ def test_jsonl_rows_as_built(builds, tmp_path):
     assert len(rows) == len(want) > 0
     for r, w in zip(rows, want):
         assert r["example_id"] == w["example_id"] and r["input_ids"] == w["input_ids"].tolist()
-        assert r["labels"] == w["labels"].tolist() and r["label"] == w["label"] in (0, 1)
+        assert r["labels"] == w["labels"].tolist() and r[SENTENCE_LABEL] == w[SENTENCE_LABEL] in (0, 1)
         assert "source_ids" not in r  # null columns are left out
 
 
@@ -235,7 +236,7 @@ def test_tfrecord_bert_masks_are_the_shards(builds, tmp_path):
         assert rec["masked_lm_positions"][:k].tolist() == pos.tolist() and not rec["masked_lm_positions"][k:].any()
         assert rec["masked_lm_ids"][:k].tolist() == row["labels"][pos].tolist()
         assert rec["masked_lm_weights"].tolist() == [1.0] * k + [0.0] * (m - k)
-        assert rec["next_sentence_labels"].tolist() == [row["label"]]
+        assert rec["next_sentence_labels"].tolist() == [row[SENTENCE_LABEL]]
 
 
 def test_tfrecord_electra_is_unmasked(builds, tmp_path):

@@ -179,10 +179,10 @@ class SequenceWriter(Writer):
 
     def finish(self) -> list[Path]:
         files: list[Path] = []
-        for split in SPLITS if self.opts.validation > 0 else SPLITS[:1]:
+        for split in SPLITS:
             spool = self.spools.get(split)
-            if spool is None:  # a split without rows: empty files, still loadable
-                spool = self.spools[split] = SequenceSpool(self.tmp, split, self.dtype())
+            if spool is None:  # a split without rows gets no files (megatron-core cannot map an empty .bin)
+                continue
             spool.close()
             files += self.assemble(split, spool)
             spool.remove()
