@@ -27,16 +27,25 @@ import pkgutil
 from pathlib import Path
 
 from zhmask.errors import ZhmaskError
-from zhmask.export._base import ExportOptions, ExportResult, Writer, export
 
 __all__ = ["FORMATS", "ExportOptions", "ExportResult", "Writer", "export", "writer_class"]
+_LAZY = ("ExportOptions", "ExportResult", "Writer", "export")  # from _base, on first use: the CLI lists
+# the formats without importing pyarrow
 
 FORMATS: tuple[str, ...] = tuple(sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                                         if not m.name.startswith("_")))
 
 
-def writer_class(fmt: str) -> type[Writer]:
+def writer_class(fmt: str) -> type:
     """The ``Writer`` of format ``fmt``; ZhmaskError (one line) for an unknown format."""
     if fmt not in FORMATS:
         raise ZhmaskError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     return importlib.import_module(f"{__name__}.{fmt}").Writer
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from zhmask.export import _base
+
+        return getattr(_base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
