@@ -33,6 +33,8 @@ from zhmask.errors import ZhmaskError
 from zhmask.export._base import Writer as _Writer
 from zhmask.export._base import batch_original_ids, flat_list
 from zhmask.export._table import PartFiles
+from zhmask.reader import open_shard
+from zhmask.schema import SENTENCE_LABEL
 
 LAYOUTS = ("bert", "electra")
 BERT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
@@ -73,8 +75,6 @@ class Writer(_Writer):
         if self.opts.layout != "bert":
             return
         most = 0  # the most predictions of a row of these tasks: one pass over two columns
-        from zhmask.reader import open_shard
-
         want = pa.array(sorted(tasks), pa.string())
         for path in self.build.shards:
             with open_shard(path) as reader:
@@ -111,8 +111,6 @@ class Writer(_Writer):
         else:
             starts, ids = batch_original_ids(batch)
         _, types = flat_list(batch, "token_type_ids")
-        from zhmask.schema import SENTENCE_LABEL
-
         sent = batch.column(SENTENCE_LABEL).to_numpy(zero_copy_only=False)
         n = self.seq_len
         for k in range(batch.num_rows):
