@@ -29,7 +29,8 @@ VALIDATION = 0.2  # of 40 documents: a validation split that is not empty
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory, fixtures):
     """The first 40 iNews documents, MLM + NSP, built twice: whole-word masking with two masked
-    copies (--dupe-factor 2), and no masking (the original ids, to compare unmasked exports)."""
+    copies (--dupe-factor 2), and no masking (the original ids, to compare unmasked exports);
+    and MLM rows filled across documents (--packing full)."""
     root = tmp_path_factory.mktemp("export")
     src = root / "docs.jsonl"
     src.write_text("".join((fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]),
@@ -38,6 +39,8 @@ def builds(tmp_path_factory, fixtures):
     for name, masking, dupe in (("wwm", "wwm", 2), ("plain", "none", 1)):
         out[name] = build_corpus(BuildConfig(inputs=[str(src)], tasks=["mlm", "nsp"], masking=masking, dupe_factor=dupe,
                                              max_seq_length=64, docs_per_shard=15, out=str(root / name))).out_dir
+    out["full"] = build_corpus(BuildConfig(inputs=[str(src)], tasks=["mlm"], masking="wwm", packing="full",
+                                           max_seq_length=64, docs_per_shard=15, out=str(root / "full"))).out_dir
     return out
 
 
@@ -152,6 +155,17 @@ def test_megatron_documented_format(builds, tmp_path):
         ds = read_indexed(tmp_path / "mg" / f"{split}_text_sentence")
         assert ds.dtype == np.uint16
         _check_sequences([ds[i] for i in range(len(ds))], ds.document_indices.tolist(), builds, split, tok)
+
+
+def test_megatron_rows_across_documents(builds, tmp_path):
+    """--packing full rows ([CLS] end of d1 [SEP] d2 [SEP] ...) give each segment to its document:
+    the same documents, with the same text, as the build that keeps documents apart."""
+    from zhmask.export.megatron import read_indexed
+
+    export(builds["full"], "megatron", tmp_path / "mg", ExportOptions(validation=0))
+    ds = read_indexed(tmp_path / "mg" / "train_text_sentence")
+    _check_sequences([ds[i] for i in range(len(ds))], ds.document_indices.tolist(), builds, None,
+                     Build(builds["full"]).tokenizer)
 
 
 def test_megatron_core_reads_it(builds, tmp_path):

@@ -9,7 +9,9 @@ that follow) and at the row's end.  Not recovered: sentence ends at an English f
 newline, which the build's splitter also uses (such a row gives one longer sequence).
 
 Documents.  Consecutive exported rows with the same ``doc_id`` (the build writes a document's
-rows together) form one document; the sequences are the rows' original ids
+rows together) form one document; a ``--packing full`` row, ``[CLS] end of d1 [SEP] d2 [SEP]
+start of d3 [SEP]``, gives each segment to its document (``segment_sources``), so a document
+that runs on into the next row stays one document.  The sequences are the rows' original ids
 (:func:`zhmask.reader.original_ids`: the target masks while training) without ``[CLS]`` and
 ``[SEP]``.  Token ids, sequence lengths and document ends go to temporary files as they come,
 so memory does not grow with the build; a format assembles its files from them at the end.
@@ -169,10 +171,19 @@ class SequenceWriter(Writer):
         ids = self.row_ids(batch, starts, ids)
         _, words = flat_list(batch, "word_ids")
         docs = batch.column("doc_id").to_pylist()
+        sources = batch.column("segment_sources").to_pylist()  # --packing full: a segment per document
         for k, doc in enumerate(docs):
             a, b = starts[k], starts[k + 1]
-            row = ids[a:b][words[a:b] >= 0]  # without [CLS] / [SEP]
-            spool.add(doc, row, sentence_cuts(row, self.ends, self.term))
+            row = ids[a:b]
+            special = np.flatnonzero(words[a:b] < 0)  # [CLS] and every segment's [SEP]
+            owners = [s["doc_id"] for s in sources[k]] if sources[k] else [doc]
+            if len(special) - 1 != len(owners):
+                eid = batch.column("example_id")[k].as_py()
+                raise ZhmaskError(f"row {eid}: {len(special) - 1} segments but {len(owners)} documents "
+                                  f"(zhmask verify the build)")
+            for owner, s, e in zip(owners, special[:-1].tolist(), special[1:].tolist()):
+                part = row[s + 1:e]
+                spool.add(owner, part, sentence_cuts(part, self.ends, self.term))
 
     def assemble(self, split: str, spool: SequenceSpool) -> list[Path]:
         raise NotImplementedError

@@ -7,8 +7,8 @@
   ``max_predictions_per_seq``), ``masked_lm_weights`` (float, 1.0 per prediction, 0.0 padding)
   and ``next_sentence_labels`` (int64, one value).  The masks are the build's (static, BERT's
   way): ``input_ids`` as built, the predictions where ``labels != -100``.  The NSP label is the
-  row's ``label`` (zhmask's ``nsp``: 0 = B follows A, 1 = random B, BERT's convention; ``sop``:
-  1 = swapped, ALBERT's); rows without one (``mlm``) get 0.  Default tasks: ``nsp`` when the
+  row's sentence class (``SENTENCE_LABEL``; zhmask's ``nsp``: 0 = B follows A, 1 = random B,
+  BERT's convention; ``sop``: 1 = swapped, ALBERT's); rows without one (``mlm``: ``NO_LABEL``) get 0.  Default tasks: ``nsp`` when the
   build has it, else ``sop``, else ``mlm``.
 * ``--layout electra`` (ELECTRA's ``build_pretraining_dataset.py``): ``input_ids``,
   ``input_mask``, ``segment_ids`` (int64, padded to ``max_seq_length``) of the original ids:
@@ -34,7 +34,7 @@ from zhmask.export._base import Writer as _Writer
 from zhmask.export._base import batch_original_ids, flat_list
 from zhmask.export._table import PartFiles
 from zhmask.reader import open_shard
-from zhmask.schema import SENTENCE_LABEL
+from zhmask.schema import NO_LABEL, SENTENCE_LABEL
 
 LAYOUTS = ("bert", "electra")
 BERT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
@@ -129,7 +129,7 @@ class Writer(_Writer):
                 w = np.zeros(m, dtype=np.float32)
                 w[:len(pos)] = 1.0
                 feats["masked_lm_weights"] = self.pb.Feature(float_list=self.pb.FloatList(value=w.tolist()))
-                feats["next_sentence_labels"] = self._ints([max(int(sent[k]), 0)])
+                feats["next_sentence_labels"] = self._ints([0 if sent[k] == NO_LABEL else int(sent[k])])
             rec = self.pb.Example(features=self.pb.Features(feature=feats)).SerializeToString(deterministic=True)
             head = struct.pack("<Q", len(rec))
             f.write(head + self.crc(head) + rec + self.crc(rec))
