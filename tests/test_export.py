@@ -308,15 +308,15 @@ def test_cli_errors_one_line(builds, tmp_path):
     assert code == 0 and not (full / "keep.txt").exists() and sorted(p.name for p in full.iterdir()) == ["train"]
 
 
-def test_progress_percentages(capsys):
-    from zhmask.commands.export import _Percent
+def test_progress_counts_rows_of_the_build(builds, tmp_path):
+    """The command's progress (zhmask.cli.progress_bar, on a terminal) reaches every row of the build."""
+    from zhmask.commands.export import _Progress
 
-    p = _Percent(enabled=True)
-    for done in (0, 500, 1000, 1000):
-        p(done, 1000)
-    p.close()
-    err = capsys.readouterr().err
-    assert err.count("%") == 3 and "100% (1,000 / 1,000 rows)" in err and err.endswith("\n")
+    with _Progress(enabled=True) as p:
+        export(builds["wwm"], "jsonl", tmp_path / "js", ExportOptions(validation=0), progress=p)
+        task = p.bar.tasks[0]
+        assert task.completed == task.total == Build(builds["wwm"]).rows and task.percentage == 100
+    assert _Progress(enabled=False).bar is None
 
 
 def test_original_ids_is_the_one_rule():

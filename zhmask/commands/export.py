@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from zhmask.cli import CONTEXT, cli
+from zhmask.cli import CONTEXT, cli, progress_bar
 
 EXPORT_HELP = """Export the build in DIR for another framework; the files go to OUT.
 
@@ -39,24 +39,29 @@ Example:
 """
 
 
-class _Percent:
-    """``zhmask export: 42% (1,234 / 2,938 rows)`` rewritten in place on a terminal."""
+class _Progress:
+    """Rows read of the build's rows on :func:`zhmask.cli.progress_bar` (percentage, time left;
+    on a terminal only): the ``progress`` callback of :func:`zhmask.export.export`."""
 
     def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.last = -1
+        self.bar = progress_bar() if enabled else None
+        self.task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
 
     def __call__(self, done: int, total: int) -> None:
-        pct = int(100 * done / total) if total else 100
-        if self.enabled and pct != self.last:
-            self.last = pct
-            sys.stderr.write(f"\rzhmask export: {pct:3d}% ({done:,} / {total:,} rows)")
-            sys.stderr.flush()
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("", total=max(total, 1))
+        self.bar.update(self.task, completed=done, description=f"{done:,} / {total:,} rows")
 
-    def close(self) -> None:
-        if self.enabled and self.last >= 0:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 def _format_names() -> list[str]:
@@ -99,10 +104,7 @@ def export_cmd(directory: str, fmt: str, out: str, validation: float, tasks: str
         raise ZhmaskError(f"--unmask and --decode are for hf, parquet and jsonl (--format {fmt} has its own rule)")
     opts = ExportOptions(validation=validation, tasks=picked, decode=decode, unmask=unmask, layout=layout,
                          max_seq_length=max_seq_length, max_predictions=max_predictions, word_marks=word_marks)
-    progress = _Percent(enabled=sys.stderr.isatty() and not quiet)
-    try:
+    with _Progress(enabled=sys.stderr.isatty() and not quiet) as progress:
         result = export(directory, fmt, out, opts, overwrite=overwrite, progress=progress)
-    finally:
-        progress.close()
     if not quiet:
         click.echo(result.summary())
