@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zhmask.errors import ZhmaskError
-from zhmask.reader import DEFAULT_VALIDATION, Build, is_validation, open_shard, original_ids
+from zhmask.reader import DEFAULT_VALIDATION, Build, batch_selection, open_shard, original_ids
 
 SPLITS = ("train", "validation")
 Progress = Callable[[int, int], None]  # (rows read, rows in the build)
@@ -206,19 +206,19 @@ def _stream(b: Build, writer: Writer, tasks: list[str], opts: ExportOptions,
     total = b.rows
     done = 0
     counts = {s: 0 for s in SPLITS}
-    want = pa.array(sorted(tasks), pa.string())
     first_copy_only = writer.unmasked and int(b.config.get("dupe_factor", 1) or 1) > 1
     for part, path in enumerate(b.shards):
         with open_shard(path) as reader:
             for batch in reader:
                 done += batch.num_rows
-                keep = pc.is_in(batch.column("task"), value_set=want).to_numpy(zero_copy_only=False)
-                ids = batch.column("example_id").to_pylist() if (opts.validation > 0 or first_copy_only) else []
+                # the readers' split and task filter (zhmask.reader.batch_selection), a batch at a time
+                keep = batch_selection(batch, None, 0.0, tasks)
                 if first_copy_only:  # the unmasked copies of a --dupe-factor build are the same text
+                    ids = batch.column("example_id").to_pylist()
                     keep &= np.fromiter((copy_index(e) == 0 for e in ids), dtype=bool, count=len(ids))
                 val = np.zeros(batch.num_rows, dtype=bool)
-                if opts.validation > 0:  # by document, as zhmask.reader.ShardDataset splits
-                    val[:] = [is_validation(e, opts.validation, opts.salt) for e in ids]
+                if opts.validation > 0:  # by document, as the trainers' ShardDataset splits
+                    val = batch_selection(batch, "validation", opts.validation, None, opts.salt)
                 for split, mask in (("train", keep & ~val), ("validation", keep & val)):
                     if mask.any():
                         sub = batch.filter(pa.array(mask))

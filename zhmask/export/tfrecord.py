@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from zhmask.errors import ZhmaskError
 from zhmask.export._base import Writer as _Writer
 from zhmask.export._base import batch_original_ids, flat_list
 from zhmask.export._table import PartFiles
-from zhmask.reader import open_shard
+from zhmask.reader import batch_selection, open_shard
 from zhmask.schema import NO_LABEL, SENTENCE_LABEL
 
 LAYOUTS = ("bert", "electra")
@@ -75,14 +74,13 @@ class Writer(_Writer):
         if self.opts.layout != "bert":
             return
         most = 0  # the most predictions of a row of these tasks: one pass over two columns
-        want = pa.array(sorted(tasks), pa.string())
         for path in self.build.shards:
             with open_shard(path) as reader:
                 for batch in reader:
-                    keep = pc.is_in(batch.column("task"), value_set=want)
-                    if not pc.any(keep).as_py():
+                    keep = batch_selection(batch, None, 0.0, tasks)
+                    if not keep.any():
                         continue
-                    sub = batch.select(["labels", "task"]).filter(keep)
+                    sub = batch.select(["labels"]).filter(pa.array(keep))
                     starts, labels = flat_list(sub, "labels")
                     hits = np.concatenate([[0], np.cumsum(labels != -100)])
                     most = max(most, int((hits[starts[1:]] - hits[starts[:-1]]).max(initial=0)))
