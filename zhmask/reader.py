@@ -51,7 +51,8 @@ from zhmask.record import NO_LABEL, SENTENCE_LABEL
 __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "EpochSampler", "Collator",
            "read_manifest", "listed_shards", "open_shard", "check_manifest_version", "check_versions",
            "shard_schema_problems",
-           "shard_version", "epoch_permutation", "pad_rows", "selected_rows"]
+           "shard_version", "epoch_permutation", "pad_rows", "selected_rows", "original_ids",
+           "batch_selection"]
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
@@ -302,6 +303,20 @@ def is_validation(example_id: str, fraction: float = DEFAULT_VALIDATION, salt: s
     return _held_out(doc_part(str(example_id)), float(fraction), salt)
 
 
+def original_ids(input_ids, labels) -> np.ndarray:
+    """The text's ids before static masking: ``labels`` where a token is predicted (``!= -100``),
+    else ``input_ids`` (the one unmasking rule: dynamic masking and ``zhmask export`` use it).
+    Works on one row or on the flat values of a batch's list columns (same lengths); ``labels``
+    None or of another length gives ``input_ids`` unchanged."""
+    ids = np.asarray(input_ids)
+    if labels is None:
+        return ids
+    lab = np.asarray(labels)
+    if lab.shape != ids.shape:
+        return ids
+    return np.where(lab != -100, lab, ids).astype(ids.dtype, copy=False)
+
+
 # ---------------------------------------------------------------------- the datasets
 def _list_view(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(offsets, values, valid or None) of a list<int> array, zero-copy where Arrow allows it."""
@@ -370,30 +385,43 @@ class _Shards:
         return v
 
 
-def _select(shards: _Shards, split: str | None, validation: float, tasks: Sequence[str] | None,
-            salt: str) -> np.ndarray:
-    """Row numbers (over all shards, in order) of the rows in ``split`` and ``tasks``."""
+def batch_selection(batch, split: str | None, validation: float, tasks: Sequence[str] | None, salt: str = "",
+                    memo: dict[str, bool] | None = None) -> np.ndarray:
+    """Boolean per row of one record batch: in ``tasks`` (None: any) and in ``split`` ("train",
+    "validation" or None: both) by :func:`is_validation` of its ``example_id``.  The one split and
+    task filter: :func:`selected_rows` and ``zhmask export`` (batch by batch) use it; ``memo``
+    keeps one hash per document across calls."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if split not in (None, "train", "validation"):
         raise ZhmaskError(f"split must be 'train', 'validation' or None, got {split!r}")
+    keep = np.ones(batch.num_rows, dtype=bool)
+    if tasks is not None:
+        want = pa.array(list(tasks), pa.string())
+        keep &= pc.is_in(batch.column("task"), value_set=want).to_numpy(zero_copy_only=False)
+    if split is not None:
+        memo = {} if memo is None else memo
+        held = np.zeros(batch.num_rows, dtype=bool)
+        for i, eid in enumerate(batch.column("example_id").to_pylist()):
+            d = doc_part(eid)
+            v = memo.get(d)
+            if v is None:
+                v = memo[d] = _held_out(d, validation, salt)
+            held[i] = v
+        keep &= held if split == "validation" else ~held
+    return keep
+
+
+def _select(shards: _Shards, split: str | None, validation: float, tasks: Sequence[str] | None,
+            salt: str) -> np.ndarray:
+    """Row numbers (over all shards, in order) of the rows in ``split`` and ``tasks``."""
+    if split not in (None, "train", "validation"):
+        raise ZhmaskError(f"split must be 'train', 'validation' or None, got {split!r}")
     parts = []
-    want = pa.array(list(tasks), pa.string()) if tasks is not None else None
     memo: dict[str, bool] = {}
     for bi, batch in enumerate(shards.batches):
-        keep = np.ones(batch.num_rows, dtype=bool)
-        if want is not None:
-            keep &= pc.is_in(batch.column("task"), value_set=want).to_numpy(zero_copy_only=False)
-        if split is not None:
-            held = np.zeros(batch.num_rows, dtype=bool)
-            for i, eid in enumerate(batch.column("example_id").to_pylist()):
-                d = doc_part(eid)
-                v = memo.get(d)
-                if v is None:
-                    v = memo[d] = _held_out(d, validation, salt)
-                held[i] = v
-            keep &= held if split == "validation" else ~held
+        keep = batch_selection(batch, split, validation, tasks, salt, memo)
         parts.append(np.flatnonzero(keep) + shards.starts[bi])
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 

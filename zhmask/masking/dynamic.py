@@ -49,6 +49,7 @@ import numpy as np
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 from zhmask.masking.base import call_mask
+from zhmask.reader import original_ids
 from zhmask.record import NO_LABEL, SENTENCE_LABEL, Example
 from zhmask.rng import rng_for
 
@@ -63,12 +64,7 @@ def mask_rng(seed: int, example_id: str, epoch: int) -> np.random.Generator:
 
 def row_to_example(row: Mapping[str, Any]) -> Example:
     """An :class:`Example` from a shard row; masked ids are restored from ``labels``."""
-    ids = np.asarray(row["input_ids"], dtype=np.int32)
-    labels = row.get("labels")
-    if labels is not None:
-        lab = np.asarray(labels, dtype=np.int64)
-        if len(lab) == len(ids) and (lab != -100).any():
-            ids = np.where(lab != -100, lab, ids).astype(np.int32)
+    ids = original_ids(np.asarray(row["input_ids"], dtype=np.int32), row.get("labels"))
     ents = []
     for e in row.get("entities") or []:
         if isinstance(e, Mapping):

@@ -12,6 +12,10 @@ import re
 import numpy as np
 
 _CLOSE = "”’」』）)】》〉\"'］]}｝"
+# characters that end a sentence on their own (the regex below adds "..." and English full stops);
+# zhmask export finds sentence ends among token ids with these and _CLOSE
+END_CHARS = "。！？!?；;…"
+CLOSE_CHARS = _CLOSE
 # the leading look-ahead names every character a match can begin with (the look-behinds of the
 # full-stop alternatives are before their "."): the same matches, found about four times faster
 _END = re.compile(
