@@ -497,6 +497,16 @@ class Pipeline:
             masking[key] = masking.get(key, 0) + int(n)
         return items
 
+    def probe(self, raw: RawDoc) -> None:
+        """Run one document alone through every stage, writing nothing: what the engines rerun
+        to find the document that kills a worker process."""
+        doc, _ = self.document(raw)
+        if doc is not None:
+            exs = list(self.examples([doc]))
+            rngs, stats = GeneratorBatch(), new_stats()
+            for i in range(0, len(exs), MASK_BATCH):
+                self.mask_batch(exs[i:i + MASK_BATCH], rngs, stats)
+
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
         """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
         seed, n = self.config.seed, self.config.dupe_factor

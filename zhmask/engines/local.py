@@ -31,13 +31,7 @@ def _job(unit: int, raws: list[RawDoc], out: str) -> dict[str, Any]:
 
 def _probe(raw: RawDoc) -> None:
     """Run one document alone through every stage (used to find a document that kills a worker)."""
-    from zhmask.pipeline import new_stats
-
-    pipe = _PIPE
-    doc, _ = pipe.document(raw)  # type: ignore[union-attr]
-    if doc is not None:
-        for ex in pipe.examples([doc]):  # type: ignore[union-attr]
-            list(pipe.rows(ex, new_stats()))  # type: ignore[union-attr]
+    _PIPE.probe(raw)  # type: ignore[union-attr]
 
 
 def find_killer(config: BuildConfig, suspects: list[tuple[int, list[RawDoc]]], out: Path) -> str:

@@ -382,15 +382,9 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
 
 def _probe(blob: bytes, config_json: str, modules: list[str], version: str) -> None:
     """Run one document alone through every stage (to find a document that kills a worker)."""
-    from zhmask.pipeline import new_stats
-
     try:
-        pipe = _pipeline(config_json, modules, version)
         (raw,) = decode_raws(blob)
-        doc, _ = pipe.document(raw)
-        if doc is not None:
-            for ex in pipe.examples([doc]):
-                list(pipe.rows(ex, new_stats()))
+        _pipeline(config_json, modules, version).probe(raw)
     except Exception:
         pass  # raising is not dying
 
