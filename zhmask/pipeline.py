@@ -556,7 +556,7 @@ class Pipeline:
             stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
         shard = Path(out_dir) / "data" / f"{shard_name(unit)}.arrow"
-        schema = schema_with_metadata(self.config_for_metadata(), __version__)
+        schema = schema_with_metadata(self.config_for_metadata(), __version__, self.tok.vocab_size)
         from zhmask.errors import ZhmaskError
 
         last = "none"
@@ -578,7 +578,7 @@ class Pipeline:
                 else:
                     w.write_block(item)
 
-        with ShardWriter(shard, schema) as w:
+        with ShardWriter(shard, schema, self.config.compression) as w:
             gen = iter(self.examples(docs))
             batch: list[Example] = []
             while True:
