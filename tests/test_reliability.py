@@ -454,7 +454,8 @@ def test_no_pickle_for_data_or_configuration():
 
 # ---------------------------------------------------------------------------- write errors
 def _inews_args(fixtures, *extra: str) -> tuple[str, ...]:
-    return (str(fixtures / "inews_150.jsonl"), "--docs-per-shard", "15", *extra)
+    """Unit-level write errors: ``--no-shuffle`` (each unit's shard is a shard of the build)."""
+    return (str(fixtures / "inews_150.jsonl"), "--docs-per-shard", "15", "--no-shuffle", *extra)
 
 
 def _check_finished_shards_valid(out: Path) -> int:
@@ -569,7 +570,7 @@ def test_crash_in_a_task_names_the_documents_and_fails(tmp_path, crashing_task, 
     assert code == 1, err
     assert "unit 3" in err and "in.txt:16 .. in.txt:20" in err and "RuntimeError: boom" in err
     assert not (out / "manifest.json").exists()
-    assert not (out / "data" / "shard-00003.arrow").exists()
+    assert not any((out / d / "shard-00003.arrow").exists() for d in ("data", "units"))
     _check_finished_shards_valid(out)
 
 

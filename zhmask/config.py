@@ -76,6 +76,7 @@ class BuildConfig:
     ray_address: str | None = None
     docs_per_shard: int = 1000
     compression: str = "zstd"  # "none": shards datasets can memory-map (about 3x the bytes)
+    shuffle: bool = True  # rows spread over the whole build in a seeded order (zhmask/write/shuffle.py)
     out: str = "zhmask-out"
     overwrite: bool = False
 

@@ -520,7 +520,7 @@ class Pipeline:
 
     def _run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
         from zhmask.schema import schema_with_metadata
-        from zhmask.write.shards import ShardWriter, shard_name, write_json_atomic
+        from zhmask.write.shards import ShardWriter, shard_name, unit_dir, write_json_atomic
 
         stats = new_stats()
         events: Counter = Counter()
@@ -555,7 +555,7 @@ class Pipeline:
         if unk_chars:
             stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
-        shard = Path(out_dir) / "data" / f"{shard_name(unit)}.arrow"
+        shard = Path(out_dir) / unit_dir(self.config.shuffle) / f"{shard_name(unit)}.arrow"
         schema = schema_with_metadata(self.config_for_metadata(), __version__, self.tok.vocab_size)
         from zhmask.errors import ZhmaskError
 

@@ -30,6 +30,12 @@ def shard_name(unit: int) -> str:
     return f"shard-{unit:05d}"
 
 
+def unit_dir(shuffle: bool) -> str:
+    """Where a unit writes its shard and stats: ``data/`` (its shard is a shard of the build), or
+    ``units/`` when the build shuffles them into the shards of ``data/`` afterwards."""
+    return "units" if shuffle else "data"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
