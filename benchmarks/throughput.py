@@ -276,14 +276,14 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
         return out
 
     rows = stage(f"mask ({masking}, chinese_ref)", mask)
-    schema = schema_with_metadata(pipe.config_for_metadata(), "bench")
+    schema = schema_with_metadata(pipe.config_for_metadata(), "bench", pipe.tok.vocab_size)
 
     def write():
         # about docs_per_shard rows a shard (items are row dicts or column blocks of many rows)
         w, shard, count = None, 0, 0
         for item in rows:
             if w is None:
-                w = ShardWriter(work / "stages" / "data" / f"shard-{shard:05d}.arrow", schema).__enter__()
+                w = ShardWriter(work / "stages" / "data" / f"shard-{shard:05d}.arrow", schema, pipe.config.compression).__enter__()
             if isinstance(item, dict):
                 w.write(item)
                 count += 1

@@ -30,7 +30,8 @@ VALIDATION = 0.2  # of 40 documents: a validation split that is not empty
 def builds(tmp_path_factory, fixtures):
     """The first 40 iNews documents, MLM + NSP, built twice: whole-word masking with two masked
     copies (--dupe-factor 2), and no masking (the original ids, to compare unmasked exports);
-    and MLM rows filled across documents (--packing full)."""
+    and MLM rows filled across documents (--packing full).  In document order (--no-shuffle):
+    Megatron and Paddle keep documents whole, and the tests compare rows in order."""
     root = tmp_path_factory.mktemp("export")
     src = root / "docs.jsonl"
     src.write_text("".join((fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]),
@@ -38,9 +39,11 @@ def builds(tmp_path_factory, fixtures):
     out = {}
     for name, masking, dupe in (("wwm", "wwm", 2), ("plain", "none", 1)):
         out[name] = build_corpus(BuildConfig(inputs=[str(src)], tasks=["mlm", "nsp"], masking=masking, dupe_factor=dupe,
-                                             max_seq_length=64, docs_per_shard=15, out=str(root / name))).out_dir
+                                             max_seq_length=64, docs_per_shard=15, shuffle=False,
+                                             out=str(root / name))).out_dir
     out["full"] = build_corpus(BuildConfig(inputs=[str(src)], tasks=["mlm"], masking="wwm", packing="full",
-                                           max_seq_length=64, docs_per_shard=15, out=str(root / "full"))).out_dir
+                                           max_seq_length=64, docs_per_shard=15, shuffle=False,
+                                           out=str(root / "full"))).out_dir
     return out
 
 
@@ -262,6 +265,19 @@ def test_tfrecord_electra_is_unmasked(builds, tmp_path):
     for rec, ids in zip(recs, plain):
         assert len(rec["input_ids"]) == 80 and rec["input_ids"][:len(ids)].tolist() == ids.tolist()
         assert set(rec) == set(desc)
+
+
+def test_document_formats_refuse_a_shuffled_build(tmp_path, fixtures):
+    """Megatron and Paddle keep a document's sentences together: a shuffled build (the default)
+    spreads them, so the export stops with one line naming --no-shuffle; row formats export it."""
+    out = tmp_path / "b"
+    build_corpus(BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], max_seq_length=64, out=str(out)))
+    for fmt in ("megatron", "paddle"):
+        code, _, err = run_cli("export", str(out), "--format", fmt, "--out", str(tmp_path / fmt))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "--no-shuffle" in err, err
+        assert not (tmp_path / fmt).exists()
+    code, _, err = run_cli("export", str(out), "--format", "jsonl", "--out", str(tmp_path / "jsonl"))
+    assert code == 0, err
 
 
 def test_max_predictions_too_small_is_refused(builds, tmp_path):

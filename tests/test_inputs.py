@@ -127,7 +127,7 @@ def test_save_to_disk_folder_reads_the_records_not_the_metadata(records, tmp_pat
     # a map on the loaded dataset writes a cache file into the folder: it is not a record
     datasets.load_from_disk(str(folder)).map(lambda r: {"x": 1})
     assert list(folder.glob("cache-*.arrow"))
-    code, _, err, m = _build(tmp_path, "o", str(folder))
+    code, _, err, m = _build(tmp_path, "o", str(folder), "--no-shuffle")  # document order: the ids below
     assert code == 0, err
     assert m["documents_read"] == N and m["documents_written"] == N and m["documents_rejected"] == {}
     assert [e["name"] for e in m["inputs"]] == ["data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]
@@ -142,7 +142,7 @@ def test_dataset_dict_folder_reads_every_split_or_the_one_named(records, tmp_pat
     folder = tmp_path / "dd"
     datasets.DatasetDict({"train": datasets.Dataset.from_list(records[:8]),
                           "validation": datasets.Dataset.from_list(records[8:])}).save_to_disk(str(folder))
-    code, _, err, m = _build(tmp_path, "all", str(folder))
+    code, _, err, m = _build(tmp_path, "all", str(folder), "--no-shuffle")
     assert code == 0, err
     assert m["documents_read"] == N and m["documents_written"] == N
     assert sorted(Path(e["file"]).name for e in m["inputs_skipped"]) == [

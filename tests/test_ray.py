@@ -117,16 +117,19 @@ def test_cli_starts_and_stops_its_own_ray_quietly(local_build, tmp_path, fixture
     assert _files(out) == _files(local_out)
 
 
-def test_ray_resumes_a_local_build(ray_local, local_build, tmp_path, fixtures):
-    local_out, _ = local_build
+def test_ray_resumes_a_local_build(ray_local, tmp_path, fixtures):
+    """Unit-level resume (``--no-shuffle``: each unit's shard is a shard of the build; the shuffled
+    default resumes from the same unit files under units/)."""
+    local_out = tmp_path / "local"
+    _build(local_out, str(fixtures / "inews_150.jsonl"), *INEWS, "--no-shuffle")
     out = tmp_path / "o"
     shutil.copytree(local_out, out)
     for unit in (2, 5):
         for p in (out / "data").glob(f"shard-0000{unit}.*"):
             p.unlink()
     keep = (out / "data" / "shard-00000.arrow").stat().st_mtime_ns
-    code, stdout, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), *INEWS, "--engine", "ray",
-                                "--workers", "2", "--out", str(out))
+    code, stdout, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), *INEWS, "--no-shuffle",
+                                "--engine", "ray", "--workers", "2", "--out", str(out))
     assert code == 0, err
     assert "(6 finished shards reused)" in stdout
     assert _files(out) == _files(local_out)
@@ -162,7 +165,7 @@ def test_ray_crash_names_the_document(ray_local, plugin_tasks, tmp_path):
     assert "unit 3" in err and "in.txt:16 .. in.txt:20" in err and "RuntimeError: boom" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (out / "manifest.json").exists()
-    assert not (out / "data" / "shard-00003.arrow").exists()
+    assert not any((out / d / "shard-00003.arrow").exists() for d in ("data", "units"))
 
 
 def test_ray_dead_worker_is_reported_with_the_document(ray_local, plugin_tasks, tmp_path, monkeypatch):

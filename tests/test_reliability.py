@@ -454,7 +454,8 @@ def test_no_pickle_for_data_or_configuration():
 
 # ---------------------------------------------------------------------------- write errors
 def _inews_args(fixtures, *extra: str) -> tuple[str, ...]:
-    return (str(fixtures / "inews_150.jsonl"), "--docs-per-shard", "15", *extra)
+    """Unit-level write errors: ``--no-shuffle`` (each unit's shard is a shard of the build)."""
+    return (str(fixtures / "inews_150.jsonl"), "--docs-per-shard", "15", "--no-shuffle", *extra)
 
 
 def _check_finished_shards_valid(out: Path) -> int:
@@ -471,7 +472,7 @@ def _check_finished_shards_valid(out: Path) -> int:
 
 
 def test_write_error_ends_build_and_leaves_finished_shards_valid(tmp_path, fixtures, monkeypatch):
-    """A device that fills up after 600 KB: the build stops with one line, finished shards stay valid."""
+    """A device that fills up after 200 KB: the build stops with one line, finished shards stay valid."""
     import errno
 
     from zhmask.write import shards
@@ -485,7 +486,7 @@ def test_write_error_ends_build_and_leaves_finished_shards_valid(tmp_path, fixtu
 
         def write(self, b):
             written["n"] += len(b)
-            if written["n"] > 600_000:
+            if written["n"] > 200_000:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return self.fh.write(b)
 
@@ -518,7 +519,7 @@ def test_write_error_ends_build_and_leaves_finished_shards_valid(tmp_path, fixtu
 def test_full_disk_on_a_real_tmpfs(tmp_path, fixtures):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=500k", "tmpfs", str(mnt)], capture_output=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
@@ -569,7 +570,7 @@ def test_crash_in_a_task_names_the_documents_and_fails(tmp_path, crashing_task, 
     assert code == 1, err
     assert "unit 3" in err and "in.txt:16 .. in.txt:20" in err and "RuntimeError: boom" in err
     assert not (out / "manifest.json").exists()
-    assert not (out / "data" / "shard-00003.arrow").exists()
+    assert not any((out / d / "shard-00003.arrow").exists() for d in ("data", "units"))
     _check_finished_shards_valid(out)
 
 
@@ -677,3 +678,15 @@ def test_verify_finds_broken_rows(small_build, tmp_path, tok):
     assert "not on word tokens inside the sequence" in problems
     assert "per-token columns differ in length" in problems
     assert "sha256" not in problems
+
+
+def test_tokenizer_write_error_is_one_line(tmp_path):
+    """The tokenizer files are written after the shards: a write error there (a full disk) ends
+    the build with one line too, with no partial file under a final name."""
+    from zhmask.steps.tokenize import WordTokenizer
+    from zhmask.write.tokenizer import write_tokenizer
+
+    (tmp_path / "vocab.txt.tmp").mkdir()  # cannot be written as a file: an OSError like ENOSPC
+    with pytest.raises(ZhmaskError, match=r"cannot write .*vocab\.txt: "):
+        write_tokenizer(WordTokenizer(), tmp_path)
+    assert not (tmp_path / "vocab.txt").exists()

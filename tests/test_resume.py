@@ -34,7 +34,10 @@ def corpus(tmp_path_factory, fixtures) -> Path:
 
 
 def _args(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return ["build-corpus", str(corpus), "--docs-per-shard", "4", "--masking", "none", "--out", str(out), "-q", *extra]
+    """Unit-level resume: ``--no-shuffle``, so that each unit's shard is a shard of the build
+    (test_kill_9_and_resume_with_the_shuffle covers the default, shuffled build)."""
+    return ["build-corpus", str(corpus), "--docs-per-shard", "4", "--masking", "none", "--out", str(out), "-q",
+            "--no-shuffle", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +48,10 @@ def clean(corpus, tmp_path_factory) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
-    """inode and mtime of every finished shard (shard and stats file both present)."""
+def _snapshot(out: Path, folder: str = "data") -> dict[str, tuple[int, int]]:
+    """inode and mtime of every finished unit shard (shard and stats file both present)."""
     snap = {}
-    for st in (out / "data").glob("*.stats.json"):
+    for st in (out / folder).glob("*.stats.json"):
         shard = st.with_name(st.name.replace(".stats.json", ".arrow"))
         if shard.exists():
             s = shard.stat()
@@ -56,8 +59,8 @@ def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
     return snap
 
 
-def _run_and_kill(args: list[str], out: Path, after_shards: int, workers: int) -> bool:
-    """Start the CLI, SIGKILL its process group once ``after_shards`` stats files exist."""
+def _run_and_kill(args: list[str], out: Path, after_shards: int, workers: int, folder: str = "data") -> bool:
+    """Start the CLI, SIGKILL its process group once ``after_shards`` stats files exist in ``folder``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", "from zhmask.cli import main; main()", *args,
                              "--workers", str(workers)],
@@ -67,7 +70,7 @@ def _run_and_kill(args: list[str], out: Path, after_shards: int, workers: int) -
         while time.time() < deadline:
             if proc.poll() is not None:
                 return False  # finished before we could kill it
-            data = out / "data"
+            data = out / folder
             if data.is_dir() and len(list(data.glob("*.stats.json"))) >= after_shards:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -106,6 +109,24 @@ def test_kill_9_and_resume_gives_identical_shards(corpus, clean, tmp_path, worke
         assert m[k] == clean[k]
     assert not list((out / "data").glob("*.tmp-*")) and not list(out.glob("*.tmp-*"))
     assert verify_build(out) == []
+
+
+def test_kill_9_and_resume_with_the_shuffle(corpus, tmp_path):
+    """The default build shuffles: its units go to units/ first; killed there and rerun, it gives
+    the shards of a build never interrupted, and units/ is gone."""
+    args = [a for a in _args(corpus, tmp_path / "o") if a != "--no-shuffle"]
+    clean_out = tmp_path / "clean"
+    code, _, err = run_cli(*[a if a != str(tmp_path / "o") else str(clean_out) for a in args])
+    assert code == 0, err
+    out = tmp_path / "o"
+    assert _run_and_kill(args, out, after_shards=20, workers=2, folder="units")
+    first = _snapshot(out, "units")
+    assert 20 <= len(first) < 150 and not (out / "manifest.json").exists()
+    code, _, err = run_cli(*args, "--workers", "2")
+    assert code == 0, err
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["shards"] == json.loads((clean_out / "manifest.json").read_text())["shards"]
+    assert not (out / "units").exists() and verify_build(out) == []
 
 
 def _finished(corpus: Path, tmp_path: Path) -> Path:

@@ -23,7 +23,7 @@ from zhmask.pipeline import merge_stats, new_stats
 from zhmask.schema import SCHEMA_VERSION
 from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
                                read_file)
-from zhmask.write.shards import sha256_file, shard_name, write_json_atomic
+from zhmask.write.shards import sha256_file, shard_name, unit_dir, write_json_atomic
 
 BUILD_FILE = "build.json"
 MANIFEST = "manifest.json"
@@ -164,9 +164,9 @@ def _holds_work(out: Path) -> bool:
     return False
 
 
-def unit_done(out: Path, unit: int) -> dict[str, Any] | None:
-    stats_path = out / "data" / f"{shard_name(unit)}.stats.json"
-    shard = out / "data" / f"{shard_name(unit)}.arrow"
+def unit_done(out: Path, unit: int, shuffle: bool = False) -> dict[str, Any] | None:
+    stats_path = out / unit_dir(shuffle) / f"{shard_name(unit)}.stats.json"
+    shard = out / unit_dir(shuffle) / f"{shard_name(unit)}.arrow"
     if stats_path.exists() and shard.exists():
         try:
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
@@ -206,8 +206,11 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     files = [f for f in files if f.path not in skipped_paths]
     out = Path(config.out)
     prepare_out_dir(config, out, files)
-    for folder in (out, out / "data"):
-        for stale in folder.glob("*.tmp-*") if folder.is_dir() else []:
+    finished = _finished_build(config, out)
+    if finished is not None:  # a rerun of a finished shuffled build (its units are gone): nothing to do
+        return BuildResult(out, finished, time.time() - t0, len(finished["shards"]))
+    for folder in (out, out / "data", out / unit_dir(True)):
+        for stale in [*folder.glob("*.tmp-*"), *folder.glob("*.tmp")] if folder.is_dir() else []:
             stale.unlink()  # partial files of a killed build never carry a final name; clean them
     results: dict[int, dict[str, Any]] = {}
     skipped = 0
@@ -215,7 +218,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     def units() -> Iterator[tuple[int, list[RawDoc]]]:
         nonlocal skipped
         for unit, raws in iter_units(config, files, bad_files):
-            done = unit_done(out, unit)
+            done = unit_done(out, unit, config.shuffle)
             if done is not None:
                 results[unit] = done
                 skipped += 1
@@ -246,11 +249,47 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
         run_units_local(config, units(), out, collect)
 
     manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
+    if config.shuffle:
+        manifest = shuffle_build(config, out, results, manifest)
     save_build_tokenizer(config, out)
     write_json_atomic(out / MANIFEST, manifest)
+    if config.shuffle:
+        shutil.rmtree(out / unit_dir(True), ignore_errors=True)
     seconds = time.time() - t0
     record_run(out, config, seconds, timing)
     return BuildResult(out, manifest, seconds, skipped)
+
+
+def shuffle_build(config: BuildConfig, out: Path, results: dict[int, dict[str, Any]],
+                  manifest: dict[str, Any]) -> dict[str, Any]:
+    """Spread the units' rows (``units/``) over the build's shards (``data/``): see
+    :mod:`zhmask.write.shuffle`.  Returns ``manifest`` with the shuffled shards."""
+    from zhmask.reader import open_shard
+    from zhmask.write.shuffle import shuffle_units
+
+    unit_shards = [out / results[u]["shard"]["file"] for u in sorted(results)]
+    with open_shard(unit_shards[0]) as r:  # every unit's schema, metadata included, is the build's
+        schema = r.schema
+    entries = shuffle_units(out, unit_shards, config.seed, schema, config.compression, config.workers)
+    adjacent = sum(e.pop("adjacent_same_document") for e in entries)
+    return {**manifest, "shards": entries, "shuffle": {"adjacent_same_document": adjacent}}
+
+
+def _finished_build(config: BuildConfig, out: Path) -> dict[str, Any] | None:
+    """The manifest of a finished shuffled build of this configuration in ``out`` whose shards
+    are intact (sha256), else None."""
+    if not config.shuffle or not (out / MANIFEST).is_file() or (out / unit_dir(True)).exists():
+        return None
+    try:
+        m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        if m.get("fingerprint") != config.fingerprint() or not m.get("shards"):
+            return None
+        for e in m["shards"]:
+            if sha256_file(out / e["file"]) != e["sha256"]:
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return m
 
 
 def known_input_bytes(config: BuildConfig, files: list[InputFile]) -> int | None:

@@ -24,6 +24,7 @@ ENTITY_BACKENDS = ("lexicon", "spacy", "none")
 FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
 DOC_SEPS = ("line", "blank")
 ENGINES = ("local", "ray")
+COMPRESSIONS = ("zstd", "lz4", "none")  # Arrow IPC buffer compression of the shards
 PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
 DECODE_ERRORS = ("replace", "skip", "fail")
 MAX_DUPE_FACTOR = 100  # BERT used 10; more copies than this is a mistake, not a recipe
@@ -74,6 +75,8 @@ class BuildConfig:
     engine: str = "local"
     ray_address: str | None = None
     docs_per_shard: int = 1000
+    compression: str = "zstd"  # "none": shards datasets can memory-map (about 3x the bytes)
+    shuffle: bool = True  # rows spread over the whole build in a seeded order (zhmask/write/shuffle.py)
     out: str = "zhmask-out"
     overwrite: bool = False
 
@@ -146,6 +149,7 @@ class BuildConfig:
         choice("engine", self.engine, ENGINES)
         choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
         choice("packing", self.packing, PACKINGS)
+        choice("compression", self.compression, COMPRESSIONS)
         prob("masked_lm_prob", self.masked_lm_prob)
         prob("short_seq_prob", self.short_seq_prob)
         prob("min_cjk_ratio", self.min_cjk_ratio)

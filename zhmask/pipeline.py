@@ -520,7 +520,7 @@ class Pipeline:
 
     def _run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
         from zhmask.schema import schema_with_metadata
-        from zhmask.write.shards import ShardWriter, shard_name, write_json_atomic
+        from zhmask.write.shards import ShardWriter, shard_name, unit_dir, write_json_atomic
 
         stats = new_stats()
         events: Counter = Counter()
@@ -555,8 +555,8 @@ class Pipeline:
         if unk_chars:
             stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
-        shard = Path(out_dir) / "data" / f"{shard_name(unit)}.arrow"
-        schema = schema_with_metadata(self.config_for_metadata(), __version__)
+        shard = Path(out_dir) / unit_dir(self.config.shuffle) / f"{shard_name(unit)}.arrow"
+        schema = schema_with_metadata(self.config_for_metadata(), __version__, self.tok.vocab_size)
         from zhmask.errors import ZhmaskError
 
         last = "none"
@@ -578,7 +578,7 @@ class Pipeline:
                 else:
                     w.write_block(item)
 
-        with ShardWriter(shard, schema) as w:
+        with ShardWriter(shard, schema, self.config.compression) as w:
             gen = iter(self.examples(docs))
             batch: list[Example] = []
             while True:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -142,17 +143,25 @@ def open_shard(path: str | Path):
         yield ipc.open_stream(src)
 
 
-def _map_batches(path: Path) -> tuple[Any, list]:
-    """(schema, record batches) of a shard, memory-mapped; the batches keep the mapping alive."""
+def _shard_messages(path: Path) -> tuple[Any, list, list[int], bool]:
+    """(schema, the record batch messages, their row counts, compressed?) of a shard.  The
+    messages are zero-copy slices of the memory-mapped file (they keep the mapping alive; the file
+    descriptor is not kept); :func:`pyarrow.ipc.read_record_batch` decodes one."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
     src = pa.memory_map(str(path))
     try:
-        reader = ipc.open_stream(src)
-        return reader.schema, list(reader)
-    finally:  # the mapping lives on in the batches' buffers; the file descriptor is not kept
+        messages = ipc.MessageReader.open_stream(src)
+        schema = ipc.read_schema(messages.read_next_message())
+        msgs, rows = [], []
+        for msg in messages:
+            msgs.append(msg)
+            rows.append(ipc.read_record_batch(msg, schema).num_rows)
+    finally:
         src.close()
+    config = json.loads((schema.metadata or {}).get(b"zhmask.config", b"{}"))
+    return schema, msgs, rows, config.get("compression", "none") not in (None, "none")
 
 
 def _tokenizer_ids(config: Mapping[str, Any]):
@@ -182,10 +191,13 @@ class Build:
             if not p.is_file():
                 raise ZhmaskError(f"{p}: listed in the manifest but missing")
             self.shards.append(p)
+        self.schema = None  # the first shard's Arrow schema (every shard of a build has the same)
         for p in self.shards:  # the schema is the stream's first message: cheap to check
             try:
                 with open_shard(p) as r:
                     problems = shard_schema_problems(r.schema)
+                    if self.schema is None:
+                        self.schema = r.schema
             except (OSError, ValueError) as exc:  # pa.ArrowInvalid is a ValueError
                 raise ZhmaskError(f"{p}: not a readable Arrow stream ({' '.join(str(exc).split())})") from None
             if problems:
@@ -328,33 +340,78 @@ def _list_view(arr) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return offsets, values, valid
 
 
-class _Shards:
-    """The record batches of a build's shards (memory-mapped) and their row offsets; opened lazily
-    in each process (pickles as the shard paths)."""
+CACHE_BYTES = 1 << 30  # decoded record batches of compressed shards kept at once (bytes)
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+
+class _Shards:
+    """The record batches of a build's shards and their row offsets; opened lazily in each process
+    (pickles as the shard paths).
+
+    Uncompressed shards are memory-mapped: their batches are zero-copy views, all kept.  The
+    batches of compressed shards (``--compression zstd|lz4``, the default) are decoded when first
+    used and kept in a least-recently-used cache of ``cache_bytes`` decoded bytes: reading in shard
+    order decodes each batch once; random access over a build larger than the cache decodes a
+    batch again each time it has been evicted (build with ``--compression none`` to memory-map)."""
+
+    def __init__(self, paths: Sequence[Path], cache_bytes: int | None = None) -> None:
         self.paths = [Path(p) for p in paths]
-        self._batches: list | None = None
+        self.cache_bytes = CACHE_BYTES if cache_bytes is None else int(cache_bytes)
+        self._msgs: list | None = None  # per batch: (schema, message, compressed?)
         self._starts: np.ndarray | None = None
-        self._views: dict = {}
+        self._cache: OrderedDict = OrderedDict()  # batch index -> [batch, views, bytes]
+        self._cached = 0  # decoded bytes of compressed batches in the cache
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "_batches": None, "_starts": None, "_views": {}}
+        return {"paths": self.paths, "cache_bytes": self.cache_bytes, "_msgs": None, "_starts": None,
+                "_cache": OrderedDict(), "_cached": 0}
 
     def open(self) -> None:
-        if self._batches is not None:
+        if self._msgs is not None:
             return
-        batches = []
+        msgs, rows = [], []
         for p in self.paths:
-            _, bs = _map_batches(p)
-            batches.extend(bs)
-        self._batches = batches
-        self._starts = np.cumsum([0] + [b.num_rows for b in batches]).astype(np.int64)
+            schema, ms, rs, compressed = _shard_messages(p)
+            msgs.extend((schema, m, compressed) for m in ms)
+            rows.extend(rs)
+        self._msgs = msgs
+        self._starts = np.cumsum([0] + rows).astype(np.int64)
+
+    def __len__(self) -> int:
+        self.open()
+        return len(self._msgs)  # type: ignore[arg-type]
+
+    def batch(self, bi: int):
+        """Record batch ``bi`` (decoded, cached)."""
+        return self._entry(bi)[0]
+
+    def _entry(self, bi: int) -> list:
+        import pyarrow.ipc as ipc
+
+        e = self._cache.get(bi)
+        if e is not None:
+            self._cache.move_to_end(bi)
+            return e
+        self.open()
+        schema, msg, compressed = self._msgs[bi]  # type: ignore[index]
+        batch = ipc.read_record_batch(msg, schema)
+        size = batch.get_total_buffer_size() if compressed else 0
+        e = self._cache[bi] = [batch, {}, size]
+        self._cached += size
+        while self._cached > self.cache_bytes and len(self._cache) > 1:
+            for k, old in self._cache.items():  # the least recently used compressed batch
+                if old[2] and k != bi:
+                    del self._cache[k]
+                    self._cached -= old[2]
+                    break
+            else:
+                break
+        return e
 
     @property
-    def batches(self) -> list:
-        self.open()
-        return self._batches  # type: ignore[return-value]
+    def batches(self) -> Iterator:
+        """Every record batch in order (decoded one at a time)."""
+        for bi in range(len(self)):
+            yield self.batch(bi)
 
     @property
     def starts(self) -> np.ndarray:
@@ -371,17 +428,17 @@ class _Shards:
         return bi, row - int(starts[bi])
 
     def view(self, bi: int, name: str):
-        key = (bi, name)
-        v = self._views.get(key)
+        batch, views, _ = self._entry(bi)
+        v = views.get(name)
         if v is None:
-            col = self.batches[bi].column(name)
+            col = batch.column(name)
             if name in LIST_COLUMNS:
                 v = _list_view(col)
             elif name == SENTENCE_LABEL:
                 v = col.to_numpy(zero_copy_only=False)
             else:
                 v = col
-            self._views[key] = v
+            views[name] = v
         return v
 
 
@@ -430,15 +487,17 @@ class _ShardDatasetBase:
     """Map-style dataset over a build's memory-mapped shards (see the module docstring).
 
     ``ShardDataset(build_or_path, split="train"|"validation"|None, validation=0.01,
-    tasks=None|[...], columns=None, salt="")``: ``len(ds)`` selected rows; ``ds[i]`` a dict of
-    row ``i``: strings (``example_id``, ``doc_id``, ``task``), numpy views of the list columns
-    (``input_ids`` int32, ``token_type_ids`` int8, ``word_ids``, ``labels`` int32, ...; None where
-    the column is null), ``label`` an int and the struct columns (``entities``,
-    ``segment_sources``) as Python lists.  ``columns`` limits the keys (default: all)."""
+    tasks=None|[...], columns=None, salt="", cache_bytes=None)``: ``len(ds)`` selected rows;
+    ``ds[i]`` a dict of row ``i``: strings (``example_id``, ``doc_id``, ``task``), numpy views of
+    the list columns (``input_ids`` and ``labels`` int16 or int32 as the vocabulary needs,
+    ``token_type_ids`` int8, ``word_ids``, ...; None where the column is null), the sentence label
+    an int and the struct columns (``entities``, ``segment_sources``) as Python lists.
+    ``columns`` limits the keys (default: all).  ``cache_bytes``: decoded bytes of compressed
+    record batches kept at once (default :data:`CACHE_BYTES`; see :class:`_Shards`)."""
 
     def __init__(self, build: "Build | str | Path", split: str | None = "train",
                  validation: float = DEFAULT_VALIDATION, tasks: Sequence[str] | None = None,
-                 columns: Sequence[str] | None = None, salt: str = "") -> None:
+                 columns: Sequence[str] | None = None, salt: str = "", cache_bytes: int | None = None) -> None:
         from zhmask.schema import COLUMNS
 
         self.build = _as_build(build)
@@ -456,7 +515,7 @@ class _ShardDatasetBase:
         if bad:
             raise ZhmaskError(f"unknown column(s) {', '.join(bad)}; the shards have {', '.join(COLUMNS)}")
         self.split, self.validation, self.tasks, self.columns, self.salt = split, float(validation), tasks, cols, salt
-        self._shards = _Shards(self.build.shards)
+        self._shards = _Shards(self.build.shards, cache_bytes)
         self.index = _select(self._shards, split, self.validation, tasks, salt)
 
     def __len__(self) -> int:

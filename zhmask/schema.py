@@ -17,42 +17,79 @@ import pyarrow as pa
 
 from zhmask.record import NO_LABEL, SENTENCE_LABEL  # noqa: F401  (the column's name, re-exported)
 
-SCHEMA_VERSION = "3"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none
+SCHEMA_VERSION = "4"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
+# 4: token ids and in-row positions int16 where the vocabulary and max_seq_length allow, buffers compressed
 
 I32 = pa.int32()
-ENTITY = pa.struct([("start", I32), ("end", I32), ("type", pa.string())])
-SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])
+I16 = pa.int16()
+SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])  # character offsets: int32
 
-FIELDS: list[pa.Field] = [
-    pa.field("doc_id", pa.string(), nullable=False),
-    pa.field("example_id", pa.string(), nullable=False),
-    pa.field("task", pa.string(), nullable=False),
-    pa.field("input_ids", pa.list_(I32), nullable=False),
-    pa.field("token_type_ids", pa.list_(pa.int8()), nullable=False),
-    pa.field("word_ids", pa.list_(I32), nullable=False),
-    pa.field("labels", pa.list_(I32), nullable=False),
-    pa.field(SENTENCE_LABEL, I32, nullable=False),
-    # whole-word masking interop: positions of tokens that continue a Chinese word
-    pa.field("chinese_ref", pa.list_(I32)),
-    # knowledge units (ERNIE): token-level [start, end) spans with a type
-    pa.field("entities", pa.list_(ENTITY)),
-    # word-aware tasks: a label per token (-100 where none)
-    pa.field("token_labels", pa.list_(I32)),
-    # sentence-level tasks: per segment, the document and [start, end) character span it came from
-    pa.field("segment_sources", pa.list_(SOURCE)),
-    # ERNIE-GEN
-    pa.field("source_ids", pa.list_(I32)),
-    pa.field("target_ids", pa.list_(I32)),
-    pa.field("fragment_bounds", pa.list_(I32)),
-    pa.field("span_bounds", pa.list_(I32)),
-    pa.field("noise_positions", pa.list_(I32)),
-]
+# Columns whose integer width follows the build: token ids (``-100`` included) are int16 when every id
+# of the vocabulary fits (at most 32,768 entries), positions inside a row (word numbers, token
+# positions) int16 when ``max_seq_length`` fits; int32 otherwise.  Readers accept either width.
+ID_COLUMNS = ("input_ids", "labels", "source_ids", "target_ids")
+POSITION_COLUMNS = ("word_ids", "chinese_ref", "fragment_bounds", "span_bounds", "noise_positions")
+NARROW_LIMIT = 1 << 15  # int16 holds 0 .. 32,767
+
+
+def entity_type(pos: pa.DataType = I32) -> pa.DataType:
+    return pa.struct([("start", pos), ("end", pos), ("type", pa.string())])
+
+
+ENTITY = entity_type(I32)
+
+
+def _is_entity(t: pa.DataType) -> bool:
+    return pa.types.is_struct(t) and [f.name for f in t] == ["start", "end", "type"]
+
+
+def fields(ids: pa.DataType = I32, pos: pa.DataType = I32) -> list[pa.Field]:
+    """The columns, with token ids of type ``ids`` and in-row positions of type ``pos``."""
+    return [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("example_id", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("input_ids", pa.list_(ids), nullable=False),
+        pa.field("token_type_ids", pa.list_(pa.int8()), nullable=False),
+        pa.field("word_ids", pa.list_(pos), nullable=False),
+        pa.field("labels", pa.list_(ids), nullable=False),
+        pa.field(SENTENCE_LABEL, I16, nullable=False),
+        # whole-word masking interop: positions of tokens that continue a Chinese word
+        pa.field("chinese_ref", pa.list_(pos)),
+        # knowledge units (ERNIE): token-level [start, end) spans with a type
+        pa.field("entities", pa.list_(entity_type(pos))),
+        # word-aware tasks: a label per token (-100 where none)
+        pa.field("token_labels", pa.list_(I16)),
+        # sentence-level tasks: per segment, the document and [start, end) character span it came from
+        pa.field("segment_sources", pa.list_(SOURCE)),
+        # ERNIE-GEN
+        pa.field("source_ids", pa.list_(ids)),
+        pa.field("target_ids", pa.list_(ids)),
+        pa.field("fragment_bounds", pa.list_(pos)),
+        pa.field("span_bounds", pa.list_(pos)),
+        pa.field("noise_positions", pa.list_(pos)),
+    ]
+
+
+FIELDS: list[pa.Field] = fields()
 COLUMNS = [f.name for f in FIELDS]
-SCHEMA = pa.schema(FIELDS)
+SCHEMA = pa.schema(FIELDS)  # the widest variant: any vocabulary, any length
 
 
-def schema_with_metadata(config: dict[str, Any], version: str) -> pa.Schema:
-    return SCHEMA.with_metadata({
+def widths(vocab_size: int | None, max_seq_length: int | None) -> tuple[pa.DataType, pa.DataType]:
+    """(token id type, in-row position type) for a build: int16 where every value fits."""
+    ids = I16 if vocab_size is not None and 0 < vocab_size <= NARROW_LIMIT else I32
+    pos = I16 if max_seq_length is not None and 0 < max_seq_length <= NARROW_LIMIT - 1 else I32
+    return ids, pos
+
+
+def schema_for(vocab_size: int | None, max_seq_length: int | None) -> pa.Schema:
+    """The schema of a build's shards (:func:`widths`)."""
+    return pa.schema(fields(*widths(vocab_size, max_seq_length)))
+
+
+def schema_with_metadata(config: dict[str, Any], version: str, vocab_size: int | None = None) -> pa.Schema:
+    return schema_for(vocab_size, config.get("max_seq_length")).with_metadata({
         "zhmask.schema_version": SCHEMA_VERSION,
         "zhmask.version": version,
         "zhmask.config": json.dumps(config, sort_keys=True, ensure_ascii=False),
@@ -66,10 +103,15 @@ def check_schema(schema: pa.Schema) -> list[str]:
     v = meta.get(b"zhmask.schema_version", b"").decode()
     if v != SCHEMA_VERSION:
         problems.append(f"schema version {v or 'missing'} (this zhmask reads {SCHEMA_VERSION})")
+    variants = {}
+    for ids in (I16, I32):
+        for pos in (I16, I32):
+            for f in fields(ids, pos):
+                variants.setdefault(f.name, []).append(f.type)
     for f in FIELDS:
         if f.name not in schema.names:
             problems.append(f"missing column {f.name}")
-        elif not schema.field(f.name).type.equals(f.type):
+        elif not any(schema.field(f.name).type.equals(t) for t in variants[f.name]):
             problems.append(f"column {f.name} has type {schema.field(f.name).type}, expected {f.type}")
     return problems
 
@@ -78,7 +120,7 @@ def check_schema(schema: pa.Schema) -> list[str]:
 # Every array is built from its buffers: the first ``pa.array`` call of a process imports pandas
 # (pyarrow looks for pandas types), about 0.3 s of every build's start-up.  The arrays are the
 # ones ``pa.array`` would build (tests compare shard bytes); odd values fall back to ``pa.array``.
-_NP = {pa.int8(): np.int8, pa.int16(): np.int16, I32: np.int32, pa.int64(): np.int64,
+_NP = {pa.int8(): np.int8, I16: np.int16, I32: np.int32, pa.int64(): np.int64,
        pa.float32(): np.float32, pa.float64(): np.float64}
 
 
@@ -92,8 +134,21 @@ def _prim(values, typ: pa.DataType) -> pa.Array:
     t = _NP.get(typ)
     if t is None:
         return pa.array(values, type=typ)
-    arr = np.ascontiguousarray(values, dtype=t)
+    arr = np.ascontiguousarray(_cast(np.asarray(values), t))
     return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(arr)])
+
+
+def _cast(arr: np.ndarray, t) -> np.ndarray:
+    """``arr`` as numpy type ``t``; ValueError when an integer does not fit a narrower type
+    (never a silent wrap-around)."""
+    t = np.dtype(t)
+    if arr.dtype != t and len(arr) and arr.dtype.kind in "iu" and t.kind == "i" and arr.dtype.itemsize > t.itemsize:
+        info = np.iinfo(t)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < info.min or hi > info.max:
+            raise ValueError(f"value {lo if lo < info.min else hi} does not fit a {t} column (a row longer "
+                             "than max_seq_length, or an id outside the vocabulary)")
+    return arr.astype(t, copy=False)
 
 
 def _mask(null: np.ndarray) -> pa.Array:
@@ -146,7 +201,7 @@ def _list_array(values: list, typ: pa.DataType) -> pa.Array:
     np.cumsum(lens, out=offsets[1:])
     parts = [np.asarray(v) for v in values if v is not None and len(v)]
     np_t = _np_dtype(typ)
-    flat = np.concatenate(parts).astype(np_t, copy=False) if parts else np.zeros(0, dtype=np_t)
+    flat = _cast(np.concatenate(parts), np_t) if parts else np.zeros(0, dtype=np_t)
     if all(valid):
         return _list_of(offsets, _prim(flat, typ))
     return _list_of(offsets, _prim(flat, typ), null=~np.array(valid, dtype=bool))
@@ -167,8 +222,9 @@ def _entity_array(values: list, typ: pa.DataType) -> pa.Array:
     starts, ends, types = (list(map(itemgetter(k), flat)) for k in range(3))
     if not all(type(t) is str for t in types):
         return _entity_dicts(values, typ)
+    ent = list(typ.value_type)
     child = pa.StructArray.from_arrays(
-        [_scalar_array(starts, I32), _scalar_array(ends, I32), _strings(types)], fields=list(ENTITY))
+        [_scalar_array(starts, ent[0].type), _scalar_array(ends, ent[1].type), _strings(types)], fields=ent)
     return _list_of(offsets, child, typ)
 
 
@@ -204,7 +260,7 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.
         vals = [r.get(f.name) for r in rows]
         if pa.types.is_list(f.type) and not pa.types.is_struct(f.type.value_type):
             arrays.append(_list_array(vals, f.type.value_type))
-        elif pa.types.is_list(f.type) and f.type.value_type.equals(ENTITY):
+        elif pa.types.is_list(f.type) and _is_entity(f.type.value_type):
             arrays.append(_entity_array(vals, f.type))
         elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
             arrays.append(_struct_list_array(vals, f.type))
@@ -238,7 +294,7 @@ class ListColumn:
         lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int64)
         parts = [np.asarray(v) for v in values if v is not None and len(v)]
         np_t = _np_dtype(typ)
-        flat = np.concatenate(parts).astype(np_t, copy=False) if parts else np.zeros(0, dtype=np_t)
+        flat = _cast(np.concatenate(parts), np_t) if parts else np.zeros(0, dtype=np_t)
         valid = None
         if any(v is None for v in values):
             valid = np.array([v is not None for v in values], dtype=bool)
@@ -311,9 +367,9 @@ def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
     if not flats:
         flat = np.zeros(0, dtype=np_t)
     elif len(flats) == 1:
-        flat = flats[0].astype(np_t, copy=False)
+        flat = _cast(flats[0], np_t)
     else:
-        flat = np.concatenate(flats).astype(np_t, copy=False)
+        flat = _cast(np.concatenate(flats), np_t)
     if valid is None or valid.all():
         return _list_of(offsets, _prim(flat, typ))
     return _list_of(offsets, _prim(flat, typ), null=~valid)
@@ -330,7 +386,7 @@ def blocks_to_batch(blocks: list[Block], schema: pa.Schema = SCHEMA) -> pa.Recor
         vals: list = []
         for n, c in parts:
             vals.extend(c if c is not None else [None] * n)
-        if pa.types.is_list(f.type) and f.type.value_type.equals(ENTITY):
+        if pa.types.is_list(f.type) and _is_entity(f.type.value_type):
             arrays.append(_entity_array(vals, f.type))
         elif pa.types.is_list(f.type):
             arrays.append(_struct_list_array(vals, f.type))

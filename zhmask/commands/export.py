@@ -33,9 +33,10 @@ Example:
   zhmask build-corpus news.jsonl --tasks mlm,nsp --masking wwm --out out/
   zhmask export out/ --format hf --out out-hf/
   zhmask export out/ --format parquet --unmask --decode --out out-pq/
-  zhmask export out/ --format megatron --out out-mg/       # train_text_sentence.bin/.idx
   zhmask export out/ --format tfrecord --layout bert --out out-tf/
-  zhmask export out/ --format paddle --validation 0 --out out-pd/
+  zhmask build-corpus news.jsonl --no-shuffle --out doc/   # megatron and paddle keep documents whole
+  zhmask export doc/ --format megatron --out out-mg/       # train_text_sentence.bin/.idx
+  zhmask export doc/ --format paddle --validation 0 --out out-pd/
 """
 
 

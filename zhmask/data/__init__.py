@@ -25,12 +25,13 @@ __all__ = ["load"]
 
 def load(out: "str | Path | Build", split: str | None = None, tasks: Sequence[str] | None = None,
          validation: float = DEFAULT_VALIDATION, salt: str = "") -> "datasets.Dataset":
-    """The rows of the build in ``out`` as one memory-mapped ``datasets.Dataset``.
+    """The rows of the build in ``out`` as one ``datasets.Dataset``.
 
     Exactly the shards the manifest lists, in its order (through :class:`zhmask.reader.Build`,
     never a glob: the ``cache-*.arrow`` files ``datasets`` writes beside the shards when a
-    loaded dataset is mapped are never read), each opened with ``Dataset.from_file`` (memory
-    mapped, nothing copied) and concatenated.  A build without static masks (``--masking none``)
+    loaded dataset is mapped are never read), each opened with ``Dataset.from_file`` and
+    concatenated: memory-mapped, nothing copied, when the build was made with ``--compression
+    none``; a compressed build (the default) is decoded into memory, about 10 bytes per token.  A build without static masks (``--masking none``)
     comes without its ``labels`` column (-100 everywhere): a collator masks at training time.
 
     ``split`` -- None (every row), ``"train"`` or ``"validation"``: the held-out split the

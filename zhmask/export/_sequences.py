@@ -151,6 +151,10 @@ class SequenceWriter(Writer):
         raise NotImplementedError
 
     def prepare(self, tasks) -> None:
+        if self.build.config.get("shuffle"):  # a document's rows are spread over the whole build
+            raise ZhmaskError(f"--format {self.name} keeps each document's sentences together, but {self.build.out} "
+                              "was built with its rows shuffled: rebuild it with --no-shuffle (the training "
+                              "framework shuffles its samples itself)")
         tok = self.build.tokenizer
         self.ends, self.term = sentence_tables(tok)
         self.tmp = self.out / ".spool"

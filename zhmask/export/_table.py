@@ -22,7 +22,7 @@ class TableWriter(Writer):
         if self.opts.unmask:
             starts, ids = batch_original_ids(batch)
             i = batch.schema.get_field_index("input_ids")
-            batch = batch.set_column(i, "input_ids", list_array(starts, ids))
+            batch = batch.set_column(i, "input_ids", list_array(starts, ids, batch.schema.field(i).type.value_type))
             batch = batch.drop_columns(["labels"])
         if self.opts.decode:
             starts, ids = flat_list(batch, "input_ids")
@@ -33,9 +33,7 @@ class TableWriter(Writer):
 
     def empty(self) -> pa.RecordBatch:
         """An empty batch of the exported schema (a split that gets no row)."""
-        from zhmask.schema import SCHEMA
-
-        return self.rows(pa.RecordBatch.from_pylist([], schema=SCHEMA))
+        return self.rows(pa.RecordBatch.from_pylist([], schema=self.build.schema))
 
     def splits(self) -> tuple[str, ...]:
         return SPLITS if self.opts.validation > 0 else SPLITS[:1]

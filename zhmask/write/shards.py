@@ -30,6 +30,12 @@ def shard_name(unit: int) -> str:
     return f"shard-{unit:05d}"
 
 
+def unit_dir(shuffle: bool) -> str:
+    """Where a unit writes its shard and stats: ``data/`` (its shard is a shard of the build), or
+    ``units/`` when the build shuffles them into the shards of ``data/`` afterwards."""
+    return "units" if shuffle else "data"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -41,12 +47,16 @@ def sha256_file(path: Path) -> str:
 class ShardWriter:
     """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success.
 
+    ``compression`` -- Arrow IPC buffer compression, ``"zstd"`` or ``"lz4"`` (``lz4_frame``), or
+    None / ``"none"``: uncompressed, so that ``datasets`` can memory-map the shard.
+
     ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.schema.Block`);
     rows and blocks may be mixed: the shard is the same as writing every row one by one (record
     batches of ``BATCH_ROWS`` rows)."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None) -> None:
         self.path = Path(path)
+        self.compression = None if compression in (None, "none") else compression
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
         self.schema = schema
         self.rows = 0
@@ -61,7 +71,8 @@ class ShardWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._sink = self._open_sink()
-            self._writer = ipc.new_stream(self._sink, self.schema)
+            self._writer = ipc.new_stream(self._sink, self.schema,
+                                          options=ipc.IpcWriteOptions(compression=self.compression))
         except OSError as err:
             self._discard()
             raise ZhmaskError(f"cannot write {self.path}: {err}") from None
@@ -90,6 +101,13 @@ class ShardWriter:
         if a < block.n:
             self._blocks.append(block.slice(a, block.n) if a else block)
             self._pending += block.n - a
+
+    def write_table(self, table: pa.Table) -> None:
+        """Write the rows of an Arrow table of this schema (in record batches of ``BATCH_ROWS``)."""
+        self._flush()
+        for batch in table.combine_chunks().to_batches(max_chunksize=BATCH_ROWS):
+            self._writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=self.schema))  # type: ignore[union-attr]
+            self.rows += batch.num_rows
 
     def _flush(self) -> None:
         if self._blocks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zhmask.errors import ZhmaskError
 from zhmask.write.shards import write_json_atomic
 
 SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
@@ -20,15 +21,24 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 
 
 def write_tokenizer(tok: Any, directory: str | Path, lowercase: bool = True, max_length: int = 512) -> Path:
-    """Write ``tok`` (a :class:`zhmask.steps.tokenize.WordTokenizer`) into ``directory`` (created)."""
+    """Write ``tok`` (a :class:`zhmask.steps.tokenize.WordTokenizer`) into ``directory`` (created).
+    A write error (a full disk) raises :class:`ZhmaskError` naming the file and leaves no partial
+    file under a final name."""
     d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     tmp = d / "vocab.txt.tmp"
-    tmp.write_text("".join(t + "\n" for t in tok.id_to_token), encoding="utf-8")
-    tmp.replace(d / "vocab.txt")
-    tmp = d / "tokenizer.json.tmp"
-    tok.tk.save(str(tmp))
-    tmp.replace(d / "tokenizer.json")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp.write_text("".join(t + "\n" for t in tok.id_to_token), encoding="utf-8")
+        tmp.replace(d / "vocab.txt")
+        tmp = d / "tokenizer.json.tmp"
+        tok.tk.save(str(tmp))
+        tmp.replace(d / "tokenizer.json")
+    except Exception as err:  # OSError, or tokenizers' own exception type for an I/O error
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ZhmaskError(f"cannot write {tmp.with_suffix('')}: {' '.join(str(err).split())}") from None
     if tok.mode == "fast":  # a WordPiece vocab.txt with BERT's normalisation: a BERT tokenizer
         config: dict[str, Any] = {"tokenizer_class": "BertTokenizer", "do_lower_case": bool(lowercase),
                                   "strip_accents": None if lowercase else False, "tokenize_chinese_chars": True}
