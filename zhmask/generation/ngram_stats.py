@@ -12,8 +12,10 @@ trigram counts only when it is more than its best bigram plus a word).  ``t > t_
 (default 2.576, the 0.5% one-sided level) marks a collocation.  N-grams that hold a
 punctuation or whitespace word (POS ``x``/``w``) never count.
 
-Statistics are gathered per work unit over the unit's documents (see docs/ernie_gen.md for
-why) with :class:`NgramCounter`, whose counters are capped: when one holds more than ``cap``
+Statistics come from a corpus-level span table (:mod:`zhmask.generation.span_table`,
+``zhmask span-table``; ``span_stats=table``) or, with ``span_stats=unit``, from the work unit's
+own documents (see docs/ernie_gen.md), both counted with :class:`NgramCounter`, whose counters
+are capped: when one holds more than ``cap``
 distinct keys, every key with the smallest count is dropped, repeatedly, until at most
 ``cap // 2`` remain.  The pruning depends only on the order documents are added, so it is
 deterministic; memory is bounded by ``3 * cap`` keys whatever the unit size.
