@@ -2,9 +2,12 @@
 length distribution (docs/masking.md, "span")."""
 from __future__ import annotations
 
+import glob
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
 import pytest
 
 from zhmask.config import BuildConfig
@@ -111,3 +114,26 @@ def test_dynamic_span_bounds_follow_the_epoch(long_docs):
     assert got["span_bounds"] != epoch0["span_bounds"]
     one = dyn.for_epoch(1)({k: v[0] for k, v in epoch0.items()} | {"example_id": exs[0].example_id})
     assert one["span_bounds"] == epoch1["span_bounds"][0]
+
+
+def test_a_span_build_verifies_and_the_check_catches_wrong_bounds(tmp_path, fixtures):
+    from conftest import run_cli
+    from zhmask.masking.checks import check_masked_row
+    from zhmask.reader import Build
+
+    out = tmp_path / "out"
+    code, _, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), "--masking", "span",
+                           "--tasks", "mlm,sentence_reorder", "--max-seq-length", "256", "--out", str(out), "-q")
+    assert code == 0, err
+    code, _, err = run_cli("verify", str(out))
+    assert code == 0, err
+    rows = pa.concat_tables([ipc.open_stream(p).read_all() for p in sorted(glob.glob(str(out / "data" / "*.arrow")))]
+                           ).to_pylist()
+    ctx = {"config": {"masking": "span", "max_predictions_per_seq": Build(out).max_seq_length}}
+    mlm = next(r for r in rows if r["task"] == "mlm" and len(r["span_bounds"]) > 2)
+    reorder = next(r for r in rows if r["task"] == "sentence_reorder")
+    assert check_masked_row(mlm, ctx) == [] and check_masked_row(reorder, ctx) == []
+    assert reorder["span_bounds"][0] == 1  # sentence_reorder keeps its own layout (segment starts)
+    merged = dict(mlm, span_bounds=[mlm["span_bounds"][0]] + mlm["span_bounds"][2:])  # two spans as one
+    assert check_masked_row(merged, ctx) == ["--masking span: span_bounds are not the runs of predicted positions"]
+    assert check_masked_row(dict(mlm, span_bounds=None), ctx) == ["--masking span: no span_bounds"]
