@@ -73,13 +73,13 @@ def _spans(table_opts: dict, docs) -> tuple[int, int, list, list]:
 def test_builds_use_the_table_and_its_hash_is_in_the_fingerprint(sample_table, sample_lines, tmp_path):
     out, _ = sample_table
     pipe = Pipeline(BuildConfig())
-    docs = [pipe.document(RawDoc(f"s:{i}", ln))[0] for i, ln in enumerate(sample_lines[:150])]
+    docs = [pipe.document(RawDoc(f"s:{i}", ln))[0] for i, ln in enumerate(sample_lines[:100])]
     words = {d.id: d.word_texts() for d in docs}
     bi, tri = read_table(out, 2.576)
     multi, total, seen, exs = _spans({"span_table": str(out)}, docs)
     none, _, _, _ = _spans({"span_stats": "none"}, docs)
-    unit, _, _, _ = _spans({"span_stats": "unit"}, docs)  # the same 150 documents' own statistics
-    # a table over the whole (400-paragraph) corpus finds more collocations than one unit of 150
+    unit, _, _, _ = _spans({"span_stats": "unit"}, docs)  # the same 100 documents' own statistics
+    # a table over the whole (400-paragraph) corpus finds more collocations than one unit of 100
     assert none == 0 and multi > 1.3 * unit and multi / total > 0.015, (multi, unit, total)
     from zhmask.generation.fragments import original_positions
 

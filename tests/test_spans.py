@@ -122,7 +122,10 @@ def test_a_span_build_verifies_and_the_check_catches_wrong_bounds(tmp_path, fixt
     from zhmask.reader import Build
 
     out = tmp_path / "out"
-    code, _, err = run_cli("build-corpus", str(fixtures / "inews_150.jsonl"), "--masking", "span",
+    src = tmp_path / "inews_40.jsonl"
+    src.write_text("".join((fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines(True)[:40]),
+                   encoding="utf-8")
+    code, _, err = run_cli("build-corpus", str(src), "--masking", "span",
                            "--tasks", "mlm,sentence_reorder", "--max-seq-length", "256", "--out", str(out), "-q")
     assert code == 0, err
     code, _, err = run_cli("verify", str(out))
