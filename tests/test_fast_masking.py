@@ -196,7 +196,7 @@ def test_many_tasks_batched(inews_docs):
     from zhmask.labels import TASKS
 
     tasks = [t for t in tasks if t in TASKS]
-    for masking in ("wwm", "ngram"):
+    for masking in ("wwm", "ngram", "span"):  # span: its span_bounds beside the tasks' own
         pipe = Pipeline(BuildConfig(masking=masking, tasks=tasks).validate())
         docs = [d for d in (pipe.document(RawDoc(f"n:{i}", x["text"]))[0] for i, x in enumerate(inews_docs[:60]))
                 if d is not None]

@@ -127,6 +127,11 @@ class BuildConfig:
         # shards of another schema or another zhmask are never resumed into (nor mixed with)
         d["schema_version"] = SCHEMA_VERSION
         d["zhmask_version"] = __version__
+        from zhmask.labels.ernie_gen import span_table_sha256
+
+        table = span_table_sha256(self)  # the content of the span table an ERNIE-GEN build reads
+        if table is not None:
+            d["span_table_sha256"] = table
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -378,6 +378,9 @@ class Pipeline:
             row = example_row(ex, res.input_ids, res.labels)
             if ref is not None:
                 row["chinese_ref"] = ref
+            for key, (flat, _) in label_columns(self.mask, res.labels, [len(res.labels)]).items():
+                if row.get(key) is None:  # a task's own column (ERNIE-GEN's span_bounds) is kept
+                    row[key] = flat
             if cfg.dupe_factor > 1:
                 row["example_id"] = f"{ex.example_id}@{k}"
             yield row
@@ -462,6 +465,20 @@ class Pipeline:
         for key in extra_keys:
             if key != "chinese_ref":
                 cols[key] = [ex.extra.get(key) for ex in rows]
+        if getattr(self.mask, "label_columns", None) is not None:
+            if rb is not None:
+                lab_flat, lab_lens = res.labels, lens
+            else:
+                lab_lens = np.array([len(r.labels) for r in got], dtype=np.int64)
+                lab_flat = np.concatenate([r.labels for r in got]) if got else np.zeros(0, dtype=np.int32)
+            for key, (flat, counts) in label_columns(self.mask, lab_flat, lab_lens).items():
+                if key in extra_keys:  # a task's own column (ERNIE-GEN's span_bounds) is kept
+                    own = cols[key]
+                    cuts = np.cumsum(counts).tolist()
+                    cols[key] = [v if v is not None else flat[b - c:b]
+                                 for v, b, c in zip(own, cuts, counts.tolist())]
+                else:
+                    cols[key] = ListColumn(flat, counts)
         return Block(len(rows), cols), mstats
 
     def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
@@ -686,6 +703,14 @@ def narrow(run: Callable[[list], Any], items: list) -> tuple[Any, BaseException 
     except Exception as exc:
         return part[0], exc
     return None, None
+
+
+def label_columns(mask, labels, lens) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The columns a strategy derives from the labels it wrote (``mask.label_columns``, e.g.
+    ``span``'s ``span_bounds``) for rows of lengths ``lens`` concatenated in ``labels``: name ->
+    (flat values, count per row); empty for strategies that add none."""
+    fn = getattr(mask, "label_columns", None)
+    return {} if fn is None else fn(np.asarray(labels), np.asarray(lens, dtype=np.int64))
 
 
 def example_row(ex: Example, input_ids: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

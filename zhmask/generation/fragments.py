@@ -2,13 +2,16 @@
 
 One example's original token sequence is cut into *words* (runs of tokens of one segmenter
 word).  :func:`sample_fragments` draws, once per example, a length distribution from
-``dists`` (default U(1,4) words with probability 0.4, U(4,32) words with probability 0.6) and then
-fragments of whole words until their tokens are about ``ratio`` (25%) of the example's tokens:
+``dists`` (default U(1,4) tokens with probability 0.4, U(4,32) tokens with probability 0.6, the
+ERNIE-GEN paper's D and its probabilities) and then fragments of whole words until their tokens
+are about ``ratio`` (25%) of the example's tokens:
 
-* a fragment's length ``L`` is counted in **words** and drawn from the example's distribution;
-* its start is uniform over every word position where ``L`` words fit without overlapping an
-  earlier fragment (when no free gap holds ``L`` words, the longest free gap is used and the
-  fragment is marked ``clipped``);
+* a fragment's length ``L`` is counted in **tokens**, drawn from the example's distribution,
+  and rounded to the nearest word edge (a fragment never splits a word; it holds at least one
+  word and never more than the distribution's maximum unless one word alone is longer);
+* its start word is uniform over every free word where the rounded fragment fits without
+  overlapping an earlier fragment (when none does, the free gap with the most tokens is taken
+  whole and the fragment is marked ``clipped``);
 * the fragment that reaches the token budget is shortened word by word to land as close as
   possible to the budget (marked ``clipped``), and sampling stops there;
 * at least one word always stays in the source.
@@ -34,8 +37,8 @@ class FragmentPlan:
 
     dist: int  # index of the chosen length distribution, -1 when nothing was sampled
     frags: list[tuple[int, int]] = field(default_factory=list)  # [start, end) word ranges, sorted
-    drawn: list[int] = field(default_factory=list)  # drawn length of each fragment (same order)
-    clipped: list[bool] = field(default_factory=list)  # fragment shorter than drawn
+    drawn: list[int] = field(default_factory=list)  # drawn length in tokens of each fragment (same order)
+    clipped: list[bool] = field(default_factory=list)  # fragment shortened (gap, budget or source) below its rounded length
     budget: int = 0  # target tokens aimed at
     gap_clipped: int = 0  # fragments shortened because no free gap held the drawn length
 
@@ -50,6 +53,20 @@ def word_runs(word_of_token: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(change)
     counts = np.diff(np.append(starts, n))
     return starts, counts
+
+
+def _fragment_end(cum: np.ndarray, start: np.ndarray, length: int, hi: int) -> np.ndarray:
+    """Per start word, the end word of a fragment of about ``length`` tokens: the word edge
+    nearest ``length`` tokens after the start (the shorter one on a tie), never above ``hi``
+    tokens unless one word alone is longer, and at least one word."""
+    goal = cum[start] + length
+    k = np.searchsorted(cum, goal, side="left")  # first edge at or past the goal
+    k = np.minimum(k, len(cum) - 1)
+    below = np.maximum(k - 1, start + 1)
+    nearer_below = (goal - cum[below]) <= (cum[k] - goal)
+    end = np.where((k > start + 1) & nearer_below, below, k)
+    end = np.where((cum[end] - cum[start] > hi) & (end > start + 1), end - 1, end)
+    return np.maximum(end, start + 1)
 
 
 def sample_fragments(word_tokens: np.ndarray, rng: np.random.Generator, ratio: float = 0.25,
@@ -69,21 +86,27 @@ def sample_fragments(word_tokens: np.ndarray, rng: np.random.Generator, ratio: f
     taken_words = 0
     gap_clip = 0
     while taken < budget and gaps:
-        drawn = int(rng.integers(lo, hi + 1))
-        length = drawn
-        longest = max(b - a for a, b in gaps)
-        if longest < length:
-            length = longest
+        drawn = int(rng.integers(lo, hi + 1))  # tokens
+        # every free start word whose fragment (drawn tokens rounded to a word edge) fits its gap
+        starts = np.concatenate([np.arange(a, b) for a, b in gaps])
+        gap_end = np.concatenate([np.full(b - a, b) for a, b in gaps])
+        ends = _fragment_end(cum, starts, drawn, hi)
+        fits = ends <= gap_end
+        if fits.any():
+            ok = np.flatnonzero(fits)
+            pick = int(ok[int(rng.integers(len(ok)))])
+            start, end = int(starts[pick]), int(ends[pick])
+            clipped = False
+        else:  # no free gap holds the fragment: the gap with the most tokens, whole
+            g_tok = [int(cum[b] - cum[a]) for a, b in gaps]
+            start, end = gaps[int(np.argmax(g_tok))]
+            clipped = True
             gap_clip += 1
-        # uniform over every start where `length` words fit in a free gap
-        room = np.array([max(0, b - a - length + 1) for a, b in gaps], dtype=np.int64)
-        r = int(rng.integers(int(room.sum())))
-        g = int(np.searchsorted(np.cumsum(room), r, side="right"))
-        start = gaps[g][0] + r - int(room[:g].sum())
-        end = start + length
+        g = next(i for i, (a, b) in enumerate(gaps) if a <= start < b)
         # keep at least one word in the source
         if taken_words + (end - start) >= m:
             end = start + (m - 1 - taken_words)
+            clipped = True
         last = False
         remaining = budget - taken
         if cum[end] - cum[start] >= remaining:
@@ -94,11 +117,12 @@ def sample_fragments(word_tokens: np.ndarray, rng: np.random.Generator, ratio: f
             under = remaining - int(cum[k - 1] - cum[start])
             if under < over:
                 k -= 1
+            clipped = clipped or k < end
             end = k
             last = True
         if end <= start:
             break
-        out.append((start, end, drawn, end - start < drawn))
+        out.append((start, end, drawn, clipped))
         taken += int(cum[end] - cum[start])
         taken_words += end - start
         a, b = gaps[g]

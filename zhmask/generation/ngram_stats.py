@@ -12,8 +12,10 @@ trigram counts only when it is more than its best bigram plus a word).  ``t > t_
 (default 2.576, the 0.5% one-sided level) marks a collocation.  N-grams that hold a
 punctuation or whitespace word (POS ``x``/``w``) never count.
 
-Statistics are gathered per work unit over the unit's documents (see docs/ernie_gen.md for
-why) with :class:`NgramCounter`, whose counters are capped: when one holds more than ``cap``
+Statistics come from a corpus-level span table (:mod:`zhmask.generation.span_table`,
+``zhmask span-table``; ``span_stats=table``) or, with ``span_stats=unit``, from the work unit's
+own documents (see docs/ernie_gen.md), both counted with :class:`NgramCounter`, whose counters
+are capped: when one holds more than ``cap``
 distinct keys, every key with the smallest count is dropped, repeatedly, until at most
 ``cap // 2`` remain.  The pruning depends only on the order documents are added, so it is
 deterministic; memory is bounded by ``3 * cap`` keys whatever the unit size.
@@ -28,17 +30,19 @@ SEP = "\x1f"
 PUNCT_POS = ("x", "w")
 
 
-def _prune(c: Counter, cap: int) -> int:
-    """Drop the lowest counts until at most cap // 2 keys remain; returns keys dropped."""
+def _prune(c: Counter, cap: int) -> tuple[int, int]:
+    """Drop the lowest counts until at most cap // 2 keys remain; returns (keys dropped, the
+    highest count dropped)."""
     if len(c) <= cap:
-        return 0
+        return 0, 0
     before = len(c)
     target = cap // 2
+    low = 0
     while len(c) > target:
         low = min(c.values())
         for k in [k for k, v in c.items() if v == low]:
             del c[k]
-    return before - len(c)
+    return before - len(c), low
 
 
 class NgramCounter:
@@ -51,6 +55,7 @@ class NgramCounter:
         self.tri: Counter = Counter()
         self.n = 0
         self.pruned = 0
+        self.floor = 0  # the highest count ever dropped: a kept key may have lost at most this much
 
     def add(self, words: Sequence[str], pos: Sequence[str]) -> None:
         """One run of words (a document); n-grams with punctuation or whitespace are not counted."""
@@ -61,7 +66,9 @@ class NgramCounter:
         self.tri.update(a + SEP + b + SEP + c for a, b, c, x, y, z in
                         zip(words, words[1:], words[2:], ok, ok[1:], ok[2:]) if x and y and z)
         for c in (self.uni, self.bi, self.tri):
-            self.pruned += _prune(c, self.cap)
+            dropped, low = _prune(c, self.cap)
+            self.pruned += dropped
+            self.floor = max(self.floor, low)
 
     def collocations(self, t_min: float = 2.576) -> tuple[set[str], set[str]]:
         """(significant bigrams, significant trigrams), keys joined with ``SEP``."""

@@ -3,7 +3,7 @@
 ``python -m zhmask.generation.render`` prints the markdown block; ``--write docs/ernie_gen.md``
 replaces the text between the ``<!-- render:begin -->`` and ``<!-- render:end -->`` markers.
 Everything comes from the real pipeline: the segmenter and tokenizer of the default
-configuration, collocations counted over the embedded 400-paragraph People's Daily sample, and
+configuration, collocations from the bundled span table (``span_stats=table``), and
 the ``ernie_gen`` example builder with the first seed (from 0 up) that gives two fragments and
 a multi-word span.
 """

@@ -12,6 +12,7 @@ Per example (whole sentences of one document packed as ``mlm`` does, up to
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,13 +29,17 @@ from zhmask.record import Document, Example
 from zhmask.rng import rng_for
 from zhmask.steps.pack import pack_ranges, sentence_token_ranges
 
+# built by scripts/build_span_table.py from bundled text (docs/ernie_gen.md)
+DEFAULT_SPAN_TABLE = Path(__file__).resolve().parent.parent / "data" / "span_table.tsv"
+
 OPTIONS: dict[str, Any] = {
     "target_ratio": 0.25,
     "fragment_lengths": [[1, 4], [4, 32]],
     "fragment_probs": [0.4, 0.6],
     "noise_rate": 0.05,
     "noise": "static",
-    "span_stats": "unit",
+    "span_stats": "table",
+    "span_table": "",
     "span_t": 2.576,
     "span_min_words": 2000,
     "ngram_cap": 200_000,
@@ -68,15 +73,24 @@ def _validate(config) -> None:
         isinstance(x, list) and len(x) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in x)
         and 1 <= x[0] <= x[1] for x in lens)
     if not ok:
-        raise ZhmaskError(f"--option fragment_lengths: expected a list of [min, max] word counts (1 <= min <= max), got {lens!r}")
+        raise ZhmaskError(f"--option fragment_lengths: expected a list of [min, max] token counts (1 <= min <= max), got {lens!r}")
     if not (isinstance(probs, list) and len(probs) == len(lens)
             and all(isinstance(p, (int, float)) and not isinstance(p, bool) and p >= 0 for p in probs)
             and abs(sum(probs) - 1.0) < 1e-6):
         raise ZhmaskError(f"--option fragment_probs: expected {len(lens)} non-negative numbers summing to 1, got {probs!r}")
     validate_noise(config, t)
     mode = TASKS.option(t, config, "span_stats")
-    if mode not in ("unit", "none"):
-        raise ZhmaskError(f"--option span_stats: {mode!r} is not one of unit, none")
+    if mode not in ("table", "unit", "none"):
+        raise ZhmaskError(f"--option span_stats: {mode!r} is not one of table, unit, none")
+    table = TASKS.option(t, config, "span_table")
+    if not isinstance(table, str):
+        raise ZhmaskError(f"--option span_table: expected a file path, got {table!r}")
+    if table and mode != "table":
+        raise ZhmaskError(f"--option span_table needs span_stats=table (span_stats is {mode})")
+    if mode == "table":
+        from zhmask.generation.span_table import read_table
+
+        read_table(span_table_path(config), _num(config, t, "span_t"))  # a bad file stops the build here
     _num(config, t, "span_t")
     for key, lo in (("span_min_words", 0), ("ngram_cap", 1000)):
         v = TASKS.option(t, config, key)
@@ -84,11 +98,33 @@ def _validate(config) -> None:
             raise ZhmaskError(f"--option {key}: expected an integer >= {lo}, got {v!r}")
 
 
-def unit_collocations(docs: list[Document], ctx, task: str = "ernie_gen"):
-    """The unit's (bigram, trigram) collocations, or None when it has too few words."""
-    cfg = ctx.config
-    if TASKS.option(task, cfg, "span_stats") == "none":
+def span_table_path(config, task: str = "ernie_gen") -> Path:
+    """The span table a ``span_stats=table`` build reads: ``span_table``, or the bundled one."""
+    table = TASKS.option(task, config, "span_table")
+    return Path(table) if table else DEFAULT_SPAN_TABLE
+
+
+def span_table_sha256(config) -> str | None:
+    """The sha256 of the span table the build reads, None when it reads none (fingerprint)."""
+    t = "ernie_gen"
+    if t not in config.tasks or TASKS.option(t, config, "span_stats") != "table":
         return None
+    from zhmask.generation.span_table import file_sha256
+
+    return file_sha256(span_table_path(config))
+
+
+def unit_collocations(docs: list[Document], ctx, task: str = "ernie_gen"):
+    """The (bigram, trigram) collocations: the span table's (``span_stats=table``), the unit's
+    own (``unit``; None when it has too few words), or None (``none``: word spans)."""
+    cfg = ctx.config
+    mode = TASKS.option(task, cfg, "span_stats")
+    if mode == "none":
+        return None
+    if mode == "table":
+        from zhmask.generation.span_table import read_table
+
+        return read_table(span_table_path(cfg, task), float(TASKS.option(task, cfg, "span_t")))
     counter = NgramCounter(int(TASKS.option(task, cfg, "ngram_cap")))
     for doc in docs:
         counter.add(doc.word_texts(), doc.words.pos)

@@ -6,6 +6,8 @@
 * ``wwm``, ``ngram``, ``mac``, ``span`` and ``knowledge`` without the char level (in the row's
   stage, under ``knowledge_stages``): a word is labelled whole or not at all;
 * ``mac``: no [MASK] in the input;
+* ``span`` (rows of tasks without a ``span_bounds`` of their own): ``span_bounds`` is the spans
+  read from ``labels`` (maximal runs of predicted positions, so spans never touch);
 * a replacement (a predicted token that is neither its label nor [MASK]) is never a bracketed
   vocabulary entry: no [UNK], [CLS], [PAD] ... and no [unused*] slot.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from zhmask.masking.span import OWN_SPAN_BOUNDS_TASKS, span_bounds
 
 WHOLE_WORD = ("wwm", "ngram", "mac", "span", "knowledge")
 
@@ -51,6 +55,12 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
             lab_n = np.bincount(k, weights=has[w].astype(np.float64), minlength=len(tot))
             if ((lab_n > 0) & (lab_n < tot)).any():
                 bad.append(f"--masking {name}: a word is only partly predicted")
+    if name == "span" and row.get("task") not in OWN_SPAN_BOUNDS_TASKS:
+        sb = row.get("span_bounds")
+        if sb is None:
+            bad.append("--masking span: no span_bounds")
+        elif [int(x) for x in sb] != span_bounds(lab).tolist():
+            bad.append("--masking span: span_bounds are not the runs of predicted positions")
     if name == "mac" and (ids == ctx.get("mask_id", -1)).any():
         bad.append("--masking mac: a [MASK] token in the input")
     replaced = ids[has & (ids != lab) & (ids != ctx.get("mask_id", -1))]

@@ -238,11 +238,36 @@ class DynamicMasking:
         if not batched:
             inp, lab = self.mask_row(batch)
             out.update(input_ids=inp.tolist(), labels=lab.tolist())
+            self._label_columns(out, [lab], [batch.get(k) for k in self._label_column_names()], False)
             return out
         keys = list(batch.keys())
         masked = self.mask_batch([{k: batch[k][i] for k in keys} for i in range(len(ids0))])
         out.update(input_ids=[m[0].tolist() for m in masked], labels=[m[1].tolist() for m in masked])
+        self._label_columns(out, [m[1] for m in masked], [batch.get(k) for k in self._label_column_names()], True)
         return out
+
+    def _label_column_names(self) -> tuple[str, ...]:
+        return ("span_bounds",) if getattr(self._fn, "label_columns", None) is not None else ()
+
+    def _label_columns(self, out: dict[str, Any], labels: list, own: list, batched: bool) -> None:
+        """The columns the strategy derives from its labels (``span``: ``span_bounds``), for the
+        labels of this epoch; rows of a task that writes the column itself (ERNIE-GEN, seq2seq,
+        sentence_reorder: :data:`zhmask.masking.span.OWN_SPAN_BOUNDS_TASKS`) keep theirs."""
+        from zhmask.masking.span import OWN_SPAN_BOUNDS_TASKS
+        from zhmask.pipeline import label_columns
+
+        if not labels:
+            return
+        got = label_columns(self._fn, np.concatenate(labels), [len(x) for x in labels])
+        tasks = out.get("task")
+        tasks = (list(tasks) if batched else [tasks]) if tasks is not None else [None] * len(labels)
+        for (key, (flat, counts)), mine in zip(got.items(), own):
+            cuts = np.cumsum(counts).tolist()
+            vals = [flat[b - c:b].tolist() for b, c in zip(cuts, counts.tolist())]
+            if mine is not None:
+                mine = list(mine) if batched else [mine]
+                vals = [m if t in OWN_SPAN_BOUNDS_TASKS else v for v, m, t in zip(vals, mine, tasks)]
+            out[key] = vals if batched else vals[0]
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Rows masked at the current epoch and padded by :class:`zhmask.reader.Collator`

@@ -34,18 +34,20 @@ def ngram_probs(name: str, config) -> np.ndarray:
     return p / p.sum()
 
 
-def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = "ngram"):
+def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = "ngram", gap: int = 0):
+    """The strategy that masks n-grams of words with lengths ``probs``; ``gap=1`` keeps one
+    unpredicted word between units (see :func:`sample_word_ngrams`)."""
     m = Masker(config, ctx)
 
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = m.word_table(example, wid, cand)
-        sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word)
+        sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
         for n, c in zip(*np.unique(nw, return_counts=True)):
             stats[f"{unit_word}_units_n{int(n)}"] += int(c)
         return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
 
     def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
-        sw, nw = sample_rows_ngrams(rb, gens, probs, stats, unit_word)
+        sw, nw = sample_rows_ngrams(rb, gens, probs, stats, unit_word, gap)
         if len(nw):
             for n, c in enumerate(np.bincount(nw).tolist()):
                 if c:

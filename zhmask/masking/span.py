@@ -5,8 +5,18 @@ at ``span_max`` = 10 words and renormalised (as SpanBERT's code does; mean 3.8 w
 starts at a word start and covers whole words, so it is anchored at word boundaries.  Spans
 are selected one after another without overlap and never cross a [SEP]; the
 [MASK]/random/keep fate is drawn once per span, as in the paper.
+
+Spans never touch: the words on either side of a span stay unpredicted (``gap=1`` in
+:func:`zhmask.masking.units.sample_word_ngrams`), so every span has two unmasked boundary
+tokens for SpanBERT's span boundary objective, and a span is exactly a maximal run of predicted
+positions.  The spans are stored in the ``span_bounds`` column with the layout ERNIE-GEN uses:
+cumulative offsets ``[0, b1, ..., P]`` into the row's predicted tokens (``P`` = positions with
+``labels != -100``, in order); span *j* is predicted tokens ``b_j .. b_{j+1} - 1``
+(:func:`span_positions` turns them into ``[start, end)`` positions of ``input_ids``).
 """
 from __future__ import annotations
+
+import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
@@ -14,6 +24,8 @@ from zhmask.masking.ngram import make_ngram_mask
 from zhmask.masking.units import geometric_probs
 
 SPAN_OPTIONS = {"span_p": 0.2, "span_max": 10}
+# tasks whose rows carry a ``span_bounds`` of their own layout (docs/schema.md); their rows keep it
+OWN_SPAN_BOUNDS_TASKS = frozenset(("ernie_gen", "seq2seq", "sentence_reorder"))
 
 
 def span_probs(config):
@@ -26,6 +38,54 @@ def span_probs(config):
     return geometric_probs(float(p), mx)
 
 
+def span_bounds_rows(labels: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``span_bounds`` of every row of a concatenation (row i is the next ``lens[i]`` labels):
+    (flat int32 values of all rows in order, count per row).  A span is a maximal run of
+    predicted positions (spans never touch); a row without one gets ``[0]``."""
+    labels = np.asarray(labels)
+    lens = np.asarray(lens, dtype=np.int64)
+    n = len(lens)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    has = labels != -100
+    first = has.copy()  # a predicted position that starts a run
+    if len(has) > 1:
+        first[1:] &= ~has[:-1]
+    first[starts[lens > 0]] = has[starts[lens > 0]]
+    c = np.zeros(len(has) + 1, dtype=np.int64)
+    np.cumsum(has, out=c[1:])
+    run_pos = np.flatnonzero(first)
+    run_row = np.searchsorted(ends, run_pos, side="right")
+    run_off = c[run_pos] - c[starts[run_row]]
+    total = c[ends] - c[starts]  # predicted tokens per row: the closing bound
+    row = np.concatenate([run_row, np.arange(n)])
+    val = np.concatenate([run_off, total])
+    order = np.lexsort((np.concatenate([np.zeros(len(run_row), np.int8), np.ones(n, np.int8)]), row))
+    counts = np.bincount(run_row, minlength=n) + 1
+    return val[order].astype(np.int32), counts
+
+
+def span_bounds(labels) -> np.ndarray:
+    """``span_bounds`` of one row from its ``labels``."""
+    lab = np.asarray(labels)
+    return span_bounds_rows(lab, np.array([len(lab)]))[0]
+
+
+def span_positions(labels, bounds) -> list[tuple[int, int]]:
+    """The spans of a row as ``[start, end)`` positions of ``input_ids``: the boundary tokens of
+    span *j* (SpanBERT's x_{s-1}, x_{e+1}) are ``start - 1`` and ``end``."""
+    pos = np.flatnonzero(np.asarray(labels) != -100)
+    b = np.asarray(bounds, dtype=np.int64)
+    return [(int(pos[a]), int(pos[e - 1]) + 1) for a, e in zip(b[:-1].tolist(), b[1:].tolist())]
+
+
+def label_columns(labels: np.ndarray, lens: np.ndarray) -> dict:
+    """The columns the strategy adds to its rows, from their labels (see the module text)."""
+    return {"span_bounds": span_bounds_rows(labels, lens)}
+
+
 @register("span", options=SPAN_OPTIONS, validate=span_probs)
 def make(config, ctx):
-    return make_ngram_mask("span", config, ctx, span_probs(config), unit_word="span")
+    mask = make_ngram_mask("span", config, ctx, span_probs(config), unit_word="span", gap=1)
+    mask.label_columns = label_columns  # type: ignore[attr-defined]
+    return mask

@@ -153,14 +153,16 @@ def _runs(ok: np.ndarray, joined: np.ndarray, row_first: np.ndarray | None = Non
 
 def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: int, cum: np.ndarray, N: int,
                  first: int, ctok: list, bound: list, rng: np.random.Generator, skipped: Counter, prefix: str,
-                 out: list) -> None:
+                 out: list, gap: int = 0) -> None:
     """The selection loop of :func:`sample_word_ngrams` on one example: ``runs`` (mutable list of
     [start, end) word ranges, free and joined), ``ctok`` (tokens before word k), the pre-drawn
     ``ns``/``us`` from index ``di`` to ``end`` (a block of draws, drawn again from ``rng``
     when exhausted); appends (first word, n) pairs to ``out``.  Words are numbered as in
     ``runs`` and ``ctok`` (from 0 for one example, globally in a batch).  ``bound[n - 1]``: at
     least the tokens of any n eligible words (while the budget left is above it, every place
-    fits and none is exact: the place is found by counting, without listing them)."""
+    fits and none is exact: the place is found by counting, without listing them).  ``gap``: the
+    words on either side of a taken unit leave the free runs too (``gap=1``: units never touch,
+    at least one unpredicted word between two of them, as SpanBERT's spans)."""
     dmin = N + 1  # n >= dmin: n words no longer fit (they only get harder)
     block = end - di
     while r > 0 and first < dmin:
@@ -188,7 +190,7 @@ def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: i
                     if e - s >= n:
                         if k <= e - s - n:
                             st = s + k
-                            runs[i:i + 1] = [x for x in ((s, st), (st + n, e)) if x[0] < x[1]]
+                            runs[i:i + 1] = [x for x in ((s, st - gap), (st + n + gap, e)) if x[0] < x[1]]
                             break
                         k -= e - s - n + 1
                 r -= ctok[st + n] - ctok[st]
@@ -210,14 +212,14 @@ def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: i
         st = places[min(int(u * len(places)), len(places) - 1)]
         for i, (s, e) in enumerate(runs):
             if s <= st < e:
-                runs[i:i + 1] = [x for x in ((s, st), (st + n, e)) if x[0] < x[1]]
+                runs[i:i + 1] = [x for x in ((s, st - gap), (st + n + gap, e)) if x[0] < x[1]]
                 break
         r -= ctok[st + n] - ctok[st]
         out.append((st, n))
 
 
-def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Counter, prefix: str = "ngram"
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Counter, prefix: str = "ngram",
+                       gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`sample_word_ngrams` for every row of a batch (row i draws from ``gens[i]``, as the
     per-example version draws): the numpy parts (word tables, runs, the first block of draws
     turned into n) over the whole batch, the selection loop per row.  Returns (first word, n) of
@@ -263,7 +265,7 @@ def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Count
         a = roff[i]
         c = a + rcount[i]
         _walk_ngrams(list(zip(rs_l[a:c], re_l[a:c])), W[i], b[i], ns, us, d0, d0 + k, cum, N, first, ctok, bound[i],
-                     gens[i], stats, prefix, out)
+                     gens[i], stats, prefix, out, gap)
         d0 += k
     if not out:
         e = np.zeros(0, dtype=np.int64)
@@ -278,7 +280,8 @@ def _first_live(probs: np.ndarray) -> int:
 
 
 def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.random.Generator,
-                       stats: Counter, prefix: str = "ngram") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       stats: Counter, prefix: str = "ngram", gap: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-overlapping units of n consecutive words, selected one after another.
 
     Each step draws n from ``probs`` (``probs[i]`` is the probability of n = i + 1), then a
@@ -287,7 +290,8 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     draw is skipped (counted ``<prefix>_skipped_n<k>``) and the next one tried; selection ends
     when the budget is spent or not even one word fits.  Among the places that fit, those that
     spend the remaining budget exactly are preferred, so that the last units of an example are
-    not biased towards short n.  Returns (first word, n, unit tokens).
+    not biased towards short n.  ``gap=1``: the words next to a unit are never taken, so units
+    never touch (SpanBERT's spans).  Returns (first word, n, unit tokens).
     """
     W = len(wt)
     if W == 0 or budget <= 0:
@@ -310,7 +314,7 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     us = draws[:, 1].tolist()
     out: list = []
     _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, bound, rng, stats, prefix,
-                 out)
+                 out, gap)
     if not out:
         e = np.zeros(0, dtype=np.int64)
         return e, e, e
