@@ -359,7 +359,8 @@ DISCOURSE = [  # (text, class, B after removal, A after removal)
     ("他今天没有来上课。因为他生病了。", "cause", "他生病了。", "他今天没有来上课。"),
     ("公司去年利润大幅下降。但是，今年一季度已经扭亏为盈。", "contrast", "今年一季度已经扭亏为盈。", None),
     ("虽然下了一整天的雨。但是比赛仍然按时举行。", "contrast", "比赛仍然按时举行。", "下了一整天的雨。"),
-    ("警方提醒广大市民注意防范。如果发现可疑情况，请及时报警。", "condition", "发现可疑情况，请及时报警。", None),
+    ("出门前一定要关好煤气。否则，后果不堪设想。", "condition", "后果不堪设想。", None),
+    ("他们决定推迟出发。除非天气明显好转。", "condition", "天气明显好转。", None),
     ("该产品性能稳定。此外，价格也比较实惠。", "progression", "价格也比较实惠。", None),
     ("会议讨论了明年的工作计划。同时，还表彰了一批先进个人。", "coordination", "还表彰了一批先进个人。", None),
     ("嫌疑人先撬开了窗户。随后进入室内盗窃财物。", "temporal", "进入室内盗窃财物。", None),
@@ -389,6 +390,24 @@ def test_discourse_connective_must_be_whole_words(pipeline):
                  "比赛进行了三天。最后一天的比赛最精彩。", "报名的人很多。只有三人通过了考试。"):
         doc = pipeline.document(RawDoc("g", text))[0]
         assert list(TASKS["discourse_relation"]([doc], pipeline.ctx)) == [], text
+
+
+@pytest.mark.parametrize("text", [
+    "管线多处受损。由于破损较为严重，管线暂停运行。",  # 由于 X，Y: the cause is inside B
+    "警方提醒广大市民注意防范。如果发现可疑情况，请及时报警。",
+    "大家不要灰心。只要坚持下去就一定能成功。",  # no comma, but 就 opens B's main clause
+    "今年的收成不错。因为雨水充足所以产量很高。",
+    "周末去爬山吧。要是下雨我们也去。",
+])
+def test_discourse_subordinating_connective_inside_b_is_not_labelled(pipeline, text):
+    """A subordinating connective that opens a clause inside B, whose main clause follows in B,
+    states a relation inside B, not between A and B: no example, counted (issue 17)."""
+    from zhmask.labels import TASKS
+
+    pipeline.ctx.events = Counter()
+    doc = pipeline.document(RawDoc("g", text))[0]
+    assert list(TASKS["discourse_relation"]([doc], pipeline.ctx)) == [], text
+    assert pipeline.ctx.events["discourse_relation_clause_inside_b"] == 1
 
 
 def test_discourse_relation_on_the_fixture(built):
