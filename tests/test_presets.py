@@ -37,7 +37,7 @@ GOLDEN = {
     "electra": "417b0fc84fbb17fd53421875d67e1f86a89cca0731531ae92e931b7f5ff9f43e",
     "ernie-gen": "f4628070ca4d4a817a5fa870ee3f2260a9dbaaab691644f2c8fdc1823b606383",
     "ernie1": "506330c7e440ffe7fb4bf48c1b1331e839c44aa995cf93b642f7d308403402d2",
-    "ernie2": "c2f8729980cc4daa80ad0f5313b1638f4a318e92def75fb621c71b7db9e2129e",
+    "ernie2": "2f5f47651ebeb4e0681f2d3284ef7ad70e0ca5ca3ada25cdf4e8bb3bd81ff1db",
     "macbert": "9e880d392c0106abb39749b0f84f4aceec279d107300f54b8ee35942ccb96e7f",
     "roberta": "12ce99fd7806e3aad059df005b5cc97d115aa67d401082bf5abfd04cec6e88db",
 }
