@@ -24,7 +24,7 @@ from zhmask.commands.verify import verify_build
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 from zhmask.labels.discourse_relation import RELATIONS
-from zhmask.labels.ir_relevance import BM25, keywords
+from zhmask.labels.ir_relevance import BM25, keywords, title_free_ranges, title_pattern
 from zhmask.labels.pairs import UnitDocs, balanced_classes, text_key
 from zhmask.labels.sentence_reorder import label_of, num_classes, permutation_of, restore
 from zhmask.rng import rng_for
@@ -282,8 +282,13 @@ def test_ir_relevance_classes_against_documents(built, docs, tok):
         src, target = docs[r["doc_id"]], docs[sp["doc_id"]]
         title_ids = set(tok.encode_text(src.title))
         assert query and set(query) <= title_ids  # keywords of the title
-        t_ids = tok.encode_text(target.title)
-        assert passage[:len(t_ids)] == t_ids  # the passage starts with its title
+        # the passage is the target's text without its title (issue 17): neither the title it
+        # was drawn from nor the query's title is anywhere in it
+        assert 0 <= sp["start"] < sp["end"]
+        assert passage[:3] == tok.encode_text(target.text[sp["start"]:])[:3]
+        for title in (target.title, src.title):
+            t_ids = tok.encode_text(title)
+            assert t_ids and not any(passage[k:k + len(t_ids)] == t_ids for k in range(len(passage))), r["example_id"]
         if r[SENTENCE_LABEL] == 0:
             assert sp["doc_id"] == r["doc_id"]
         else:
@@ -292,7 +297,49 @@ def test_ir_relevance_classes_against_documents(built, docs, tok):
             kws: dict[int, str] = {}
             for t, w in zip(r["input_ids"][1:len(query) + 1], r["word_ids"][1:len(query) + 1]):
                 kws[w] = kws.get(w, "") + tok.id_to_token[t].replace("##", "")
-            assert any(kw in (target.title + target.text).lower() for kw in kws.values()), r["example_id"]
+            assert any(kw in target.text.lower() for kw in kws.values()), r["example_id"]
+
+
+def test_ir_relevance_passage_drops_the_title_and_class_1_is_retrieved(pipeline, monkeypatch, tok):
+    """News texts repeat their title: every sentence holding it leaves the passage; a document
+    without a title loses its first sentence (its query's source).  Class 1 is the other
+    document that BM25 ranks first for the query, not a random one (issue 17)."""
+    from zhmask.labels import TASKS
+
+    raws = [RawDoc("quake", "地震救援队连夜赶赴灾区。地震救援队连夜赶赴灾区！救援人员搜救被困群众。帐篷和药品陆续运抵。",
+                   title="地震救援队连夜赶赴灾区"),
+            RawDoc("rescue", "救援人员在地震灾区连续搜救。地震发生后灾区道路中断。", title="消防员坚守一线"),
+            RawDoc("stocks", "股市今天大涨。投资者信心增强。成交量明显放大。", title="沪指收涨两个百分点"),
+            RawDoc("notitle", "球队主场迎战对手。比赛非常激烈。主队最终获胜。"),
+            RawDoc("weather", "明天气温回升。周末有小雨。", title="本周天气以晴为主"),
+            RawDoc("market", "沪指午后震荡走高。券商板块领涨。", title="券商股午后发力"),
+            RawDoc("forecast", "气象台预计本周天气晴好。气温逐渐回升。", title="气象台发布预报")]
+    docs = [pipeline.document(r)[0] for r in raws]
+    by_id = {d.id: d for d in docs}
+    seen: Counter = Counter()
+    for seed in range(12):
+        monkeypatch.setattr(pipeline.ctx.config, "seed", seed)
+        pipeline.ctx.events = Counter()
+        for ex in TASKS["ir_relevance"](docs, pipeline.ctx):
+            q, p = segments({"input_ids": ex.input_ids.tolist()}, tok.sep_id)
+            src = ex.extra["segment_sources"][1]
+            target = by_id[src["doc_id"]]
+            title = target.title or "球队主场迎战对手。"
+            t_ids = tok.encode_text(title.rstrip("。"))
+            assert not any(p[k:k + len(t_ids)] == t_ids for k in range(len(p))), (ex.doc_id, ex.label)
+            if ex.doc_id == "quake":
+                seen[ex.label] += 1
+                if ex.label == 0:
+                    assert p == tok.encode_text("救援人员搜救被困群众。帐篷和药品陆续运抵。")
+                if ex.label == 1:  # the only other document that shares the query's words
+                    assert src["doc_id"] == "rescue"
+        assert pipeline.ctx.events["ir_relevance_title_sentence_dropped"] == 3  # quake 2, notitle 1
+    assert seen[1]
+    # the passage a class-0 row of "quake" shows: both copies of its title are gone, the rest stays
+    quake = by_id["quake"]
+    ranges, dropped = title_free_ranges(quake, title_pattern(quake.title), UnitDocs([quake], 125).ranges(0))
+    assert dropped == 2
+    assert [int(t) for a, b in ranges for t in quake.tokens.ids[a:b]] == tok.encode_text("救援人员搜救被困群众。帐篷和药品陆续运抵。")
 
 
 def test_bm25_and_keywords():
@@ -359,7 +406,8 @@ DISCOURSE = [  # (text, class, B after removal, A after removal)
     ("他今天没有来上课。因为他生病了。", "cause", "他生病了。", "他今天没有来上课。"),
     ("公司去年利润大幅下降。但是，今年一季度已经扭亏为盈。", "contrast", "今年一季度已经扭亏为盈。", None),
     ("虽然下了一整天的雨。但是比赛仍然按时举行。", "contrast", "比赛仍然按时举行。", "下了一整天的雨。"),
-    ("警方提醒广大市民注意防范。如果发现可疑情况，请及时报警。", "condition", "发现可疑情况，请及时报警。", None),
+    ("出门前一定要关好煤气。否则，后果不堪设想。", "condition", "后果不堪设想。", None),
+    ("他们决定推迟出发。除非天气明显好转。", "condition", "天气明显好转。", None),
     ("该产品性能稳定。此外，价格也比较实惠。", "progression", "价格也比较实惠。", None),
     ("会议讨论了明年的工作计划。同时，还表彰了一批先进个人。", "coordination", "还表彰了一批先进个人。", None),
     ("嫌疑人先撬开了窗户。随后进入室内盗窃财物。", "temporal", "进入室内盗窃财物。", None),
@@ -389,6 +437,24 @@ def test_discourse_connective_must_be_whole_words(pipeline):
                  "比赛进行了三天。最后一天的比赛最精彩。", "报名的人很多。只有三人通过了考试。"):
         doc = pipeline.document(RawDoc("g", text))[0]
         assert list(TASKS["discourse_relation"]([doc], pipeline.ctx)) == [], text
+
+
+@pytest.mark.parametrize("text", [
+    "管线多处受损。由于破损较为严重，管线暂停运行。",  # 由于 X，Y: the cause is inside B
+    "警方提醒广大市民注意防范。如果发现可疑情况，请及时报警。",
+    "大家不要灰心。只要坚持下去就一定能成功。",  # no comma, but 就 opens B's main clause
+    "今年的收成不错。因为雨水充足所以产量很高。",
+    "周末去爬山吧。要是下雨我们也去。",
+])
+def test_discourse_subordinating_connective_inside_b_is_not_labelled(pipeline, text):
+    """A subordinating connective that opens a clause inside B, whose main clause follows in B,
+    states a relation inside B, not between A and B: no example, counted (issue 17)."""
+    from zhmask.labels import TASKS
+
+    pipeline.ctx.events = Counter()
+    doc = pipeline.document(RawDoc("g", text))[0]
+    assert list(TASKS["discourse_relation"]([doc], pipeline.ctx)) == [], text
+    assert pipeline.ctx.events["discourse_relation_clause_inside_b"] == 1
 
 
 def test_discourse_relation_on_the_fixture(built):

@@ -9,21 +9,33 @@ logs this task derives the three classes from the corpus itself, a **proxy for s
   ``idf.txt`` (as ``jieba.analyse.extract_tags`` does, but over the build's own segmentation;
   words of two or more characters, no stop words, no punctuation; single characters only when
   nothing longer is left), in their order in the title, joined by spaces;
-* 0 (strongly relevant): the query's own document;
-* 1 (weakly relevant): the document that BM25 (k1 = 1.2, b = 0.75, over the title and text words
-  of the work unit's documents) ranks highest for the query among those whose text differs from
-  the source's (so never the source, nor a copy of it); the score must be positive;
-* 2 (irrelevant): a random document of the unit whose text differs from the source's and which
-  is not among the query's ``ir_irrelevant_skip_top`` (default 10) best BM25 hits; when the unit
-  is too small for that, any document whose text differs (``ir_relevance_irrelevant_fallback``).
+* passages: each document's text without its title, that is, without every sentence that
+  overlaps an occurrence of the title string (whitespace ignored; news texts often repeat it),
+  cut into runs of consecutive sentences that leave room for the query; a document without a
+  title loses its first sentence, which its query came from (``ir_relevance_title_sentence_dropped``
+  counts the sentences dropped, ``ir_relevance_no_passage`` the documents left without text).
+  So no passage contains the title its query was drawn from;
+* 0 (strongly relevant): a random passage of the query's own document;
+* 1 (weakly relevant): the passage that BM25 (k1 = 1.2, b = 0.75, over the words of every
+  passage of the work unit) ranks highest for the query among the passages of documents whose
+  text differs from the source's (never the source, nor a copy of it), skipping passages that
+  hold the query's title (``ir_relevance_hit_holds_title``): retrieved, as the shown but not
+  clicked results of a search are; the score must be positive;
+* 2 (irrelevant): a random passage of a random document of the unit whose text differs from the
+  source's and which is not among the documents of the query's ``ir_irrelevant_skip_top``
+  (default 10) best BM25 passages; when the unit is too small for that, any document whose text
+  differs (``ir_relevance_irrelevant_fallback``).
 
-Row: ``[CLS] query [SEP] passage [SEP]``, the passage being the title then the text (truncated).
-One example per document, the classes balanced over the unit's documents that have a query.
-The index is built per work unit (``--docs-per-shard`` documents), so memory stays bounded.
+Row: ``[CLS] query [SEP] passage [SEP]``, the passage truncated at its end.  One example per
+document, the classes balanced over the unit's documents that have a query.  The index is built
+per work unit (``--docs-per-shard`` documents), so memory stays bounded and rows are the same
+for any ``--workers``; a unit of one document has no class-1 candidate
+(``ir_relevance_no_bm25_hit``, ``ir_relevance_no_other_document``).
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import Any, Iterator
 
@@ -32,14 +44,16 @@ import numpy as np
 from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
-from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, check_pair, concat_docs, is_punct_word,
-                                 mini_docs, pair_example, query_doc)
+from zhmask.labels.pairs import (Ranges, Segment, UnitDocs, balanced_classes, check_pair, is_punct_word, mini_docs,
+                                 pair_example, query_doc)
 from zhmask.record import SENTENCE_LABEL, Document, Example
+from zhmask.steps.pack import pack_ranges
 
 TASK = "ir_relevance"
 OPTIONS = {"ir_query_keywords": 4, "ir_irrelevant_skip_top": 10}
-CLASSES = {0: "strongly relevant: the query's own document", 1: "weakly relevant: top BM25 hit that is not the source",
-           2: "irrelevant: a random other document outside the top BM25 hits"}
+CLASSES = {0: "strongly relevant: a passage of the query's own document",
+           1: "weakly relevant: the top BM25 passage of another document",
+           2: "irrelevant: a passage of a random other document outside the top BM25 hits"}
 K1, B = 1.2, 0.75
 
 _IDF: tuple[dict[str, float], float, frozenset[str]] | None = None
@@ -142,44 +156,112 @@ def _validate(config) -> None:
     _int_option(config, "ir_irrelevant_skip_top", 0, 1000)
 
 
+def title_pattern(title: str) -> re.Pattern | None:
+    """A regular expression for ``title`` in a text, whitespace ignored ("为何说奇瑞是技术达人?
+    看了" is the same title as "...达人?看了"); None for an empty title."""
+    chars = [ch for ch in title if not ch.isspace()]
+    return re.compile(r"\s*".join(map(re.escape, chars))) if chars else None
+
+
+def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -> tuple[Ranges, int]:
+    """``ranges`` (sentence token ranges of ``doc``) without the sentences that overlap an
+    occurrence of the title (:func:`title_pattern`) in the text, and how many sentences were
+    dropped: a passage never contains the title it was drawn from (news texts often repeat it)."""
+    sents = doc.sentences
+    if title is None or not len(ranges) or sents is None or not len(sents):
+        return ranges, 0
+    drop = np.zeros(len(sents), dtype=bool)
+    for m in title.finditer(doc.text):
+        drop |= (sents[:, 0] < m.end()) & (sents[:, 1] > m.start())
+    if not drop.any():
+        return ranges, 0
+    first = np.array([a for a, _ in ranges], dtype=np.int64)
+    sent_of = np.searchsorted(sents[:, 0], doc.tokens.starts[first], side="right") - 1
+    return [r for r, s in zip(ranges, sent_of.tolist()) if not drop[s]], int(drop.sum())
+
+
+def holds(doc: Document, ranges: Ranges, title: re.Pattern | None) -> bool:
+    """Whether one of the token ranges of ``doc`` holds the title."""
+    st, en = doc.tokens.starts, doc.tokens.ends
+    return title is not None and any(title.search(doc.text, int(st[a]), int(en[b - 1])) for a, b in ranges)
+
+
+def chunk_terms(doc: Document, chunks: list[Ranges]) -> list[list[str]]:
+    """BM25 terms of the words of each passage (token ranges) of ``doc``."""
+    texts = doc.word_texts()
+    out = []
+    for ranges in chunks:
+        w = np.concatenate([doc.tokens.word[a:b] for a, b in ranges])
+        w = w[np.r_[True, w[1:] != w[:-1]]]  # a word once per occurrence, not once per token
+        out.append(_terms([texts[i] for i in w.tolist()]))
+    return out
+
+
 @register(TASK, options=OPTIONS, validate=_validate)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     if not docs:
         return
     k = _int_option(ctx.config, "ir_query_keywords", 1, 64)
     skip_top = _int_option(ctx.config, "ir_irrelevant_skip_top", 0, 1000)
-    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
+    max_tokens = ctx.config.max_seq_length - 3
+    budget = max(1, max_tokens - min(max_tokens // 4, 3 * k))  # room left for the query
+    unit = UnitDocs(docs, max_tokens)
     with_title = [d for d in docs if d.title]
     made = dict(zip([d.id for d in with_title], mini_docs(ctx, [(f"{d.id}#title", d.title) for d in with_title])))
     titles = [made.get(d.id) for d in docs]
-    index = BM25([_terms((t.word_texts() if t else []) + d.word_texts()) for d, t in zip(docs, titles)])
-    queries: list[tuple[int, list[str]]] = []
+    # per document: the words its query comes from, and its passages: its text without the title
+    # (or without its first sentence when it has no title), in chunks of consecutive sentences
+    query_words: list[list[str]] = []
+    patterns: list[re.Pattern | None] = []
+    chunk_ranges: list[Ranges] = []
+    chunk_doc: list[int] = []
+    doc_chunks: list[list[int]] = []
+    chunk_words: list[list[str]] = []
     for i, (d, t) in enumerate(zip(docs, titles)):
         if t is not None and len(t.tokens):
-            words = t.word_texts()
-        else:  # no title: the first sentence
+            query_words.append(t.word_texts())
+            title = d.title or ""
+        else:  # no title: the first sentence stands for it
             end = int(d.sentences[0, 1])
-            words = [w for w, s in zip(d.word_texts(), d.words.starts.tolist()) if s < end]
+            query_words.append([w for w, s in zip(d.word_texts(), d.words.starts.tolist()) if s < end])
+            title = d.text[int(d.sentences[0, 0]):end]
+        patterns.append(title_pattern(title))
+        ranges, dropped = title_free_ranges(d, patterns[-1], unit.ranges(i))
+        if dropped:
+            ctx.events["ir_relevance_title_sentence_dropped"] += dropped
+        # short_seq_prob 0: greedy chunks, no draw (the generator is never used)
+        chunks = pack_ranges(ranges, budget, 0.0, None) if ranges else []
+        doc_chunks.append(list(range(len(chunk_ranges), len(chunk_ranges) + len(chunks))))
+        chunk_ranges += chunks
+        chunk_doc += [i] * len(chunks)
+        chunk_words += chunk_terms(d, chunks) if chunks else []
+    index = BM25(chunk_words)
+    chunk_key = unit.keys[np.array(chunk_doc, dtype=np.int64)] if chunk_doc else unit.keys[:0]
+    no_passage = {i for i, c in enumerate(doc_chunks) if not c}
+    queries: list[tuple[int, list[str]]] = []
+    for i, words in enumerate(query_words):
         q = keywords(words, k)
-        if q:
-            queries.append((i, q))
-        else:
+        if not q:
             ctx.events["ir_relevance_no_query"] += 1
-    # BM25 ranking of the other documents (positive scores only), per query
+        elif i in no_passage:
+            ctx.events["ir_relevance_no_passage"] += 1
+        else:
+            queries.append((i, q))
+    # BM25 ranking of the other documents' passages (positive scores only), per query
     hits: list[np.ndarray] = []
     for i, q in queries:
-        others = unit.others(i)
         scores = index.scores(_terms(q))
-        ranked = others[np.argsort(-scores[others], kind="stable")]
-        hits.append(ranked[scores[ranked] > 0])
+        cand = np.flatnonzero((chunk_key != unit.keys[i]) & (scores > 0))
+        ranked = cand[np.argsort(-scores[cand], kind="stable")]
+        # the weakly relevant passage must not hold the query's title either (a page quoting it)
+        n = 0
+        while n < len(ranked) and holds(docs[chunk_doc[ranked[n]]], chunk_ranges[ranked[n]], patterns[i]):
+            n += 1
+        if n:
+            ctx.events["ir_relevance_hit_holds_title"] += n
+            ranked = ranked[n:]
+        hits.append(ranked)
     labels = assign_classes([len(h) > 0 for h in hits], ctx.rng(docs[0].id, "ir_relevance_label", len(docs)))
-
-    def passage(j: int) -> Segment:
-        d, t = docs[j], titles[j]
-        if t is None or not len(t.tokens):
-            return Segment(d, [(0, len(d.tokens))])
-        p = concat_docs(f"{d.id}#passage", [t, d], ctx.ent_cache)
-        return Segment(p, [(0, len(p.tokens))], source_id=d.id, span=False)
 
     for (i, q), ranked, label in zip(queries, hits, labels):
         doc = docs[i]
@@ -187,24 +269,28 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         if label < 0:
             ctx.events["ir_relevance_no_bm25_hit"] += 1
             continue
-        if label == 0:
-            j: int | None = i
-        elif label == 1:
-            j = int(ranked[0])
+        if label == 1:
+            c = int(ranked[0])
         else:
-            j = unit.pick_other(i, rng, exclude=set(ranked[:skip_top].tolist()))
-            if j is None:
-                j = unit.pick_other(i, rng)
+            if label == 0:
+                j: int | None = i
+            else:
+                top_docs = list(dict.fromkeys(chunk_doc[h] for h in ranked.tolist()))[:skip_top]
+                j = unit.pick_other(i, rng, exclude=set(top_docs) | no_passage)
                 if j is None:
-                    ctx.events["ir_relevance_no_other_document"] += 1
-                    continue
-                ctx.events["ir_relevance_irrelevant_fallback"] += 1
+                    j = unit.pick_other(i, rng, exclude=no_passage)
+                    if j is None:
+                        ctx.events["ir_relevance_no_other_document"] += 1
+                        continue
+                    ctx.events["ir_relevance_irrelevant_fallback"] += 1
+            c = doc_chunks[j][int(rng.integers(len(doc_chunks[j])))]
         qdoc = query_doc(ctx, f"{doc.id}#query", q)
         a = Segment(qdoc, [(0, len(qdoc.tokens))], source_id=doc.id, span=False)
         if len(a) == 0:
             ctx.events["ir_relevance_no_query"] += 1
             continue
-        yield pair_example(a, passage(j), ctx, task=TASK, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+        passage = Segment(docs[chunk_doc[c]], chunk_ranges[c])
+        yield pair_example(a, passage, ctx, task=TASK, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
 
 
 @register_check(TASK)

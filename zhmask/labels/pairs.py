@@ -2,8 +2,8 @@
 
 * :class:`Segment`: token ranges of one document plus where they came from; the
   ``segment_sources`` column records, per segment, ``(doc_id, start, end)`` (a character span of
-  the document's normalised text, or ``-1, -1`` when the segment is not a span of the text: an
-  IR query or a passage that starts with the title).
+  the document's normalised text, from the first range's start to the last range's end, or
+  ``-1, -1`` when the segment is not a span of the text: an IR query).
 * :class:`UnitDocs`: "another document" inside one work unit (the bounded buffer).  Documents
   are identified by a hash of their whitespace-free normalised text, so a copy of the source
   document (de-duplicated or not) never counts as "another document".
@@ -232,35 +232,6 @@ def query_doc(ctx, doc_id: str, words: list[str]) -> Document:
     w = Words(starts, (starts + lens).astype(np.int32), ["x"] * len(words))
     doc = Document(doc_id, text, sentences=np.array([[0, len(text)]], dtype=np.int32), words=w)
     doc.tokens = ctx.tok.tokenize(text, w)
-    return doc
-
-
-def concat_docs(doc_id: str, parts: Sequence[Document], ent_cache: dict | None = None) -> Document:
-    """One token sequence from several documents (title then text), words renumbered.
-
-    The parts' entities, as token spans, go into ``ent_cache`` under ``doc_id`` (where
-    :func:`build_example` looks first), so that knowledge masking still sees them."""
-    from zhmask.steps.pack import entity_token_spans
-
-    ids, starts, ends, word = [], [], [], []
-    ents: list[tuple[int, int, str]] = []
-    w_off = t_off = 0
-    for d in parts:
-        t = d.tokens
-        if t is None or len(t) == 0:
-            continue
-        ids.append(t.ids)
-        starts.append(np.full(len(t), -1, np.int32))
-        ends.append(np.full(len(t), -1, np.int32))
-        word.append(t.word + w_off)
-        ents += [(a + t_off, b + t_off, typ) for a, b, typ in entity_token_spans(d)]
-        w_off += int(t.word.max()) + 1
-        t_off += len(t)
-    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
-    doc = Document(doc_id, "")
-    doc.tokens = Tokens(cat(ids, np.int32), cat(starts, np.int32), cat(ends, np.int32), cat(word, np.int32))
-    if ent_cache is not None:
-        ent_cache[doc_id] = ents
     return doc
 
 
