@@ -9,8 +9,9 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   where ``n`` is the number of candidate tokens (BERT counts [CLS]/[SEP] too; see
   docs/masking.md); a unit that would exceed what is left of the budget is skipped, never cut;
 * the fate of a unit ([MASK] / random token / unchanged, ``config.mask_ratios``) is drawn
-  once per unit and applies to all its tokens; random tokens come from
-  ``tok.replaceable_ids`` (never special or ``[unused]`` tokens);
+  once per unit and applies to all its tokens; random tokens come from the row's own
+  non-special tokens (``--random-tokens unigram``, the default: the row's unigram distribution)
+  or from ``tok.replaceable_ids`` (``vocab``; never special or ``[unused]`` tokens);
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
 Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
@@ -320,23 +321,25 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     return sw, nw, c[sw + nw] - c[sw]
 
 
-def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False) -> np.ndarray:
+def last_integers(gens: list, counts: list[int], high, fresh: bool = False) -> np.ndarray:
     """``np.concatenate([g.integers(0, high, size=c) for g, c in zip(gens, counts) if c])`` when
     this is the last draw from each generator, several times cheaper: numpy's bounded draw
     (Lemire's method on 32-bit halves of the 64-bit outputs, low half first; a half left over by
     an earlier 32-bit draw is used first) runs vectorised over ``random_raw`` outputs, the
-    generators are left wherever that leaves them.  ``fresh``: no 32-bit draw was taken from any
-    generator since it was seeded (nothing left over, no need to read the state)."""
-    todo = [(g, c) for g, c in zip(gens, counts) if c]
+    generators are left wherever that leaves them.  ``high``: one bound, or one per generator.
+    ``fresh``: no 32-bit draw was taken from any generator since it was seeded (nothing left
+    over, no need to read the state)."""
+    highs = np.broadcast_to(np.asarray(high, dtype=np.int64), (len(gens),)).tolist()
+    todo = [(g, c, h) for g, c, h in zip(gens, counts, highs) if c]
     if not todo:
         return np.zeros(0, dtype=np.int64)
-    if high <= 1 or high >= 1 << 32 or sys.byteorder != "little":
+    if any(h <= 1 or h >= 1 << 32 for _, _, h in todo) or sys.byteorder != "little":
         # no draw at all, 64-bit draws, or a machine where the view below would not give the
         # low half first: numpy itself
-        return np.concatenate([g.integers(0, high, size=c) for g, c in todo])
+        return np.concatenate([g.integers(0, h, size=c) for g, c, h in todo])
     parts = []
     avail = []  # the 32-bit values drawn for each generator
-    for g, c in todo:
+    for g, c, _ in todo:
         bg = g.bit_generator
         h = 0
         if not fresh:
@@ -349,20 +352,22 @@ def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False)
             parts.append(bg.random_raw(k).view(np.uint32))  # low half, then high half (little-endian)
         avail.append(h + 2 * k)
     stream = np.concatenate(parts)
-    counts_ = np.array([c for _, c in todo], dtype=np.int64)
+    counts_ = np.array([c for _, c, _ in todo], dtype=np.int64)
     avail = np.asarray(avail, dtype=np.int64)
     off = np.cumsum(avail) - avail
     pos = ranges_to_positions(off, off + counts_)
     x = stream[pos].astype(np.uint64)
-    m = x * np.uint64(high)
-    threshold = ((1 << 32) - high) % high
-    bad = (m & np.uint64(0xFFFFFFFF)) < np.uint64(threshold)
+    hv = np.repeat(np.array([h for _, _, h in todo], dtype=np.uint64), counts_)
+    m = x * hv
+    threshold = (np.uint64(1 << 32) - hv) % hv
+    bad = (m & np.uint64(0xFFFFFFFF)) < threshold
     out = (m >> np.uint64(32)).astype(np.int64)
     if bad.any():  # a rejected draw (rare): those generators, one value at a time
         row = np.repeat(np.arange(len(todo)), counts_)
         starts = np.cumsum(counts_) - counts_
         for r in np.unique(row[bad]).tolist():
-            g, c = todo[r]
+            g, c, high = todo[r]
+            threshold = ((1 << 32) - high) % high
             halves = stream[off[r]:off[r] + avail[r]].tolist()
             vals: list[int] = []
             i = 0
@@ -434,6 +439,9 @@ class Masker:
         self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
         self.replaceable = np.asarray(tok.replaceable_ids)
+        # the random branch draws from the row's own non-special tokens (a unigram table that
+        # travels with the row, so load-time masking draws the same), or from the vocabulary
+        self.unigram = config.random_tokens == "unigram"
         self.p = float(config.masked_lm_prob)
         self.max_pred = int(config.max_predictions_per_seq)
         ratios = ratios if ratios is not None else config.mask_ratios
@@ -604,8 +612,14 @@ class Masker:
         rnd = fate == RANDOM
         if rnd.any():
             per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
-            vals = last_integers(gens, per, len(self.replaceable), fresh)
-            out[ranges_to_positions(us[rnd], ue[rnd])] = self.replaceable[vals]
+            at = ranges_to_positions(us[rnd], ue[rnd])
+            if self.unigram:  # row i draws among its own non-special tokens (random_ids)
+                pool = np.flatnonzero(~self.special_table[ids])
+                first = np.searchsorted(pool, rb.starts)
+                vals = last_integers(gens, per, np.searchsorted(pool, rb.ends) - first, fresh)
+                out[at] = ids[pool[np.repeat(first, per) + vals]]
+            else:
+                out[at] = self.replaceable[last_integers(gens, per, len(self.replaceable), fresh)]
         # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
@@ -664,6 +678,15 @@ class Masker:
     def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
         return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
 
+    def random_ids(self, ids: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` random replacements for a row whose original tokens are ``ids``: with
+        ``--random-tokens unigram`` drawn from the row's non-special tokens (each with the
+        frequency it has in the row), with ``vocab`` from every replaceable vocabulary entry."""
+        if self.unigram:
+            pool = ids[~self.special_table[ids]]
+            return pool[rng.integers(0, len(pool), size=n)]
+        return self.replaceable[rng.integers(0, len(self.replaceable), size=n)]
+
     def fates(self, n_units: int, rng: np.random.Generator) -> np.ndarray:
         return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
 
@@ -694,7 +717,7 @@ class Masker:
             if masked:
                 out[masked] = self.mask_id
             if rnd:
-                out[rnd] = self.replaceable[rng.integers(0, len(self.replaceable), size=len(rnd))]
+                out[rnd] = self.random_ids(ids, rng, len(rnd))
             count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
         else:
             count_totals(stats, n_cand, budget, 0, None, None)
