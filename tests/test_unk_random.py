@@ -120,6 +120,8 @@ def test_unigram_random_tokens_are_the_rows_own_tokens(docs):
         assert set(got.tolist()) <= own
         drawn += len(pos)
     assert drawn > 500
+    # never the token it replaces (the row's other tokens: drawing the original would read as "keep")
+    assert not any((np.asarray(r["input_ids"]) == np.asarray(r["labels"])).any() for r, _ in rows)
     names = [tok.id_to_token[i] for row, _ in rows for i in np.asarray(row["input_ids"])[np.asarray(row["labels"]) != -100]]
     assert not any(n.startswith("[") and n.endswith("]") for n in names)
     assert sum(n.startswith("##") for n in names) < 0.02 * len(names)  # only where the row's Latin has them
@@ -154,22 +156,26 @@ def test_batched_and_dynamic_paths_draw_the_same_random_tokens(docs, random_toke
     assert res.stats["tokens_random"] > 100
 
 
-def test_last_integers_with_a_bound_per_generator():
+def test_last_integers_with_a_bound_per_value():
+    """``last_integers`` with one bound per value equals numpy's ``g.integers(0, bounds)`` per
+    generator, bounds of 1 (no draw) and bounds with frequent rejections included."""
     from zhmask.masking.units import last_integers
 
     g = np.random.default_rng(5)
-    for trial in range(20):
+    for trial in range(24):
         seeds = g.integers(0, 2**63, size=30).tolist()
         counts = g.integers(0, 5, size=30).tolist()
-        highs = g.choice([1, 2, 3, 17, 128, 3 * 2**30], size=30).tolist() if trial % 4 == 0 else \
-            g.integers(2, 500, size=30).tolist()
+        n = sum(counts)
+        bounds = (g.choice([1, 2, 3, 17, 128, 3 * 2**30], size=n) if trial % 3 == 0 else g.integers(1, 500, size=n))
         a = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
         b = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
-        for x, y in zip(a, b):
-            x.random(2), y.random(2)
-        want = [x.integers(0, h, size=c) for x, c, h in zip(a, counts, highs) if c]
+        if trial % 2:  # a 32-bit half left over from an earlier draw
+            for x, y in zip(a, b):
+                x.integers(0, 7), y.integers(0, 7)
+        offs = np.cumsum([0] + counts)
+        want = [x.integers(0, bounds[o:o + c]) for x, c, o in zip(a, counts, offs) if c]
         want = np.concatenate(want) if want else np.zeros(0, np.int64)
-        assert last_integers(b, counts, highs, fresh=True).tolist() == want.tolist(), trial
+        assert last_integers(b, counts, bounds, fresh=trial % 2 == 0).tolist() == want.tolist(), trial
 
 
 def test_options_validated_and_old_builds_keep_vocab_draws(tmp_path):
