@@ -190,3 +190,15 @@ def test_options_validated_and_old_builds_keep_vocab_draws(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "manifest.json").write_text(json.dumps({"config": cfg}), encoding="utf-8")
     assert DynamicMasking.from_build(tmp_path / "old").config.random_tokens == "vocab"
+
+
+def test_export_sentence_cuts_tell_opening_from_closing_ascii_quotes(tok):
+    """Megatron/TFRecord sentence sequences follow the build's rule for ": 走吧。 | "你去吗？" | 他问。"""
+    from zhmask.export._sequences import sentence_cuts, sentence_tables
+
+    ends, term = sentence_tables(tok)
+    ids = np.asarray(tok.encode_text('他说："好。"我们走吧。"你去吗？"他问。'), dtype=np.int64)
+    cuts = sentence_cuts(ids, ends, term, tok.vocab['"'])
+    pieces = ["".join(tok.decode_tokens(ids[a:b].tolist())) for a, b in zip([0] + cuts[:-1], cuts)]
+    assert pieces == ['他说："好。"', "我们走吧。", '"你去吗？"', "他问。"]
+    assert sentence_cuts(ids, ends, term)[1] == cuts[1] + 1  # without the rule: the opening " joins 走吧。
