@@ -88,6 +88,8 @@ def test_build_counts_mapped_characters_and_keep_unmapped(tmp_path, sample_lines
     assert kept["fingerprint"] != m["fingerprint"]
     code, out, _ = run_cli("verify", str(tmp_path / "mapped"))
     assert code == 0, out
+    two = _build(tmp_path, "two", "--workers", "2")  # counted per unit: the same for any --workers
+    assert two["mapped_chars"] == m["mapped_chars"] and two["shards"] == m["shards"]
 
 
 # ---------------------------------------------------------------------- random replacements

@@ -58,6 +58,7 @@ Examples:
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
       --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
   zhmask build-corpus saved_dataset/ --text-field content --out out/   # Dataset.save_to_disk
+  zhmask build-corpus corpus/ --keep-unmapped --random-tokens vocab --out out/  # [UNK] and draws as BERT's
 """
 
 
