@@ -78,8 +78,8 @@ def _nfc_keep_cjk(text: str) -> str:
 
 # Typographic characters and their standard equivalents (docs/pipeline.md has the table).  A
 # character is mapped only when the vocabulary in use lacks it and holds its equivalent
-# (vocab_equivalents): with bert-base-chinese's vocabulary “ ” ‘ ’ — … and a few rarer dashes
-# become [UNK] unmapped, while „ ″ ′ − ﹣ are in it and stay.
+# (vocab_equivalents): with bert-base-chinese's vocabulary “ ” ‟ ‘ ’ ‚ ‛ — – ― ‒ ‐ ‑ … are
+# mapped (they would be [UNK]), while „ 〝 〞 ″ ′ − ﹣ ‥ 〜 are in it and stay.
 EQUIVALENTS: dict[str, str] = {
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u301d": '"', "\u301e": '"', "\u2033": '"',  # “ ” „ ‟ 〝 〞 ″
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",  # ‘ ’ ‚ ‛ ′
