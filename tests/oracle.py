@@ -54,7 +54,11 @@ def split_sentences(text: str) -> np.ndarray:
     """(n, 2) int32 array of [start, end) spans; empty text gives shape (0, 2)."""
     if not text:
         return np.zeros((0, 2), dtype=np.int32)
-    ends = [m.end() for m in _END.finditer(text)]
+    ends = []
+    for m in _END.finditer(text):
+        q = text.find('"', m.start(), m.end())
+        # an ASCII " after the end that opens a quote (even count before it) starts the next sentence
+        ends.append(q if q >= 0 and text.count('"', 0, q) % 2 == 0 else m.end())
     bounds = [0]
     for e in ends:
         if e > bounds[-1] and e < len(text):

@@ -91,8 +91,12 @@ def test_parquet_unmask_decode(builds, tmp_path):
     rows = t.to_pylist()
     assert len(rows) == len(plain)  # one copy of each example of the --dupe-factor 2 build
     tok = Build(builds["wwm"]).tokenizer
-    def norm(text: str) -> str:  # the build's normalising, near enough: width, case, no spaces
-        return "".join(unicodedata.normalize("NFKC", text).lower().split())
+    from zhmask.steps.normalize import vocab_equivalents
+
+    eq = str.maketrans(vocab_equivalents(tok))
+
+    def norm(text: str) -> str:  # the build's normalising, near enough: width, case, no spaces, “ to "
+        return "".join(unicodedata.normalize("NFKC", text).lower().translate(eq).split())
 
     docs = [norm(json.loads(ln)["text"])
             for ln in (builds["wwm"].parent / "docs.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -22,7 +22,7 @@ from zhmask.generation.noise import dynamic_noise, noise_target
 from zhmask.labels.ernie_gen import check_ernie_gen
 from zhmask.labels.seq2seq import check_seq2seq
 from zhmask.rng import rng_for
-from zhmask.steps.normalize import normalize
+from zhmask.steps.normalize import Normalizer, vocab_equivalents
 from zhmask.steps.read import RawDoc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,6 +283,7 @@ def test_seq2seq_pairs_from_inews(tmp_path, inews_docs, tok):
     rows = sorted(rows_of(out), key=lambda r: int(r["doc_id"].rsplit(":", 1)[1]))  # input order (the build shuffles)
     assert res.manifest["examples_by_task"] == {"seq2seq": 150} and len(rows) == 150
     ctx = {"cls_id": tok.cls_id, "sep_id": tok.sep_id}
+    normalize = Normalizer(equivalents=vocab_equivalents(tok))  # the build's, “ ” … mapped included
     for rec, r in zip(inews_docs, rows):
         assert r["target_ids"] == tok.encode_text(normalize(rec["title"]))
         src = tok.encode_text(normalize(rec["text"]))

@@ -36,6 +36,8 @@ def test_t2s():
     ("（新华社记者兰红光摄）", ["（新华社记者兰红光摄）"]),
     ("《人民日报》发表社论。社论指出，……要坚持改革！", ["《人民日报》发表社论。", "社论指出，……", "要坚持改革！"]),
     ("第一行\n第二行", ["第一行\n", "第二行"]),
+    # ASCII quotes (“ ” mapped to " where the vocabulary lacks them) open as well as close
+    ('他说："好......"我们走吧。"你去吗？"他问。', ['他说："好......"', "我们走吧。", '"你去吗？"', "他问。"]),
     ("", []),
 ])
 def test_sentences(text, expected):

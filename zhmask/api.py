@@ -376,5 +376,7 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "events": dict(sorted(total["events"].items())),
         "decode_errors": total.get("decode_errors", [])[:MAX_REPORTED],
         "unk_chars": dict(sorted(total.get("unk_chars", {}).items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_REPORTED]),
+        "mapped_chars": dict(sorted(total.get("mapped_chars", {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        "mapped_chars_total": sum(total.get("mapped_chars", {}).values()),
         "shards": shards,
     }

@@ -58,6 +58,7 @@ Examples:
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
       --min-cjk-ratio 0.3 --max-doc-mb 1 --out out/ && zhmask verify out/
   zhmask build-corpus saved_dataset/ --text-field content --out out/   # Dataset.save_to_disk
+  zhmask build-corpus corpus/ --keep-unmapped --random-tokens vocab --out out/  # [UNK] and draws as BERT's
 """
 
 
@@ -74,6 +75,7 @@ Examples:
 @click.option("--target-field", default=None, help="JSONL/table column with the target of a seq2seq pair (--tasks seq2seq).")
 @click.option("--doc-sep", default=None, help="Plain text: 'line' (a document a line, default) or 'blank'.")
 @click.option("--t2s/--no-t2s", default=None, help="Convert traditional to simplified Chinese (OpenCC).")
+@click.option("--keep-unmapped", is_flag=True, default=None, help="Keep characters the vocabulary lacks (they become [UNK]) instead of mapping them to their equivalent in it (“ ” to \", — to -, … to ...; docs/pipeline.md): for continuing a checkpoint trained that way.")
 @click.option("--segmenter", default=None, help="rjieba (default) | jieba | pkuseg | char.")
 @click.option("--segmenter-model", default=None, help="Model directory for --segmenter pkuseg.")
 @click.option("--user-dict", multiple=True, help="jieba-format user dictionary (word [freq] [tag]); repeatable.")
@@ -91,6 +93,7 @@ Examples:
 @click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")
 @click.option("--max-predictions-per-seq", type=int, default=None, help="Cap on predicted tokens (default 20).")
 @click.option("--mask-ratios", default=None, help="[MASK]/random/keep split, e.g. 0.8,0.1,0.1.")
+@click.option("--random-tokens", default=None, help="unigram (default): random replacements drawn from the row's own tokens | vocab: from the whole vocabulary, as BERT (docs/masking.md).")
 @click.option("--dupe-factor", type=int, default=None, help="Differently masked copies of each example (default 1).")
 @click.option("--option", "extra_opts", multiple=True, help="Strategy/task knob KEY=VALUE (repeatable).")
 @click.option("--min-cjk-ratio", type=float, default=None, help="Reject documents with a smaller share of CJK characters.")
@@ -249,7 +252,8 @@ def print_summary(result) -> None:
         f"  rows       {rows}",
         f"  examples   {examples:,}: " + "  ".join(f"{k} {v:,}" for k, v in sorted(m["examples_by_task"].items())),
         f"  masking    {_masking_line(m)}",
-        f"  tokens     {m['tokens_written']:,}  ([UNK] {m['unk_tokens']:,})",
+        f"  tokens     {m['tokens_written']:,}  ([UNK] {m['unk_tokens']:,}; "
+        f"{m.get('mapped_chars_total', 0):,} characters mapped to their vocabulary equivalent)",
         f"  input      {mb:.2f} MB  {mb / max(result.seconds, 1e-6):.2f} MB/s",
     ]
     if m.get("label_counts"):

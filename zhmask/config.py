@@ -27,6 +27,7 @@ ENGINES = ("local", "ray")
 COMPRESSIONS = ("zstd", "lz4", "none")  # Arrow IPC buffer compression of the shards
 PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
 DECODE_ERRORS = ("replace", "skip", "fail")
+RANDOM_TOKENS = ("unigram", "vocab")  # where the 10% random branch draws (docs/masking.md)
 MAX_DUPE_FACTOR = 100  # BERT used 10; more copies than this is a mistake, not a recipe
 
 
@@ -46,6 +47,7 @@ class BuildConfig:
     max_doc_mb: float = 1.0  # longer lines/records are cut into pieces at sentence ends
     # normalisation
     t2s: bool = False
+    keep_unmapped: bool = False  # True: characters the vocabulary lacks stay (and become [UNK])
     # segmentation and entities
     segmenter: str = "rjieba"
     segmenter_model: str | None = None
@@ -67,6 +69,7 @@ class BuildConfig:
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     mask_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    random_tokens: str = "unigram"  # the random branch draws from the row's own tokens | "vocab": BERT's
     dupe_factor: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # strategy/task specific knobs
     # execution
@@ -155,6 +158,7 @@ class BuildConfig:
         choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
         choice("packing", self.packing, PACKINGS)
         choice("compression", self.compression, COMPRESSIONS)
+        choice("random_tokens", self.random_tokens, RANDOM_TOKENS)
         prob("masked_lm_prob", self.masked_lm_prob)
         prob("short_seq_prob", self.short_seq_prob)
         prob("min_cjk_ratio", self.min_cjk_ratio)

@@ -126,16 +126,17 @@ class Pipeline:
         from zhmask.masking import STRATEGIES
         from zhmask.paths import dictionaries_dir
         from zhmask.steps.entities import make_entity_detector
-        from zhmask.steps.normalize import Normalizer
+        from zhmask.steps.normalize import Normalizer, vocab_equivalents
         from zhmask.steps.segment import make_segmenter
         from zhmask.steps.tokenize import WordTokenizer
 
         self.config = config
-        self.normalizer = Normalizer(config.t2s)
+        self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+        # characters the vocabulary lacks become their equivalent in it (unless --keep-unmapped)
+        self.normalizer = Normalizer(config.t2s, None if config.keep_unmapped else vocab_equivalents(self.tok))
         self.segmenter = make_segmenter(config.segmenter, user_dicts=list(config.user_dict), hmm=config.hmm,
                                         model=config.segmenter_model)
         self.entities = make_entity_detector(config.entities, spacy_model=config.spacy_model, lexicons=config.lexicons)
-        self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
         self.ctx = TaskContext(config, self.tok, normalize=self.normalizer, enrich=self.enrich)
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
@@ -545,6 +546,7 @@ class Pipeline:
         docs: list[Document] = []
         decode_errors: list[str] = []
         unk_chars: Counter = Counter()
+        self.normalizer.mapped.clear()  # the characters mapped to their vocabulary equivalent in this unit
         batched, doc_events, has_unk = self.documents_or_crash(raws)  # the unit's documents at once
         events.update(doc_events)
         unk_id = self.tok.unk_id
@@ -630,6 +632,8 @@ class Pipeline:
             else:
                 _bump(stats["documents_rejected"], "no_examples_for_tasks")
         stats["events"] = dict(events)
+        if self.normalizer.mapped:  # (texts, titles, and what tasks normalise: seq2seq targets)
+            stats["mapped_chars"] = dict(sorted(self.normalizer.mapped.items()))
         stats["shard"] = {"file": shard.relative_to(out_dir).as_posix(), "rows": w.rows, "sha256": w.sha256}
         stats["unit"] = unit
         write_json_atomic(shard.with_suffix(".stats.json"), stats)

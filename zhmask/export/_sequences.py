@@ -47,14 +47,22 @@ def sentence_tables(tok) -> tuple[np.ndarray, np.ndarray]:
     return ends, term
 
 
-def sentence_cuts(ids: np.ndarray, ends: np.ndarray, term: np.ndarray) -> list[int]:
+def sentence_cuts(ids: np.ndarray, ends: np.ndarray, term: np.ndarray, quote: int | None = None) -> list[int]:
     """Exclusive end positions of the sentences of ``ids`` (the last is ``len(ids)``): a sentence
-    ends after a run of terminal tokens that contains a sentence-ending one."""
+    ends after a run of terminal tokens that contains a sentence-ending one.  ``quote``: the id
+    of ``"``, which opens as well as closes: as in ``zhmask.steps.sentences``, it ends a sentence
+    only when it closes a quote (an odd number of ``"`` before it, counted from the start of
+    ``ids``: a row begins at a sentence start)."""
     n = len(ids)
     cuts: list[int] = []
     if n == 0:
         return cuts
     t = term[ids]
+    if quote is not None:
+        q = np.flatnonzero(ids == quote)
+        if len(q):
+            t = t.copy()
+            t[q[0::2]] = False  # the 1st, 3rd, ... " open a quote
     last = -1
     for e in np.flatnonzero(ends[ids]).tolist():
         if e <= last:
@@ -157,6 +165,7 @@ class SequenceWriter(Writer):
                               "framework shuffles its samples itself)")
         tok = self.build.tokenizer
         self.ends, self.term = sentence_tables(tok)
+        self.quote = tok.vocab.get('"')  # (opens as well as closes: sentence_cuts)
         self.tmp = self.out / ".spool"
         self.spools: dict[str, SequenceSpool] = {}
         dt = np.dtype(self.dtype())
@@ -187,7 +196,7 @@ class SequenceWriter(Writer):
                                   f"(zhmask verify the build)")
             for owner, s, e in zip(owners, special[:-1].tolist(), special[1:].tolist()):
                 part = row[s + 1:e]
-                spool.add(owner, part, sentence_cuts(part, self.ends, self.term))
+                spool.add(owner, part, sentence_cuts(part, self.ends, self.term, self.quote))
 
     def assemble(self, split: str, spool: SequenceSpool) -> list[Path]:
         raise NotImplementedError

@@ -4,7 +4,10 @@
 built with ``--masking none`` (or any masking: the original ids are restored from ``labels``)
 is masked afresh every epoch.  The generator of one row is ``rng_for(seed, example_id,
 "mask", epoch)``, exactly the one the static path uses for the ``epoch``-th ``--dupe-factor``
-copy, so static and dynamic masks agree for the same (seed, epoch, example).
+copy, so static and dynamic masks agree for the same (seed, epoch, example).  The random branch of
+80/10/10 needs no table from the build: with ``--random-tokens unigram`` (the default) a row's
+random tokens are drawn from the row's own non-special tokens, which the row carries (masked ids
+are restored from ``labels`` first), so load-time masking draws exactly what the build drew.
 
 It is, at the same time,
 
@@ -131,6 +134,8 @@ class DynamicMasking:
         if not isinstance(cfg, dict):
             raise ZhmaskError(f"cannot read the build configuration from {path}: no 'config' object")
         name = masking or (cfg.get("masking") if cfg.get("masking") != "none" else "wwm")
+        if "random_tokens" not in cfg:  # a build from before --random-tokens drew from the vocabulary
+            cfg = {**cfg, "random_tokens": "vocab"}
         return cls(name, config=cfg, **kw)
 
     # ------------------------------------------------------------------ the strategy

@@ -9,8 +9,10 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   where ``n`` is the number of candidate tokens (BERT counts [CLS]/[SEP] too; see
   docs/masking.md); a unit that would exceed what is left of the budget is skipped, never cut;
 * the fate of a unit ([MASK] / random token / unchanged, ``config.mask_ratios``) is drawn
-  once per unit and applies to all its tokens; random tokens come from
-  ``tok.replaceable_ids`` (never special or ``[unused]`` tokens);
+  once per unit and applies to all its tokens; random tokens come from the row's own
+  non-special tokens other than the one replaced (``--random-tokens unigram``, the default: the
+  row's unigram distribution) or from ``tok.replaceable_ids`` (``vocab``; never special or
+  ``[unused]`` tokens): :meth:`Masker.random_ids`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
 Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
@@ -324,23 +326,35 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     return sw, nw, c[sw + nw] - c[sw]
 
 
-def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False) -> np.ndarray:
+def last_integers(gens: list, counts: list[int], high, fresh: bool = False) -> np.ndarray:
     """``np.concatenate([g.integers(0, high, size=c) for g, c in zip(gens, counts) if c])`` when
     this is the last draw from each generator, several times cheaper: numpy's bounded draw
     (Lemire's method on 32-bit halves of the 64-bit outputs, low half first; a half left over by
     an earlier 32-bit draw is used first) runs vectorised over ``random_raw`` outputs, the
-    generators are left wherever that leaves them.  ``fresh``: no 32-bit draw was taken from any
+    generators are left wherever that leaves them.  ``high``: one bound, or an array of one
+    bound per value (``sum(counts)`` of them, generator by generator: ``g.integers(0, bounds)``,
+    where a bound of 1 gives 0 and draws nothing).  ``fresh``: no 32-bit draw was taken from any
     generator since it was seeded (nothing left over, no need to read the state)."""
-    todo = [(g, c) for g, c in zip(gens, counts) if c]
+    counts = [int(c) for c in counts]
+    total = sum(counts)
+    per_value = np.ndim(high) > 0
+    hv = np.asarray(high, dtype=np.int64) if per_value else np.full(total, int(high), dtype=np.int64)
+    if len(hv) != total:
+        raise ValueError(f"{len(hv)} bounds for {total} values")
+    todo = [(g, c, a) for g, c, a in zip(gens, counts, np.cumsum([0] + counts).tolist()) if c]
     if not todo:
         return np.zeros(0, dtype=np.int64)
-    if high <= 1 or high >= 1 << 32 or sys.byteorder != "little":
-        # no draw at all, 64-bit draws, or a machine where the view below would not give the
-        # low half first: numpy itself
-        return np.concatenate([g.integers(0, high, size=c) for g, c in todo])
+    if hv.min() < 1 or hv.max() >= 1 << 32 or sys.byteorder != "little":
+        # an invalid bound (numpy says so), 64-bit draws, or a machine where the view below would
+        # not give the low half first: numpy itself
+        return np.concatenate([g.integers(0, hv[a:a + c]) if per_value else g.integers(0, high, size=c)
+                               for g, c, a in todo])
+    use = hv > 1  # the values that draw
+    cu = np.concatenate([[0], np.cumsum(use)])
+    used = [int(cu[a + c] - cu[a]) for _, c, a in todo]
     parts = []
     avail = []  # the 32-bit values drawn for each generator
-    for g, c in todo:
+    for (g, _, _), u in zip(todo, used):
         bg = g.bit_generator
         h = 0
         if not fresh:
@@ -348,36 +362,42 @@ def last_integers(gens: list, counts: list[int], high: int, fresh: bool = False)
             if st["has_uint32"]:
                 parts.append(np.array([st["uinteger"]], dtype=np.uint32))
                 h = 1
-        k = (c - h + 1) >> 1
+        k = max(0, (u - h + 1) >> 1)
         if k:
             parts.append(bg.random_raw(k).view(np.uint32))  # low half, then high half (little-endian)
         avail.append(h + 2 * k)
+    out = np.zeros(total, dtype=np.int64)
+    if not any(used):
+        return out
     stream = np.concatenate(parts)
-    counts_ = np.array([c for _, c in todo], dtype=np.int64)
+    used_ = np.asarray(used, dtype=np.int64)
     avail = np.asarray(avail, dtype=np.int64)
     off = np.cumsum(avail) - avail
-    pos = ranges_to_positions(off, off + counts_)
-    x = stream[pos].astype(np.uint64)
-    m = x * np.uint64(high)
-    threshold = ((1 << 32) - high) % high
-    bad = (m & np.uint64(0xFFFFFFFF)) < np.uint64(threshold)
-    out = (m >> np.uint64(32)).astype(np.int64)
+    x = stream[ranges_to_positions(off, off + used_)].astype(np.uint64)
+    hu = hv[use].astype(np.uint64)
+    m = x * hu
+    threshold = (np.uint64(1 << 32) - hu) % hu
+    bad = (m & np.uint64(0xFFFFFFFF)) < threshold
+    out[use] = (m >> np.uint64(32)).astype(np.int64)
     if bad.any():  # a rejected draw (rare): those generators, one value at a time
-        row = np.repeat(np.arange(len(todo)), counts_)
-        starts = np.cumsum(counts_) - counts_
+        row = np.repeat(np.arange(len(todo)), used_)
         for r in np.unique(row[bad]).tolist():
-            g, c = todo[r]
+            g, c, a = todo[r]
             halves = stream[off[r]:off[r] + avail[r]].tolist()
-            vals: list[int] = []
             i = 0
-            while len(vals) < c:
-                if i >= len(halves):
-                    halves += g.bit_generator.random_raw(1).view(np.uint32).tolist()
-                v = halves[i] * high
-                i += 1
-                if (v & 0xFFFFFFFF) >= threshold:
-                    vals.append(v >> 32)
-            out[starts[r]:starts[r] + c] = vals
+            for j in range(a, a + c):
+                bound = int(hv[j])
+                if bound == 1:
+                    continue
+                threshold_j = ((1 << 32) - bound) % bound
+                while True:
+                    if i >= len(halves):
+                        halves += g.bit_generator.random_raw(1).view(np.uint32).tolist()
+                    v = halves[i] * bound
+                    i += 1
+                    if (v & 0xFFFFFFFF) >= threshold_j:
+                        out[j] = v >> 32
+                        break
     return out
 
 
@@ -438,6 +458,9 @@ class Masker:
         self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
         self.replaceable = np.asarray(tok.replaceable_ids)
+        # the random branch draws from the row's own non-special tokens (a unigram table that
+        # travels with the row, so load-time masking draws the same), or from the vocabulary
+        self.unigram = config.random_tokens == "unigram"
         self.p = float(config.masked_lm_prob)
         self.max_pred = int(config.max_predictions_per_seq)
         ratios = ratios if ratios is not None else config.mask_ratios
@@ -608,8 +631,21 @@ class Masker:
         rnd = fate == RANDOM
         if rnd.any():
             per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
-            vals = last_integers(gens, per, len(self.replaceable), fresh)
-            out[ranges_to_positions(us[rnd], ue[rnd])] = self.replaceable[vals]
+            at = ranges_to_positions(us[rnd], ue[rnd])
+            if self.unigram:  # random_ids for every row: the rows' pools sorted by (row, token)
+                V = np.int64(self.tok.vocab_size)
+                row = np.repeat(np.arange(n, dtype=np.int64), rb.lens)
+                pool = np.sort(row[~self.special_table[ids]] * V + ids[~self.special_table[ids]])
+                key = row[at] * V + ids[at]
+                lo = np.searchsorted(pool, key, side="left")
+                same = np.searchsorted(pool, key, side="right") - lo
+                first = np.searchsorted(pool, row[at] * V)
+                high = np.searchsorted(pool, (row[at] + 1) * V) - first - same
+                v = last_integers(gens, per, np.maximum(high, 1), fresh)
+                pick = first + v + np.where(first + v < lo, 0, same)
+                out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)] - row[at] * V, ids[at])
+            else:
+                out[at] = self.replaceable[last_integers(gens, per, len(self.replaceable), fresh)]
         # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
@@ -668,6 +704,24 @@ class Masker:
     def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
         return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
 
+    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random replacements for positions ``at`` (ascending) of a row whose original tokens
+        are ``ids``.  ``--random-tokens vocab``: any replaceable vocabulary entry, uniformly.
+        ``unigram``: one of the row's non-special tokens other than the one replaced, each with
+        the frequency it has in the row (the row's unigram distribution without the original
+        token; the original stays where the row holds no other token): one draw per position
+        from the row's tokens sorted, the original's run left out."""
+        if not self.unigram:
+            return self.replaceable[rng.integers(0, len(self.replaceable), size=len(at))]
+        pool = np.sort(ids[~self.special_table[ids]])
+        orig = ids[at]
+        lo = np.searchsorted(pool, orig, side="left")
+        same = np.searchsorted(pool, orig, side="right") - lo
+        high = len(pool) - same
+        v = rng.integers(0, np.maximum(high, 1))
+        pick = v + np.where(v < lo, 0, same)
+        return np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
+
     def fates(self, n_units: int, rng: np.random.Generator) -> np.ndarray:
         return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
 
@@ -698,7 +752,7 @@ class Masker:
             if masked:
                 out[masked] = self.mask_id
             if rnd:
-                out[rnd] = self.replaceable[rng.integers(0, len(self.replaceable), size=len(rnd))]
+                out[rnd] = self.random_ids(ids, np.asarray(rnd), rng)
             count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
         else:
             count_totals(stats, n_cand, budget, 0, None, None)

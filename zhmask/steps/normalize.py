@@ -9,12 +9,20 @@
 * control characters removed; every whitespace character (U+2028, U+2029, U+0085, vertical
   tab, form feed, tab, NBSP ...) becomes a plain space and runs collapse to one; ``\\n`` is
   kept only when ``keep_newlines`` (blank-line separated documents, one sentence a line);
-* optional traditional to simplified conversion with OpenCC (``--t2s``).
+* optional traditional to simplified conversion with OpenCC (``--t2s``);
+* last, characters the vocabulary lacks that have a standard equivalent in it become that
+  equivalent (curly quotes to ASCII quotes, dashes to ``-``, ``…`` to ``...``:
+  :data:`EQUIVALENTS`), only where the character would be ``[UNK]`` and its equivalent would not
+  (:func:`vocab_equivalents`; ``--keep-unmapped`` turns it off).  Being part of normalisation,
+  every later offset (sentences, words, entities, tokens, ``chinese_ref``) refers to the mapped
+  text, so ``…`` becoming three characters needs no offset repair.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
+from typing import Any
 
 # Chinese text writes these marks full-width by convention; they keep that form (the
 # bert-base-chinese vocabulary has both) so that sentence and clause structure stays visible.
@@ -68,13 +76,47 @@ def _nfc_keep_cjk(text: str) -> str:
     return "".join(p if i % 2 else unicodedata.normalize("NFC", p) for i, p in enumerate(parts))
 
 
+# Typographic characters and their standard equivalents (docs/pipeline.md has the table).  A
+# character is mapped only when the vocabulary in use lacks it and holds its equivalent
+# (vocab_equivalents): with bert-base-chinese's vocabulary “ ” ‟ ‘ ’ ‚ ‛ — – ― ‒ ‐ ‑ … are
+# mapped (they would be [UNK]), while „ 〝 〞 ″ ′ − ﹣ ‥ 〜 are in it and stay.
+EQUIVALENTS: dict[str, str] = {
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u301d": '"', "\u301e": '"', "\u2033": '"',  # “ ” „ ‟ 〝 〞 ″
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",  # ‘ ’ ‚ ‛ ′
+    "\u2014": "-", "\u2013": "-", "\u2015": "-", "\u2012": "-", "\u2010": "-", "\u2011": "-",  # — – ― ‒ ‐ ‑
+    "\u2212": "-", "\ufe63": "-",  # − ﹣
+    "\u2026": "...", "\u2025": "..",  # … ‥
+    "\u301c": "~",  # 〜
+}
+
+
+def vocab_equivalents(tok: Any) -> dict[str, str]:
+    """The part of :data:`EQUIVALENTS` that helps with ``tok`` (a WordTokenizer): characters the
+    tokenizer turns into ``[UNK]`` whose equivalent it encodes without ``[UNK]``."""
+    unk = int(tok.unk_id)
+    out = {}
+    for ch, eq in EQUIVALENTS.items():
+        if tok.encode_text(ch) == [unk]:
+            ids = tok.encode_text(eq)
+            if ids and unk not in ids:
+                out[ch] = eq
+    return out
+
+
 class Normalizer:
-    def __init__(self, t2s: bool = False) -> None:
+    """``Normalizer(t2s, equivalents)(text)``: the normalised text.  ``equivalents`` (from
+    :func:`vocab_equivalents`) are applied last; ``mapped`` counts the characters they replaced
+    in every text normalised since it was last cleared."""
+
+    def __init__(self, t2s: bool = False, equivalents: dict[str, str] | None = None) -> None:
         self._cc = None
         if t2s:
             import opencc
 
             self._cc = opencc.OpenCC("t2s")
+        self.mapped: Counter = Counter()
+        self._eq = {ord(k): v for k, v in (equivalents or {}).items()}
+        self._eq_re = re.compile(_class(self._eq)) if self._eq else None
 
     def __call__(self, text: str, keep_newlines: bool = False) -> str:
         if _NON_ASCII.search(text) is not None:
@@ -93,6 +135,9 @@ class Normalizer:
         text = text.strip()
         if self._cc is not None and text:
             text = self._cc.convert(text)
+        if self._eq_re is not None and not text.isascii() and self._eq_re.search(text) is not None:
+            self.mapped.update(self._eq_re.findall(text))
+            text = text.translate(self._eq)
         return text
 
 

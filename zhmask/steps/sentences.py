@@ -37,11 +37,35 @@ def split_sentences_joined(joined: str, doc_starts: np.ndarray, doc_ends: np.nda
     (the separator matches on its own), and an end found at a document's edge is dropped either
     way; the look-arounds at a document's edge see the separator (whitespace) where the text alone
     sees its start or end, and none of them tells the two apart."""
-    ends = np.fromiter((m.end() for m in _END.finditer(joined)), dtype=np.int64)
-    doc = np.searchsorted(doc_starts, ends, side="right") - 1
+    if '"' not in joined:
+        ends = np.fromiter((m.end() for m in _END.finditer(joined)), dtype=np.int64)
+        doc = np.searchsorted(doc_starts, ends, side="right") - 1
+    else:
+        ends, doc = _ascii_quote_ends(joined, doc_starts)
     inside = (ends > doc_starts[doc]) & (ends < doc_ends[doc])
     cut = ends[inside]
     counts = np.bincount(doc[inside], minlength=len(doc_starts)) + 1
     starts = np.sort(np.concatenate([doc_starts, cut]))
     stops = np.sort(np.concatenate([cut, doc_ends]))
     return starts, stops, counts
+
+
+def _ascii_quote_ends(joined: str, doc_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sentence ends of ``joined`` and their documents where it holds ASCII double quotes:
+    ``"`` opens as well as closes a quotation (normalisation maps “ ” to it where the vocabulary
+    lacks them), so a ``"`` after a sentence end closes the sentence only when it closes a quote,
+    i.e. when an odd number of ``"`` precede it in its document; an opening one starts the next
+    sentence (``走吧。"你去吗？"`` is ``走吧。`` and ``"你去吗？"``, as ``走吧。“你去吗？”``)."""
+    se = np.fromiter((x for m in _END.finditer(joined) for x in m.span()), dtype=np.int64).reshape(-1, 2)
+    starts, ends = se[:, 0], se[:, 1].copy()
+    doc = np.searchsorted(doc_starts, ends, side="right") - 1
+    q = np.fromiter((m.start() for m in re.finditer('"', joined)), dtype=np.int64)
+    k = np.searchsorted(q, starts)  # the first " at or after each match's start
+    has = k < len(q)
+    has[has] = q[k[has]] < ends[has]
+    if has.any():
+        before = k[has] - np.searchsorted(q, doc_starts[doc[has]])  # " earlier in the document
+        opening = before % 2 == 0
+        hit = np.flatnonzero(has)[opening]
+        ends[hit] = q[k[hit]]
+    return ends, doc

@@ -1,0 +1,206 @@
+"""Issue 17: characters the vocabulary lacks mapped to their equivalent in it (``--keep-unmapped``
+keeps them), and the 80/10/10 random branch drawn from the row's own tokens (``--random-tokens``).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from zhmask.config import BuildConfig
+from zhmask.errors import ZhmaskError
+from zhmask.pipeline import Pipeline
+from zhmask.steps.normalize import EQUIVALENTS, Normalizer, vocab_equivalents
+from zhmask.steps.read import RawDoc
+from zhmask.steps.tokenize import WordTokenizer
+
+TEXT = "他说：“北京的冬天……很冷。”——新华社记者‘小李’报道"
+
+
+# ---------------------------------------------------------------------- the mapping
+def test_equivalents_are_derived_from_the_vocabulary_in_use(tmp_path, tok):
+    eq = vocab_equivalents(tok)
+    # bert-base-chinese lacks the curly quotes, the em dash and the ellipsis, and has their equivalents
+    assert {k: eq[k] for k in "“”‘’—…"} == {"“": '"', "”": '"', "‘": "'", "’": "'", "—": "-", "…": "..."}
+    # it has „ ″ ′ − ﹣ ‥ 〜 itself: they stay
+    assert not set("„″′−﹣‥〜") & set(eq) and set(eq) <= set(EQUIVALENTS)
+    for ch, rep in eq.items():
+        assert tok.encode_text(ch) == [tok.unk_id] and tok.unk_id not in tok.encode_text(rep)
+    # a vocabulary with “ ” keeps them; one without '-' cannot map the dashes
+    v = tmp_path / "vocab.txt"
+    v.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "“", "”", '"', ".", "'", "的"]) + "\n",
+                 encoding="utf-8")
+    own = vocab_equivalents(WordTokenizer(v))
+    assert own == {"‘": "'", "’": "'", "‚": "'", "‛": "'", "„": '"', "‟": '"', "…": "...", "‥": "..", "〝": '"',
+                   "〞": '"', "″": '"', "′": "'"}
+
+
+def test_normalizer_maps_last_and_counts(tok):
+    norm = Normalizer(equivalents=vocab_equivalents(tok))
+    assert norm(TEXT) == '他说："北京的冬天......很冷。"--新华社记者\'小李\'报道'
+    assert norm.mapped == Counter({"“": 1, "”": 1, "…": 2, "—": 2, "‘": 1, "’": 1})
+    assert norm("ＡＢ “x” ") == 'AB "x"'  # full-width and spaces first, then the mapping
+    norm.mapped.clear()
+    assert norm("plain ascii text") == "plain ascii text" and not norm.mapped
+    assert Normalizer()(TEXT) == TEXT  # no equivalents: the characters stay
+
+
+def test_mapped_text_keeps_offsets_words_entities_and_refs_aligned(pipeline):
+    """Mapping is part of normalisation: every offset refers to the mapped text, and … becomes
+    three characters, three tokens, each with its own span."""
+    from zhmask.masking.units import chinese_ref
+
+    doc, why = pipeline.document(RawDoc("d", TEXT))
+    assert why is None and doc.text.count(".") == 6 and "…" not in doc.text
+    t = doc.tokens
+    assert pipeline.tok.unk_id not in t.ids
+    assert [pipeline.tok.id_to_token[i] for i in t.ids] == [doc.text[a:b] for a, b in zip(t.starts, t.ends)]
+    w = doc.words
+    assert (w.starts[t.word] <= t.starts).all() and (t.ends <= w.ends[t.word]).all()
+    assert {doc.text[s.start:s.end] for s in doc.entities} >= {"北京", "新华社"}
+    ex = next(iter(pipeline.examples([doc])))
+    ref = chinese_ref(ex.input_ids, ex.word_ids, pipeline._cjk_table)
+    toks = pipeline.tok.decode_tokens(ex.input_ids)
+    assert {toks[i] for i in ref.tolist()} <= set(doc.text) - set("\".'-")  # refs continue Chinese words only
+
+
+def _build(tmp_path, name, *args):
+    out = tmp_path / name
+    code, _, err = run_cli("build-corpus", str(tmp_path / "in.txt"), "--out", str(out), "--masking", "wwm",
+                           "--docs-per-shard", "7", "-q", *args)
+    assert code == 0, err
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def test_build_counts_mapped_characters_and_keep_unmapped(tmp_path, sample_lines):
+    lines = sample_lines[:30] + [TEXT, "“引号”与‘单引号’……", "——破折号——"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    want = Counter(ch for ln in lines for ch in ln if ch in "“”‘’—…")
+    m = _build(tmp_path, "mapped")
+    assert m["mapped_chars"] == dict(want) and m["mapped_chars_total"] == sum(want.values())
+    assert not set(m["unk_chars"]) & set(want) and m["config"]["keep_unmapped"] is False
+    kept = _build(tmp_path, "kept", "--keep-unmapped")
+    assert kept["mapped_chars"] == {} and kept["mapped_chars_total"] == 0
+    assert set(want) <= set(kept["unk_chars"]) and kept["unk_tokens"] >= m["unk_tokens"] + sum(want.values())
+    assert kept["fingerprint"] != m["fingerprint"]
+    code, out, _ = run_cli("verify", str(tmp_path / "mapped"))
+    assert code == 0, out
+    two = _build(tmp_path, "two", "--workers", "2")  # counted per unit: the same for any --workers
+    assert two["mapped_chars"] == m["mapped_chars"] and two["shards"] == m["shards"]
+
+
+# ---------------------------------------------------------------------- random replacements
+def _random_rows(docs, random_tokens: str):
+    """Rows of a wwm build where every predicted unit gets a random token: (row, original ids)."""
+    pipe = Pipeline(BuildConfig(masking="wwm", mask_ratios=(0.0, 1.0, 0.0), random_tokens=random_tokens).validate())
+    plain = Pipeline(BuildConfig(masking="none").validate())
+    out = []
+    for ex in pipe.examples(docs):
+        for row in pipe.rows(ex, {"masking": {}}):
+            out.append((row, np.asarray(ex.input_ids)))
+    return pipe, plain, out
+
+
+@pytest.fixture(scope="module")
+def docs(pipeline, sample_lines):
+    return [d for d, _ in (pipeline.document(RawDoc(f"s:{i}", t)) for i, t in enumerate(sample_lines[:60]))
+            if d is not None]
+
+
+def test_unigram_random_tokens_are_the_rows_own_tokens(docs):
+    pipe, _, rows = _random_rows(docs, "unigram")
+    tok = pipe.tok
+    drawn = 0
+    for row, ids in rows:
+        lab = np.asarray(row["labels"])
+        pos = np.flatnonzero(lab != -100)
+        own = set(ids[~np.isin(ids, tok.special_ids)].tolist())
+        got = np.asarray(row["input_ids"])[pos]
+        assert set(got.tolist()) <= own
+        drawn += len(pos)
+    assert drawn > 500
+    # never the token it replaces (the row's other tokens: drawing the original would read as "keep")
+    assert not any((np.asarray(r["input_ids"]) == np.asarray(r["labels"])).any() for r, _ in rows)
+    names = [tok.id_to_token[i] for row, _ in rows for i in np.asarray(row["input_ids"])[np.asarray(row["labels"]) != -100]]
+    assert not any(n.startswith("[") and n.endswith("]") for n in names)
+    assert sum(n.startswith("##") for n in names) < 0.02 * len(names)  # only where the row's Latin has them
+    # vocab: BERT's draw over the whole vocabulary, continuation pieces and all
+    _, _, vrows = _random_rows(docs, "vocab")
+    vnames = [tok.id_to_token[i] for row, _ in vrows
+              for i in np.asarray(row["input_ids"])[np.asarray(row["labels"]) != -100]]
+    assert sum(n.startswith("##") for n in vnames) > 0.3 * len(vnames)
+
+
+@pytest.mark.parametrize("random_tokens", ["unigram", "vocab"])
+def test_batched_and_dynamic_paths_draw_the_same_random_tokens(docs, random_tokens):
+    """The batched path (mask_rows), the per-example path and load-time masking agree, for both tables."""
+    from zhmask.masking.dynamic import DynamicMasking
+    from zhmask.rng import GeneratorBatch, rng_for
+
+    cfg = BuildConfig(masking="wwm", mask_ratios=(0.2, 0.6, 0.2), random_tokens=random_tokens).validate()
+    pipe = Pipeline(cfg)
+    exs = list(pipe.examples(docs))[:150]
+    gb = GeneratorBatch()
+    gb.prepare([(cfg.seed, ex.example_id, "mask", 0) for ex in exs])
+    res = pipe.mask.mask_rows(exs, gb.generators())
+    dyn = DynamicMasking("wwm", config=cfg, return_tensors="np")
+    ends = np.cumsum(res.lens)
+    for ex, b, n in zip(exs, ends.tolist(), res.lens.tolist()):
+        one = pipe.mask(ex, rng_for(cfg.seed, ex.example_id, "mask", 0))
+        assert one.input_ids.tolist() == res.input_ids[b - n:b].tolist()
+        row = {"example_id": ex.example_id, "input_ids": one.input_ids.tolist(), "labels": one.labels.tolist(),
+               "word_ids": ex.word_ids.tolist()}
+        inp, lab = dyn.mask_row(row, epoch=0)
+        assert inp.tolist() == one.input_ids.tolist() and lab.tolist() == one.labels.tolist()
+    assert res.stats["tokens_random"] > 100
+
+
+def test_last_integers_with_a_bound_per_value():
+    """``last_integers`` with one bound per value equals numpy's ``g.integers(0, bounds)`` per
+    generator, bounds of 1 (no draw) and bounds with frequent rejections included."""
+    from zhmask.masking.units import last_integers
+
+    g = np.random.default_rng(5)
+    for trial in range(24):
+        seeds = g.integers(0, 2**63, size=30).tolist()
+        counts = g.integers(0, 5, size=30).tolist()
+        n = sum(counts)
+        bounds = (g.choice([1, 2, 3, 17, 128, 3 * 2**30], size=n) if trial % 3 == 0 else g.integers(1, 500, size=n))
+        a = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
+        b = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
+        if trial % 2:  # a 32-bit half left over from an earlier draw
+            for x, y in zip(a, b):
+                x.integers(0, 7), y.integers(0, 7)
+        offs = np.cumsum([0] + counts)
+        want = [x.integers(0, bounds[o:o + c]) for x, c, o in zip(a, counts, offs) if c]
+        want = np.concatenate(want) if want else np.zeros(0, np.int64)
+        assert last_integers(b, counts, bounds, fresh=trial % 2 == 0).tolist() == want.tolist(), trial
+
+
+def test_options_validated_and_old_builds_keep_vocab_draws(tmp_path):
+    with pytest.raises(ZhmaskError, match="--random-tokens: 'corpus' is not one of unigram, vocab"):
+        BuildConfig(random_tokens="corpus").validate()
+    code, _, err = run_cli("build-corpus", "--random-tokens", "nope", "--out", str(tmp_path / "x"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    from zhmask.masking.dynamic import DynamicMasking
+
+    cfg = BuildConfig(masking="wwm").to_dict()
+    cfg.pop("random_tokens")  # a manifest written before --random-tokens existed
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps({"config": cfg}), encoding="utf-8")
+    assert DynamicMasking.from_build(tmp_path / "old").config.random_tokens == "vocab"
+
+
+def test_export_sentence_cuts_tell_opening_from_closing_ascii_quotes(tok):
+    """Megatron/TFRecord sentence sequences follow the build's rule for ": 走吧。 | "你去吗？" | 他问。"""
+    from zhmask.export._sequences import sentence_cuts, sentence_tables
+
+    ends, term = sentence_tables(tok)
+    ids = np.asarray(tok.encode_text('他说："好。"我们走吧。"你去吗？"他问。'), dtype=np.int64)
+    cuts = sentence_cuts(ids, ends, term, tok.vocab['"'])
+    pieces = ["".join(tok.decode_tokens(ids[a:b].tolist())) for a, b in zip([0] + cuts[:-1], cuts)]
+    assert pieces == ['他说："好。"', "我们走吧。", '"你去吗？"', "他问。"]
+    assert sentence_cuts(ids, ends, term)[1] == cuts[1] + 1  # without the rule: the opening " joins 走吧。
