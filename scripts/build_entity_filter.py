@@ -38,7 +38,7 @@ from zhmask.config import BuildConfig  # noqa: E402
 from zhmask.pipeline import Pipeline  # noqa: E402
 from zhmask.segquality.gold import parse_gold_lines  # noqa: E402
 from zhmask.steps.entities import TYPES, LexiconEntities  # noqa: E402
-from zhmask.steps.read import RawDoc  # noqa: E402
+from zhmask.segquality.entities import gold_documents  # noqa: E402
 
 SCORED = ("PER", "LOC", "ORG", "MISC")
 HEADER = """# Strings that are not entities of the listed type(s), though jieba's dictionary tags them so
@@ -114,12 +114,8 @@ def count(lines: list[str], person_paths: list[Path], lexicon_paths: list[Path])
     correct: Counter = Counter()
     as_word: Counter = Counter()  # a gold word with a non-entity tag
     as_type: Counter = Counter()  # (string, type) gold entities
-    sents = gold.sentences
-    for a in range(0, len(sents), 500):
-        part = sents[a:a + 500]
-        for s, (doc, _) in zip(part, pipe.documents([RawDoc(str(k), s.text) for k, s in enumerate(part)])):
-            if doc is None or doc.text != s.text:
-                continue
+    for s, doc in gold_documents(gold, pipe):
+        if doc is not None:
             g = gold_spans(s)
             for x, y, t in g:
                 as_type[s.text[x:y], t] += 1
@@ -165,12 +161,8 @@ def score(lines: list[str], stop: dict[str, set[str]], person_paths: list[Path],
         det = LexiconEntities(paths, stoplist_paths=[sl], person_chars_paths=person_paths)
         pipe = Pipeline(BuildConfig(entities="none"))
         out = {t: [0, 0, 0] for t in SCORED}
-        sents = gold.sentences
-        for a in range(0, len(sents), 500):
-            part = sents[a:a + 500]
-            for s, (doc, _) in zip(part, pipe.documents([RawDoc(str(k), s.text) for k, s in enumerate(part)])):
-                if doc is None or doc.text != s.text:
-                    continue
+        for s, doc in gold_documents(gold, pipe):
+            if doc is not None:
                 g = gold_spans(s)
                 p = {(sp.start, sp.end, sp.type) for sp in det.detect(s.text, doc.words)}
                 for t in SCORED:

@@ -34,12 +34,12 @@ INPUT = "presets_input.jsonl"  # a fixed relative name: the input path is part o
 GOLDEN = {
     "bert": "19b1a585d00dc8aa3c2591bacfff3064fdd947d50630ced8d891ab766c8bf0ea",
     "bert-wwm": "8d13cdb289496b2f7a8fc9d20335575b2febeb663d52b9f2b66f405ff2274f4f",
-    "electra": "18279154423d1ee707dd05a984715cd9c96fbc920170fedbee2deee2a9fe603c",
+    "electra": "a52ef25bf60e6c2f745bb6987e988622f91011b45329e7c8697d401b9bf0f409",
     "ernie-gen": "f4628070ca4d4a817a5fa870ee3f2260a9dbaaab691644f2c8fdc1823b606383",
-    "ernie1": "bbf2fbbf4d946f1fdc4b5ec8ed8c49a1a1cb578f1a1f087b0422e5be4bbb30d3",
-    "ernie2": "f2418bdfdda45079e5b14bdd73947cb03fa62ac967de1a3f90a1b50e5296f75c",
-    "macbert": "ebe74ba563070113626008b6cc965cf4e6a26d164feeb9cdd7c195a6d4c4b120",
-    "roberta": "f4471e67d0dcbfb8bfac1e19fc0da42ac16f4e8fde1383311edeec026a321a5e",
+    "ernie1": "ff5473806b5a787050e40b5a1b461f4fb1bb352ca24ebc775d07b327acfba3a6",
+    "ernie2": "3847efc3d7a3dee8fe9921780e91907222f44e226cb1b22ced7824c91c2a5b03",
+    "macbert": "d634fad033a976b485974fe49b838d1bba817bf2bee4ad6da6bf9b775b6cd634",
+    "roberta": "ac65d68da98f36be3012bd5558d333a5a708290127b0aadba32a2ec12e44b889",
 }
 
 

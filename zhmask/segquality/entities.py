@@ -42,39 +42,47 @@ class EntityScores:
         return d
 
 
-def score_entities(gold: GoldCorpus, pipeline, batch: int = 500, keep_errors: int = 0) -> EntityScores:
-    """PER/LOC/ORG precision and recall of ``pipeline``'s entities on ``gold`` (exact spans)."""
+def gold_documents(gold: GoldCorpus, pipeline, batch: int = 500):
+    """(gold sentence, document) of every gold sentence, its plain text run through
+    ``pipeline``'s document stages ``batch`` sentences at a time; the document is None where the
+    pipeline rejected the text or changed it (offsets would not compare)."""
     from zhmask.steps.read import RawDoc
 
-    res = EntityScores()
-    if keep_errors:
-        res.errors = {t: Counter() for t in ENTITY_TYPES}
     sents = gold.sentences
     for a in range(0, len(sents), batch):
         part = sents[a:a + batch]
         raws = [RawDoc(f"gold:{s.line}", s.text) for s in part]
         for s, (doc, _) in zip(part, pipeline.documents(raws)):
-            if doc is None or doc.text != s.text:
-                res.skipped += 1
-                continue
-            res.sentences += 1
-            # any gold name-like span (PER/LOC/ORG or an nz word): a prediction touching none is no entity at all
-            anyname = [(x, y) for x, y, _ in s.entities]
-            anyname += [(x, y) for (x, y), t in zip(s.words, s.tags) if t == "nz"]
-            touched = np.zeros(len(s.text) + 1, dtype=np.int64)
-            for x, y in anyname:
-                touched[x + 1:y + 1] = 1
-            ctouched = np.cumsum(touched)
-            for typ in ENTITY_TYPES:
-                g = {(x, y) for x, y, t in s.entities if t == typ}
-                p = {(sp.start, sp.end) for sp in doc.entities if sp.type == typ}
-                res.per_type[typ].add(g, p)
-                for x, y in p:
-                    if ctouched[y] == ctouched[x]:
-                        res.no_entity[typ] += 1
-                if keep_errors:
-                    for x, y in p - g:
-                        res.errors[typ][s.text[x:y]] += 1
+            yield s, doc if doc is not None and doc.text == s.text else None
+
+
+def score_entities(gold: GoldCorpus, pipeline, batch: int = 500, keep_errors: int = 0) -> EntityScores:
+    """PER/LOC/ORG precision and recall of ``pipeline``'s entities on ``gold`` (exact spans)."""
+    res = EntityScores()
+    if keep_errors:
+        res.errors = {t: Counter() for t in ENTITY_TYPES}
+    for s, doc in gold_documents(gold, pipeline, batch):
+        if doc is None:
+            res.skipped += 1
+            continue
+        res.sentences += 1
+        # any gold name-like span (PER/LOC/ORG or an nz word): a prediction touching none is no entity at all
+        anyname = [(x, y) for x, y, _ in s.entities]
+        anyname += [(x, y) for (x, y), t in zip(s.words, s.tags) if t == "nz"]
+        touched = np.zeros(len(s.text) + 1, dtype=np.int64)
+        for x, y in anyname:
+            touched[x + 1:y + 1] = 1
+        ctouched = np.cumsum(touched)
+        for typ in ENTITY_TYPES:
+            g = {(x, y) for x, y, t in s.entities if t == typ}
+            p = {(sp.start, sp.end) for sp in doc.entities if sp.type == typ}
+            res.per_type[typ].add(g, p)
+            for x, y in p:
+                if ctouched[y] == ctouched[x]:
+                    res.no_entity[typ] += 1
+            if keep_errors:
+                for x, y in p - g:
+                    res.errors[typ][s.text[x:y]] += 1
     return res
 
 

@@ -14,6 +14,9 @@ Types: PER, LOC, ORG, MISC (proper nouns), IDIOM, PHRASE.
   starts and ends on word boundaries and is a lexicon entry.  The bundled lexicons are
   filtered the same way when they are built; a user's lexicon is taken as it is.
 
+An ORG candidate right after a word tagged as a place or an abbreviation (美国/ns 国防部) is
+dropped: it is the tail of a compound name (see :func:`_org_context`).
+
 Overlaps are resolved longest first, then leftmost; the result is sorted and non-overlapping.
 The ``spacy`` backend runs any installed spaCy pipeline with an ``ner`` (or entity_ruler)
 component and snaps its entities outwards to word boundaries.
@@ -50,25 +53,30 @@ def load_lexicons(paths: list[Path]) -> dict[str, str]:
     return out
 
 
-def load_stoplist(paths: list[Path]) -> dict[str, int]:
-    """word -> bit mask of the TYPES it never takes (bit ``TYPES.index(t)``), from files of
-    ``word TYPE [TYPE ...]`` lines (``#`` starts a comment line)."""
-    out: dict[str, int] = {}
+def _entry_lines(paths: list[Path], what: str):
+    """(path, line number, fields) of every line of ``paths`` but blank and ``#`` lines;
+    ZhmaskError naming ``what`` when a file cannot be read."""
     for path in paths:
         try:
             lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read entity stop list {path}: {exc}") from None
+            raise ZhmaskError(f"cannot read {what} {path}: {exc}") from None
         for n, line in enumerate(lines, 1):
             parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            bad = [t for t in parts[1:] if t.upper() not in TYPES]
-            if len(parts) < 2 or bad:
-                raise ZhmaskError(f"{path}:{n}: expected 'word TYPE [TYPE ...]' with types among "
-                                  f"{', '.join(TYPES)}, got {line.strip()!r}")
-            for t in parts[1:]:
-                out[parts[0]] = out.get(parts[0], 0) | 1 << TYPES.index(t.upper())
+            if parts and not parts[0].startswith("#"):
+                yield path, n, parts
+
+
+def load_stoplist(paths: list[Path]) -> dict[str, int]:
+    """word -> bit mask of the TYPES it never takes (bit ``TYPES.index(t)``), from files of
+    ``word TYPE [TYPE ...]`` lines (``#`` starts a comment line)."""
+    out: dict[str, int] = {}
+    for path, n, parts in _entry_lines(paths, "entity stop list"):
+        if len(parts) < 2 or any(t.upper() not in TYPES for t in parts[1:]):
+            raise ZhmaskError(f"{path}:{n}: expected 'word TYPE [TYPE ...]' with types among "
+                              f"{', '.join(TYPES)}, got {' '.join(parts)!r}")
+        for t in parts[1:]:
+            out[parts[0]] = out.get(parts[0], 0) | 1 << TYPES.index(t.upper())
     return out
 
 
@@ -148,6 +156,11 @@ class LexiconEntities:
 
     def detect(self, text: str, words: Words) -> list[Span]:
         cands = self.candidates(text, words)
+        if cands:  # (as detect_joined: the ORG context rule, then overlaps)
+            a = np.fromiter((c[0] for c in cands), dtype=np.int64, count=len(cands))
+            t = np.fromiter((_TYPE_CODE[c[2]] for c in cands), dtype=np.int8, count=len(cands))
+            keep = _org_context(words, a, t).tolist()
+            cands = [c for c, k in zip(cands, keep) if k]
         return resolve(cands) if cands else []
 
     def candidates(self, text: str, words: Words) -> list[tuple[int, int, str]]:
@@ -209,7 +222,13 @@ class LexiconEntities:
             self._hash_table().walk(joined, starts, ends, c_s, c_e, c_t)
         if not c_s:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
-        cs, ce, ct = resolve_arrays(np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t))
+        cs, ce, ct = np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t)
+        k = _org_context(words, cs, ct)
+        if not k.all():
+            cs, ce, ct = cs[k], ce[k], ct[k]
+        if not len(cs):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        cs, ce, ct = resolve_arrays(cs, ce, ct)
         return cs, ce, [TYPES[t] for t in ct.tolist()]
 
 
@@ -255,6 +274,23 @@ def _pos_candidates(text: str, words: Words, filt: "TagFilter | None", c_s: list
     c_s.append(s[ok])
     c_e.append(e[ok])
     c_t.append(t[ok])
+
+
+def _org_context(words: Words, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
+    """Which candidates (starts ``cs``, type codes ``ct``) to keep: every one but an ORG that
+    starts right after a word tagged as a place or an abbreviation (美国/ns 国防部, 中/j 外交部):
+    the tail of a compound name, which People's Daily's gold tags as a plain noun there (and
+    as an organisation alone).  The place stays a unit of its own."""
+    keep = np.ones(len(cs), dtype=bool)
+    org = np.flatnonzero(ct == _TYPE_CODE["ORG"])
+    if not len(org):
+        return keep
+    w = np.searchsorted(words.starts, cs[org])
+    pos = words.pos
+    n = len(pos)
+    prev = [0 < k < n and pos[k - 1] in ("ns", "j") and words.ends[k - 1] == words.starts[k] for k in w.tolist()]
+    keep[org[np.asarray(prev, dtype=bool)]] = False
+    return keep
 
 
 _NAME_DOTS = frozenset("·•・‧")
@@ -303,18 +339,10 @@ def load_person_chars(paths: list[Path]) -> tuple[set[str], set[str]]:
     """(surnames, transliteration characters) from files of ``chars SURNAME|FOREIGN`` lines."""
     sur: set[str] = set()
     fg: set[str] = set()
-    for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read person characters {path}: {exc}") from None
-        for n, line in enumerate(lines, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            if len(parts) != 2 or parts[1] not in ("SURNAME", "FOREIGN"):
-                raise ZhmaskError(f"{path}:{n}: expected 'chars SURNAME' or 'char FOREIGN', got {line.strip()!r}")
-            (sur if parts[1] == "SURNAME" else fg).add(parts[0])
+    for path, n, parts in _entry_lines(paths, "person characters"):
+        if len(parts) != 2 or parts[1] not in ("SURNAME", "FOREIGN"):
+            raise ZhmaskError(f"{path}:{n}: expected 'chars SURNAME' or 'char FOREIGN', got {' '.join(parts)!r}")
+        (sur if parts[1] == "SURNAME" else fg).add(parts[0])
     return sur, fg
 
 
