@@ -79,6 +79,19 @@ def test_person_names_need_the_shape_of_a_name(tmp_path):
         assert [(text[s.start:s.end], s.type) for s in det.detect(text, words)] == want, pieces
 
 
+def test_an_organisation_after_a_place_word_is_no_unit():
+    """美国/ns 国防部/nt: the tail of a compound name (the gold tags it n there); the place stays."""
+    det = LexiconEntities([], stoplist_paths=[], person_chars_paths=[])
+    for pieces, want in [
+        ([("美国", "ns"), ("国防部", "nt"), ("发言人", "n")], [("美国", "LOC")]),
+        ([("中", "j"), ("外交部", "nt")], []),
+        ([("国防部", "nt"), ("发言人", "n")], [("国防部", "ORG")]),
+        ([("美国", "ns"), ("、", "x"), ("国防部", "nt")], [("美国", "LOC"), ("国防部", "ORG")]),
+    ]:
+        text, words = _words(pieces)
+        assert [(text[s.start:s.end], s.type) for s in det.detect(text, words)] == want, pieces
+
+
 def test_filter_files_with_bad_lines_fail_in_one_line(tmp_path):
     bad = tmp_path / "stop.txt"
     bad.write_text("合作 PLACE\n", encoding="utf-8")
@@ -97,7 +110,7 @@ def test_joined_detection_equals_one_by_one_with_the_filter(pipeline, sample_lin
     det = pipeline.entities
     assert det._filter is not None and det._filter.names
     seg = make_segmenter("rjieba")
-    texts = sample_lines[:40] + ["拉菲克·塔拉尔说", "徐先生和江泽民", "合作与和平"]
+    texts = sample_lines[:40] + ["拉菲克·塔拉尔说", "徐先生和江泽民", "合作与和平", "美国国防部发言人", "国防部"]
     joined = JOIN.join(texts)
     s, e, t = det.detect_joined(joined, seg.segment(joined))
     want, off = [], 0
