@@ -5,6 +5,10 @@ Run from the repository root:  python scripts/build_dictionaries.py ../shared/le
 Every output is plain UTF-8 in jieba's user-dictionary format, one entry a line:
 ``word freq tag``.  The tag is the entity/phrase type zhmask assigns on a match.
 Sources and licences are listed in dictionaries/README.md.
+
+Entries that dictionaries/not_entity.txt lists for the lexicon's type (common words that are
+mostly not entities of it in running text, e.g. 合作 and 和平 as places; see
+scripts/build_entity_filter.py) are left out.
 """
 from __future__ import annotations
 
@@ -24,12 +28,28 @@ def read_tsv(path: Path) -> list[tuple[str, int]]:
     return out
 
 
-def write(path: Path, entries: dict[str, int], tag: str) -> None:
-    rows = sorted(entries.items(), key=lambda kv: (-kv[1], kv[0]))
+def not_entities() -> dict[str, set[str]]:
+    """dictionaries/not_entity.txt: word -> the types it is not (empty without the file)."""
+    path = Path(__file__).resolve().parent.parent / "dictionaries" / "not_entity.txt"
+    out: dict[str, set[str]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and not parts[0].startswith("#"):
+                out[parts[0]] = set(parts[1:])
+    return out
+
+
+def write(path: Path, entries: dict[str, int], tag: str, stop: dict[str, set[str]] | None = None) -> None:
+    """The lexicon file, without the entries ``stop`` (default: not_entity.txt) lists for ``tag``."""
+    stop = not_entities() if stop is None else stop
+    dropped = sum(1 for w in entries if tag in stop.get(w, ()))
+    rows = sorted(((w, f) for w, f in entries.items() if tag not in stop.get(w, ())), key=lambda kv: (-kv[1], kv[0]))
     with path.open("w", encoding="utf-8") as fh:
         for word, freq in rows:
             fh.write(f"{word} {freq} {tag}\n")
-    print(f"{path}: {len(rows)} entries")
+    if stop:
+        print(f"{path}: {len(rows)} entries ({dropped} left out as not {tag})")
 
 
 def locations(shared: Path) -> dict[str, int]:
@@ -49,24 +69,26 @@ def locations(shared: Path) -> dict[str, int]:
     return out
 
 
-def main(shared_dir: str) -> None:
-    shared = Path(shared_dir)
-    here = Path(__file__).resolve().parent.parent / "dictionaries"
-    write(here / "loc.txt", locations(shared), "LOC")
+def lexicons(shared: Path) -> dict[str, tuple[dict[str, int], str]]:
+    """file name -> (word -> freq, TYPE) of every lexicon, before the not_entity.txt filter."""
     org = {w: f for w, f in read_tsv(shared / "jieba_tag_nt.tsv") if f >= 5 and len(w) >= 2}
-    write(here / "org.txt", org, "ORG")
     misc = {w: f for w, f in read_tsv(shared / "jieba_tag_nz.tsv")
             if f >= 5 and len(w) >= 3 and CJK_ONLY.match(w)}
-    write(here / "misc.txt", misc, "MISC")
     idioms = {w: max(f, 1) for w, f in read_tsv(shared / "jionlp_chinese_idiom.txt")
               if len(w) >= 4 and CJK_ONLY.match(w)}
     for w, f in read_tsv(shared / "jieba_tag_i.tsv"):
         if len(w) >= 4 and CJK_ONLY.match(w):
             idioms[w] = max(idioms.get(w, 0), f)
-    write(here / "idiom.txt", idioms, "IDIOM")
     phrases = {w: f for w, f in read_tsv(shared / "jieba_tag_l.tsv")
                if f >= 5 and len(w) >= 3 and CJK_ONLY.match(w)}
-    write(here / "phrase.txt", phrases, "PHRASE")
+    return {"loc.txt": (locations(shared), "LOC"), "org.txt": (org, "ORG"), "misc.txt": (misc, "MISC"),
+            "idiom.txt": (idioms, "IDIOM"), "phrase.txt": (phrases, "PHRASE")}
+
+
+def main(shared_dir: str) -> None:
+    here = Path(__file__).resolve().parent.parent / "dictionaries"
+    for name, (entries, tag) in lexicons(Path(shared_dir)).items():
+        write(here / name, entries, tag)
 
 
 if __name__ == "__main__":

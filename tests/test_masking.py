@@ -255,20 +255,32 @@ def test_mac_uses_no_mask_and_reports_lexicon_share(docs):
     assert same_group / replaced > 0.5
 
 
-def test_knowledge_reports_entity_and_phrase_share(docs):
+def test_knowledge_masks_entities_at_the_rate_of_words(docs):
+    """ERNIE 1.0: entities and phrases are units like words, masked at the same rate (about
+    masked_lm_prob of them), not most of them."""
     pipe, exs, rows, stats = build(docs, "knowledge")
     levels = {lv: stats.get(f"knowledge_units_{lv}", 0) for lv in ("entity", "phrase", "word", "char")}
     assert sum(levels.values()) == stats["units"] and levels["char"] == 0
-    share = (levels["entity"] + levels["phrase"]) / stats["units"]
-    print(f"knowledge: {share:.1%} of predicted units are entities or phrases ({levels})")
-    # under wwm, entities and phrases are a small share of the words; knowledge masking favours them
-    ents = sum(len(ex.entities) for ex in exs)
-    words = sum(len(np.unique(np.asarray(ex.word_ids)[np.asarray(ex.word_ids) >= 0])) for ex in exs)
-    assert share > 0.3 and share > 3 * ents / words
+    entity_rate = levels["entity"] / stats["knowledge_entity_units_available"]
+    word_rate = levels["word"] / stats["knowledge_word_units_available"]
+    print(f"knowledge: {entity_rate:.1%} of entity units and {word_rate:.1%} of word units predicted ({levels})")
+    assert 0.08 < entity_rate < 0.25 and 0.08 < word_rate < 0.25
+    assert 0.6 < entity_rate / word_rate < 1.5
     # every predicted entity unit is predicted whole: count entities fully labelled
     full = sum(1 for ex, r in zip(exs, rows) for s, e, t in ex.entities
                if (np.asarray(r["labels"])[s:e] != -100).all())
     assert full >= levels["entity"] + levels["phrase"]
+
+
+def test_knowledge_level_weights_favour_a_level(docs):
+    """A level's weight multiplies each of its units' chance: entity 4 masks entities about four
+    times as often as words; an entity-only table predicts entities and nothing else."""
+    _, _, _, stats = build(docs, "knowledge", options={"knowledge_levels": {"entity": 4, "word": 1}})
+    entity_rate = stats["knowledge_units_entity"] / stats["knowledge_entity_units_available"]
+    word_rate = stats["knowledge_units_word"] / stats["knowledge_word_units_available"]
+    assert entity_rate > 2 * word_rate
+    _, _, _, stats = build(docs, "knowledge", options={"knowledge_levels": {"entity": 1}})
+    assert stats["knowledge_units_entity"] == stats["units"] > 0
 
 
 def test_knowledge_char_level_alone_is_ernie_basic_stage(docs):

@@ -99,7 +99,7 @@ def test_entities_golden(pipeline):
     got = [(doc.text[s.start:s.end], s.type) for s in doc.entities]
     assert ("中共中央", "ORG") in got
     assert ("江泽民", "PER") in got
-    assert ("北京人民大会堂", "ORG") in got  # longest match wins over 北京/LOC
+    assert all(w != "合作" for w, _ in got)  # a common word, though a place name too (合作市)
     assert ("美国", "LOC") in got
     assert ("克林顿", "PER") in got
     assert ("坚定不移", "IDIOM") in got

@@ -1,18 +1,27 @@
 """``knowledge``: ERNIE 1.0 knowledge masking (Sun et al. 2019).
 
 ERNIE 1.0 masks in three stages: basic-level units (Chinese characters), phrase-level units and
-entity-level units, each masked whole.  zhmask offers the levels as one configurable mix,
-``--option knowledge_levels='{"entity": 0.4, "phrase": 0.3, "word": 0.3, "char": 0.0}'``:
+entity-level units, each masked whole.  Its units come from lexical analysis: the sentence is
+cut into units (an entity or a phrase is one unit, every other word one unit) and units are
+masked at random until 15% of the tokens are: an entity is masked at the same rate as a word,
+so about 15% of the entity mentions are (not most of them, which would make the entity
+units, and their errors, dominate the predictions).  zhmask does the same, with a weight per
+level, ``--option knowledge_levels='{"entity": 1, "phrase": 1, "word": 1, "char": 0}'``
+(the default):
 
 * ``entity``: the example's entities of type PER, LOC, ORG, MISC (``Example.entities``);
 * ``phrase``: its IDIOM and PHRASE spans;
-* ``word``: a segmented word (the basic level over words);
+* ``word``: a segmented word outside the entity and phrase units of the levels in use (the
+  basic level over words);
 * ``char``: one token (ERNIE's Chinese basic level).
 
-Each step draws a level from the mix (renormalised over the levels that still have a free unit
-fitting the remaining budget), then a unit of that level uniformly among the free ones that
-fit; units never overlap, and none is cut.  The [MASK]/random/keep fate is drawn once per
-unit.  With ``char`` above 0, words are no longer always predicted whole (by design).
+Units of the levels with a positive weight are predicted in a random order, weighted per unit
+by its level's weight (equal weights: a uniform shuffle, every unit equally likely), until the
+budget is spent; a unit that no longer fits is skipped, never cut, and units never overlap
+(with ``char`` and another level both on, a token inside a taken unit is not free).  The
+[MASK]/random/keep fate is drawn once per unit.  With ``char`` above 0, words are no longer
+always predicted whole (by design).  A weight of 2 for ``entity`` makes each entity twice as
+likely to be drawn as each word, and so on.
 
 ERNIE's staged schedule is ``--option knowledge_stages='[{"char": 1}, {"phrase": 1, "word": 1},
 {"entity": 1}]'``: a list of such mixes, one per stage, in order.  The ``--dupe-factor`` copies of
@@ -34,15 +43,15 @@ from zhmask.masking.units import Masker, word_table
 LEVELS = ("entity", "phrase", "word", "char")
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 PHRASE_TYPES = ("IDIOM", "PHRASE")
-DEFAULT_LEVELS = {"entity": 0.4, "phrase": 0.3, "word": 0.3, "char": 0.0}
+DEFAULT_LEVELS = {"entity": 1.0, "phrase": 1.0, "word": 1.0, "char": 0.0}
 OPTIONS = {"knowledge_levels": DEFAULT_LEVELS, "knowledge_stages": None}
 
 
 def _mix(v, what: str) -> np.ndarray:
-    """A level mix (a table level -> weight) as probabilities in LEVELS order."""
+    """A level table (level -> weight of each of its units) as weights in LEVELS order, summing to 1."""
     if not isinstance(v, dict) or not v:
-        raise ZhmaskError(f"--option {what}: expected a table like {{\"entity\": 0.4, \"phrase\": 0.3, "
-                          f"\"word\": 0.3}}, got {v!r}")
+        raise ZhmaskError(f"--option {what}: expected a table like {{\"entity\": 1, \"phrase\": 1, "
+                          f"\"word\": 1}}, got {v!r}")
     bad = sorted(set(v) - set(LEVELS))
     if bad:
         raise ZhmaskError(f"--option {what}: unknown level {bad[0]!r}; levels: {', '.join(LEVELS)}")
@@ -118,55 +127,78 @@ def make(config, ctx):
     return mask
 
 
-def _chooser(m: Masker, probs: np.ndarray):
+def _chooser(m: Masker, weights: np.ndarray):
+    """ERNIE 1.0's unit selection: the example is cut into knowledge units (its entities and
+    phrases, each whole, then the words outside them, then tokens where the char level is on),
+    and units are predicted in a random order, weighted per unit by its level's weight, until
+    the budget is spent (a unit that no longer fits is skipped, never cut).  With equal weights
+    every unit is equally likely: an entity is masked at the rate of a word."""
+    use = weights > 0
+    char_overlaps = bool(use[3] and use[:3].any())  # tokens lie inside the other units
+
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         n = len(ids)
         ccand = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(~cand, out=ccand[1:])
-        pools: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
-        for types in (ENTITY_TYPES, PHRASE_TYPES):
+        covered = np.zeros(n + 1, dtype=np.int64)
+        u_s: list[np.ndarray] = []
+        u_e: list[np.ndarray] = []
+        u_lv: list[np.ndarray] = []
+        u_type: list[str] = []  # the entity or phrase type of the first units (levels 0 and 1)
+        for li, types in ((0, ENTITY_TYPES), (1, PHRASE_TYPES)):
             sp = [(s, e, t) for s, e, t in example.entities if t in types and 0 <= s < e <= n]
             s = np.asarray([x[0] for x in sp], dtype=np.int64)
             e = np.asarray([x[1] for x in sp], dtype=np.int64)
             ok = (ccand[e] - ccand[s]) == 0 if len(s) else np.zeros(0, dtype=bool)
-            pools.append((s[ok], e[ok], [x[2] for x, k in zip(sp, ok) if k]))
-        wt = m.word_table(example, wid, cand)
-        pools.append((wt.start[wt.ok], wt.end[wt.ok], []))
-        cp = np.flatnonzero(cand)
-        pools.append((cp, cp + 1, []))
-        occ = np.zeros(n, dtype=bool)
-        r = budget
+            stats[f"knowledge_{LEVELS[li]}_units_available"] += int(ok.sum())
+            if use[li] and ok.any():
+                u_s.append(s[ok])
+                u_e.append(e[ok])
+                u_lv.append(np.full(int(ok.sum()), li, dtype=np.int64))
+                u_type += [x[2] for x, k in zip(sp, ok.tolist()) if k]
+                for a, b in zip(s[ok].tolist(), e[ok].tolist()):
+                    covered[a + 1:b + 1] = 1
+        if use[2]:
+            wt = m.word_table(example, wid, cand)
+            ws, we = wt.start[wt.ok], wt.end[wt.ok]
+            if u_s:  # the words outside the entities and phrases
+                cc = np.cumsum(covered)
+                free = cc[we] == cc[ws]
+                ws, we = ws[free], we[free]
+            u_s.append(ws)
+            u_e.append(we)
+            u_lv.append(np.full(len(ws), 2, dtype=np.int64))
+            stats["knowledge_word_units_available"] += len(ws)
+        if use[3]:
+            cp = np.flatnonzero(cand)
+            u_s.append(cp)
+            u_e.append(cp + 1)
+            u_lv.append(np.full(len(cp), 3, dtype=np.int64))
+        us = np.concatenate(u_s) if u_s else np.zeros(0, dtype=np.int64)
+        ue = np.concatenate(u_e) if u_e else np.zeros(0, dtype=np.int64)
+        lv = np.concatenate(u_lv) if u_lv else np.zeros(0, dtype=np.int64)
         got_s: list[int] = []
         got_e: list[int] = []
-        while r > 0:
-            cocc = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(occ, out=cocc[1:])
-            avail = []
-            w = np.zeros(len(LEVELS))
-            for li, (s, e, _) in enumerate(pools):
-                if probs[li] <= 0 or len(s) == 0:
-                    avail.append(None)
+        if len(us) and budget > 0:
+            # a weighted random order without replacement (Efraimidis-Spirakis keys u ** (1 / w));
+            # with equal weights, a uniform shuffle
+            keys = np.log(rng.random(len(us))) / weights[lv]
+            order = np.argsort(-keys, kind="stable")
+            occ = np.zeros(n, dtype=bool) if char_overlaps else None
+            r = budget
+            for k, a, b, li in zip(order.tolist(), us[order].tolist(), ue[order].tolist(), lv[order].tolist()):
+                if b - a > r or (occ is not None and occ[a:b].any()):
                     continue
-                a = np.flatnonzero(((cocc[e] - cocc[s]) == 0) & ((e - s) <= r))
-                avail.append(a)
-                if len(a):
-                    w[li] = probs[li]
-            if w.sum() <= 0:
-                break
-            li = int(np.searchsorted(np.cumsum(w / w.sum()), rng.random(), side="right"))
-            li = min(li, len(LEVELS) - 1)
-            a = avail[li]
-            k = int(a[int(rng.integers(len(a)))])
-            s, e = int(pools[li][0][k]), int(pools[li][1][k])
-            occ[s:e] = True
-            r -= e - s
-            got_s.append(s)
-            got_e.append(e)
-            stats[f"knowledge_units_{LEVELS[li]}"] += 1
-            if li < 2:
-                stats[f"knowledge_units_{pools[li][2][k]}"] += 1
-        for li in range(2):
-            stats[f"knowledge_{LEVELS[li]}_units_available"] += len(pools[li][0])
+                if occ is not None:
+                    occ[a:b] = True
+                got_s.append(a)
+                got_e.append(b)
+                r -= b - a
+                stats[f"knowledge_units_{LEVELS[li]}"] += 1
+                if li < 2:
+                    stats[f"knowledge_units_{u_type[k]}"] += 1
+                if r == 0:
+                    break
         return m.apply(ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
                        n_cand, budget)
 

@@ -5,9 +5,17 @@ Types: PER, LOC, ORG, MISC (proper nouns), IDIOM, PHRASE.
 ``lexicon`` backend (default) combines two sources:
 
 * the segmenter's POS tags: nr/nrt/nrfg -> PER (adjacent person tokens form one name, as in
-  江/nr 泽民/nr), ns -> LOC, nt -> ORG, nz -> MISC, i -> IDIOM, l -> PHRASE;
+  江/nr 泽民/nr), ns -> LOC, nt -> ORG, nz -> MISC, i -> IDIOM, l -> PHRASE; these are dictionary
+  tags, blind to context (jieba tags 文明, 明白 and 令人 as person names), so a tagged span is
+  dropped when the stop list (``dictionaries/not_entity.txt``, ``word TYPE...``) says the
+  string is not of that type: the common words whose tagged occurrences were mostly not
+  entities of the type on a corpus (see :func:`load_stoplist` and dictionaries/README.md);
 * matching against the lexicons in ``dictionaries/`` (``word freq TYPE``): every span that
-  starts and ends on word boundaries and is a lexicon entry.
+  starts and ends on word boundaries and is a lexicon entry.  The bundled lexicons are
+  filtered the same way when they are built; a user's lexicon is taken as it is.
+
+An ORG candidate right after a word tagged as a place or an abbreviation (美国/ns 国防部) is
+dropped: it is the tail of a compound name (see :func:`_org_context`).
 
 Overlaps are resolved longest first, then leftmost; the result is sorted and non-overlapping.
 The ``spacy`` backend runs any installed spaCy pipeline with an ``ner`` (or entity_ruler)
@@ -43,6 +51,47 @@ def load_lexicons(paths: list[Path]) -> dict[str, str]:
                 if typ in TYPES and len(parts[0]) >= 2:
                     out[parts[0]] = typ
     return out
+
+
+def _entry_lines(paths: list[Path], what: str):
+    """(path, line number, fields) of every line of ``paths`` but blank and ``#`` lines;
+    ZhmaskError naming ``what`` when a file cannot be read."""
+    for path in paths:
+        try:
+            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ZhmaskError(f"cannot read {what} {path}: {exc}") from None
+        for n, line in enumerate(lines, 1):
+            parts = line.split()
+            if parts and not parts[0].startswith("#"):
+                yield path, n, parts
+
+
+def load_stoplist(paths: list[Path]) -> dict[str, int]:
+    """word -> bit mask of the TYPES it never takes (bit ``TYPES.index(t)``), from files of
+    ``word TYPE [TYPE ...]`` lines (``#`` starts a comment line)."""
+    out: dict[str, int] = {}
+    for path, n, parts in _entry_lines(paths, "entity stop list"):
+        if len(parts) < 2 or any(t.upper() not in TYPES for t in parts[1:]):
+            raise ZhmaskError(f"{path}:{n}: expected 'word TYPE [TYPE ...]' with types among "
+                              f"{', '.join(TYPES)}, got {' '.join(parts)!r}")
+        for t in parts[1:]:
+            out[parts[0]] = out.get(parts[0], 0) | 1 << TYPES.index(t.upper())
+    return out
+
+
+def default_stoplist_paths() -> list[Path]:
+    from zhmask.paths import dictionaries_dir
+
+    p = dictionaries_dir() / "not_entity.txt"
+    return [p] if p.is_file() else []
+
+
+def default_person_chars_paths() -> list[Path]:
+    from zhmask.paths import dictionaries_dir
+
+    p = dictionaries_dir() / "person_chars.txt"
+    return [p] if p.is_file() else []
 
 
 def default_lexicon_paths(names: list[str] | None = None) -> list[Path]:
@@ -87,8 +136,14 @@ def resolve(cands: list[tuple[int, int, str]]) -> list[Span]:
 class LexiconEntities:
     name = "lexicon"
 
-    def __init__(self, lexicon_paths: list[Path] | None = None, use_pos: bool = True) -> None:
+    def __init__(self, lexicon_paths: list[Path] | None = None, use_pos: bool = True,
+                 stoplist_paths: list[Path] | None = None, person_chars_paths: list[Path] | None = None) -> None:
         self.use_pos = use_pos
+        # the segmenter's tags pass a filter (None: the bundled stop list and person characters)
+        stop = load_stoplist(default_stoplist_paths() if stoplist_paths is None else stoplist_paths)
+        sur, fg = load_person_chars(default_person_chars_paths() if person_chars_paths is None
+                                    else person_chars_paths)
+        self._filter = TagFilter(stop, sur, fg) if stop or sur or fg else None
         self._lex = load_lexicons(lexicon_paths if lexicon_paths is not None else default_lexicon_paths())
         # a lexicon match must start and end on word boundaries, so it is found by walking from each
         # boundary over the following ones while the text read so far is a prefix of an entry: the
@@ -100,27 +155,25 @@ class LexiconEntities:
         self._table: tuple | None = None  # for detect_joined (see _hash_table)
 
     def detect(self, text: str, words: Words) -> list[Span]:
+        cands = self.candidates(text, words)
+        if cands:  # (as detect_joined: the ORG context rule, then overlaps)
+            a = np.fromiter((c[0] for c in cands), dtype=np.int64, count=len(cands))
+            t = np.fromiter((_TYPE_CODE[c[2]] for c in cands), dtype=np.int8, count=len(cands))
+            keep = _org_context(words, a, t).tolist()
+            cands = [c for c, k in zip(cands, keep) if k]
+        return resolve(cands) if cands else []
+
+    def candidates(self, text: str, words: Words) -> list[tuple[int, int, str]]:
+        """Every (start, end, type) the tags and the lexicons propose, before overlaps are resolved:
+        the tagged spans first, then the lexicon matches."""
         cands: list[tuple[int, int, str]] = []
-        if self.use_pos:
-            pos = words.pos
-            types = POS_TYPES
-            typed = [i for i, p in enumerate(pos) if p in types]  # one C-speed pass; the loop below visits only these
-            if typed:
-                starts = words.starts.tolist()
-                ends = words.ends.tolist()
-                k, m = 0, len(typed)
-                while k < m:
-                    i = typed[k]
-                    typ = types[pos[i]]
-                    j = i + 1
-                    k += 1
-                    if typ == "PER":  # adjacent person tokens form one name
-                        while k < m and typed[k] == j and types[pos[j]] == "PER":
-                            j += 1
-                            k += 1
-                    s, e = starts[i], ends[j - 1]
-                    if e - s >= 2 or typ == "PER" and j - i > 1:
-                        cands.append((s, e, typ))
+        if self.use_pos and len(words):
+            c_s: list[np.ndarray] = []
+            c_e: list[np.ndarray] = []
+            c_t: list[np.ndarray] = []
+            _pos_candidates(text, words, self._filter, c_s, c_e, c_t)
+            if c_s:
+                cands += zip(c_s[0].tolist(), c_e[0].tolist(), [TYPES[t] for t in c_t[0].tolist()])
         if not self._empty and len(words):
             st, en = words.starts, words.ends
             if st[0] == 0 and en[-1] == len(text) and np.array_equal(st[1:], en[:-1]):
@@ -141,7 +194,7 @@ class LexiconEntities:
                         cands.append((s, e, typ))
                     if sub not in pref:
                         break
-        return resolve(cands) if cands else []
+        return cands
 
     # ------------------------------------------------------------------ many texts at once
     def _hash_table(self) -> "_LexTable":
@@ -164,12 +217,18 @@ class LexiconEntities:
         c_e: list[np.ndarray] = []
         c_t: list[np.ndarray] = []  # indices into TYPES
         if self.use_pos and n:
-            _pos_candidates(words, c_s, c_e, c_t)
+            _pos_candidates(joined, words, self._filter, c_s, c_e, c_t)
         if not self._empty and n:
             self._hash_table().walk(joined, starts, ends, c_s, c_e, c_t)
         if not c_s:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
-        cs, ce, ct = resolve_arrays(np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t))
+        cs, ce, ct = np.concatenate(c_s), np.concatenate(c_e), np.concatenate(c_t)
+        k = _org_context(words, cs, ct)
+        if not k.all():
+            cs, ce, ct = cs[k], ce[k], ct[k]
+        if not len(cs):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
+        cs, ce, ct = resolve_arrays(cs, ce, ct)
         return cs, ce, [TYPES[t] for t in ct.tolist()]
 
 
@@ -178,10 +237,11 @@ _PER = _TYPE_CODE["PER"]
 _POS_CODE = {tag: _TYPE_CODE[t] for tag, t in POS_TYPES.items()}
 
 
-def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
-    """The POS candidates of :meth:`LexiconEntities.detect`, in its order, over all words at once:
-    a typed word, or a run of adjacent PER words, that spans two characters or more (or is a
-    run of two PER words or more)."""
+def _pos_candidates(text: str, words: Words, filt: "TagFilter | None", c_s: list, c_e: list, c_t: list) -> None:
+    """The POS candidates of :meth:`LexiconEntities.detect`, over all words at once (``words``
+    cut ``text``): a typed word, or a run of PER words (adjacent, or joined by a middle dot as
+    in 拉菲克·塔拉尔), that spans two characters or more (or is a run of two PER words or more),
+    unless ``filt`` rejects it (see :class:`TagFilter`)."""
     types = POS_TYPES
     pos = words.pos
     n = len(pos)
@@ -191,18 +251,99 @@ def _pos_candidates(words: Words, c_s: list, c_e: list, c_t: list) -> None:
     code = np.fromiter(map(_POS_CODE.__getitem__, map(pos.__getitem__, typed.tolist())), dtype=np.int8,
                        count=len(typed))
     per = code == _PER
-    # a PER word right after a PER word continues its run
+    # a PER word right after a PER word (or after a PER word and a middle dot) continues its run
     cont = np.zeros(len(typed), dtype=bool)
-    cont[1:] = per[1:] & per[:-1] & (typed[1:] == typed[:-1] + 1)
+    both = per[1:] & per[:-1]
+    gap = typed[1:] - typed[:-1]
+    cont[1:] = both & (gap == 1)
+    dot = np.flatnonzero(both & (gap == 2))
+    if len(dot):
+        mid = typed[dot] + 1
+        cont[dot[[text[a:b] in _NAME_DOTS for a, b in zip(words.starts[mid].tolist(), words.ends[mid].tolist())]]
+             + 1] = True
     head = np.flatnonzero(~cont)
     last = np.append(head[1:], len(typed)) - 1
     i, j = typed[head], typed[last] + 1
     s, e = words.starts[i], words.ends[j - 1]
     t = code[head]
     ok = (e - s >= 2) | ((t == _PER) & (j - i > 1))
+    if filt is not None and ok.any():
+        keep = filt.keep
+        ok[ok] = [keep(text[a:b], c, run) for a, b, c, run in
+                  zip(s[ok].tolist(), e[ok].tolist(), t[ok].tolist(), (j - i > 1)[ok].tolist())]
     c_s.append(s[ok])
     c_e.append(e[ok])
     c_t.append(t[ok])
+
+
+def _org_context(words: Words, cs: np.ndarray, ct: np.ndarray) -> np.ndarray:
+    """Which candidates (starts ``cs``, type codes ``ct``) to keep: every one but an ORG that
+    starts right after a word tagged as a place or an abbreviation (美国/ns 国防部, 中/j 外交部):
+    the tail of a compound name, which People's Daily's gold tags as a plain noun there (and
+    as an organisation alone).  The place stays a unit of its own."""
+    keep = np.ones(len(cs), dtype=bool)
+    org = np.flatnonzero(ct == _TYPE_CODE["ORG"])
+    if not len(org):
+        return keep
+    w = np.searchsorted(words.starts, cs[org])
+    pos = words.pos
+    n = len(pos)
+    prev = [0 < k < n and pos[k - 1] in ("ns", "j") and words.ends[k - 1] == words.starts[k] for k in w.tolist()]
+    keep[org[np.asarray(prev, dtype=bool)]] = False
+    return keep
+
+
+_NAME_DOTS = frozenset("·•・‧")
+# words that follow a surname inside one dictionary word (徐先生, 孔书记): a form of address,
+# not a name as a gold standard marks it (徐/nr 先生/n)
+TITLES = ("先生", "女士", "小姐", "夫人", "太太", "同志", "师傅", "老师", "教授", "博士", "大夫", "医生",
+          "书记", "主席", "总理", "部长", "局长", "省长", "市长", "县长", "乡长", "镇长", "村长", "厂长",
+          "校长", "院长", "所长", "经理", "主任", "司令", "将军", "总统", "首相", "大使", "委员", "阿姨",
+          "大爷", "大娘", "大妈", "大伯", "大哥", "大姐", "老汉", "老人", "队长", "班长", "连长", "总")
+
+
+class TagFilter:
+    """What the segmenter's dictionary tags must pass to become entity candidates.
+
+    * the stop list (``word TYPE...``, :func:`load_stoplist`): the string is never of that type;
+    * a person name needs the shape of one: a run of person words, or one word of 2-3
+      characters, that begins with a surname (one or two characters), or a word whose
+      characters all occur in transliterated foreign names (克林顿, 叶利钦); a form of address
+      (徐先生, 周总理) or a longer word (阳光明媚, 家庭幸福: jieba tags both nr) is not a name.
+      The surnames and transliteration characters come from ``person_chars.txt`` (``char
+      SURNAME|FOREIGN`` lines); without that file, person words are only checked against the
+      stop list.
+    """
+
+    def __init__(self, stop: dict[str, int], surnames: set[str], foreign: set[str]) -> None:
+        self.stop = stop
+        self.surnames = surnames
+        self.foreign = foreign
+        self.names = bool(surnames or foreign)
+
+    def keep(self, w: str, code: int, run: bool) -> bool:
+        if self.stop.get(w, 0) >> code & 1:
+            return False
+        if code != _PER or not self.names:
+            return True
+        if w.endswith(TITLES):
+            return False
+        sur = self.surnames
+        if (w[0] in sur or w[:2] in sur) and (run or len(w) <= 3):
+            return True
+        fg = self.foreign
+        return all(c in fg or c in _NAME_DOTS for c in w)
+
+
+def load_person_chars(paths: list[Path]) -> tuple[set[str], set[str]]:
+    """(surnames, transliteration characters) from files of ``chars SURNAME|FOREIGN`` lines."""
+    sur: set[str] = set()
+    fg: set[str] = set()
+    for path, n, parts in _entry_lines(paths, "person characters"):
+        if len(parts) != 2 or parts[1] not in ("SURNAME", "FOREIGN"):
+            raise ZhmaskError(f"{path}:{n}: expected 'chars SURNAME' or 'char FOREIGN', got {' '.join(parts)!r}")
+        (sur if parts[1] == "SURNAME" else fg).add(parts[0])
+    return sur, fg
 
 
 _BUCKET_BITS = 18
