@@ -17,7 +17,8 @@ A replacement keeps the word's token count so that labels stay aligned.  What a 
 * ``mac_similar_from_lexicon``: one of its candidates, drawn uniformly;
 * ``mac_fallback_no_similar_word``: a Chinese word without a candidate of its token count is
   replaced by a random lexicon word of that length (MacBERT's fallback);
-  ``mac_fallback_random_tokens`` when no lexicon word has that many tokens (random CJK tokens);
+  ``mac_fallback_joined_words`` when no lexicon word is that long (random lexicon words joined,
+  longest first);
 * ``mac_kept_punctuation``: punctuation and symbols stay as they are (predicted, as a kept word);
 * ``mac_same_kind_number`` / ``mac_same_kind_latin``: a word with digits or Latin letters gets
   random tokens of the same kind, token by token (a digit piece for a digit piece, a ``##``
@@ -133,7 +134,8 @@ CJK, DIGIT, DIGIT_CONT, LATIN, LATIN_CONT, PUNCT, OTHER = range(7)
 def token_kinds(tok) -> tuple[np.ndarray, list[np.ndarray]]:
     """(``kind[id]``, ``pools[kind]``): each vocabulary token's kind -- a CJK character, digits
     (word start / ``##`` continuation), Latin letters (start / continuation), one punctuation
-    mark or symbol, other -- and the replaceable ids of each kind (sorted)."""
+    mark or symbol, other -- and the replaceable ids of each kind (sorted; the CJK pool without
+    ``##`` pieces, which Chinese input never produces)."""
     hit = getattr(tok, "_zhmask_token_kinds", None)
     if hit is not None:
         return hit
@@ -152,6 +154,7 @@ def token_kinds(tok) -> tuple[np.ndarray, list[np.ndarray]]:
             kind[i] = PUNCT
     rep = np.asarray(tok.replaceable_ids)
     pools = [np.sort(rep[kind[rep] == k]) for k in range(OTHER + 1)]
+    pools[CJK] = np.asarray([i for i in pools[CJK].tolist() if not tok.id_to_token[i].startswith("##")], dtype=rep.dtype)
     tok._zhmask_token_kinds = (kind, pools)
     return kind, pools
 
@@ -184,12 +187,27 @@ def make(config, ctx):
     kind, pools = token_kinds(ctx.tok)
     cjk_pool = pools[CJK]
 
+    lengths = sorted(lex.by_len)
+
     def random_word(L: int, rng, stats: Counter) -> np.ndarray:
         pool = lex.by_len.get(L)
-        if pool is None or len(pool) == 0:
+        if pool is not None:
+            return pool[int(rng.integers(len(pool)))]
+        if not lengths:  # an empty lexicon: random characters
             stats["mac_fallback_random_tokens"] += 1
             return cjk_pool[rng.integers(0, len(cjk_pool), size=L)]
-        return pool[int(rng.integers(len(pool)))]
+        # no lexicon word that long: random lexicon words joined, longest first
+        stats["mac_fallback_joined_words"] += 1
+        parts, left = [], L
+        while left:
+            n = max((x for x in lengths if x <= left), default=0)
+            if n == 0:
+                parts.append(cjk_pool[rng.integers(0, len(cjk_pool), size=left)])
+                break
+            pool = lex.by_len[n]
+            parts.append(pool[int(rng.integers(len(pool)))])
+            left -= n
+        return np.concatenate(parts)
 
     def same_kind(word: np.ndarray, kinds: np.ndarray, rng) -> np.ndarray:
         """Each non-CJK token of ``word`` replaced by a random token of its kind (OTHER kept)."""
