@@ -11,6 +11,7 @@ in the rows is one), reads the rows back and reports, over the words of similar 
   similarity threshold);
 * how often rjieba tags a table word inside a sentence with the POS class the table was built
   with (the word's jieba tag alone);
+* (``--corpus pd``: the same on the held-out People's Daily lines, index % 5 == 4)
 * a sample of ``--sample`` replacements (words changed), drawn with ``--seed``, written as TSV
   for judging by hand (``--sample-out``); with ``--judged FILE`` (the same TSV with its ``ok``
   column filled with 1 or 0), the share judged acceptable.
@@ -45,18 +46,31 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def dev_docs(shared: Path, out: Path, limit: int | None) -> int:
+def dev_docs(shared: Path, out: Path, limit: int | None, corpus: str = "inews") -> int:
+    """Write the held-out documents as JSONL: iNews ``split == "dev"``, or (``corpus == "pd"``)
+    the People's Daily lines whose index % 5 == 4, as plain text."""
+    from build_synonyms import pd_plain
+
     n = 0
-    with open(shared / "corpora" / "inews_docs.jsonl", encoding="utf-8") as fh, open(out, "w", encoding="utf-8") as w:
-        for line in fh:
-            d = json.loads(line)
-            if d.get("split") != "dev":
-                continue
-            w.write(json.dumps({"id": d["id"], "title": d.get("title") or "", "text": d.get("text") or ""},
-                               ensure_ascii=False) + "\n")
-            n += 1
-            if limit and n >= limit:
-                break
+    with open(out, "w", encoding="utf-8") as w:
+        if corpus == "pd":
+            with open(shared / "corpora" / "pd1998_pos_train.txt", encoding="utf-8") as fh:
+                for i, line in enumerate(fh):
+                    if i % 5 != 4 or not line.strip() or (limit and n >= limit):
+                        continue
+                    w.write(json.dumps({"id": f"pd{i}", "title": "", "text": pd_plain(line)}, ensure_ascii=False) + "\n")
+                    n += 1
+            return n
+        with open(shared / "corpora" / "inews_docs.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                if d.get("split") != "dev":
+                    continue
+                w.write(json.dumps({"id": d["id"], "title": d.get("title") or "", "text": d.get("text") or ""},
+                                   ensure_ascii=False) + "\n")
+                n += 1
+                if limit and n >= limit:
+                    break
     return n
 
 
@@ -103,6 +117,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", required=True, help="the shared folder (corpora/inews_docs.jsonl)")
     ap.add_argument("--work", default="/tmp/zhmask-similar-words")
+    ap.add_argument("--corpus", choices=("inews", "pd"), default="inews",
+                    help="inews: iNews dev; pd: People's Daily lines with index %% 5 == 4")
     ap.add_argument("--docs", type=int, default=0, help="only the first N dev documents (0: all)")
     ap.add_argument("--sample", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -118,17 +134,18 @@ def main() -> int:
 
     shared, work = Path(a.shared), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    n_docs = dev_docs(shared, work / "dev.jsonl", a.docs or None)
+    n_docs = dev_docs(shared, work / "dev.jsonl", a.docs or None, a.corpus)
     cfg = BuildConfig(inputs=[str(work / "dev.jsonl")], title_field="title", masking="mac",
                       mask_ratios=(1.0, 0.0, 0.0), out=str(work / "build"), overwrite=True)
-    log(f"building {n_docs} iNews dev documents with --masking mac --mask-ratios 1,0,0")
+    name = "iNews dev" if a.corpus == "inews" else "People's Daily held-out"
+    log(f"building {n_docs} {name} documents with --masking mac --mask-ratios 1,0,0")
     t0 = time.time()
     build_corpus(cfg)
     log(f"built in {time.time() - t0:.0f} s")
     b = Build(work / "build")
     m = b.manifest["masking"]
     n_sim = m["mac_words_similar"]
-    print(f"iNews dev: {n_docs} documents, {n_sim:,} words in similar units")
+    print(f"{name}: {n_docs} documents, {n_sim:,} words in similar units")
     for k in sorted(m):
         if k.startswith("mac_") and k not in ("mac_words_similar", "mac_words_random", "mac_words_keep"):
             print(f"  {k}: {m[k]:,} ({m[k] / n_sim:.1%})")
