@@ -83,12 +83,19 @@ def table_args(path: Path) -> dict | None:
     a = m.group(1).split()
     kw = {"coarse": "--exact-pos" not in a}
     names = {"--min-sim": ("min_sim", float), "--topk": ("topk", int), "--window": ("window", int),
-             "--contexts": ("n_contexts", int), "--min-count": ("min_count", int)}
+             "--contexts": ("n_contexts", int), "--min-count": ("min_count", int),
+             "--w2v-min-sim": ("w2v_min_sim", float), "--w2v-min-count": ("w2v_min_count", int)}
     for i, x in enumerate(a):
         if x in names:
             k, f = names[x]
             kw[k] = f(a[i + 1])
     return kw
+
+
+def lex_words(path: Path) -> list[str]:
+    """The head words of a ranked table (``word<TAB>candidates`` lines)."""
+    return [line.split("\t", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()
+            if "\t" in line and not line.startswith("#")]
 
 
 def words_of_rows(build):
@@ -123,6 +130,9 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample-out", default=None, help="write the sample of replacements here (TSV)")
+    ap.add_argument("--reasons", default=None,
+                    help="the word<TAB>reason file of build_synonyms.py --reasons-out for the shipped table "
+                         "(else the table's filters are recomputed, minutes)")
     ap.add_argument("--judged", default=None, help="a judged sample TSV: report its share of ok == 1")
     a = ap.parse_args()
 
@@ -188,13 +198,18 @@ def main() -> int:
     kw = table_args(default_synonyms_path())
     if kw is not None:
         import rjieba
-        from build_synonyms import build_table, pos_class
+        from build_synonyms import build_table, pos_class, word_pos
 
-        log("recomputing the table's filters (scripts/build_synonyms.py) for the reasons")
-        table, why, pos = build_table(shared, **kw)
+        if a.reasons:
+            why = dict(line.split("\t") for line in Path(a.reasons).read_text(encoding="utf-8").splitlines())
+            table = {w: None for w in lex_words(default_synonyms_path())}
+            pos = {w: pos_class(t, kw["coarse"]) for w, t in word_pos(sorted(table)).items()}
+        else:
+            log("recomputing the table's filters (scripts/build_synonyms.py) for the reasons")
+            table, why, pos = build_table(shared, **kw)
         reasons: Counter = Counter()
         for w, c in fallback_words.items():
-            reasons[why.get(w, "no_cilin_entry")] += c
+            reasons[why.get(w, "unseen_in_tune_split" if kw.get("w2v_min_sim") is not None else "no_cilin_entry")] += c
         print(f"fallback reasons (share of the {total:,} similar-unit words): " + ", ".join(
             f"{k} {v:,} ({v / total:.1%})" for k, v in reasons.most_common()))
         agree = seen = 0
@@ -225,6 +240,18 @@ def main() -> int:
         by_ok = Counter(r["outcome"] for r in ok)
         print(f"judged {a.judged}: {len(ok)} of {len(rows)} acceptable ({len(ok) / max(len(rows), 1):.0%}); by outcome: "
               + ", ".join(f"{k} {by_ok[k]}/{v}" for k, v in by.most_common()))
+        from build_synonyms import cilin_groups
+
+        mates: dict[str, set[str]] = {}
+        for g in cilin_groups(shared / "lexicons" / "cilin_extended.txt"):
+            for x in g:
+                mates.setdefault(x, set()).update(g)
+        tier = Counter("cilin" if r["replacement"] in mates.get(r["original"], ()) else "word2vec"
+                       for r in rows if r["outcome"] == "similar")
+        tier_ok = Counter("cilin" if r["replacement"] in mates.get(r["original"], ()) else "word2vec"
+                          for r in ok if r["outcome"] == "similar")
+        print("  similar words by source (a Cilin = group mate or not): "
+              + ", ".join(f"{k} {tier_ok[k]}/{v}" for k, v in tier.most_common()))
     return 0
 
 
