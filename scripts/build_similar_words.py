@@ -10,7 +10,7 @@ frequent all-CJK words of two or more characters are kept, co-occurrences within
 words are counted, turned into positive PMI (context distribution smoothed by 0.75, Levy et
 al. 2015) and reduced to ``--dim`` dimensions by a randomised SVD.  Each word's ``--topk``
 nearest neighbours of the *same length* with cosine similarity at least ``--min-sim`` form one
-line ``word neighbour ...``, the group format of ``dictionaries/synonyms.txt``.  Memory grows
+line ``word<TAB>neighbour ...`` (best first), the ranked format of ``dictionaries/synonyms.txt``.  Memory grows
 with the square of ``--vocab-size`` (5,000 words: about 200 MB).  Distributional neighbours
 are related words, not always synonyms (antonyms and co-hyponyms score high), which is also
 true of MacBERT's word2vec neighbours.
@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
             top = np.argsort(-sim[i])[: a.topk]
             top = [int(j) for j in top if sim[i, j] >= a.min_sim]
             if top:
-                lines.append(" ".join([vocab[w]] + [vocab[j] for j in top]))
+                lines.append(vocab[w] + "\t" + " ".join(vocab[j] for j in top))
     Path(a.out).write_text(
         f"# similar words from word vectors (PPMI-SVD, {V} words, dim {k}, window {a.window}) over "
         f"{len(docs)} documents; scripts/build_similar_words.py\n" + "\n".join(lines) + "\n", encoding="utf-8")

@@ -151,10 +151,13 @@ def test_mac_similar_random_keep_per_unit(docs):
     n = stats["units"]
     for name, want in (("similar", 0.8), ("random", 0.1), ("keep", 0.1)):
         assert abs(stats.get(f"units_{name}", 0) / n - want) <= 0.03, stats
-    # keep units are visible in the rows: a predicted word left unchanged
+    # keep units are visible in the rows: a predicted word left unchanged (so are the punctuation
+    # marks of similar units, which mac keeps)
     kept = sum(1 for ex, r in zip(exs, rows) for _, f in word_fates(pipe, ex, r) if f == {"keep"})
     words = sum(len(word_fates(pipe, ex, r)) for ex, r in zip(exs, rows))
-    assert abs(kept / words - stats["mac_words_keep"] / words) <= 0.005
+    counted = stats["mac_words_keep"] + stats.get("mac_kept_punctuation", 0) + stats.get("mac_kept_other", 0)
+    assert stats.get("mac_kept_punctuation", 0) > 0
+    assert abs(kept / words - counted / words) <= 0.005
 
 
 @pytest.mark.parametrize("masking", ("char", "wwm", "ngram", "knowledge", "span"))
@@ -234,12 +237,14 @@ def test_mac_uses_no_mask_and_reports_lexicon_share(docs):
     pipe, exs, rows, stats = build(docs, "mac")
     assert not any((np.asarray(r["input_ids"]) == pipe.tok.mask_id).any() for r in rows)
     share = stats["mac_similar_from_lexicon"] / stats["mac_words_similar"]
-    fallbacks = {k: v for k, v in stats.items() if k.startswith("mac_fallback_")}
-    print(f"mac: {share:.1%} of similar-word replacements from the synonym lexicon; fallbacks {fallbacks}")
-    assert 0.5 <= share < 1.0
-    assert stats["mac_similar_from_lexicon"] + sum(v for k, v in fallbacks.items()
-                                                   if k != "mac_fallback_random_tokens") == stats["mac_words_similar"]
-    # a replaced word keeps its token count and is a real word of the lexicon or a synonym
+    other = {k: v for k, v in stats.items() if k.startswith(("mac_fallback_", "mac_kept_", "mac_same_kind_"))}
+    print(f"mac: {share:.1%} of similar-unit words replaced from the similar-word table; others {other}")
+    assert 0.3 <= share < 1.0
+    # every word of a similar unit is counted once, under one outcome
+    assert (stats["mac_similar_from_lexicon"] + sum(v for k, v in other.items()
+                                                   if k not in ("mac_fallback_random_tokens", "mac_fallback_joined_words"))
+            == stats["mac_words_similar"])
+    # a replaced word keeps its token count and is a real word of the lexicon or a similar word
     from zhmask.masking.similar_word import lexicon_for
 
     lex = lexicon_for(pipe.config, pipe.ctx)
@@ -250,9 +255,9 @@ def test_mac_uses_no_mask_and_reports_lexicon_share(docs):
             pos = np.flatnonzero(wid == w)
             a, b = lex.key_to_word.get(tuple(orig[pos].tolist())), lex.key_to_word.get(tuple(inp[pos].tolist()))
             replaced += 1
-            if a is not None and b is not None and set(lex.word_groups[a]) & set(lex.word_groups[b]):
+            if a is not None and b is not None and b in lex.similar(a).tolist():
                 same_group += 1
-    assert same_group / replaced > 0.5
+    assert same_group / replaced > 0.3
 
 
 def test_knowledge_masks_entities_at_the_rate_of_words(docs):

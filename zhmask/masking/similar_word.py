@@ -6,20 +6,31 @@ similar / random / keep (default 80/10/10): every word of a *similar* n-gram is 
 similar word, every word of a *random* n-gram by a random word, a *keep* n-gram stays as it is.
 No [MASK] token is ever used.
 
-Similar words come from ``dictionaries/synonyms.txt`` (Tongyici Cilin ``=`` groups and cnsyn,
-built by ``scripts/build_synonyms.py``) plus any files given with
-``--option synonyms='["my_groups.txt"]'`` (same format: one group of similar words a line).
-A replacement keeps the word's token count so that labels stay aligned: a similar word with
-the same number of tokens is drawn uniformly; otherwise the word is replaced by a random
-lexicon word of that length, counted by reason in the manifest:
+Similar words come from ``dictionaries/synonyms.txt`` (built by ``scripts/build_synonyms.py``:
+for each word, its HIT Tongyici Cilin ``=`` synonyms of the same length and part of speech,
+ranked by co-occurrence similarity, below a threshold left out; for a word without any, its
+nearest word2vec neighbours of the same length and part of speech, antonym-like pairs left out)
+plus any files given with
+``--option synonyms='["my_table.txt"]'``.  A file line is either ``word<TAB>cand1 cand2 ...``
+(the word's candidates, best first) or ``w1 w2 w3 ...`` (a group of mutually similar words).
+A replacement keeps the word's token count so that labels stay aligned.  What a word of a
+*similar* unit becomes, counted in the manifest:
 
-* ``mac_fallback_no_same_length_synonym``: the word has similar words, none of its length;
-* ``mac_fallback_not_in_lexicon``: the word has no similar word in the lexicon;
-* ``mac_fallback_random_tokens``: no lexicon word has that many tokens either, so random
-  (non-special) tokens are used.
+* ``mac_similar_from_lexicon``: one of its candidates, drawn uniformly;
+* ``mac_fallback_no_similar_word``: a Chinese word without a candidate of its token count is
+  replaced by a random lexicon word of that length (MacBERT's fallback);
+  ``mac_fallback_joined_words`` when no lexicon word is that long (random lexicon words joined,
+  longest first);
+* ``mac_kept_punctuation``: punctuation and symbols stay as they are (predicted, as a kept word);
+* ``mac_same_kind_number`` / ``mac_same_kind_latin``: a word with digits or Latin letters gets
+  random tokens of the same kind, token by token (a digit piece for a digit piece, a ``##``
+  continuation for a continuation); its Chinese characters, if any, stay;
+* ``mac_kept_other``: other scripts (kana, emoji ...) stay as they are.
 
+Words of a *random* unit get a random lexicon word when Chinese, and random tokens of the same
+kind otherwise (punctuation included): punctuation, numbers and Latin never become Chinese.
 ``mac_similar_from_lexicon / mac_words_similar`` is the share of similar-word replacements that
-really came from the synonym lexicon.
+really came from the lexicon.
 """
 from __future__ import annotations
 
@@ -32,7 +43,7 @@ from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
 from zhmask.masking.base import MaskResult
 from zhmask.masking.ngram import NGRAM_OPTIONS, ngram_probs
-from zhmask.masking.units import Masker, count_common, ranges_to_positions, sample_word_ngrams, word_table
+from zhmask.masking.units import Masker, cjk_token_table, count_common, ranges_to_positions, sample_word_ngrams
 
 SIMILAR, RANDOM, KEEP = 0, 1, 2
 OPTIONS = {**NGRAM_OPTIONS, "synonyms": []}
@@ -45,14 +56,30 @@ def default_synonyms_path() -> Path:
 
 
 class SimilarLexicon:
-    """Groups of similar words, keyed by the words' token ids (no string work per example)."""
+    """Similar words keyed by the words' token ids (no string work per example).
+
+    ``ranked[k]``: the candidates a ``word<TAB>candidates`` line gives word ``k``, best first;
+    ``groups``: the groups of ``w1 w2 ...`` lines.  :meth:`similar` joins both."""
 
     def __init__(self, paths: list[Path], tok) -> None:
         self.key_to_word: dict[tuple[int, ...], int] = {}
         self.word_groups: list[list[int]] = []
         self.groups: list[list[int]] = []
+        self.ranked: dict[int, list[int]] = {}
         words: list[tuple[int, ...]] = []
         bad = {int(x) for x in tok.special_ids.tolist()}
+
+        def word(w: str) -> int | None:
+            ids = tuple(tok._char_id(c) for c in w)
+            if not ids or any(i < 0 or i in bad for i in ids) or len(ids) != len(w):
+                return None
+            k = self.key_to_word.get(ids)
+            if k is None:
+                k = self.key_to_word[ids] = len(words)
+                words.append(ids)
+                self.word_groups.append([])
+            return k
+
         for path in paths:
             try:
                 lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
@@ -61,17 +88,18 @@ class SimilarLexicon:
             for line in lines:
                 if not line.strip() or line.startswith("#"):
                     continue
-                members = []
-                for w in line.split():
-                    ids = tuple(tok._char_id(c) for c in w)
-                    if not ids or any(i < 0 or i in bad for i in ids) or len(ids) != len(w):
-                        continue
-                    k = self.key_to_word.get(ids)
+                if "\t" in line:
+                    head, _, rest = line.partition("\t")
+                    k = word(head.strip())
                     if k is None:
-                        k = self.key_to_word[ids] = len(words)
-                        words.append(ids)
-                        self.word_groups.append([])
-                    members.append(k)
+                        continue
+                    have = self.ranked.setdefault(k, [])
+                    for w in rest.split():
+                        j = word(w)
+                        if j is not None and j != k and j not in have:
+                            have.append(j)
+                    continue
+                members = [k for k in map(word, line.split()) if k is not None]
                 if len(set(members)) >= 2:
                     g = len(self.groups)
                     self.groups.append(sorted(set(members)))
@@ -89,13 +117,48 @@ class SimilarLexicon:
         return len(self.words)
 
     def similar(self, k: int) -> np.ndarray:
-        """Indices of the words similar to word ``k`` with its token count (sorted, cached)."""
+        """Indices of the words similar to word ``k`` with its token count (cached): its ranked
+        candidates in their order, then its group mates in index order."""
         hit = self._similar.get(k)
         if hit is None:
             L = self.lengths[k]
-            cand = sorted({j for g in self.word_groups[k] for j in self.groups[g] if j != k and self.lengths[j] == L})
-            hit = self._similar[k] = np.asarray(cand, dtype=np.int64)
+            cand = list(self.ranked.get(k, ()))
+            seen = set(cand) | {k}
+            cand += sorted({j for g in self.word_groups[k] for j in self.groups[g] if j not in seen})
+            hit = self._similar[k] = np.asarray([j for j in cand if self.lengths[j] == L], dtype=np.int64)
         return hit
+
+
+# token kinds (see token_kinds): a non-Chinese word is replaced token by token within its kind
+CJK, DIGIT, DIGIT_CONT, LATIN, LATIN_CONT, PUNCT, OTHER = range(7)
+
+
+def token_kinds(tok) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(``kind[id]``, ``pools[kind]``): each vocabulary token's kind -- a CJK character, digits
+    (word start / ``##`` continuation), Latin letters (start / continuation), one punctuation
+    mark or symbol, other -- and the replaceable ids of each kind (sorted; the CJK pool without
+    ``##`` pieces, which Chinese input never produces)."""
+    hit = getattr(tok, "_zhmask_token_kinds", None)
+    if hit is not None:
+        return hit
+    cjk = cjk_token_table(tok)
+    kind = np.full(tok.vocab_size, OTHER, dtype=np.int8)
+    for i, t in enumerate(tok.id_to_token):
+        cont = t.startswith("##") and len(t) > 2
+        body = t[2:] if cont else t
+        if cjk[i]:
+            kind[i] = CJK
+        elif body.isascii() and body.isdigit():
+            kind[i] = DIGIT_CONT if cont else DIGIT
+        elif body.isascii() and body.isalpha():
+            kind[i] = LATIN_CONT if cont else LATIN
+        elif not cont and len(body) == 1 and not body.isalnum() and not body.isspace():
+            kind[i] = PUNCT
+    rep = np.asarray(tok.replaceable_ids)
+    pools = [np.sort(rep[kind[rep] == k]) for k in range(OTHER + 1)]
+    pools[CJK] = np.asarray([i for i in pools[CJK].tolist() if not tok.id_to_token[i].startswith("##")], dtype=rep.dtype)
+    tok._zhmask_token_kinds = (kind, pools)
+    return kind, pools
 
 
 def lexicon_for(config, ctx) -> SimilarLexicon:
@@ -123,14 +186,65 @@ def make(config, ctx):
     m = Masker(config, ctx)
     probs = ngram_probs("mac", config)
     lex = lexicon_for(config, ctx)
-    replaceable = m.replaceable
+    kind, pools = token_kinds(ctx.tok)
+    cjk_pool = pools[CJK]
+
+    lengths = sorted(lex.by_len)
 
     def random_word(L: int, rng, stats: Counter) -> np.ndarray:
         pool = lex.by_len.get(L)
-        if pool is None or len(pool) == 0:
+        if pool is not None:
+            return pool[int(rng.integers(len(pool)))]
+        if not lengths:  # an empty lexicon: random characters
             stats["mac_fallback_random_tokens"] += 1
-            return replaceable[rng.integers(0, len(replaceable), size=L)]
-        return pool[int(rng.integers(len(pool)))]
+            return cjk_pool[rng.integers(0, len(cjk_pool), size=L)]
+        # no lexicon word that long: random lexicon words joined, longest first
+        stats["mac_fallback_joined_words"] += 1
+        parts, left = [], L
+        while left:
+            n = max((x for x in lengths if x <= left), default=0)
+            if n == 0:
+                parts.append(cjk_pool[rng.integers(0, len(cjk_pool), size=left)])
+                break
+            pool = lex.by_len[n]
+            parts.append(pool[int(rng.integers(len(pool)))])
+            left -= n
+        return np.concatenate(parts)
+
+    def same_kind(word: np.ndarray, kinds: np.ndarray, rng) -> np.ndarray:
+        """Each non-CJK token of ``word`` replaced by a random token of its kind (OTHER kept)."""
+        out = word.copy()
+        for i, k in enumerate(kinds.tolist()):
+            if k != CJK and k != OTHER and len(pools[k]):
+                out[i] = pools[k][int(rng.integers(len(pools[k])))]
+        return out
+
+    def replace(word: np.ndarray, similar: bool, rng, stats: Counter) -> np.ndarray:
+        kinds = kind[word]
+        if (kinds == CJK).all():
+            if similar:
+                stats["mac_words_similar"] += 1
+                w = lex.key_to_word.get(tuple(word.tolist()))
+                syn = lex.similar(w) if w is not None else None
+                if syn is not None and len(syn):
+                    stats["mac_similar_from_lexicon"] += 1
+                    return np.asarray(lex.words[int(syn[int(rng.integers(len(syn)))])], dtype=word.dtype)
+                stats["mac_fallback_no_similar_word"] += 1
+            else:
+                stats["mac_words_random"] += 1
+            return random_word(len(word), rng, stats)
+        what = ("number" if ((kinds == DIGIT) | (kinds == DIGIT_CONT)).any() else
+                "latin" if ((kinds == LATIN) | (kinds == LATIN_CONT)).any() else
+                "punctuation" if (kinds == PUNCT).any() else "other")
+        if not similar:
+            stats["mac_words_random"] += 1
+            return same_kind(word, kinds, rng)
+        stats["mac_words_similar"] += 1
+        if what in ("punctuation", "other"):
+            stats[f"mac_kept_{what}"] += 1
+            return word
+        stats[f"mac_same_kind_{what}"] += 1
+        return same_kind(word, kinds, rng)
 
     def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = m.word_table(example, wid, cand)
@@ -146,26 +260,12 @@ def make(config, ctx):
         labels[pos] = ids[pos]
         out = ids.copy()
         for u in np.flatnonzero(fate != KEEP).tolist():
-            similar = fate[u] == SIMILAR
+            similar = bool(fate[u] == SIMILAR)
             for k in range(int(sw[u]), int(sw[u] + nw[u])):
                 s, e = int(wt.start[k]), int(wt.end[k])
-                L = e - s
-                if similar:
-                    stats["mac_words_similar"] += 1
-                    w = lex.key_to_word.get(tuple(ids[s:e].tolist()))
-                    syn = lex.similar(w) if w is not None else None
-                    if syn is not None and len(syn):
-                        out[s:e] = lex.words[int(syn[int(rng.integers(len(syn)))])]
-                        stats["mac_similar_from_lexicon"] += 1
-                        continue
-                    stats["mac_fallback_no_same_length_synonym" if w is not None and lex.word_groups[w]
-                          else "mac_fallback_not_in_lexicon"] += 1
-                else:
-                    stats["mac_words_random"] += 1
-                out[s:e] = random_word(L, rng, stats)
+                out[s:e] = replace(ids[s:e], similar, rng, stats)
         stats["mac_words_keep"] += int(nw[fate == KEEP].sum())
         count_common(stats, n_cand, budget, fate, ends - starts, names=("similar", "random", "keep"))
         return MaskResult(out, labels, stats)
 
     return m.strategy(choose)
-
