@@ -28,13 +28,13 @@ length penalty, up to a maximum length or ``[SEP]``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from trainers.bert import BertPretrainer, bert_config
 from trainers.common import Config, masked_ce
 from zhmask.errors import ZhmaskError
 
@@ -239,21 +239,13 @@ class ErnieGen(nn.Module):
                 out[f"{name}_tokens"] = acc[f"{name}_n"]
         return out
 
-    def save(self, path: Path, build) -> None:
-        path = Path(path)
-        self.model.save_pretrained(str(path))
-        build.save_tokenizer(path)
-
-    def load(self, path: Path) -> None:
-        from trainers.bert import load_weights
-
-        load_weights(self.model, Path(path))
+    # a transformers save_pretrained directory with the build's tokenizer, and back (as BERT's)
+    save = BertPretrainer.save
+    load = BertPretrainer.load
 
 
 def make_model(cfg: Config, build, tasks: list[str]) -> ErnieGen:
     from transformers import BertForMaskedLM
-
-    from trainers.bert import bert_config
 
     return ErnieGen(BertForMaskedLM(bert_config(cfg, build)), parse_flows(cfg.gen_flows), cfg.span_weight)
 
