@@ -232,6 +232,8 @@ def test_finetune_gen_cli_rouge(pretrained, tmp_path, fixtures):
     # bad input: one line, exit code 2
     code, out, err = run_cli(*args, "--out", str(tmp_path / "bad"), "--target-field", "headline")
     assert code == 2 and "headline" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli(*args, "--out", str(tmp_path / "ft"))   # a finished run is not overwritten
+    assert code == 2 and "already holds" in err and len(err.strip().splitlines()) == 1
 
 
 def test_character_rouge_from_rouge_score():

@@ -104,6 +104,8 @@ def finetune_gen(checkpoint: str, train_path: str, dev_path: str, out: str, *, s
     if max_seq_length > hf_cfg.max_position_embeddings:
         raise ZhmaskError(f"max_seq_length {max_seq_length} > the checkpoint's {hf_cfg.max_position_embeddings} positions")
     run = Path(out)
+    if (run / "run" / "log.jsonl").is_file():
+        raise ZhmaskError(f"--out {out} already holds a finetune-gen run; give another --out")
     run.mkdir(parents=True, exist_ok=True)
     tr = seq2seq_build(train_path, vocab_file, run / "train-data", source_field, target_field, max_seq_length,
                        max_target_length)
