@@ -194,6 +194,7 @@ def test_pretrain_logs_both_flows_and_loads_in_transformers(pretrained):
     recs = [json.loads(x) for x in (pretrained / "log.jsonl").read_text().splitlines()]
     steps = [r for r in recs if "eval" not in r]
     assert len(steps) == 8 and all("loss_word" in r and "loss_span" in r for r in steps)
+    assert sum(r["loss"] for r in steps[-3:]) < sum(r["loss"] for r in steps[:3])   # it learns
     assert {"word_accuracy", "span_accuracy"} <= set(recs[-1]["eval"])
     final = pretrained / "final"
     hf = AutoModelForMaskedLM.from_pretrained(str(final)).eval()
