@@ -46,6 +46,10 @@ class Config:
     max_position_embeddings: int = 512
     generator_fraction: float = 0.25   # electra: generator hidden size / discriminator's (1/4..1/2)
     disc_weight: float = 50.0          # electra: loss = generator MLM + disc_weight * discriminator
+    gen_flows: str = "word,span"       # ernie_gen: generation flows trained (word; or word,span as in the paper)
+    span_weight: float = 1.0           # ernie_gen: loss = word-by-word + span_weight * span-by-span
+    gen_noise: str = "auto"            # ernie_gen: shards | dynamic (per epoch) | none | auto (as the build says)
+    gen_noise_rate: float = -1.0       # ernie_gen dynamic noise: share of target inputs (< 0: the build's noise_rate)
     # data
     tasks: list = field(default_factory=list)   # tasks to read (empty: every task the trainer uses)
     validation: float = 0.01           # share of documents held out for evaluation
@@ -269,8 +273,13 @@ class Progress:
 
 # ----------------------------------------------------------------------------- the loop
 def train(family: str, make_model: Callable, data: str | Path, out: str | Path, cfg: Config,
-          resume: bool = False, quiet: bool = False, usable_tasks: tuple[str, ...] | None = None) -> "RunResult":
+          resume: bool = False, quiet: bool = False, usable_tasks: tuple[str, ...] | None = None,
+          make_collator: Callable | None = None) -> "RunResult":
     """Pretrain ``make_model(cfg, build, tasks)`` on the build in ``data``; the run goes to ``out``.
+
+    ``make_collator(build, cfg)``: a family's own ``collate_fn`` (with ``set_epoch``) instead of the
+    reader's :class:`~zhmask.reader.Collator` (e.g. ``trainers.ernie_gen``'s multi-flow batches);
+    no dynamic masking then.
 
     Returns a :class:`RunResult`: the last evaluation's metrics (rank 0; ``{}`` elsewhere) and the model.
     """
@@ -320,7 +329,7 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     if seq > cfg.max_position_embeddings:
         raise ZhmaskError(f"{data}: rows of up to {seq} tokens, more than max_position_embeddings "
                           f"{cfg.max_position_embeddings} (--set max_position_embeddings={seq})")
-    masking = cfg.dynamic_masking
+    masking = cfg.dynamic_masking if make_collator is None else "none"
     if masking == "auto":
         masking = "wwm" if build.config.get("masking", "none") == "none" else "none"
     masker = val_masker = None   # two maskers: the validation masks stay those of epoch 0
@@ -334,8 +343,11 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     if len(train_ds) < world * cfg.batch_size:
         raise ZhmaskError(f"{data}: {len(train_ds)} training rows, fewer than one batch per process "
                           f"({world} x batch_size {cfg.batch_size})")
-    collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
-    val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
+    if make_collator is not None:
+        collate, val_collate = make_collator(build, cfg), make_collator(build, cfg)
+    else:
+        collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
+        val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
     val_collate.set_epoch(0)
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
     batches_per_epoch = len(train_ds) // world // cfg.batch_size   # every rank the same number of batches

@@ -1,4 +1,4 @@
-"""``zhmask pretrain bert|electra``: pretrain a model from a build's shards (the ``trainers`` package).
+"""``zhmask pretrain bert|electra|ernie_gen``: pretrain a model from a build's shards (the ``trainers`` package).
 
 torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
 stay fast.
@@ -10,7 +10,7 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them) or ELECTRA on a build.
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA or ERNIE-GEN on a build.
 
 The masks come from the shards (the build's --masking), or are drawn at load time with
 --set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
@@ -18,7 +18,9 @@ bert-wwm, roberta, macbert, ernie1, electra) or a TOML file; --set key=value ove
 setting (see trainers/README.md for all of them). The run directory gets log.jsonl,
 checkpoint-<step>/ and final/ (transformers save_pretrained directories with the vocabulary;
 electra: final/discriminator and final/generator). Under torchrun every process trains on its
-share of each epoch (DDP).
+share of each epoch (DDP). ernie_gen trains the multi-flow generation model on the rows of
+--tasks ernie_gen (or seq2seq): --set gen_flows=word (ablation), span_weight, gen_noise
+(shards, dynamic, none), gen_noise_rate (docs/ernie_gen.md, "Training and decoding").
 
 \b
 Example:
@@ -28,11 +30,13 @@ Example:
   zhmask build-corpus --pipeline electra --max-seq-length 128 corpus.txt --out out-e/
   zhmask pretrain electra --data out-e/ --out run-e/ --config electra
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
+  zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-g/
+  zhmask pretrain ernie_gen --data out-g/ --out run-g/ --set gen_noise=dynamic
 """
 
 
 @cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
-@click.argument("family", type=click.Choice(["bert", "electra"]))
+@click.argument("family", type=click.Choice(["bert", "electra", "ernie_gen"]))
 @click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
 @click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
 @click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
@@ -69,10 +73,14 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
                           "pip install 'zhmask[train,hf]'") from None
     from trainers.common import train
 
+    make_collator = None
     if family == "bert":
         from trainers.bert import TASKS, make_model
-    else:
+    elif family == "electra":
         from trainers.electra import TASKS, make_model
-    result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS)
+    else:
+        from trainers.ernie_gen import TASKS, make_collator, make_model
+    result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS,
+                   make_collator=make_collator)
     if result.metrics and not quiet:
         click.echo(json.dumps(result.metrics))
