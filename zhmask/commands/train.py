@@ -1,4 +1,4 @@
-"""``zhmask pretrain bert|electra``: pretrain a model from a build's shards (the ``trainers`` package).
+"""``zhmask pretrain bert|electra|gpt``: pretrain a model from a build's shards (the ``trainers`` package).
 
 torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
 stay fast.
@@ -10,14 +10,15 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them) or ELECTRA on a build.
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA or GPT on a build.
 
 The masks come from the shards (the build's --masking), or are drawn at load time with
 --set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
 bert-wwm, roberta, macbert, ernie1, electra) or a TOML file; --set key=value overrides one
 setting (see trainers/README.md for all of them). The run directory gets log.jsonl,
 checkpoint-<step>/ and final/ (transformers save_pretrained directories with the vocabulary;
-electra: final/discriminator and final/generator). Under torchrun every process trains on its
+electra: final/discriminator and final/generator). gpt trains GPT-2 on --tasks clm rows, attention
+reset at document boundaries (docs/autoregressive.md). Under torchrun every process trains on its
 share of each epoch (DDP).
 
 \b
@@ -27,12 +28,14 @@ Example:
   zhmask pretrain bert --data out/ --out run/ --resume        # continue from the last checkpoint
   zhmask build-corpus --pipeline electra --max-seq-length 128 corpus.txt --out out-e/
   zhmask pretrain electra --data out-e/ --out run-e/ --config electra
+  zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-g/
+  zhmask pretrain gpt --data out-g/ --out run-g/ --config gpt
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
 """
 
 
 @cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
-@click.argument("family", type=click.Choice(["bert", "electra"]))
+@click.argument("family", type=click.Choice(["bert", "electra", "gpt"]))
 @click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
 @click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
 @click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
@@ -71,6 +74,10 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
 
     if family == "bert":
         from trainers.bert import TASKS, make_model
+    elif family == "gpt":
+        from trainers.gpt import TASKS, check_config, make_model
+
+        cfg = check_config(cfg)
     else:
         from trainers.electra import TASKS, make_model
     result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS)
