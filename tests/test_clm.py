@@ -204,3 +204,14 @@ def test_finetune_takes_a_gpt_checkpoint(run, tmp_path):
     assert isinstance(load_classifier(model_dir(out), 2, cfg), GPT2ForSequenceClassification)
     res = finetune(out, str(data), None, tmp_path / "ft", cfg, quiet=True)
     assert res["steps"] == 3 and 0.0 <= res["accuracy"] <= 1.0
+
+
+def test_docs_show_the_rendered_clm_example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_clm_docs", ROOT / "scripts" / "render_clm_docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    page = (ROOT / "docs" / "autoregressive.md").read_text(encoding="utf-8")
+    block = page.split(mod.MARKS[0], 1)[1].split(mod.MARKS[1], 1)[0].strip("\n")
+    assert block == mod.render(), "docs/autoregressive.md is stale: python scripts/render_clm_docs.py"
