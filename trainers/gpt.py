@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from trainers.bert import BertPretrainer
 from trainers.common import Config
 from zhmask.errors import ZhmaskError
 
@@ -114,15 +114,8 @@ class GPTPretrainer(nn.Module):
         return {"clm_loss": loss, "clm_perplexity": math.exp(min(loss, 50.0)),
                 "clm_accuracy": acc["clm_correct"] / acc["clm_n"], "clm_tokens": acc["clm_n"]}
 
-    def save(self, path: Path, build) -> None:
-        path = Path(path)
-        self.model.save_pretrained(str(path))
-        build.save_tokenizer(path)
-
-    def load(self, path: Path) -> None:
-        from trainers.bert import load_weights
-
-        load_weights(self.model, Path(path))
+    save = BertPretrainer.save   # save_pretrained and the build's tokenizer
+    load = BertPretrainer.load   # weights back for --resume
 
 
 def make_model(cfg: Config, build, tasks: list[str]) -> GPTPretrainer:

@@ -793,6 +793,17 @@ class Collator:
         return out
 
 
+def part_index(doc_bounds, n: int) -> np.ndarray:
+    """Per position of a row of ``n`` tokens, the number of its document part (``doc_bounds`` of a
+    ``clm`` row: ``[0, e1, ..., n]``); -1 past the last bound."""
+    db = np.asarray(doc_bounds, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    if len(db) >= 2:
+        m = min(int(db[-1]), n)
+        out[:m] = np.searchsorted(db[1:], np.arange(m), side="right")
+    return out
+
+
 def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence, pad_id: int,
              pad_to_multiple_of: int | None) -> dict[str, np.ndarray]:
     """The padded int64 arrays of :class:`Collator` (the one padding implementation: the reader's
@@ -822,8 +833,6 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
             if v is not None:
                 tl[i, :len(v)] = v  # type: ignore[index]
         if has_db:
-            from zhmask.labels.clm import part_index
-
             db = row.get("doc_bounds")
             part[i, :L] = part_index(db, L) if db is not None else 0  # type: ignore[index]
     out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}

@@ -83,17 +83,6 @@ def clm_examples(docs: list[Document], ctx, events) -> list[Example]:
     return exs
 
 
-def part_index(doc_bounds, n: int) -> np.ndarray:
-    """Per position of a row of ``n`` tokens, the number of its part (``doc_bounds`` as stored);
-    -1 past the last bound (padding)."""
-    db = np.asarray(doc_bounds, dtype=np.int64)
-    out = np.full(n, -1, dtype=np.int64)
-    if len(db) >= 2:
-        m = min(int(db[-1]), n)
-        out[:m] = np.searchsorted(db[1:], np.arange(m), side="right")
-    return out
-
-
 @register_check("clm")
 def check_clm(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     """No [CLS] or [MASK]; ``doc_bounds`` cut the row into parts that each end with the only
