@@ -152,7 +152,13 @@ def load_classifier(src: Path, num_labels: int, cfg: FinetuneConfig, from_scratc
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     torch.manual_seed(cfg.seed)
-    hf_cfg = AutoConfig.from_pretrained(str(src), num_labels=num_labels, hidden_dropout_prob=cfg.dropout)
+    hf_cfg = AutoConfig.from_pretrained(str(src), num_labels=num_labels)
+    if hf_cfg.model_type == "gpt2":   # GPT2ForSequenceClassification: the last non-padding token classifies
+        if hf_cfg.pad_token_id is None:
+            raise ZhmaskError(f"{src}: a GPT-2 checkpoint without pad_token_id (zhmask pretrain gpt sets it)")
+        hf_cfg.resid_pdrop = hf_cfg.embd_pdrop = hf_cfg.attn_pdrop = cfg.dropout
+    else:
+        hf_cfg.hidden_dropout_prob = cfg.dropout
     if from_scratch:   # the control
         return AutoModelForSequenceClassification.from_config(hf_cfg)
     return AutoModelForSequenceClassification.from_pretrained(str(src), config=hf_cfg)
@@ -209,10 +215,12 @@ def finetune(checkpoint: str | Path, train_path: str, dev_path: str | None, out:
     def collate(idx, ids, tt, y):   # the reader's padding (zhmask.reader.pad_rows), class labels as "labels"
         rows = [{"token_type_ids": tt[i] if tt is not None else None} for i in idx]
         out = pad_rows(rows, [ids[i] for i in idx], [None] * len(idx), tok.pad_token_id, 8)
-        return {k: torch.from_numpy(out[k]) for k in ("input_ids", "token_type_ids", "attention_mask")} | {
+        return {k: torch.from_numpy(out[k]) for k in inputs} | {
             "labels": torch.tensor([y[i] for i in idx], dtype=torch.long)}
 
     model = load_classifier(src, len(names), cfg, from_scratch).to(device)
+    # GPT-2 has no token type embeddings (it would look types up in its word embeddings): none passed
+    inputs = ("input_ids", "attention_mask") + (("token_type_ids",) if getattr(model.config, "type_vocab_size", 0) else ())
 
     per_epoch = (len(train) + cfg.batch_size - 1) // cfg.batch_size
     total = cfg.max_steps or per_epoch * cfg.epochs

@@ -307,7 +307,8 @@ def train_tokenizer_cmd(inputs: tuple[str, ...], out: str, vocab_size: int, min_
 _COMMAND_MODULES = ("zhmask.commands.verify", "zhmask.commands.segmentation", "zhmask.commands.train",
                     "zhmask.commands.finetune", "zhmask.commands.presets", "zhmask.commands.inspect",
                     "zhmask.commands.report", "zhmask.commands.export", "zhmask.commands.span_table",
-                    "zhmask.commands.finetune_gen")
+                    "zhmask.commands.finetune_gen",
+                    "zhmask.commands.generate")
 
 
 def _load_commands() -> None:

@@ -208,8 +208,8 @@ class BuildConfig:
                 raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(sorted(TASKS))}")
         if self.masking not in STRATEGIES:
             raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(sorted(STRATEGIES))}")
-        if self.packing == "full" and set(self.tasks) != {"mlm"}:
-            other = ", ".join(t for t in self.tasks if t != "mlm")
+        if self.packing == "full" and set(self.tasks) - {"mlm", "clm"}:  # (clm rows are always packed so)
+            other = ", ".join(t for t in self.tasks if t not in ("mlm", "clm"))
             raise ZhmaskError(f"--packing full fills mlm rows across documents; it makes no sense for --tasks {other} "
                               "(pair, sentence and generation tasks keep their documents apart): use --tasks mlm")
         known = {**STRATEGIES.declared([self.masking]), **TASKS.declared(list(self.tasks))}

@@ -613,7 +613,7 @@ class Pipeline:
                                         f"{last}: {type(exc).__name__}: {exc}") from exc
                 last = ex.example_id
                 written.add(ex.doc_id)
-                if full_packing:  # a row filled across documents writes every document it holds
+                if full_packing or ex.extra.get("doc_bounds") is not None:  # a row filled across documents writes every document it holds
                     written.update(src["doc_id"] for src in ex.extra["segment_sources"])
                 _bump(stats["examples"], ex.task)
                 if ex.label >= 0:

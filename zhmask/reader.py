@@ -57,7 +57,7 @@ __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "Ep
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
-                "target_ids", "fragment_bounds", "span_bounds", "noise_positions")
+                "target_ids", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds")
 STRUCT_COLUMNS = ("entities", "segment_sources")
 STRING_COLUMNS = ("doc_id", "example_id", "task")
 
@@ -744,8 +744,9 @@ class Collator:
     ``pad_to_multiple_of`` (None: no rounding) and returns int64 tensors ``input_ids`` (``pad_id``
     padding), ``attention_mask``, ``token_type_ids``, ``labels`` (-100 padding),
     ``next_sentence_label`` [B] when a row has a sentence label (rows without one get -100, the
-    loss' ignore index; the name BertForPreTraining takes) and
-    ``token_labels`` [B, T] when a row has them (-100 elsewhere).
+    loss' ignore index; the name BertForPreTraining takes),
+    ``token_labels`` [B, T] when a row has them (-100 elsewhere) and ``doc_index`` [B, T] when a
+    row has ``doc_bounds`` (clm): each token's document part in its row, -1 on padding.
 
     ``masker`` (a :class:`zhmask.masking.dynamic.DynamicMasking`): every batch is masked afresh,
     original ids restored from ``labels`` then the strategy applied with the generator of (seed,
@@ -792,6 +793,17 @@ class Collator:
         return out
 
 
+def part_index(doc_bounds, n: int) -> np.ndarray:
+    """Per position of a row of ``n`` tokens, the number of its document part (``doc_bounds`` of a
+    ``clm`` row: ``[0, e1, ..., n]``); -1 past the last bound."""
+    db = np.asarray(doc_bounds, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    if len(db) >= 2:
+        m = min(int(db[-1]), n)
+        out[:m] = np.searchsorted(db[1:], np.arange(m), side="right")
+    return out
+
+
 def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence, pad_id: int,
              pad_to_multiple_of: int | None) -> dict[str, np.ndarray]:
     """The padded int64 arrays of :class:`Collator` (the one padding implementation: the reader's
@@ -805,6 +817,8 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
     tt = np.zeros((B, T), dtype=np.int64)
     has_tl = any(r.get("token_labels") is not None for r in rows)
     tl = np.full((B, T), -100, dtype=np.int64) if has_tl else None
+    has_db = any(r.get("doc_bounds") is not None for r in rows)
+    part = np.full((B, T), -1, dtype=np.int64) if has_db else None
     for i, (row, L) in enumerate(zip(rows, lens)):
         ids[i, :L] = ids_l[i]
         att[i, :L] = 1
@@ -818,6 +832,9 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
             v = row.get("token_labels")
             if v is not None:
                 tl[i, :len(v)] = v  # type: ignore[index]
+        if has_db:
+            db = row.get("doc_bounds")
+            part[i, :L] = part_index(db, L) if db is not None else 0  # type: ignore[index]
     out = {"input_ids": ids, "attention_mask": att, "token_type_ids": tt, "labels": labels}
     sent = [row.get(SENTENCE_LABEL) for row in rows]
     sent = [NO_LABEL if s is None or s < 0 else int(s) for s in sent]
@@ -825,4 +842,6 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
         out[SENTENCE_LABEL] = np.array(sent, dtype=np.int64)
     if tl is not None:
         out["token_labels"] = tl
+    if part is not None:
+        out["doc_index"] = part
     return out

@@ -1,4 +1,4 @@
-"""``zhmask pretrain bert|electra|ernie_gen``: pretrain a model from a build's shards (the ``trainers`` package).
+"""``zhmask pretrain bert|electra|ernie_gen|gpt``: pretrain a model from a build's shards (the ``trainers`` package).
 
 torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
 stay fast.
@@ -10,7 +10,7 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA or ERNIE-GEN on a build.
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA, ERNIE-GEN or GPT on a build.
 
 The masks come from the shards (the build's --masking), or are drawn at load time with
 --set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
@@ -20,7 +20,8 @@ checkpoint-<step>/ and final/ (transformers save_pretrained directories with the
 electra: final/discriminator and final/generator). Under torchrun every process trains on its
 share of each epoch (DDP). ernie_gen trains the multi-flow generation model on the rows of
 --tasks ernie_gen (or seq2seq): --set gen_flows=word (ablation), span_weight, gen_noise
-(shards, dynamic, none), gen_noise_rate (docs/ernie_gen.md, "Training and decoding").
+(shards, dynamic, none), gen_noise_rate (docs/ernie_gen.md, "Training and decoding"). gpt
+trains GPT-2 on --tasks clm rows, attention reset at document boundaries (docs/autoregressive.md).
 
 \b
 Example:
@@ -29,14 +30,16 @@ Example:
   zhmask pretrain bert --data out/ --out run/ --resume        # continue from the last checkpoint
   zhmask build-corpus --pipeline electra --max-seq-length 128 corpus.txt --out out-e/
   zhmask pretrain electra --data out-e/ --out run-e/ --config electra
+  zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-g/
+  zhmask pretrain gpt --data out-g/ --out run-g/ --config gpt
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
-  zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-g/
-  zhmask pretrain ernie_gen --data out-g/ --out run-g/ --set gen_noise=dynamic
+  zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-eg/
+  zhmask pretrain ernie_gen --data out-eg/ --out run-eg/ --set gen_noise=dynamic
 """
 
 
 @cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
-@click.argument("family", type=click.Choice(["bert", "electra", "ernie_gen"]))
+@click.argument("family", type=click.Choice(["bert", "electra", "ernie_gen", "gpt"]))
 @click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
 @click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
 @click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
@@ -78,6 +81,10 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
         from trainers.bert import TASKS, make_model
     elif family == "electra":
         from trainers.electra import TASKS, make_model
+    elif family == "gpt":
+        from trainers.gpt import TASKS, check_config, make_model
+
+        cfg = check_config(cfg)
     else:
         from trainers.ernie_gen import TASKS, make_collator, make_model
     result = train(family, make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS,

@@ -78,7 +78,8 @@ def check_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     if ids.min() < 0 or ids.max() >= V:
         bad.append("input_ids outside the vocabulary")
     cls_id, sep_id, pad_id, mask_id = ctx["cls_id"], ctx["sep_id"], ctx["pad_id"], ctx["mask_id"]
-    if ids[0] != cls_id:
+    causal = row.get("doc_bounds") is not None  # clm: no [CLS], labels are the inputs ([SEP] too)
+    if ids[0] != cls_id and not causal:
         bad.append("first token is not [CLS]")
     structural = np.isin(ids, [cls_id, sep_id])
     if (wid[structural] != -1).any():
@@ -102,9 +103,9 @@ def check_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
         lv = labels[lab]
         if lv.min() < 0 or lv.max() >= V:
             bad.append("labels outside the vocabulary (and not -100)")
-        if (wid[lab] < 0).any():
+        if (wid[lab] < 0).any() and not (causal and (ids[lab & (wid < 0)] == sep_id).all()):
             bad.append("a label on a special token")
-        if np.isin(lv, [cls_id, sep_id, pad_id, mask_id]).any():
+        if np.isin(lv, [cls_id, pad_id, mask_id] if causal else [cls_id, sep_id, pad_id, mask_id]).any():
             bad.append("a label that is itself a special token")
     if not generation and ((ids == mask_id) & ~lab).any():
         bad.append("a [MASK] in input_ids without a label (corrupted but not predicted)")
@@ -212,7 +213,7 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         if row[SENTENCE_LABEL] is not None and row[SENTENCE_LABEL] >= 0:
                             labels_seen.setdefault(task, Counter())[str(row[SENTENCE_LABEL])] += 1
                         doc_ids.add(row["doc_id"])
-                        if full_packing:  # a row filled across documents holds every document it lists
+                        if full_packing or row.get("doc_bounds") is not None:  # a row filled across documents holds every document it lists
                             doc_ids.update(src["doc_id"] for src in row["segment_sources"] or ())
                         if row["example_id"] in example_ids:
                             dup_examples += 1

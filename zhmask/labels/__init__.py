@@ -26,3 +26,4 @@ from zhmask.labels import ir_relevance  # noqa: E402,F401
 from zhmask.labels import discourse_relation  # noqa: E402,F401
 from zhmask.labels import token_document_relation  # noqa: E402,F401
 from zhmask.labels import capitalization  # noqa: E402,F401
+from zhmask.labels import clm  # noqa: E402,F401

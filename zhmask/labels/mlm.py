@@ -30,11 +30,12 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, "mlm"))
 
 
-def _unit_sentences(docs: list[Document], ctx):
-    """The unit's token table, its sentence ranges for one-segment rows (UnitRanges), the events
-    of each document, the ranges' lengths and each document's first range (``roff``)."""
+def _unit_sentences(docs: list[Document], ctx, piece: int | None = None):
+    """The unit's token table, its sentence ranges for one-segment rows (UnitRanges; sentences
+    longer than ``piece`` tokens, by default ``max_seq_length - 2``, cut at word starts), the
+    events of each document, the ranges' lengths and each document's first range (``roff``)."""
     table = unit_table(docs, ctx.ent_cache)
-    ur = table.ranges(ctx.config.max_seq_length - 2)
+    ur = table.ranges(ctx.config.max_seq_length - 2 if piece is None else piece)
     doc_events = ur.events_by_doc() if ur.events else {}
     return table, ur, doc_events, (ur.b - ur.a).tolist(), ur.roff.tolist()
 
@@ -68,7 +69,13 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
 
 
 def full_examples(docs: list[Document], ctx, events) -> list[Example]:
-    """The unit's ``mlm`` rows under ``--packing full``: whole sentences, in document order, fill
+    """The unit's ``mlm`` rows under ``--packing full`` (:func:`pack_full`)."""
+    return pack_full(docs, ctx, events)[0]
+
+
+def pack_full(docs: list[Document], ctx, events, *, task: str = "mlm", tag: str = "full",
+              max_len: int | None = None, short_seq_prob: float | None = None, piece: int | None = None):
+    """The unit's rows filled across documents: whole sentences, in document order, fill
     each row up to ``max_seq_length`` across document boundaries, a [SEP] closing every
     document's part (``[CLS] d1 [SEP] d2 [SEP] d3 [SEP]``, token types all 0).
 
@@ -78,12 +85,17 @@ def full_examples(docs: list[Document], ctx, events) -> list[Example]:
     and character span); its ``example_id`` is ``<group's first document>#full<i>``, so that the
     validation split (by the document part of example_id) holds out whole groups and no held-out
     document's text reaches a training row.  Target lengths are drawn as for ``--packing
-    document`` (``short_seq_prob``), from the generator of the group's first document."""
+    document`` (``short_seq_prob``), from the generator of the group's first document.
+
+    ``task``, ``tag`` (example ids ``<group>#<tag><i>``), ``max_len`` (the row budget, [CLS]
+    included), ``short_seq_prob`` and ``piece`` (sentences cut into pieces of at most this many
+    tokens at word starts) default to mlm's; ``clm`` (:mod:`zhmask.labels.clm`) packs with its own.  Returns the examples and, per segment (row part), its first and last range
+    ``[r0, r1)``, its document index and its example, and the unit's ranges (UnitRanges)."""
     from zhmask.labels.pairs import span_sources
 
-    max_len = ctx.config.max_seq_length
-    ssp = ctx.config.short_seq_prob
-    table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx)
+    max_len = ctx.config.max_seq_length if max_len is None else max_len
+    ssp = ctx.config.short_seq_prob if short_seq_prob is None else short_seq_prob
+    table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx, piece)
     seg_r0: list[int] = []
     seg_r1: list[int] = []
     seg_doc: list[int] = []
@@ -100,7 +112,7 @@ def full_examples(docs: list[Document], ctx, events) -> list[Example]:
     def close_row() -> None:
         if state["len"] > 1:
             gid = state["group"]
-            meta.append(("mlm", f"{gid}#full{state['rows']}", docs[state["first"]].id, NO_LABEL))
+            meta.append((task, f"{gid}#{tag}{state['rows']}", docs[state["first"]].id, NO_LABEL))
             state["rows"] += 1
             state["len"], state["first"] = 1, -1
             state["target"] = target()
@@ -146,7 +158,7 @@ def full_examples(docs: list[Document], ctx, events) -> list[Example]:
     bounds = np.searchsorted(np.asarray(seg_ex, dtype=np.int64), np.arange(len(exs) + 1)).tolist()
     for e, ex in enumerate(exs):
         ex.extra["segment_sources"] = src[bounds[e]:bounds[e + 1]]
-    return exs
+    return exs, (seg_r0, seg_r1, sd, bounds), ur
 
 
 @register_check("mlm")

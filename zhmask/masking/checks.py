@@ -25,7 +25,7 @@ WHOLE_WORD = ("wwm", "ngram", "mac", "span", "knowledge")
 def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     cfg = ctx.get("config") or {}
     name = cfg.get("masking", "none")
-    if row.get("source_ids") is not None:  # generation layout: never masked
+    if row.get("source_ids") is not None or row.get("doc_bounds") is not None:  # generation, clm: never masked
         return []
     ids = np.asarray(row.get("input_ids") or [], dtype=np.int64)
     lab = np.asarray(row.get("labels") or [], dtype=np.int64)
