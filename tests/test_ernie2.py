@@ -194,3 +194,23 @@ def test_plan_needs_its_tasks_in_the_build(tmp_path):
     assert code == 2 and "the plan trains" in err and "capitalization" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("pretrain", "bert", "--data", str(out), "--out", str(tmp_path / "run"), "--plan", "x")
     assert code == 2 and "--plan is for ernie2" in err
+
+
+def test_resume_equals_uninterrupted(build, tmp_path):
+    from trainers.common import make_config, train
+    from trainers.ernie2 import TASKS, Ernie2Plan, StagePlan, resolve_plan
+
+    def go(out, *sets, resume=False):
+        cfg = make_config(None, [*TINY, "max_steps=6", *sets])
+        plan = Ernie2Plan(resolve_plan(None if resume else "ernie2_stages", out, resume), cfg)
+        train("ernie2", plan.make_model, build, out, cfg, resume=resume, quiet=True, usable_tasks=TASKS, plan=plan)
+
+    go(tmp_path / "a")
+    go(tmp_path / "b", "stop_at_step=3")
+    go(tmp_path / "b", resume=True)   # the plan comes back from train_config.json
+    a, b = ([r for r in log(tmp_path / x) if "loss" in r] for x in ("a", "b"))
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for x, y in zip(a, b):
+        assert set(x) == set(y)        # the same task at every step
+        assert abs(x["loss"] - y["loss"]) < 1e-5, (x, y)
+    assert [r for r in log(tmp_path / "a") if "stage" in r] == [r for r in log(tmp_path / "b") if "stage" in r]

@@ -380,7 +380,8 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
             batch_sampler.skip(skip_batches)
             collate.set_epoch(epoch)
             return iter(DataLoader(train_ds, batch_sampler=TraceBatches() if cfg.trace_rows else batch_sampler,
-                                   collate_fn=collate, num_workers=cfg.num_workers))
+                                   collate_fn=collate, num_workers=cfg.num_workers,   # own generator: the
+                                   generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)))   # global RNG stays put
         sampler.set_epoch(epoch)
         collate.set_epoch(epoch)
         sampler.skip(skip_batches * cfg.batch_size)
