@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, write_section  # noqa: E402
-from pretrain_matrix import run, zhmask  # noqa: E402
+from pretrain_matrix import budget_arguments, finetune_sets, finetune_tasks, pretrain_sets, run, zhmask  # noqa: E402
 
 ARMS = {"mlm": "ernie2_mlm", "multitask": "ernie2_multitask", "sequential": "ernie2_stages"}
 HEADS = ("capitalization", "token_document_relation", "sentence_reorder", "sentence_distance",
@@ -70,25 +70,8 @@ def spread(vals: list[float]) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
-    ap.add_argument("--workdir", default="/tmp/zhmask-ernie2")
+    budget_arguments(ap, "/tmp/zhmask-ernie2")
     ap.add_argument("--arms", default=",".join(ARMS))
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--text-mb", type=float, default=4.0)
-    ap.add_argument("--seq", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--heads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--pretrain-steps", type=int, default=2500, help="the one total budget of every arm")
-    ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--train-limit", type=int, default=1000)
-    ap.add_argument("--dev-limit", type=int, default=1000)
-    ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--ft-lr", type=float, default=3e-4)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="Markdown file for the tables (between <!-- ernie2:begin/end -->)")
     args = ap.parse_args(argv)
 
@@ -111,11 +94,8 @@ def main(argv=None) -> None:
                    "--max-seq-length", str(args.seq), "--out", str(build), "--overwrite", "-q"),
             work / "logs" / f"build-{data_tag}.log")
 
-    sets = [f"num_layers={args.layers}", f"hidden_size={args.hidden}", f"num_heads={args.heads}",
-            f"intermediate_size={4 * args.hidden}", f"batch_size={args.batch}", f"lr={args.lr}",
-            f"max_steps={args.pretrain_steps}", "warmup=0.04", f"threads={args.threads}", "validation=0.02",
-            "eval_batches=10", "eval_every=0", "save_every=0", "keep_checkpoints=1",
-            f"max_position_embeddings={max(args.seq, args.max_length)}"]
+    sets = [x for x in pretrain_sets(args) if not x.startswith("eval_every=")]
+    sets += ["eval_every=0", f"max_position_embeddings={max(args.seq, args.max_length)}"]
     jobs = []
     for a in arms:
         for s in seeds:
@@ -131,13 +111,8 @@ def main(argv=None) -> None:
         list(pool.map(lambda j: run(*j), jobs))
     t_pre = time.time() - t0
 
-    ft = [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
-          f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
-    tasks = {
-        "sentiment": ["--train", str(shared / "corpora" / "sentiment_train.tsv")],
-        "inews": ["--train", str(shared / "corpora" / "inews_docs.jsonl"), "--dev", str(shared / "corpora" / "inews_docs.jsonl"),
-                  "--set=train_split=train", "--set=dev_split=dev", "--set=title_field=title"],
-    }
+    ft = finetune_sets(args)
+    tasks = finetune_tasks(shared)
     cells = [(a, a, False) for a in arms] + [("control", arms[0], True)]
     jobs = []
     for name, src, scratch in cells:

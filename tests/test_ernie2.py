@@ -214,3 +214,17 @@ def test_resume_equals_uninterrupted(build, tmp_path):
         assert set(x) == set(y)        # the same task at every step
         assert abs(x["loss"] - y["loss"]) < 1e-5, (x, y)
     assert [r for r in log(tmp_path / "a") if "stage" in r] == [r for r in log(tmp_path / "b") if "stage" in r]
+
+
+def test_finetune_starts_from_the_encoder(trained, tmp_path):
+    """zhmask finetune takes an ernie2 final/ directory: the classifier's encoder is the pretrained one."""
+    from trainers.finetune import finetune, load_classifier, make_finetune_config
+
+    run, res = trained
+    cfg = make_finetune_config(["max_steps=2", "batch_size=8", "max_length=64", "threads=1", "title_field=title",
+                                "dev_fraction=0.3"])
+    out = finetune(run / "final", str(FIXTURES / "inews_150.jsonl"), None, tmp_path / "ft", cfg, quiet=True)
+    assert out["steps"] == 2 and 0.0 <= out["accuracy"] <= 1.0
+    clf = load_classifier(run / "final", 3, cfg)
+    for k, v in res.model.bert.state_dict().items():
+        assert torch.equal(clf.bert.state_dict()[k], v), k

@@ -134,25 +134,31 @@ def typed(kind, values: dict[str, Any]):
     return kind(**{k: _parse(k, kinds[k], v) for k, v in values.items()})
 
 
+def read_toml(name: str | Path, folder: Path, option: str, kind: str) -> tuple[Path, dict[str, Any]]:
+    """The TOML file ``name`` (a path, or a ``kind`` named ``<folder>/<name>.toml``) and its data;
+    a one-line error naming ``option`` and the known names when it is missing or not TOML."""
+    path = Path(name)
+    if not path.is_file() and (folder / f"{path.name}.toml").is_file():
+        path = folder / f"{path.name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise ZhmaskError(f"{option} {name}: no such file or {kind} ({kind}s: {known})")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZhmaskError(f"{option} {path}: {exc}") from None
+
+
 def make_config(config_file: str | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """``base`` (a saved run's config), then a TOML preset or file, then ``key=value`` overrides."""
     values: dict[str, Any] = dict(base or {})
     if config_file:
-        path = Path(config_file)
-        if not path.is_file() and (PRESETS / f"{config_file}.toml").is_file():
-            path = PRESETS / f"{config_file}.toml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
-            raise ZhmaskError(f"--config {config_file}: no such file or preset (presets: {known})")
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ZhmaskError(f"--config {path}: {exc}") from None
+        _, data = read_toml(config_file, PRESETS, "--config", "preset")
         values.update(data.get("train", data))
     values.update(parse_sets(sets))
     cfg = typed(Config, values)

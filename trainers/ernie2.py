@@ -96,20 +96,9 @@ class StagePlan:
     @classmethod
     def load(cls, plan: str | Path | None) -> "StagePlan":
         """A plan by name (``trainers/plans/<name>.toml``) or path; None: the default plan."""
-        path = Path(plan or DEFAULT_PLAN)
-        if not path.is_file() and (PLANS / f"{path.name}.toml").is_file():
-            path = PLANS / f"{path.name}.toml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PLANS.glob("*.toml")))
-            raise ZhmaskError(f"--plan {plan}: no such file or plan (plans: {known})")
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ZhmaskError(f"--plan {path}: {exc}") from None
+        from trainers.common import read_toml
+
+        path, data = read_toml(plan or DEFAULT_PLAN, PLANS, "--plan", "plan")
         return cls(data, str(path))
 
     def describe(self) -> dict[str, Any]:
@@ -341,11 +330,10 @@ class Ernie2Pretrainer(nn.Module):
 
     @torch.no_grad()
     def evaluate(self, batch: dict[str, torch.Tensor], acc: dict[str, Any], gen=None) -> None:
+        from trainers.bert import add_mlm_counts
+
         mlm_logits, targets, per_task = self.outputs(batch)
-        s, n = masked_ce(mlm_logits, targets)
-        acc["mlm_ce"] = acc.get("mlm_ce", 0.0) + float(s)
-        acc["mlm_n"] = acc.get("mlm_n", 0) + n
-        acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((mlm_logits.argmax(-1) == targets).sum())
+        add_mlm_counts(acc, mlm_logits, targets)
         for t, (logits, y) in per_task.items():
             acc[f"{t}_n"] = acc.get(f"{t}_n", 0) + int(y.numel())
             acc[f"{t}_correct"] = acc.get(f"{t}_correct", 0) + int((logits.argmax(-1) == y).sum())
@@ -354,14 +342,9 @@ class Ernie2Pretrainer(nn.Module):
             acc[f"{t}_classes"] = [a + b for a, b in zip(prev, counts)]
 
     def metrics(self, acc: dict[str, Any]) -> dict[str, float]:
-        import math
+        from trainers.bert import mlm_metrics
 
-        out: dict[str, float] = {}
-        if acc.get("mlm_n"):
-            out["mlm_accuracy"] = acc["mlm_correct"] / acc["mlm_n"]
-            out["mlm_loss"] = acc["mlm_ce"] / acc["mlm_n"]
-            out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 50.0))
-            out["mlm_tokens"] = acc["mlm_n"]
+        out = mlm_metrics(acc)
         for t in self.tasks:
             if acc.get(f"{t}_n"):   # accuracy, and that of always answering the most frequent class
                 out[f"{t}_accuracy"] = acc[f"{t}_correct"] / acc[f"{t}_n"]
