@@ -293,22 +293,14 @@ class Ernie2Pretrainer(nn.Module):
             rows = batch["task_id"] == TASK_IDS[t]
             if not bool(rows.any()):
                 continue
-            if t in TOKEN_TASKS:
-                y = batch.get("token_labels")
-                if y is None:
-                    continue
-                y = y[rows]
-                keep = y != -100
-                logits = self.heads[t](self.dropout(out.last_hidden_state[rows][keep]))
-                per_task[t] = (logits, y[keep])
-            else:
-                y = batch.get("next_sentence_label")
-                if y is None:
-                    continue
-                y = y[rows]
-                keep = y != -100
-                logits = self.heads[t](self.dropout(out.pooler_output[rows][keep]))
-                per_task[t] = (logits, y[keep])
+            token = t in TOKEN_TASKS   # word-aware: every labelled token; sentence-level: the pooled [CLS]
+            y = batch.get("token_labels" if token else "next_sentence_label")
+            if y is None:
+                continue
+            y = y[rows]
+            keep = y != -100
+            h = (out.last_hidden_state if token else out.pooler_output)[rows][keep]
+            per_task[t] = (self.heads[t](self.dropout(h)), y[keep])
         return mlm_logits, labels[where], per_task
 
     def forward(self, batch: dict[str, torch.Tensor]):
