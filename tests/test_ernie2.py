@@ -228,3 +228,24 @@ def test_finetune_starts_from_the_encoder(trained, tmp_path):
     clf = load_classifier(run / "final", 3, cfg)
     for k, v in res.model.bert.state_dict().items():
         assert torch.equal(clf.bert.state_dict()[k], v), k
+
+
+def test_every_parameter_gets_a_gradient_from_any_batch(build):
+    """What DDP needs (it has no find_unused_parameters): an mlm, word-aware or sentence batch
+    reaches every parameter, the idle heads and the pooler with weight 0."""
+    from trainers.common import make_config
+    from trainers.ernie2 import TASK_IDS, TASKS, Ernie2Pretrainer, TaskRows
+    from zhmask.reader import Build, Collator, ShardDataset
+
+    b = Build(build)
+    model = Ernie2Pretrainer(make_config(None, TINY), b, list(TASKS))
+    ds = ShardDataset(b, split="train", validation=0.1)
+    rows, pos = TaskRows(ds, ["mlm", *TASKS]), ds.task_positions()
+    collate = Collator(pad_id=b.pad_id)
+    for task in ("mlm", "token_document_relation", "sentence_distance"):
+        idx = pos["sentence_distance" if task == "mlm" else task][:4]
+        model.zero_grad(set_to_none=True)
+        loss, heads = model(collate([rows[(int(i), TASK_IDS[task])] for i in idx]))
+        loss.backward()
+        assert [n for n, p in model.named_parameters() if p.grad is None] == [], task
+        assert set(heads) == {"mlm", "loss"} | ({task} - {"mlm"})

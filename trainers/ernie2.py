@@ -269,7 +269,9 @@ class Ernie2Pretrainer(nn.Module):
         hf = bert_config(cfg, build)
         self.bert = BertModel(hf, add_pooling_layer=True)
         self.mlm = BertOnlyMLMHead(hf)
+        # tied as transformers' BertForMaskedLM ties them (_tied_weights_keys): decoder = word embeddings, one bias
         self.mlm.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+        self.mlm.predictions.decoder.bias = self.mlm.predictions.bias
         self.task_embedding = nn.Embedding(len(TASK_IDS), hf.hidden_size)
         nn.init.normal_(self.task_embedding.weight, std=hf.initializer_range)
         self.tasks = list(tasks)
@@ -283,7 +285,8 @@ class Ernie2Pretrainer(nn.Module):
         return self.bert(inputs_embeds=emb, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     def outputs(self, batch: dict[str, torch.Tensor]):
-        """(MLM logits at the masked positions, their targets, {task: (logits, targets)}) of a batch."""
+        """(MLM logits at the masked positions, their targets, {task: (logits, targets)}, the pooled
+        output) of a batch."""
         out = self.encode(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], batch["task_id"])
         labels = batch["labels"]
         where = labels != -100
@@ -301,10 +304,10 @@ class Ernie2Pretrainer(nn.Module):
             keep = y != -100
             h = (out.last_hidden_state if token else out.pooler_output)[rows][keep]
             per_task[t] = (self.heads[t](self.dropout(h)), y[keep])
-        return mlm_logits, labels[where], per_task
+        return mlm_logits, labels[where], per_task, out.pooler_output
 
     def forward(self, batch: dict[str, torch.Tensor]):
-        mlm_logits, targets, per_task = self.outputs(batch)
+        mlm_logits, targets, per_task, pooled = self.outputs(batch)
         s, n = masked_ce(mlm_logits, targets)
         loss = s / max(n, 1)
         heads = {"mlm": loss.detach()}
@@ -313,10 +316,10 @@ class Ernie2Pretrainer(nn.Module):
             part = s / max(n, 1)
             heads[t] = part.detach()
             loss = loss + part
-        # heads of the tasks not in this batch join the graph with weight 0 (DDP wants every parameter used)
-        idle = [p.sum() for t in self.tasks if t not in per_task for p in self.heads[t].parameters()]
-        if idle:
-            loss = loss + 0.0 * torch.stack(idle).sum()
+        # the pooler and the heads of the tasks not in this batch join the graph with weight 0 (DDP wants
+        # every parameter used in every step: an mlm or word-aware batch leaves the pooler unused)
+        idle = [pooled.sum()] + [p.sum() for t in self.tasks if t not in per_task for p in self.heads[t].parameters()]
+        loss = loss + 0.0 * torch.stack(idle).sum()
         heads["loss"] = loss.detach()
         return loss, heads
 
@@ -324,7 +327,7 @@ class Ernie2Pretrainer(nn.Module):
     def evaluate(self, batch: dict[str, torch.Tensor], acc: dict[str, Any], gen=None) -> None:
         from trainers.bert import add_mlm_counts
 
-        mlm_logits, targets, per_task = self.outputs(batch)
+        mlm_logits, targets, per_task, _ = self.outputs(batch)
         add_mlm_counts(acc, mlm_logits, targets)
         for t, (logits, y) in per_task.items():
             acc[f"{t}_n"] = acc.get(f"{t}_n", 0) + int(y.numel())
