@@ -14,7 +14,7 @@ the same architecture from random initialisation under the same fine-tuning budg
 
     python benchmarks/ernie2_matrix.py --shared ../shared --workdir /tmp/e2m --out docs/ernie2.md
     # the smoke budget of docs/ernie2.md:
-    python benchmarks/ernie2_matrix.py --shared ../shared --workdir /tmp/e2m-smoke --seeds 3 --text-mb 0.3 \\
+    python benchmarks/ernie2_matrix.py --shared ../shared --workdir /tmp/e2m-smoke2 --seeds 3 --text-mb 0.3 \\
         --seq 64 --layers 1 --hidden 32 --heads 2 --batch 8 --pretrain-steps 8 --finetune-epochs 1 \\
         --train-limit 64 --dev-limit 64 --max-length 64 --out docs/ernie2.md
 
