@@ -178,9 +178,6 @@ class StageSampler:
     def __len__(self) -> int:
         return self.per_epoch
 
-    def task_of(self, g: int) -> str:
-        return self.names[int(self.sequence[min(g, len(self.sequence) - 1)])]
-
     def _rows(self, task: str, c: int) -> list[int]:
         from zhmask.rng import rng_for
 
