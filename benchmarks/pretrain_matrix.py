@@ -102,11 +102,10 @@ def pretraining_text(shared: Path, out: Path, mb: float) -> Path:
     return out
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def budget_arguments(ap: argparse.ArgumentParser, workdir: str) -> None:
+    """The options of a pretrain-then-finetune benchmark (this one and ``ernie2_matrix.py``)."""
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
-    ap.add_argument("--workdir", default="/tmp/zhmask-matrix")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--workdir", default=workdir)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--text-mb", type=float, default=4.0)
@@ -123,6 +122,35 @@ def main(argv=None) -> None:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1)
+
+
+def pretrain_sets(args) -> list[str]:
+    """``--set`` values of every pretraining run of the budget (the seed aside)."""
+    return [f"num_layers={args.layers}", f"hidden_size={args.hidden}", f"num_heads={args.heads}",
+            f"intermediate_size={4 * args.hidden}", f"batch_size={args.batch}", f"lr={args.lr}",
+            f"max_steps={args.pretrain_steps}", "warmup=0.04", f"threads={args.threads}", "validation=0.02",
+            "eval_batches=10", f"eval_every={max(1, args.pretrain_steps // 10)}", "save_every=0", "keep_checkpoints=1"]
+
+
+def finetune_sets(args) -> list[str]:
+    """``--set`` values of every fine-tuning run (the seed aside)."""
+    return [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
+            f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
+
+
+def finetune_tasks(shared: Path) -> dict[str, list[str]]:
+    """The ``zhmask finetune`` data arguments of the two downstream tasks."""
+    return {
+        "sentiment": ["--train", str(shared / "corpora" / "sentiment_train.tsv")],
+        "inews": ["--train", str(shared / "corpora" / "inews_docs.jsonl"), "--dev", str(shared / "corpora" / "inews_docs.jsonl"),
+                  "--set=train_split=train", "--set=dev_split=dev", "--set=title_field=title"],
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    budget_arguments(ap, "/tmp/zhmask-matrix")
+    ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
     args = ap.parse_args(argv)
@@ -156,10 +184,7 @@ def main(argv=None) -> None:
         builds[m] = b
 
     # (b) pretraining runs
-    sets = [f"num_layers={args.layers}", f"hidden_size={args.hidden}", f"num_heads={args.heads}",
-            f"intermediate_size={4 * args.hidden}", f"batch_size={args.batch}", f"lr={args.lr}",
-            f"max_steps={args.pretrain_steps}", "warmup=0.04", f"threads={args.threads}", "validation=0.02",
-            "eval_batches=10", f"eval_every={max(1, args.pretrain_steps // 10)}", "save_every=0", "keep_checkpoints=1"]
+    sets = pretrain_sets(args)
     pre_jobs = []
     for m in models:
         for s in seeds:
@@ -180,13 +205,8 @@ def main(argv=None) -> None:
         r = runs_dir / f"{m}-s{s}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
-    ft = [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
-          f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
-    task_args = {
-        "sentiment": ["--train", str(shared / "corpora" / "sentiment_train.tsv")],
-        "inews": ["--train", str(shared / "corpora" / "inews_docs.jsonl"), "--dev", str(shared / "corpora" / "inews_docs.jsonl"),
-                  "--set=train_split=train", "--set=dev_split=dev", "--set=title_field=title"],
-    }
+    ft = finetune_sets(args)
+    task_args = finetune_tasks(shared)
     controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
                 "control (electra)": "electra" if "electra" in models else None}
     cells = [(m, m, False) for m in models] + [(c, src, True) for c, src in controls.items() if src]

@@ -1,2 +1,2 @@
-"""Compact pretraining trainers over zhmask shards: ``trainers.bert`` and ``trainers.electra``
+"""Compact pretraining trainers over zhmask shards: ``trainers.bert``, ``trainers.electra`` and ``trainers.ernie2``
 (one loop in ``trainers.common``). See trainers/README.md."""

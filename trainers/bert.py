@@ -85,10 +85,7 @@ class BertPretrainer(nn.Module):
     @torch.no_grad()
     def evaluate(self, batch: dict[str, torch.Tensor], acc: dict[str, Any], gen=None) -> None:
         mlm_logits, targets, sent_logits = self.heads(batch)
-        mlm_sum, n = masked_ce(mlm_logits, targets)
-        acc["mlm_ce"] = acc.get("mlm_ce", 0.0) + float(mlm_sum)
-        acc["mlm_n"] = acc.get("mlm_n", 0) + n
-        acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((mlm_logits.argmax(-1) == targets).sum())
+        add_mlm_counts(acc, mlm_logits, targets)
         if sent_logits is not None:
             y = self.sentence_targets(batch)
             keep = y != -100
@@ -97,14 +94,7 @@ class BertPretrainer(nn.Module):
 
     @staticmethod
     def metrics(acc: dict[str, Any]) -> dict[str, float]:
-        import math
-
-        out: dict[str, float] = {}
-        if acc.get("mlm_n"):
-            out["mlm_accuracy"] = acc["mlm_correct"] / acc["mlm_n"]
-            out["mlm_loss"] = acc["mlm_ce"] / acc["mlm_n"]
-            out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 50.0))
-            out["mlm_tokens"] = acc["mlm_n"]
+        out = mlm_metrics(acc)
         if acc.get("sent_n"):
             out["sentence_accuracy"] = acc["sent_correct"] / acc["sent_n"]
             out["sentence_rows"] = acc["sent_n"]
@@ -117,6 +107,27 @@ class BertPretrainer(nn.Module):
 
     def load(self, path: Path) -> None:
         load_weights(self.model, Path(path))
+
+
+def add_mlm_counts(acc: dict[str, Any], logits: torch.Tensor, targets: torch.Tensor) -> None:
+    """Adds the MLM cross-entropy sum, token count and correct predictions of a batch to ``acc``."""
+    s, n = masked_ce(logits, targets)
+    acc["mlm_ce"] = acc.get("mlm_ce", 0.0) + float(s)
+    acc["mlm_n"] = acc.get("mlm_n", 0) + n
+    acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((logits.argmax(-1) == targets).sum())
+
+
+def mlm_metrics(acc: dict[str, Any]) -> dict[str, float]:
+    """``mlm_accuracy``, ``mlm_loss``, ``mlm_perplexity`` and ``mlm_tokens`` from :func:`add_mlm_counts` sums."""
+    import math
+
+    out: dict[str, float] = {}
+    if acc.get("mlm_n"):
+        out["mlm_accuracy"] = acc["mlm_correct"] / acc["mlm_n"]
+        out["mlm_loss"] = acc["mlm_ce"] / acc["mlm_n"]
+        out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 50.0))
+        out["mlm_tokens"] = acc["mlm_n"]
+    return out
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

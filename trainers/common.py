@@ -11,6 +11,15 @@ A model family (``trainers.bert``, ``trainers.electra``) supplies a ``torch.nn.M
 and :func:`train` does the rest: data (``zhmask.reader``), AdamW, warm-up and decay, gradient
 accumulation and clipping, bf16 autocast on CUDA, DDP under ``torchrun``, the progress bar, the
 JSONL log, evaluation on the held-out rows, checkpoints and an exact resume.
+
+A family that chooses its own batches (``trainers.ernie2``: one task per batch from a stage plan)
+passes ``plan``, an object with
+
+* ``dataset(ds) -> ds``: wraps the training and validation datasets (e.g. to add a ``task_id``),
+* ``batch_sampler(ds, cfg, rank, world)``: a batch sampler with ``set_epoch``, ``skip(batches)``
+  and ``len`` (batches per epoch) whose batches depend only on (seed, batch number), so resume is exact,
+* ``events(step) -> [dict]``: records for the log before optimizer step ``step + 1`` (a stage begins),
+* ``describe() -> dict``: saved in ``train_config.json`` under ``plan``.
 """
 from __future__ import annotations
 
@@ -129,25 +138,31 @@ def typed(kind, values: dict[str, Any]):
     return kind(**{k: _parse(k, kinds[k], v) for k, v in values.items()})
 
 
+def read_toml(name: str | Path, folder: Path, option: str, kind: str) -> tuple[Path, dict[str, Any]]:
+    """The TOML file ``name`` (a path, or a ``kind`` named ``<folder>/<name>.toml``) and its data;
+    a one-line error naming ``option`` and the known names when it is missing or not TOML."""
+    path = Path(name)
+    if not path.is_file() and (folder / f"{path.name}.toml").is_file():
+        path = folder / f"{path.name}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+        raise ZhmaskError(f"{option} {name}: no such file or {kind} ({kind}s: {known})")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ZhmaskError(f"{option} {path}: {exc}") from None
+
+
 def make_config(config_file: str | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """``base`` (a saved run's config), then a TOML preset or file, then ``key=value`` overrides."""
     values: dict[str, Any] = dict(base or {})
     if config_file:
-        path = Path(config_file)
-        if not path.is_file() and (PRESETS / f"{config_file}.toml").is_file():
-            path = PRESETS / f"{config_file}.toml"
-        if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
-            raise ZhmaskError(f"--config {config_file}: no such file or preset (presets: {known})")
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ZhmaskError(f"--config {path}: {exc}") from None
+        _, data = read_toml(config_file, PRESETS, "--config", "preset")
         values.update(data.get("train", data))
     values.update(parse_sets(sets))
     cfg = typed(Config, values)
@@ -274,7 +289,7 @@ class Progress:
 # ----------------------------------------------------------------------------- the loop
 def train(family: str, make_model: Callable, data: str | Path, out: str | Path, cfg: Config,
           resume: bool = False, quiet: bool = False, usable_tasks: tuple[str, ...] | None = None,
-          make_collator: Callable | None = None) -> "RunResult":
+          make_collator: Callable | None = None, plan: Any = None) -> "RunResult":
     """Pretrain ``make_model(cfg, build, tasks)`` on the build in ``data``; the run goes to ``out``.
 
     ``make_collator(build, cfg)``: a family's own ``collate_fn`` (with ``set_epoch``) instead of the
@@ -340,6 +355,9 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         val_masker = DynamicMasking.from_build(build.out, masking=masking)
     train_ds = ShardDataset(build, split="train", validation=cfg.validation, tasks=tasks)
     val_ds = ShardDataset(build, split="validation", validation=cfg.validation, tasks=tasks) if cfg.validation else None
+    if plan is not None:
+        train_ds = plan.dataset(train_ds)
+        val_ds = plan.dataset(val_ds) if val_ds is not None else None
     if len(train_ds) < world * cfg.batch_size:
         raise ZhmaskError(f"{data}: {len(train_ds)} training rows, fewer than one batch per process "
                           f"({world} x batch_size {cfg.batch_size})")
@@ -351,6 +369,7 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     val_collate.set_epoch(0)
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
     batches_per_epoch = len(train_ds) // world // cfg.batch_size   # every rank the same number of batches
+    batch_sampler = plan.batch_sampler(train_ds, cfg, rank, world) if plan is not None else None
 
     seen: list[int] = []
 
@@ -363,7 +382,23 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         def __len__(self):
             return len(sampler)
 
+    class TraceBatches(torch.utils.data.Sampler):   # the same for a plan's batches (indices or (index, task))
+        def __iter__(self):
+            for b in batch_sampler:
+                seen.extend(int(i[0] if isinstance(i, tuple) else i) for i in b)
+                yield b
+
+        def __len__(self):
+            return len(batch_sampler)
+
     def loader(epoch: int, skip_batches: int):
+        if batch_sampler is not None:
+            batch_sampler.set_epoch(epoch)
+            batch_sampler.skip(skip_batches)
+            collate.set_epoch(epoch)
+            return iter(DataLoader(train_ds, batch_sampler=TraceBatches() if cfg.trace_rows else batch_sampler,
+                                   collate_fn=collate, num_workers=cfg.num_workers,   # own generator: the
+                                   generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)))   # global RNG stays put
         sampler.set_epoch(epoch)
         collate.set_epoch(epoch)
         sampler.skip(skip_batches * cfg.batch_size)
@@ -400,7 +435,9 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         run.mkdir(parents=True, exist_ok=True)
         (run / "train_config.json").write_text(json.dumps({"family": family, "data": str(Path(data).resolve()), **cfg.to_dict(),
                                                            "dynamic_masking": masking, "tasks": tasks,
-                                                           "world_size": world}, indent=1))
+                                                           "world_size": world,
+                                                           **({"plan": plan.describe()} if plan is not None else {})},
+                                                          indent=1))
     raw = model
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -464,6 +501,9 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
     model.train()
     t0 = time.time()
     while step < stop:
+        for record in (plan.events(step) if plan is not None else ()):
+            write(record)
+            bar.note(" ".join(f"{k} {v}" for k, v in record.items()))
         parts: dict[str, float] = {}
         tokens = 0
         for micro in range(cfg.grad_accum):

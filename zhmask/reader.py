@@ -554,6 +554,26 @@ class _ShardDatasetBase:
         for i in range(len(self)):
             yield self[i]
 
+    def task_positions(self) -> dict[str, np.ndarray]:
+        """Positions (``ds[i]`` indices, ascending) of the selected rows of each task, record batch
+        by record batch: what a sampler that draws one task per batch needs."""
+        import pyarrow.compute as pc
+
+        sh, idx = self._shards, self.index
+        parts: dict[str, list[np.ndarray]] = {}
+        for bi, batch in enumerate(sh.batches):
+            lo = int(sh.starts[bi])
+            a, b = np.searchsorted(idx, [lo, lo + batch.num_rows])
+            if a == b:
+                continue
+            enc = pc.dictionary_encode(batch.column("task"))
+            codes = enc.indices.to_numpy(zero_copy_only=False)[idx[a:b] - lo]
+            for k, name in enumerate(enc.dictionary.to_pylist()):
+                hit = np.flatnonzero(codes == k)
+                if len(hit):
+                    parts.setdefault(name, []).append(hit + a)
+        return {t: np.concatenate(v).astype(np.int64) for t, v in sorted(parts.items())}
+
     def example_ids(self) -> list[str]:
         """The ``example_id`` of every selected row, in order (materialised: for tests and tools)."""
         sh = self._shards
@@ -745,8 +765,10 @@ class Collator:
     padding), ``attention_mask``, ``token_type_ids``, ``labels`` (-100 padding),
     ``next_sentence_label`` [B] when a row has a sentence label (rows without one get -100, the
     loss' ignore index; the name BertForPreTraining takes),
-    ``token_labels`` [B, T] when a row has them (-100 elsewhere) and ``doc_index`` [B, T] when a
-    row has ``doc_bounds`` (clm): each token's document part in its row, -1 on padding.
+    ``token_labels`` [B, T] when a row has them (-100 elsewhere), ``doc_index`` [B, T] when a
+    row has ``doc_bounds`` (clm): each token's document part in its row, -1 on padding, and
+    ``task_id`` [B] when the rows carry one (a dataset wrapper's task number, e.g.
+    ``trainers.ernie2``).
 
     ``masker`` (a :class:`zhmask.masking.dynamic.DynamicMasking`): every batch is masked afresh,
     original ids restored from ``labels`` then the strategy applied with the generator of (seed,
@@ -844,4 +866,6 @@ def pad_rows(rows: Sequence[Mapping[str, Any]], ids_l: Sequence, lab_l: Sequence
         out["token_labels"] = tl
     if part is not None:
         out["doc_index"] = part
+    if rows and "task_id" in rows[0]:   # set by a dataset wrapper (trainers.ernie2's task embedding)
+        out["task_id"] = np.array([int(r["task_id"]) for r in rows], dtype=np.int64)
     return out

@@ -1,4 +1,4 @@
-"""``zhmask pretrain bert|electra|ernie_gen|gpt``: pretrain a model from a build's shards (the ``trainers`` package).
+"""``zhmask pretrain bert|electra|ernie2|ernie_gen|gpt``: pretrain a model from a build's shards (the ``trainers`` package).
 
 torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
 stay fast.
@@ -10,18 +10,21 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA, ERNIE-GEN or GPT on a build.
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA, ERNIE 2.0, ERNIE-GEN or GPT on a build.
 
 The masks come from the shards (the build's --masking), or are drawn at load time with
 --set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
 bert-wwm, roberta, macbert, ernie1, electra) or a TOML file; --set key=value overrides one
 setting (see trainers/README.md for all of them). The run directory gets log.jsonl,
 checkpoint-<step>/ and final/ (transformers save_pretrained directories with the vocabulary;
-electra: final/discriminator and final/generator). Under torchrun every process trains on its
-share of each epoch (DDP). ernie_gen trains the multi-flow generation model on the rows of
---tasks ernie_gen (or seq2seq): --set gen_flows=word (ablation), span_weight, gen_noise
-(shards, dynamic, none), gen_noise_rate (docs/ernie_gen.md, "Training and decoding"). gpt
-trains GPT-2 on --tasks clm rows, attention reset at document boundaries (docs/autoregressive.md).
+electra: final/discriminator and final/generator; ernie2: the encoder plus ernie2_heads.pt, the
+task embedding and heads). ernie2 trains in stages from --plan (a name in trainers/plans:
+ernie2_stages, the default; ernie2_multitask; ernie2_mlm; or a TOML file; docs/ernie2.md).
+ernie_gen trains the multi-flow generation model on the rows of --tasks ernie_gen (or seq2seq):
+--set gen_flows=word (ablation), span_weight, gen_noise (shards, dynamic, none), gen_noise_rate
+(docs/ernie_gen.md, "Training and decoding"). gpt trains GPT-2 on --tasks clm rows, attention
+reset at document boundaries (docs/autoregressive.md). Under torchrun every process trains on its
+share of each epoch (DDP).
 
 \b
 Example:
@@ -33,21 +36,24 @@ Example:
   zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-g/
   zhmask pretrain gpt --data out-g/ --out run-g/ --config gpt
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
+  zhmask build-corpus --pipeline ernie2 --max-seq-length 128 news.jsonl --title-field title --out out-2/
+  zhmask pretrain ernie2 --data out-2/ --out run-2/ --plan ernie2_stages --set max_steps=2000
   zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-eg/
   zhmask pretrain ernie_gen --data out-eg/ --out run-eg/ --set gen_noise=dynamic
 """
 
 
 @cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
-@click.argument("family", type=click.Choice(["bert", "electra", "ernie_gen", "gpt"]))
+@click.argument("family", type=click.Choice(["bert", "electra", "ernie2", "ernie_gen", "gpt"]))
 @click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
 @click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
 @click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one setting; repeatable.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--plan", default=None, help="ernie2: stage plan, a name in trainers/plans or a TOML file.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets: tuple[str, ...],
-                 resume: bool, quiet: bool) -> None:
+                 resume: bool, plan: str | None, quiet: bool) -> None:
     import json
     from pathlib import Path
 
@@ -76,6 +82,17 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
                           "pip install 'zhmask[train,hf]'") from None
     from trainers.common import train
 
+    if plan is not None and family != "ernie2":
+        raise ZhmaskError(f"--plan is for ernie2, not {family}")
+    if family == "ernie2":
+        from trainers.ernie2 import TASKS, Ernie2Plan, resolve_plan
+
+        stages = Ernie2Plan(resolve_plan(plan, out, resume), cfg)
+        result = train(family, stages.make_model, data, out, cfg, resume=resume, quiet=quiet, usable_tasks=TASKS,
+                       plan=stages)
+        if result.metrics and not quiet:
+            click.echo(json.dumps(result.metrics))
+        return
     make_collator = None
     if family == "bert":
         from trainers.bert import TASKS, make_model
