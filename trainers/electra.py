@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.bert import load_weights
+from trainers.bert import add_mlm_counts, load_weights, mlm_metrics
 from trainers.common import Config, masked_ce, roc_auc
 
 TASKS = ("mlm", "nsp", "sop")   # any row with masked tokens; sentence labels are not used
@@ -101,10 +101,7 @@ class ElectraPretrainer(nn.Module):
     @torch.no_grad()
     def evaluate(self, batch: dict[str, torch.Tensor], acc: dict[str, Any], gen=None) -> None:
         logits, targets, fake, replaced = self.generate(batch, gen)
-        g_sum, n = masked_ce(logits, targets)
-        acc["mlm_ce"] = acc.get("mlm_ce", 0.0) + float(g_sum)
-        acc["mlm_n"] = acc.get("mlm_n", 0) + n
-        acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((logits.argmax(-1) == targets).sum())
+        add_mlm_counts(acc, logits, targets)
         d_logits = self.discriminate(batch, fake).float()
         real = batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], self.special.to(fake.device))
         acc.setdefault("scores", []).append(d_logits[real].cpu())
@@ -112,13 +109,7 @@ class ElectraPretrainer(nn.Module):
 
     @staticmethod
     def metrics(acc: dict[str, Any]) -> dict[str, float]:
-        import math
-
-        out: dict[str, float] = {}
-        if acc.get("mlm_n"):
-            out["generator_mlm_accuracy"] = acc["mlm_correct"] / acc["mlm_n"]
-            out["generator_mlm_loss"] = acc["mlm_ce"] / acc["mlm_n"]
-            out["generator_mlm_perplexity"] = math.exp(min(out["generator_mlm_loss"], 50.0))
+        out = {f"generator_{k}": v for k, v in mlm_metrics(acc).items() if k != "mlm_tokens"}
         if acc.get("scores"):
             s = torch.cat(acc["scores"]).numpy()
             y = torch.cat(acc["replaced"]).numpy()
