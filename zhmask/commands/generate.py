@@ -20,8 +20,8 @@ p (1.0: all); --seed makes the draw repeatable. Prints the prompt and its contin
 
 \b
 Example:
-  zhmask pretrain gpt --data out-g/ --out run-g/ --config gpt
-  zhmask generate run-g/final --prompt 今天天气 --max-new-tokens 40 --temperature 0.8 --top-k 50 --top-p 0.95 --seed 1
+  zhmask pretrain gpt --data out-gpt/ --out run-gpt/ --config gpt
+  zhmask generate run-gpt/final --prompt 今天天气 --max-new-tokens 40 --temperature 0.8 --top-k 50 --top-p 0.95 --seed 1
 """
 
 _CJK_GAP = re.compile(r"(?<=[^\x00-\x7f]) (?=[^\x00-\x7f])|(?<=[^\x00-\x7f]) (?=[\x00-\x7f])|(?<=[\x00-\x7f]) (?=[^\x00-\x7f])")

@@ -33,13 +33,13 @@ Example:
   zhmask pretrain bert --data out/ --out run/ --resume        # continue from the last checkpoint
   zhmask build-corpus --pipeline electra --max-seq-length 128 corpus.txt --out out-e/
   zhmask pretrain electra --data out-e/ --out run-e/ --config electra
-  zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-g/
-  zhmask pretrain gpt --data out-g/ --out run-g/ --config gpt
+  zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-gpt/
+  zhmask pretrain gpt --data out-gpt/ --out run-gpt/ --config gpt
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
   zhmask build-corpus --pipeline ernie2 --max-seq-length 128 news.jsonl --title-field title --out out-2/
   zhmask pretrain ernie2 --data out-2/ --out run-2/ --plan ernie2_stages --set max_steps=2000
-  zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-eg/
-  zhmask pretrain ernie_gen --data out-eg/ --out run-eg/ --set gen_noise=dynamic
+  zhmask build-corpus --pipeline ernie-gen corpus.txt --out out-g/
+  zhmask pretrain ernie_gen --data out-g/ --out run-g/ --set gen_noise=dynamic
 """
 
 
