@@ -123,7 +123,7 @@ def check_schema(schema: pa.Schema) -> list[str]:
 # Every array is built from its buffers: the first ``pa.array`` call of a process imports pandas
 # (pyarrow looks for pandas types), about 0.3 s of every build's start-up.  The arrays are the
 # ones ``pa.array`` would build (tests compare shard bytes); odd values fall back to ``pa.array``.
-_NP = {pa.int8(): np.int8, I16: np.int16, I32: np.int32, pa.int64(): np.int64,
+_NP = {pa.int8(): np.int8, I16: np.int16, I32: np.int32, pa.int64(): np.int64, pa.uint64(): np.uint64,
        pa.float32(): np.float32, pa.float64(): np.float64}
 
 

@@ -27,11 +27,12 @@ import hashlib
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from zhmask.errors import ZhmaskError
+from zhmask.schema import _prim  # an Arrow array from a numpy buffer (pa.array on numpy imports pandas)
 
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
@@ -42,16 +43,6 @@ def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
     salt = f"zhmask-shuffle-{int(seed)}".encode()
     return np.fromiter((int.from_bytes(hashlib.blake2b(e.encode("utf-8"), digest_size=8, key=salt).digest(), "little")
                         for e in example_ids), dtype=np.uint64, count=len(example_ids))
-
-
-def _ints(values, typ=None):
-    """An Arrow integer array from numpy (built from its buffer: ``pa.array`` on numpy imports
-    pandas, about a second of a build)."""
-    import pyarrow as pa
-
-    typ = typ or pa.int64()
-    arr = np.ascontiguousarray(values, dtype=typ.to_pandas_dtype())
-    return pa.Array.from_buffers(typ, len(arr), [None, pa.py_buffer(arr)])
 
 
 def _read(path: Path):
@@ -72,7 +63,7 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     keys = row_keys(table.column("example_id").to_pylist(), seed)
     bucket = (keys % np.uint64(n_out)).astype(np.int64)
     order = np.lexsort((keys, bucket))
-    table = table.take(_ints(order)).append_column(KEY, _ints(keys[order], pa.uint64())).combine_chunks()
+    table = table.take(_prim(order, pa.int64())).append_column(KEY, _prim(keys[order], pa.uint64())).combine_chunks()
     batch = table.to_batches()[0] if table.num_rows else None
     counts = np.bincount(bucket, minlength=n_out)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -130,22 +121,22 @@ def gather(scatter_files: Sequence[Path], b: int, dest: Path, schema, compressio
     for f in scatter_files:
         with pa.memory_map(str(f)) as src:
             parts.append(ipc.open_file(src).get_batch(b))
-    table = pa.Table.from_batches(parts) if parts else pa.table({})
-    if table.num_rows:
-        # from the buffers: Array.to_numpy imports pandas (about a second) the first time
-        keys = np.concatenate([np.frombuffer(c.buffers()[1], dtype=np.uint64)[c.offset:c.offset + len(c)]
-                               for c in table.column(KEY).chunks])
-        table = table.take(_ints(np.argsort(keys, kind="stable")))
-    order, same = spread(table.column("doc_id").to_pylist()) if table.num_rows else ([], 0)
-    table = table.take(_ints(order)).drop_columns([KEY]) if table.num_rows else table
+    table = pa.Table.from_batches(parts)
     with ShardWriter(dest, schema, compression) as w:
+        same = 0
         if table.num_rows:
-            w.write_table(table)
+            # keys from the buffers: Array.to_numpy imports pandas (about a second) the first time
+            keys = np.concatenate([np.frombuffer(c.buffers()[1], dtype=np.uint64)[c.offset:c.offset + len(c)]
+                                   for c in table.column(KEY).chunks])
+            by_key = np.argsort(keys, kind="stable")
+            docs = table.column("doc_id").to_pylist()
+            order, same = spread([docs[i] for i in by_key.tolist()])
+            w.write_table(table.take(_prim(by_key[order], pa.int64())).drop_columns([KEY]))  # one take
     return {"rows": w.rows, "sha256": w.sha256, "adjacent_same_document": same}
 
 
 def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, compression: str | None,
-                  workers: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  workers: int = 1) -> list[dict[str, Any]]:
     """Scatter every unit shard, gather every output shard into ``out/data``; returns the output
     shards' manifest entries in order (``file``, ``rows``, ``sha256``)."""
     from zhmask.write.shards import shard_name
@@ -156,9 +147,7 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     data.mkdir(parents=True, exist_ok=True)
     scatters = [units / f"scatter-{i:05d}.arrow" for i in range(n)]
     with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
-        for f in pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]):
-            if progress:
-                progress(f)
+        list(pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]))
         entries = []
         jobs = [(scatters, b, data / f"{shard_name(b)}.arrow", schema, compression) for b in range(n)]
         for b, e in enumerate(pool.map(_gather_job, jobs)):
