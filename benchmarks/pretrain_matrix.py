@@ -122,6 +122,9 @@ def budget_arguments(ap: argparse.ArgumentParser, workdir: str) -> None:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--task-set", action="append", default=[], metavar="TASK:KEY=VALUE",
+                    help="a fine-tuning setting for one task only, after the shared ones (repeatable), "
+                         "e.g. inews:max_length=192: iNews needs longer texts than sentiment")
 
 
 def pretrain_sets(args) -> list[str]:
@@ -132,10 +135,35 @@ def pretrain_sets(args) -> list[str]:
             "eval_batches=10", f"eval_every={max(1, args.pretrain_steps // 10)}", "save_every=0", "keep_checkpoints=1"]
 
 
-def finetune_sets(args) -> list[str]:
-    """``--set`` values of every fine-tuning run (the seed aside)."""
+def task_sets(args, task: str) -> list[str]:
+    """The ``--task-set`` values of ``task`` (``TASK:KEY=VALUE`` -> ``KEY=VALUE``)."""
+    out = []
+    for x in args.task_set:
+        name, sep, kv = x.partition(":")
+        if not sep or "=" not in kv or name not in TASKS:
+            raise SystemExit(f"--task-set {x!r}: expected TASK:KEY=VALUE with TASK one of {', '.join(TASKS)}")
+        if name == task:
+            out.append(kv)
+    return out
+
+
+def finetune_sets(args, task: str) -> list[str]:
+    """``--set`` values of every fine-tuning run of ``task`` (the seed aside); later values win."""
     return [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
-            f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
+            f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}", *task_sets(args, task)]
+
+
+def finetune_tag(args) -> str:
+    """The folder name of a fine-tuning budget: every shared setting and every per-task one."""
+    tag = f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}-lr{args.ft_lr:g}"
+    return tag + "".join(f"-{x.replace(':', '.').replace('=', '')}" for x in args.task_set)
+
+
+def finetune_budget(args) -> str:
+    """The fine-tuning budget in words, per-task settings included."""
+    extra = "".join(f"; {t}: {', '.join(task_sets(args, t))}" for t in TASKS if task_sets(args, t))
+    return (f"fine-tuning {args.finetune_epochs} epoch(s) on {args.train_limit} examples, {args.max_length} tokens, "
+            f"lr {args.ft_lr}, dev {args.dev_limit} examples{extra}")
 
 
 def finetune_tasks(shared: Path) -> dict[str, list[str]]:
@@ -166,8 +194,7 @@ def main(argv=None) -> None:
     # picks up the results of another one
     text_tag = f"text{args.text_mb:g}MB-seq{args.seq}"
     pre_tag = f"{text_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}-st{args.pretrain_steps}"
-    ft_tag = (f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}"
-              f"-lr{args.ft_lr:g}")
+    ft_tag = finetune_tag(args)
     runs_dir = work / "runs" / pre_tag
     ft_dir = work / "finetune" / f"{pre_tag}--{ft_tag}"
     text = pretraining_text(shared, work / f"pretrain-{args.text_mb:g}MB.txt", args.text_mb)
@@ -205,7 +232,6 @@ def main(argv=None) -> None:
         r = runs_dir / f"{m}-s{s}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
-    ft = finetune_sets(args)
     task_args = finetune_tasks(shared)
     controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
                 "control (electra)": "electra" if "electra" in models else None}
@@ -217,7 +243,7 @@ def main(argv=None) -> None:
                 o = ft_dir / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
                 if not (o / "results.json").is_file():
                     cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
-                                 *[f"--set={x}" for x in [*ft, f"seed={s}"]], *(["--from-scratch"] if scratch else []))
+                                 *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]], *(["--from-scratch"] if scratch else []))
                     ft_jobs.append((cmd, work / "logs" / f"finetune-{task}-{o.name}.log"))
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda j: run(*j), ft_jobs))
@@ -260,8 +286,7 @@ def main(argv=None) -> None:
                  f"pretraining {t_pre / 60:.0f} min, everything {t_all / 60:.0f} min.  \n"
                  f"Budget per model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
                  f"{args.pretrain_steps} steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} "
-                 f"({args.text_mb:g} MB of text); fine-tuning {args.finetune_epochs} epochs on {args.train_limit} "
-                 f"examples, {args.max_length} tokens, lr {args.ft_lr}, dev {args.dev_limit} examples; "
+                 f"({args.text_mb:g} MB of text); {finetune_budget(args)}; "
                  f"seeds {', '.join(map(str, seeds))} (pretraining and fine-tuning seed alike).")
     lines.append("")
     for task in TASKS:
