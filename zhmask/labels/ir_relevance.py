@@ -63,10 +63,13 @@ def idf_table() -> tuple[dict[str, float], float, frozenset[str]]:
     """jieba's bundled IDF table, its median, and jieba.analyse's stop words (loaded once)."""
     global _IDF
     if _IDF is None:
-        import jieba.analyse
+        import jieba.analyse  # its import loads the bundled table into default_tfidf (about 1.4 s)
+        from jieba.analyse.tfidf import DEFAULT_IDF
 
-        t = jieba.analyse.TFIDF()
-        _IDF = (t.idf_freq, t.median_idf, frozenset(t.stop_words))
+        t = jieba.analyse.default_tfidf
+        if t.idf_loader.path != DEFAULT_IDF or set(t.stop_words) != t.STOP_WORDS:
+            t = jieba.analyse.TFIDF()   # changed by the caller: load the bundled table afresh
+        _IDF = (dict(t.idf_freq), t.median_idf, frozenset(t.STOP_WORDS))
     return _IDF
 
 
