@@ -1,7 +1,9 @@
 """The pretraining matrix: every masking strategy pretrained, fine-tuned downstream, against the control.
 
 Models (one budget for all): bert with char, wwm, ngram, mac and knowledge masking (mlm), bert wwm
-with SOP, and electra (whole-word positions); ``--seeds`` seeds each. Every pretrained model is
+with SOP, and electra (whole-word positions); ``--seeds`` fine-tuning seeds each, from
+``--pretrain-seeds`` pretraining runs (fine-tuning seed s starts from run s mod that number; by
+default one run per seed). Every pretrained model is
 fine-tuned on sentiment (``sentiment_train.tsv``, 10% of texts held out by hash) and on iNews
 (``inews_docs.jsonl``, its train/dev splits, title + text); the control fine-tunes the same
 architectures from random initialisation (``zhmask finetune --from-scratch``) under the same budget.
@@ -181,6 +183,8 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
+    ap.add_argument("--pretrain-seeds", type=int, default=0,
+                    help="pretraining runs per model (default: --seeds); fine-tuning seed s uses run s mod N")
     args = ap.parse_args(argv)
 
     shared, work = Path(args.shared), Path(args.workdir)
@@ -189,6 +193,10 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     seeds = list(range(args.seeds))
+    n_pre = args.pretrain_seeds or args.seeds
+    if not 1 <= n_pre <= args.seeds:
+        raise SystemExit(f"--pretrain-seeds must be between 1 and --seeds ({args.seeds}), got {n_pre}")
+    pre_seeds = list(range(n_pre))
     t0, host = time.time(), machine()
     # every folder is named after the settings that make its content, so a changed budget never
     # picks up the results of another one
@@ -214,7 +222,7 @@ def main(argv=None) -> None:
     sets = pretrain_sets(args)
     pre_jobs = []
     for m in models:
-        for s in seeds:
+        for s in pre_seeds:
             r = runs_dir / f"{m}-s{s}"
             if not (r / "eval.json").is_file():
                 import shutil
@@ -229,8 +237,14 @@ def main(argv=None) -> None:
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
     def ckpt(m, s):
-        r = runs_dir / f"{m}-s{s}" / "final"
+        """The checkpoint fine-tuning seed ``s`` starts from (pretraining run ``s mod --pretrain-seeds``)."""
+        r = runs_dir / f"{m}-s{s % n_pre}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
+
+    def ft_out(task, name, s, scratch):
+        """A fine-tuning run's folder; pretrained cells name their pretraining run where it is not ``s``."""
+        key = name.replace(" ", "_").replace("(", "").replace(")", "")
+        return ft_dir / task / (f"{key}-s{s}" + ("" if scratch or s % n_pre == s else f"-from-s{s % n_pre}"))
 
     task_args = finetune_tasks(shared)
     controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
@@ -240,7 +254,7 @@ def main(argv=None) -> None:
     for name, src, scratch in cells:
         for s in seeds:
             for task in TASKS:
-                o = ft_dir / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
+                o = ft_out(task, name, s, scratch)
                 if not (o / "results.json").is_file():
                     cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
                                  *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]], *(["--from-scratch"] if scratch else []))
@@ -251,9 +265,8 @@ def main(argv=None) -> None:
 
     # (d) the tables
     def results(name, task):
-        d = ft_dir / task
-        key = name.replace(" ", "_").replace("(", "").replace(")", "")
-        return [json.loads((d / f"{key}-s{s}" / "results.json").read_text()) for s in seeds]
+        scratch = name.startswith("control")
+        return [json.loads((ft_out(task, name, s, scratch) / "results.json").read_text()) for s in seeds]
 
     def majority(task):
         """Accuracy of always answering the dev set's most frequent label: a collapsed model scores this."""
@@ -287,7 +300,10 @@ def main(argv=None) -> None:
                  f"Budget per model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
                  f"{args.pretrain_steps} steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} "
                  f"({args.text_mb:g} MB of text); {finetune_budget(args)}; "
-                 f"seeds {', '.join(map(str, seeds))} (pretraining and fine-tuning seed alike).")
+                 f"fine-tuning seeds {', '.join(map(str, seeds))}, "
+                 + ("each from the pretraining run of the same seed." if n_pre == len(seeds) else
+                    f"from {n_pre} pretraining run(s) per model (seed s starts from run s mod {n_pre}); the "
+                    f"controls' seeds set their random initialisation."))
     lines.append("")
     for task in TASKS:
         lines.append(f"**{task}** — dev accuracy and macro-F1 in %, mean ± standard deviation [min–max] over "
@@ -309,7 +325,7 @@ def main(argv=None) -> None:
                 g = statistics.mean(acc) - statistics.mean(c)
                 spread = max(max(acc) - min(acc), max(c) - min(c))
                 gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
-                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in seeds]
+                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in pre_seeds]
                 if MODELS[name][0] == "electra":
                     metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
                               f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
@@ -336,7 +352,7 @@ def main(argv=None) -> None:
         for m in models:
             key = "loss_generator" if MODELS[m][0] == "electra" else "loss_mlm"
             curves = []
-            for s in seeds:
+            for s in pre_seeds:
                 recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
                 curves.append([r[key] for r in recs if "eval" not in r])
             n = min(map(len, curves))
