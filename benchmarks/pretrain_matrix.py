@@ -1,7 +1,8 @@
 """The pretraining matrix: every masking strategy pretrained, fine-tuned downstream, against the control.
 
 Models (one budget for all): bert with char, wwm, ngram, mac and knowledge masking (mlm), bert wwm
-with SOP, and electra (whole-word positions); ``--seeds`` fine-tuning seeds each, from
+with SOP, and electra (whole-word positions); with ``--models ...,gpt`` also GPT-2 on ``--tasks clm``
+(issue 19). ``--seeds`` fine-tuning seeds each, from
 ``--pretrain-seeds`` pretraining runs (fine-tuning seed s starts from run s mod that number; by
 default one run per seed). Every pretrained model is
 fine-tuned on sentiment (``sentiment_train.tsv``, 10% of texts held out by hash) and on iNews
@@ -49,7 +50,9 @@ MODELS = {
     "bert-knowledge": ("bert", "knowledge", "mlm"),
     "bert-wwm-sop": ("bert", "wwm", "mlm,sop"),
     "electra": ("electra", "wwm", "mlm"),
+    "gpt": ("gpt", "none", "clm"),           # issue 19: causal LM on packed documents (not in the default set)
 }
+DEFAULT_MODELS = [m for m in MODELS if m != "gpt"]   # issue 14's matrix
 TASKS = ("sentiment", "inews")
 
 
@@ -180,7 +183,7 @@ def finetune_tasks(shared: Path) -> dict[str, list[str]]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     budget_arguments(ap, "/tmp/zhmask-matrix")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
     ap.add_argument("--pretrain-seeds", type=int, default=0,
@@ -247,8 +250,9 @@ def main(argv=None) -> None:
         return ft_dir / task / (f"{key}-s{s}" + ("" if scratch or s % n_pre == s else f"-from-s{s % n_pre}"))
 
     task_args = finetune_tasks(shared)
-    controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
-                "control (electra)": "electra" if "electra" in models else None}
+    # one control per family: the architecture of its first model, from random initialisation
+    controls = {f"control ({fam})": next((m for m in models if MODELS[m][0] == fam), None)
+                for fam in dict.fromkeys(MODELS[m][0] for m in MODELS)}
     cells = [(m, m, False) for m in models] + [(c, src, True) for c, src in controls.items() if src]
     ft_jobs = []
     for name, src, scratch in cells:
@@ -321,7 +325,7 @@ def main(argv=None) -> None:
                 gap = beyond = "—"
                 metric = "—"
             else:
-                c = ctl["control (electra)" if MODELS[name][0] == "electra" else "control (bert)"]
+                c = ctl[f"control ({MODELS[name][0]})"]
                 g = statistics.mean(acc) - statistics.mean(c)
                 spread = max(max(acc) - min(acc), max(c) - min(c))
                 gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
@@ -329,6 +333,9 @@ def main(argv=None) -> None:
                 if MODELS[name][0] == "electra":
                     metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
                               f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
+                elif MODELS[name][0] == "gpt":
+                    metric = (f"next-token accuracy {100 * statistics.mean(e['clm_accuracy'] for e in evs):.1f}%, "
+                              f"perplexity {statistics.mean(e['clm_perplexity'] for e in evs):.0f}")
                 else:
                     metric = (f"MLM accuracy {100 * statistics.mean(e['mlm_accuracy'] for e in evs):.1f}%, perplexity "
                               f"{statistics.mean(e['mlm_perplexity'] for e in evs):.0f}")
@@ -350,7 +357,7 @@ def main(argv=None) -> None:
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for m in models:
-            key = "loss_generator" if MODELS[m][0] == "electra" else "loss_mlm"
+            key = {"electra": "loss_generator", "gpt": "loss_clm"}.get(MODELS[m][0], "loss_mlm")
             curves = []
             for s in pre_seeds:
                 recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
@@ -359,9 +366,9 @@ def main(argv=None) -> None:
             mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
             w = max(1, n // 50)
             smooth = [statistics.mean(mean[max(0, i - w):i + 1]) for i in range(n)]
-            ax.plot(range(1, n + 1), smooth, label=m + (" (generator)" if MODELS[m][0] == "electra" else ""))
+            ax.plot(range(1, n + 1), smooth, label=m + {"electra": " (generator)", "gpt": " (next token)"}.get(MODELS[m][0], ""))
         ax.set_xlabel("step")
-        ax.set_ylabel("training MLM loss (mean over seeds, smoothed)")
+        ax.set_ylabel("training loss: MLM, or next-token for gpt (mean over seeds, smoothed)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
