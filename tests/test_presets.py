@@ -247,7 +247,8 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
                     options={"knowledge_stages": stages, "knowledge_levels": {"char": 1}}).validate()
     with pytest.raises(ZhmaskError, match=r"knowledge_stages\[1\]: unknown level 'words'"):
         BuildConfig(masking="knowledge", dupe_factor=2, options={"knowledge_stages": [{"char": 1}, {"words": 1}]}).validate()
-    dm = DynamicMasking("knowledge", dupe_factor=2, options={"knowledge_stages": stages}, return_tensors="np")
+    dm = DynamicMasking("knowledge", dupe_factor=2, options={"knowledge_stages": stages}, return_tensors="np",
+                        random_tokens="vocab")  # a hand-made row of no build: no unit table to draw from
     ids = np.array([101] + list(range(2000, 2030)) + [102], dtype=np.int32)  # [CLS] 30 characters [SEP]
     ex = Example(doc_id="d", example_id="d#mlm0", task="mlm", input_ids=ids,
                  token_type_ids=np.zeros(len(ids), np.int8),
@@ -259,7 +260,7 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
         assert dm.stats[f"knowledge_stage{stage}_units_{'char' if stage == 0 else 'word'}"] > 0
     # a mixed stage draws its levels in the schedule's proportion (3:1 here) while both fit the
     # budget; only a character fits the budget's last token, so characters come out a little above
-    mixed = DynamicMasking("knowledge", dupe_factor=2, return_tensors="np",
+    mixed = DynamicMasking("knowledge", dupe_factor=2, return_tensors="np", random_tokens="vocab",
                            options={"knowledge_stages": [{"char": 1}, {"char": 3, "word": 1}]})
     for epoch in range(1, 401):
         mixed.mask_example(ex, epoch)
