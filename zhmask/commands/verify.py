@@ -192,11 +192,8 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     tables = _unigram_tables(out, m, cfg, ctx, bad)
     for rel, path, entry in listed_shards(out, m):
         listed.add(rel)
-        if not path.is_file():
-            bad.append(f"{rel}: listed in the manifest but missing")
+        if not _listed_file_intact(rel, path, entry, bad):
             continue
-        if sha256_file(path) != entry.get("sha256"):
-            bad.append(f"{rel}: sha256 differs from the manifest (damaged or rewritten)")
         try:
             with open_shard(path) as reader:  # memory-mapped record batches, as trainers read them
                 for p in shard_schema_problems(reader.schema):
@@ -286,12 +283,24 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     return bad
 
 
+def _listed_file_intact(rel: str, path: Path, entry: dict[str, Any], bad: list[str]) -> bool:
+    """Whether a file the manifest lists exists (False: reported); a sha256 other than the
+    listed one is reported too (the file is still read, to report what else is wrong)."""
+    from zhmask.write.shards import sha256_file
+
+    if not path.is_file():
+        bad.append(f"{rel}: listed in the manifest but missing")
+        return False
+    if sha256_file(path) != entry.get("sha256"):
+        bad.append(f"{rel}: sha256 differs from the manifest (damaged or rewritten)")
+    return True
+
+
 def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict[str, Any], bad: list[str]):
     """A ``--random-tokens unigram`` build's tables (:class:`~zhmask.masking.unigram.BuildTables`)
     after checking the manifest's listing against the files (sha256, token counts); None for
     other builds.  Problems go to ``bad``."""
     from zhmask.masking.unigram import BuildTables, read_table
-    from zhmask.write.shards import sha256_file
 
     if cfg.get("random_tokens") != "unigram":
         return None
@@ -307,11 +316,8 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
         return None
     for e in listing:
         path = out / e["file"]
-        if not path.is_file():
-            bad.append(f"{e['file']}: listed in the manifest but missing")
+        if not _listed_file_intact(e["file"], path, e, bad):
             continue
-        if sha256_file(path) != e.get("sha256"):
-            bad.append(f"{e['file']}: sha256 differs from the manifest (damaged or rewritten)")
         try:
             t = read_table(path, ctx["vocab_size"])
         except ZhmaskError as exc:
