@@ -141,8 +141,6 @@ class Pipeline:
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
-        self._special_table = np.zeros(self.tok.vocab_size, dtype=bool)
-        self._special_table[np.asarray(self.tok.special_ids, dtype=np.int64)] = True
         self._unit: int | None = None  # the unit being built (the rows' ``unit`` column)
         self.dictionaries = dictionaries_dir()
         # stage name -> [wall, CPU] seconds of the batched document stages, when a benchmark sets it
@@ -356,7 +354,8 @@ class Pipeline:
         """The unigram table of ``docs`` (a unit's documents): :mod:`zhmask.masking.unigram`."""
         from zhmask.masking.unigram import UnitTable
 
-        return UnitTable.count([d.tokens.ids for d in docs if d.tokens is not None], self._special_table)
+        return UnitTable.count([d.tokens.ids for d in docs if d.tokens is not None], self.tok.special_ids,
+                               self.tok.vocab_size)
 
     def examples(self, docs: list[Document], unit: int | None = None, table=None) -> Iterable[Example]:
         """The examples of the tasks over ``docs``, the documents of one unit (``unit``: its

@@ -155,10 +155,9 @@ class DynamicMasking:
     # ------------------------------------------------------------------ the strategy
     def _build(self) -> None:
         from zhmask.masking import STRATEGIES
+        from zhmask.masking.unigram import RESOURCE
         from zhmask.pipeline import TaskContext
         from zhmask.steps.tokenize import WordTokenizer
-
-        from zhmask.masking.unigram import RESOURCE
 
         cfg = self.config
         if cfg.random_tokens == "unigram" and self.tables is None:

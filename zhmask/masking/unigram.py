@@ -57,13 +57,13 @@ class UnitTable:
         return int(self.counts.sum())
 
     @classmethod
-    def count(cls, token_ids: Iterable[np.ndarray], special_table: np.ndarray) -> "UnitTable":
-        """The table of the non-special tokens of ``token_ids`` (arrays of ids below
-        ``len(special_table)``)."""
+    def count(cls, token_ids: Iterable[np.ndarray], special_ids, vocab_size: int) -> "UnitTable":
+        """The table of the tokens of ``token_ids`` (arrays of ids below ``vocab_size``) but
+        ``special_ids``."""
         parts = [np.asarray(a, dtype=np.int64) for a in token_ids]
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        c = np.bincount(ids, minlength=len(special_table))[:len(special_table)]
-        c[special_table] = 0
+        c = np.bincount(ids, minlength=vocab_size)[:vocab_size]
+        c[np.asarray(special_ids, dtype=np.int64)] = 0
         nz = np.flatnonzero(c)
         return cls(nz.astype(np.int32), c[nz].astype(np.int64))
 
@@ -72,11 +72,12 @@ def write_table(path: Path, table: UnitTable) -> str:
     """Write ``table`` (atomically, as a shard is written); returns its sha256."""
     import pyarrow as pa
 
+    from zhmask.schema import _prim  # (arrays from buffers: pa.array would import pandas)
     from zhmask.write.shards import ShardWriter
 
     sch = table_schema()
     with ShardWriter(path, sch) as w:
-        w.write_table(pa.table([pa.array(table.ids, pa.int32()), pa.array(table.counts, pa.int64())], schema=sch))
+        w.write_table(pa.table([_prim(table.ids, pa.int32()), _prim(table.counts, pa.int64())], schema=sch))
     return w.sha256  # type: ignore[return-value]
 
 
