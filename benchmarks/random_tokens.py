@@ -34,6 +34,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,38 @@ def cpu_seconds(code: Path, src: Path, out: Path, random_tokens: str | None) -> 
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def added_work(src: Path, work: Path, repeat: int) -> dict:
+    """CPU seconds, in this process, of what ``--random-tokens`` changes in a build of ``src`` (one
+    unit: its documents made once): masking every example (``Pipeline.masked_block``, batches of
+    ``MASK_BATCH``) with ``row`` and with ``unigram``, and counting and writing the unit's table
+    (``unigram``); best of ``repeat``, interleaved."""
+    from zhmask.masking.unigram import write_table
+    from zhmask.pipeline import MASK_BATCH, Pipeline
+    from zhmask.rng import GeneratorBatch
+    from zhmask.steps.read import RawDoc
+
+    lines = src.read_text(encoding="utf-8").splitlines()
+    pipes = {m: Pipeline(BuildConfig(masking="wwm", tasks=["mlm"], random_tokens=m, docs_per_shard=len(lines))
+                         .validate()) for m in ("row", "unigram")}
+    docs = [d for d, _ in pipes["row"].documents([RawDoc(f"t:{i}", t) for i, t in enumerate(lines)]) if d]
+    best: dict = {"mask row": [], "mask unigram": [], "table (count + write)": []}
+    for _ in range(repeat):
+        for m, pipe in pipes.items():
+            exs = list(pipe.examples(docs, 0))
+            rngs = GeneratorBatch()
+            t0 = time.process_time()
+            for i in range(0, len(exs), MASK_BATCH):
+                batch = exs[i:i + MASK_BATCH]
+                rngs.prepare(pipe.mask_keys(batch))
+                pipe.masked_block(batch, rngs)
+            best[f"mask {m}"].append(time.process_time() - t0)
+        t0 = time.process_time()
+        write_table(work / "table.arrow", pipes["unigram"].unit_table(docs))
+        best["table (count + write)"].append(time.process_time() - t0)
+    return {"tokens": int(sum(len(d.tokens) for d in docs)), "examples": len(exs),
+            **{k: min(v) for k, v in best.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before-code", default=None, help="a checkout of the code before, for the build time")
@@ -165,6 +198,7 @@ def main() -> None:
     for label, t in times.items():
         res["cpu_s"][label] = min(t)
         log(f"{label}: {t}")
+    res["added"] = added_work(timing, work, a.repeat)
     print("| corpus | --random-tokens | random replacements | `##` pieces | elsewhere in the row | "
           "predicted by the unit tables | TV to the build's tokens | TV floor |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -178,6 +212,13 @@ def main() -> None:
     print("|---|---:|")
     for label, s in res["cpu_s"].items():
         print(f"| {label} | {s:.2f} |")
+    ad = res["added"]
+    print()
+    print(f"| the same text as one unit ({ad['tokens']:,} tokens, {ad['examples']:,} examples), in process | "
+          f"CPU s (best of {a.repeat}) |")
+    print("|---|---:|")
+    for k in ("mask row", "mask unigram", "table (count + write)"):
+        print(f"| {k} | {ad[k]:.3f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(res, ensure_ascii=False, indent=1), encoding="utf-8")
 

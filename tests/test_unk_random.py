@@ -134,6 +134,9 @@ def test_draw_from_tables_by_hand():
     v = np.array([0, 1, 2, 3, 2, 5, 0, 3])
     assert pick_tokens(d, v).tolist() == [5, 9, 9, 9, 7, 9, 7, 7]
     assert pick_tokens(d, np.array([0, 0, 0, 0, 1, 2, 0, 0])).tolist() == [5, 5, 5, 5, 7, 7, 7, 7]
+    # one table (a build's batches take a shortcut) draws as the same table among others
+    one = replacement_bounds([a], np.zeros(6, np.int64), orig[:6])
+    assert one.high.tolist() == d.high[:6].tolist() and pick_tokens(one, v[:6]).tolist() == [5, 9, 9, 9, 7, 9]
 
 
 def test_unigram_random_tokens_come_from_the_unit_table(docs):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -54,7 +55,18 @@ class UnitTable:
 
     @property
     def total(self) -> int:
-        return int(self.counts.sum())
+        return int(self.cum0[-1])
+
+    @cached_property
+    def cum0(self) -> np.ndarray:
+        """``[0, c0, c0 + c1, ...]``: tokens before each entry (int64)."""
+        c = np.zeros(len(self.counts) + 1, dtype=np.int64)
+        np.cumsum(self.counts, out=c[1:])
+        return c
+
+    @cached_property
+    def ids64(self) -> np.ndarray:
+        return self.ids.astype(np.int64)
 
     @classmethod
     def count(cls, token_ids: Iterable[np.ndarray], special_ids, vocab_size: int) -> "UnitTable":
@@ -166,6 +178,14 @@ def replacement_bounds(tables: list[UnitTable], which: np.ndarray, orig: np.ndar
     the bound of its draw (``high``) and what maps the drawn value to a token."""
     which = np.asarray(which, dtype=np.int64)
     orig = np.asarray(orig, dtype=np.int64)
+    if len(tables) == 1:  # (a build's batches: the unit's own table, prepared once)
+        t = tables[0]
+        ids, cum0 = t.ids64, t.cum0
+        lo = np.searchsorted(ids, orig)
+        hit = lo < len(ids)
+        hit[hit] = ids[lo[hit]] == orig[hit]
+        same = np.where(hit, cum0[np.minimum(lo + 1, len(ids))] - cum0[lo], 0)
+        return Draw(t.total - same, cum0[lo], same, np.zeros(len(orig), dtype=np.int64), ids, cum0[1:], orig)
     sizes = np.fromiter((len(t.ids) for t in tables), dtype=np.int64, count=len(tables))
     ids = np.concatenate([t.ids for t in tables]).astype(np.int64) if tables else np.zeros(0, np.int64)
     counts = np.concatenate([t.counts for t in tables]) if tables else np.zeros(0, np.int64)
