@@ -238,6 +238,16 @@ def test_unit_tables_in_the_build(tmp_path, sample_lines):
     (tmp_path / "two" / "unigram" / "unit-00003.arrow").write_bytes(b"damaged")
     again = _build(tmp_path, "two", "--tasks", "mlm,sop", "--mask-ratios", "0.4,0.4,0.2", "--workers", "2")
     assert again["shards"] == m["shards"] and again["unigram_tables"] == tables
+    # resume (unshuffled: the units' shards stay): a unit whose table is damaged is redone, alone
+    flat = _build(tmp_path, "flat", "--tasks", "mlm,sop", "--mask-ratios", "0.4,0.4,0.2", "--no-shuffle")
+    (tmp_path / "flat" / "manifest.json").unlink()
+    (tmp_path / "flat" / "unigram" / "unit-00002.arrow").write_bytes(b"damaged")
+    shard = tmp_path / "flat" / "data" / "shard-00004.arrow"
+    mtime = shard.stat().st_mtime_ns
+    resumed = _build(tmp_path, "flat", "--tasks", "mlm,sop", "--mask-ratios", "0.4,0.4,0.2", "--no-shuffle")
+    assert resumed == flat and shard.stat().st_mtime_ns == mtime  # unit 4 reused, unit 2 rebuilt the same
+    assert resumed["unigram_tables"] == tables
+    assert read_table(tmp_path / "flat" / tables[2]["file"]).total == tables[2]["tokens"]  # rewritten
     # static == dynamic, from the build's own tables
     dm = DynamicMasking.from_build(tmp_path / "one", return_tensors="np")
     assert dm.config.random_tokens == "unigram"
