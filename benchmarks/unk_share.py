@@ -58,18 +58,23 @@ def pd_heldout(shared: Path) -> list[str]:
     return out
 
 
-def inews_dev(shared: Path) -> list[str]:
-    """Titles and texts of the iNews records of split ``dev``."""
+def inews_dev_records(shared: Path) -> list[dict]:
+    """The iNews records of split ``dev``."""
     out = []
     splits: Counter = Counter()
     for line in (shared / "corpora" / "inews_docs.jsonl").read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         splits[r["split"]] += 1
         if r["split"] == "dev":
-            out += [t for t in (r.get("title"), r.get("text")) if t]
+            out.append(r)
     if not out:
         raise SystemExit(f"no record of split 'dev' in inews_docs.jsonl (splits: {dict(splits)})")
     return out
+
+
+def inews_dev(shared: Path) -> list[str]:
+    """Titles and texts of the iNews records of split ``dev``."""
+    return [t for r in inews_dev_records(shared) for t in (r.get("title"), r.get("text")) if t]
 
 
 def unk_share(texts: list[str], keep_unmapped: bool) -> dict:
@@ -132,15 +137,20 @@ def random_replacements(lines: list[str], work: Path, random_tokens: str) -> dic
             **{k: c[k] / r for k in ("continuation", "special_or_unused", "latin_or_digit", "in_row")}}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(ap: argparse.ArgumentParser, prefix: str) -> tuple[argparse.Namespace, Path, Path]:
+    """``--shared``, ``--work`` and ``--json`` added to ``ap``, then (arguments, shared/, the work
+    directory: a temporary one named ``prefix...`` unless given)."""
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"), help="the shared/ directory (corpora/...)")
-    ap.add_argument("--work", default=None, help="directory for the two builds (default: a temporary one)")
+    ap.add_argument("--work", default=None, help="directory for the builds (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = ap.parse_args()
-    shared = Path(a.shared)
-    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="unk_share."))
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
+    return a, Path(a.shared), work
+
+
+def main() -> None:
+    a, shared, work = parse_args(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]), "unk_share.")
     pd, inews = pd_heldout(shared), inews_dev(shared)
     log(f"held out: People's Daily {len(pd):,} paragraphs, iNews dev {len(inews):,} titles and texts")
     res: dict = {"unk": {}, "random": {}}

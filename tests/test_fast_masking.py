@@ -415,6 +415,7 @@ def test_shard_writer_blocks_and_rows_give_the_same_file(tmp_path, docs, pipelin
 def test_run_unit_equals_rows_written_one_by_one(tmp_path, sample_lines, masking):
     """A unit's shard and statistics with the batched path equal those of the per-example path."""
     from zhmask.masking.dynamic import DynamicMasking
+    from zhmask.masking.unigram import BuildTables
 
     cfg = BuildConfig(masking=masking, dupe_factor=2, tasks=["mlm", "sop"]).validate()
     raws = [RawDoc(f"p:{i}", t) for i, t in enumerate(sample_lines[:300])]
@@ -427,7 +428,10 @@ def test_run_unit_equals_rows_written_one_by_one(tmp_path, sample_lines, masking
     assert a["shard"]["sha256"] == b["shard"]["sha256"]
     table = ipc.open_stream(tmp_path / "a" / a["shard"]["file"]).read_all()
     # dynamic masking at epoch k = the k-th static copy
-    dyn = DynamicMasking(masking, config=cfg, return_tensors="np")
+    # (the unit's unigram table from the file the unit wrote, as from_build reads it)
+    dyn = DynamicMasking(masking, config=cfg, return_tensors="np",
+                         tables=BuildTables(tmp_path / "a", [{"unit": 0, "file": a["unigram"]["file"]}]))
+    assert a["unigram"] == b["unigram"] and a["unigram"]["tokens"] > 10_000
     for row in table.slice(0, 200).to_pylist():
         base, k = row["example_id"].rsplit("@", 1)
         inp, lab = dyn.mask_row({**row, "example_id": base}, epoch=int(k))
@@ -463,8 +467,8 @@ def test_a_masking_crash_is_narrowed_to_its_example_never_hidden(tmp_path, sampl
     bad = Pipeline(cfg)
     real = bad.examples
 
-    def examples(docs):
-        for i, ex in enumerate(real(docs)):
+    def examples(docs, *unit_table):
+        for i, ex in enumerate(real(docs, *unit_table)):
             if i == 3:  # word ids that do not match the ids: the batch falls back, the example is named
                 ex.word_ids = ex.word_ids[:-1]
             yield ex

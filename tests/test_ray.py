@@ -68,8 +68,8 @@ def _build(out: Path, *args: str) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def _files(out: Path) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in sorted((out / "data").iterdir())}
+def _files(out: Path, folder: str = "data") -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted((out / folder).iterdir())}
 
 
 INEWS = ("--title-field", "title", "--tasks", "mlm", "--masking", "wwm", "--docs-per-shard", "20")
@@ -87,6 +87,7 @@ def test_ray_output_is_byte_identical_to_local(ray_local, local_build, tmp_path,
     m = _build(out, str(fixtures / "inews_150.jsonl"), *INEWS, "--engine", "ray", "--workers", "2")
     assert len(m["shards"]) == 8
     assert _files(out) == _files(local_out)  # every shard and stats file, byte for byte
+    assert _files(out, "unigram") == _files(local_out, "unigram") and len(_files(out, "unigram")) == 8  # unit tables
     assert m["shards"] == local_m["shards"]
     # the manifests differ only where they record how the build ran
     for mm in (m, local_m):

@@ -103,7 +103,9 @@ def test_dynamic_span_bounds_follow_the_epoch(long_docs):
     cfg = BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76).validate()
     static = Pipeline(BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76,
                                   dupe_factor=2).validate())
-    dyn = DynamicMasking("span", config=cfg)
+    from zhmask.masking.unigram import CurrentUnit
+
+    dyn = DynamicMasking("span", config=cfg, tables=CurrentUnit(None, static.unit_table(long_docs[:3])))
     exs = list(static.examples(long_docs[:3]))
     copies = rows_to_batch([r for ex in exs for r in static.rows(ex, {"masking": {}})]).to_pydict()
     epoch0 = {k: v[0::2] for k, v in copies.items()}

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
+from zhmask.masking.unigram import TABLE_DIR
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
 from zhmask.schema import SCHEMA_VERSION
@@ -172,10 +173,20 @@ def unit_done(out: Path, unit: int, shuffle: bool = False) -> dict[str, Any] | N
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
             if stats.get("shard", {}).get("sha256") != sha256_file(shard):
                 return None  # damaged since it was written: redo the unit
+            table = stats.get("unigram")  # its unigram table (--random-tokens unigram)
+            if table is not None and not _intact(out / table["file"], table["sha256"]):
+                return None
             return stats
         except (OSError, ValueError, AttributeError):
             return None
     return None
+
+
+def _intact(path: Path, sha256: str) -> bool:
+    try:
+        return sha256_file(path) == sha256
+    except OSError:
+        return False
 
 
 def save_build_tokenizer(config: BuildConfig, out: Path) -> None:
@@ -209,7 +220,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     finished = _finished_build(config, out)
     if finished is not None:  # a rerun of a finished shuffled build (its units are gone): nothing to do
         return BuildResult(out, finished, time.time() - t0, len(finished["shards"]))
-    for folder in (out, out / "data", out / unit_dir(True)):
+    for folder in (out, out / "data", out / unit_dir(True), out / TABLE_DIR):
         for stale in [*folder.glob("*.tmp-*"), *folder.glob("*.tmp")] if folder.is_dir() else []:
             stale.unlink()  # partial files of a killed build never carry a final name; clean them
     results: dict[int, dict[str, Any]] = {}
@@ -284,7 +295,7 @@ def _finished_build(config: BuildConfig, out: Path) -> dict[str, Any] | None:
         m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         if m.get("fingerprint") != config.fingerprint() or not m.get("shards"):
             return None
-        for e in m["shards"]:
+        for e in [*m["shards"], *m.get("unigram_tables", [])]:
             if sha256_file(out / e["file"]) != e["sha256"]:
                 return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -338,10 +349,14 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
                       skipped_inputs: list[dict[str, str]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     total = new_stats()
     shards = []
+    tables = []
     for unit in sorted(results):
         st = dict(results[unit])
         shard = st.pop("shard")
         st.pop("unit", None)
+        table = st.pop("unigram", None)
+        if table is not None:
+            tables.append({"unit": unit, **table})
         merge_stats(total, st)
         shards.append(shard)
     cfg = config.to_dict()
@@ -379,4 +394,5 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "mapped_chars": dict(sorted(total.get("mapped_chars", {}).items(), key=lambda kv: (-kv[1], kv[0]))),
         "mapped_chars_total": sum(total.get("mapped_chars", {}).values()),
         "shards": shards,
+        **({"unigram_tables": tables} if tables else {}),  # --random-tokens unigram: docs/masking.md
     }

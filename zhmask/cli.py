@@ -93,7 +93,7 @@ Examples:
 @click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")
 @click.option("--max-predictions-per-seq", type=int, default=None, help="Cap on predicted tokens (default 20).")
 @click.option("--mask-ratios", default=None, help="[MASK]/random/keep split, e.g. 0.8,0.1,0.1.")
-@click.option("--random-tokens", default=None, help="unigram (default): random replacements drawn from the row's own tokens | vocab: from the whole vocabulary, as BERT (docs/masking.md).")
+@click.option("--random-tokens", default=None, help="unigram (default): random replacements drawn from the token distribution of the row's work unit | vocab: from the whole vocabulary, as BERT | row: from the row's own tokens, as builds before unit tables (docs/masking.md).")
 @click.option("--dupe-factor", type=int, default=None, help="Differently masked copies of each example (default 1).")
 @click.option("--option", "extra_opts", multiple=True, help="Strategy/task knob KEY=VALUE (repeatable).")
 @click.option("--min-cjk-ratio", type=float, default=None, help="Reject documents with a smaller share of CJK characters.")

@@ -27,7 +27,9 @@ ENGINES = ("local", "ray")
 COMPRESSIONS = ("zstd", "lz4", "none")  # Arrow IPC buffer compression of the shards
 PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
 DECODE_ERRORS = ("replace", "skip", "fail")
-RANDOM_TOKENS = ("unigram", "vocab")  # where the 10% random branch draws (docs/masking.md)
+# where the 10% random branch draws (docs/masking.md): the unit's unigram table, the vocabulary (BERT),
+# or the row's own tokens (what builds made before unit tables drew; DynamicMasking.from_build picks it for them)
+RANDOM_TOKENS = ("unigram", "vocab", "row")
 MAX_DUPE_FACTOR = 100  # BERT used 10; more copies than this is a mistake, not a recipe
 
 
@@ -69,7 +71,7 @@ class BuildConfig:
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     mask_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    random_tokens: str = "unigram"  # the random branch draws from the row's own tokens | "vocab": BERT's
+    random_tokens: str = "unigram"  # the random branch draws from the unit's tokens | "vocab": BERT's | "row"
     dupe_factor: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # strategy/task specific knobs
     # execution

@@ -141,6 +141,7 @@ class Pipeline:
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
         self._cjk_table = cjk_token_table(self.tok)
+        self._unit: int | None = None  # the unit being built (the rows' ``unit`` column)
         self.dictionaries = dictionaries_dir()
         # stage name -> [wall, CPU] seconds of the batched document stages, when a benchmark sets it
         self.stage_times: dict[str, list[float]] | None = None
@@ -349,9 +350,24 @@ class Pipeline:
         return unk.tolist()
 
     # ------------------------------------------------------------------ examples
-    def examples(self, docs: list[Document]) -> Iterable[Example]:
+    def unit_table(self, docs: list[Document]):
+        """The unigram table of ``docs`` (a unit's documents): :mod:`zhmask.masking.unigram`."""
+        from zhmask.masking.unigram import UnitTable
+
+        return UnitTable.count([d.tokens.ids for d in docs if d.tokens is not None], self.tok.special_ids,
+                               self.tok.vocab_size)
+
+    def examples(self, docs: list[Document], unit: int | None = None, table=None) -> Iterable[Example]:
+        """The examples of the tasks over ``docs``, the documents of one unit (``unit``: its
+        index, written in the rows' ``unit`` column); ``--random-tokens unigram`` masks them with
+        ``table`` (default: :meth:`unit_table` of ``docs``)."""
+        from zhmask.masking.unigram import RESOURCE, CurrentUnit
+
         self.ctx.ent_cache = {}
         self.ctx.set_unit([d.id for d in docs])
+        self._unit = unit
+        if self.config.random_tokens == "unigram":
+            self.ctx.resources[RESOURCE] = CurrentUnit(unit, table if table is not None else self.unit_table(docs))
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
@@ -377,6 +393,7 @@ class Pipeline:
             for key, n in res.stats.items():
                 masking[key] = masking.get(key, 0) + int(n)
             row = example_row(ex, res.input_ids, res.labels)
+            row["unit"] = self._unit
             if ref is not None:
                 row["chinese_ref"] = ref
             for key, (flat, _) in label_columns(self.mask, res.labels, [len(res.labels)]).items():
@@ -453,6 +470,7 @@ class Pipeline:
             "labels": labels,
             SENTENCE_LABEL: [int(ex.label) for ex in rows],
             "entities": [ex.entities for ex in rows],
+            "unit": [self._unit] * len(rows),
         }
         if refs is None and rb is not None and "chinese_ref" not in extra_keys:
             cols["chinese_ref"] = ListColumn(*chinese_ref_rows(rb, self._cjk_table))
@@ -575,6 +593,14 @@ class Pipeline:
             stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
         shard = Path(out_dir) / unit_dir(self.config.shuffle) / f"{shard_name(unit)}.arrow"
+        table = None
+        if self.config.random_tokens == "unigram":  # the unit's unigram table, beside the shards
+            from zhmask.masking.unigram import table_file, write_table
+
+            table = self.unit_table(docs)
+            rel = table_file(unit)
+            stats["unigram"] = {"file": rel, "sha256": write_table(Path(out_dir) / rel, table),
+                                "tokens": table.total, "distinct": len(table.ids)}
         schema = schema_with_metadata(self.config_for_metadata(), __version__, self.tok.vocab_size)
         from zhmask.errors import ZhmaskError
 
@@ -598,7 +624,7 @@ class Pipeline:
                     w.write_block(item)
 
         with ShardWriter(shard, schema, self.config.compression) as w:
-            gen = iter(self.examples(docs))
+            gen = iter(self.examples(docs, unit, table))
             batch: list[Example] = []
             while True:
                 try:

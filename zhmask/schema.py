@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from zhmask.record import NO_LABEL, SENTENCE_LABEL  # noqa: F401  (the column's name, re-exported)
 
-SCHEMA_VERSION = "5"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
+SCHEMA_VERSION = "6"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
 # 4: token ids and in-row positions int16 where the vocabulary and max_seq_length allow, buffers compressed;
 # 5: doc_bounds column (clm rows: where each packed document's part starts)
+# 6 (random tokens, issue 17): unit column (the work unit whose unigram table the random branch draws from)
 
 I32 = pa.int32()
 I16 = pa.int16()
@@ -71,6 +72,9 @@ def fields(ids: pa.DataType = I32, pos: pa.DataType = I32) -> list[pa.Field]:
         pa.field("noise_positions", pa.list_(pos)),
         # clm: [0, e1, ..., n], the row's documents' parts (each with its closing [SEP])
         pa.field("doc_bounds", pa.list_(pos)),
+        # the work unit the row was built in: its unigram table (unigram/unit-NNNNN.arrow) is where
+        # --random-tokens unigram draws; null for rows made outside a build
+        pa.field("unit", I32),
     ]
 
 

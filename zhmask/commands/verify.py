@@ -5,7 +5,9 @@ sha256, carries the schema version this zhmask reads and the build's configurati
 unlisted shard or temporary file lies in ``data/``; the accounting identity
 ``documents_read == documents_written + sum(documents_rejected)`` holds, and the counts the
 manifest reports (examples, examples per task, labels per class, distinct documents written)
-match the rows actually in the shards.
+match the rows actually in the shards.  A ``--random-tokens unigram`` build's unit tables
+(``unigram/``) are listed with their sha256 and token counts, every row names a listed unit,
+and every random replacement is a token of its unit's table.
 
 Row level, for every row: the per-token columns have one value per token and at most
 ``max_seq_length`` tokens; ids are inside the vocabulary; special tokens carry word id -1 and
@@ -31,6 +33,7 @@ import numpy as np
 
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
+from zhmask.masking.unigram import TABLE_DIR
 from zhmask.record import NO_LABEL, SENTENCE_LABEL
 
 EXEC_KEYS = ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files")
@@ -186,13 +189,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     dup_examples = 0
     row_bad: Counter = Counter()
     row_examples: dict[tuple[str, str], str] = {}
+    tables = _unigram_tables(out, m, cfg, ctx, bad)
     for rel, path, entry in listed_shards(out, m):
         listed.add(rel)
-        if not path.is_file():
-            bad.append(f"{rel}: listed in the manifest but missing")
+        if not _listed_file_intact(rel, path, entry, bad):
             continue
-        if sha256_file(path) != entry.get("sha256"):
-            bad.append(f"{rel}: sha256 differs from the manifest (damaged or rewritten)")
         try:
             with open_shard(path) as reader:  # memory-mapped record batches, as trainers read them
                 for p in shard_schema_problems(reader.schema):
@@ -219,6 +220,8 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                             dup_examples += 1
                         example_ids.add(row["example_id"])
                         problems = check_row(row, ctx)
+                        if tables is not None:
+                            problems += _check_random_tokens(row, tables, ctx)
                         if task not in checks and task not in unknown_tasks:
                             from zhmask.labels import TASKS
 
@@ -249,6 +252,15 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                 bad.append(f"{rel}: temporary file left behind (a build was killed or is still running)")
             elif p.suffix == ".arrow" and rel not in listed and not p.name.startswith("cache-"):  # datasets' map cache
                 bad.append(f"{rel}: shard not listed in the manifest")
+    folder = out / TABLE_DIR
+    if folder.is_dir():
+        names = {e.get("file") for e in m.get("unigram_tables") or [] if isinstance(e, dict)}
+        for p in sorted(folder.iterdir()):
+            rel = p.relative_to(out).as_posix()
+            if ".tmp-" in p.name:
+                bad.append(f"{rel}: temporary file left behind (a build was killed or is still running)")
+            elif rel not in names:
+                bad.append(f"{rel}: unigram table not listed in the manifest")
     for (task, msg), count in sorted(row_bad.items()):
         bad.append(f"{count} row(s) of task {task}: {msg} (first: {row_examples[(task, msg)]})")
     for task in sorted(unknown_tasks):
@@ -269,6 +281,75 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     if dup_examples:
         bad.append(f"{dup_examples} duplicate example_id(s)")
     return bad
+
+
+def _listed_file_intact(rel: str, path: Path, entry: dict[str, Any], bad: list[str]) -> bool:
+    """Whether a file the manifest lists exists (False: reported); a sha256 other than the
+    listed one is reported too (the file is still read, to report what else is wrong)."""
+    from zhmask.write.shards import sha256_file
+
+    if not path.is_file():
+        bad.append(f"{rel}: listed in the manifest but missing")
+        return False
+    if sha256_file(path) != entry.get("sha256"):
+        bad.append(f"{rel}: sha256 differs from the manifest (damaged or rewritten)")
+    return True
+
+
+def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict[str, Any], bad: list[str]):
+    """A ``--random-tokens unigram`` build's tables (:class:`~zhmask.masking.unigram.BuildTables`)
+    after checking the manifest's listing against the files (sha256, token counts); None for
+    other builds.  Problems go to ``bad``."""
+    from zhmask.masking.unigram import BuildTables, read_table
+
+    if cfg.get("random_tokens") != "unigram":
+        return None
+    # (mac's replacements are similar words, its fallback vocabulary words: not this branch)
+    listing = m.get("unigram_tables")
+    if not isinstance(listing, list):
+        bad.append("manifest lists no unigram_tables, which a --random-tokens unigram build draws from")
+        return None
+    try:
+        tables = BuildTables(out, listing, ctx["vocab_size"])
+    except ZhmaskError as exc:
+        bad.append(str(exc))
+        return None
+    for e in listing:
+        path = out / e["file"]
+        if not _listed_file_intact(e["file"], path, e, bad):
+            continue
+        try:
+            t = read_table(path, ctx["vocab_size"])
+        except ZhmaskError as exc:
+            bad.append(str(exc))
+            continue
+        if t.total != e.get("tokens") or len(t.ids) != e.get("distinct"):
+            bad.append(f"{e['file']}: {t.total} tokens of {len(t.ids)} ids, the manifest says {e.get('tokens')} "
+                       f"of {e.get('distinct')}")
+    return tables if cfg.get("masking") != "mac" else None
+
+
+def _check_random_tokens(row: dict[str, Any], tables, ctx: dict[str, Any]) -> list[str]:
+    """The row names a listed unit, and its random replacements (predicted positions holding
+    neither [MASK] nor the original) are tokens of that unit's table."""
+    unit = row.get("unit")
+    if unit is None:
+        return ["no unit: its random tokens cannot be traced to a unigram table"]
+    if int(unit) not in tables.files:
+        return [f"unit {unit} has no unigram table in the manifest"]
+    lab = _ints(row["labels"])
+    if not len(lab):
+        return []
+    inp = _ints(row["input_ids"])
+    rnd = (lab != -100) & (inp != lab) & (inp != ctx["mask_id"])
+    if rnd.any():
+        try:
+            t = tables.get(unit)
+        except ZhmaskError:  # reported once, for the table
+            return []
+        if not np.isin(inp[rnd], t.ids).all():
+            return ["random replacement that is not a token of its unit's unigram table"]
+    return []
 
 
 VERIFY_HELP = """Check a finished build: shards against the manifest, schema, row invariants, accounting.

@@ -374,7 +374,9 @@ def _raise_for(row: dict[str, Any], unit: int, raws: list[RawDoc]) -> None:
 
 def _check_visible(out: Path, stats: dict[str, Any]) -> None:
     shard = out / stats["shard"]["file"]
-    if not (shard.exists() and shard.with_suffix(".stats.json").exists()):
+    table = stats.get("unigram")  # the unit's unigram table (--random-tokens unigram), written beside it
+    if not (shard.exists() and shard.with_suffix(".stats.json").exists()
+            and (table is None or (out / table["file"]).exists())):
         raise BuildFailed(f"unit {stats['unit']}: a Ray worker wrote {shard.name} but it is not in {out} on this "
                           "machine: with a Ray cluster, --out must be a shared filesystem (e.g. NFS) mounted at the "
                           "same path on every node")

@@ -5,9 +5,12 @@ built with ``--masking none`` (or any masking: the original ids are restored fro
 is masked afresh every epoch.  The generator of one row is ``rng_for(seed, example_id,
 "mask", epoch)``, exactly the one the static path uses for the ``epoch``-th ``--dupe-factor``
 copy, so static and dynamic masks agree for the same (seed, epoch, example).  The random branch of
-80/10/10 needs no table from the build: with ``--random-tokens unigram`` (the default) a row's
-random tokens are drawn from the row's own non-special tokens, which the row carries (masked ids
-are restored from ``labels`` first), so load-time masking draws exactly what the build drew.
+80/10/10 with ``--random-tokens unigram`` (the default) draws from the unigram table of the row's
+work unit (the row's ``unit`` column): :meth:`DynamicMasking.from_build` reads the build's tables
+(``unigram/unit-NNNNN.arrow``, listed in the manifest) lazily, a few dozen at a time
+(:class:`zhmask.masking.unigram.BuildTables`), so load-time masking draws exactly what the build
+drew.  A build made before unit tables (its manifest lists none) drew from the row's own tokens:
+``from_build`` masks its rows that way (``random_tokens="row"``).
 
 It is, at the same time,
 
@@ -58,7 +61,7 @@ from zhmask.rng import rng_for
 
 MASK_STAGE = "mask"  # the stage name the static path (Pipeline.rows) uses
 EXTRA_COLUMNS = ("chinese_ref", "token_labels", "source_ids", "target_ids", "fragment_bounds", "span_bounds",
-                 "noise_positions")
+                 "noise_positions", "unit")
 
 
 def mask_rng(seed: int, example_id: str, epoch: int) -> np.random.Generator:
@@ -93,7 +96,7 @@ class DynamicMasking:
 
     def __init__(self, masking: str = "wwm", *, config: BuildConfig | Mapping[str, Any] | None = None,
                  seed: int | None = None, epoch: int = 0, return_tensors: str = "pt",
-                 pad_to_multiple_of: int | None = None, **overrides: Any) -> None:
+                 pad_to_multiple_of: int | None = None, tables: Any = None, **overrides: Any) -> None:
         base = config.to_dict() if isinstance(config, BuildConfig) else dict(config or {})
         for k in ("workers", "engine", "ray_address", "out", "overwrite", "skip_bad_files", "inputs"):
             base.pop(k, None)
@@ -117,6 +120,9 @@ class DynamicMasking:
         self.return_tensors = return_tensors
         self.pad_to_multiple_of = pad_to_multiple_of
         self.stats: Counter = Counter()
+        # random_tokens="unigram": the unit tables rows draw from (``tables.get(unit)``: a build's
+        # BuildTables, set by from_build)
+        self.tables = tables
         self._fn = None
         self._tok = None
 
@@ -136,17 +142,34 @@ class DynamicMasking:
         name = masking or (cfg.get("masking") if cfg.get("masking") != "none" else "wwm")
         if "random_tokens" not in cfg:  # a build from before --random-tokens drew from the vocabulary
             cfg = {**cfg, "random_tokens": "vocab"}
+        elif cfg["random_tokens"] == "unigram":
+            listing = manifest.get("unigram_tables")
+            if listing is None:  # a build from before unit tables drew from the row's own tokens
+                cfg = {**cfg, "random_tokens": "row"}
+            elif kw.get("tables") is None:
+                from zhmask.masking.unigram import BuildTables
+
+                kw["tables"] = BuildTables(path.parent, listing)
         return cls(name, config=cfg, **kw)
 
     # ------------------------------------------------------------------ the strategy
     def _build(self) -> None:
         from zhmask.masking import STRATEGIES
+        from zhmask.masking.unigram import RESOURCE
         from zhmask.pipeline import TaskContext
         from zhmask.steps.tokenize import WordTokenizer
 
         cfg = self.config
+        if cfg.random_tokens == "unigram" and self.tables is None:
+            raise ZhmaskError("random_tokens='unigram' draws from the build's unit tables: use "
+                              "DynamicMasking.from_build(out), or pass tables=, or random_tokens='vocab' or 'row'")
         self._tok = WordTokenizer(cfg.vocab, cfg.tokenizer, lowercase=cfg.lowercase)
-        self._fn = STRATEGIES[cfg.masking](cfg, TaskContext(cfg, self._tok))
+        ctx = TaskContext(cfg, self._tok)
+        if self.tables is not None:
+            if getattr(self.tables, "vocab_size", 0) is None:  # a build's tables: ids checked against its vocabulary
+                self.tables.vocab_size = self._tok.vocab_size
+            ctx.resources[RESOURCE] = self.tables
+        self._fn = STRATEGIES[cfg.masking](cfg, ctx)
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)

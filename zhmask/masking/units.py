@@ -9,10 +9,11 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   where ``n`` is the number of candidate tokens (BERT counts [CLS]/[SEP] too; see
   docs/masking.md); a unit that would exceed what is left of the budget is skipped, never cut;
 * the fate of a unit ([MASK] / random token / unchanged, ``config.mask_ratios``) is drawn
-  once per unit and applies to all its tokens; random tokens come from the row's own
-  non-special tokens other than the one replaced (``--random-tokens unigram``, the default: the
-  row's unigram distribution) or from ``tok.replaceable_ids`` (``vocab``; never special or
-  ``[unused]`` tokens): :meth:`Masker.random_ids`;
+  once per unit and applies to all its tokens; random tokens come from the token distribution
+  of the row's work unit other than the one replaced (``--random-tokens unigram``, the default:
+  :mod:`zhmask.masking.unigram`), from ``tok.replaceable_ids`` (``vocab``; never special or
+  ``[unused]`` tokens), or from the row's own tokens (``row``: builds made before unit tables):
+  :meth:`Masker.random_ids`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
 Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zhmask.masking.base import MaskResult
+from zhmask.masking.unigram import RESOURCE, pick_tokens, replacement_bounds
 from zhmask.record import Example
 
 MASK, RANDOM, KEEP = 0, 1, 2
@@ -458,9 +460,13 @@ class Masker:
         self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
         self.replaceable = np.asarray(tok.replaceable_ids)
-        # the random branch draws from the row's own non-special tokens (a unigram table that
-        # travels with the row, so load-time masking draws the same), or from the vocabulary
+        # the random branch draws from the unit's unigram table (ctx.resources[unigram.RESOURCE]:
+        # the unit being built, or a finished build's tables at load time), the row's own
+        # non-special tokens (``row``), or the vocabulary
         self.unigram = config.random_tokens == "unigram"
+        self.row_pool = config.random_tokens == "row"
+        self._resources = ctx.resources
+        self._unit = None  # the unit of the example being masked (per-example path)
         self.p = float(config.masked_lm_prob)
         self.max_pred = int(config.max_predictions_per_seq)
         ratios = ratios if ratios is not None else config.mask_ratios
@@ -531,6 +537,7 @@ class Masker:
         the per-example results (tests/test_fast_masking.py)."""
         def mask(example: Example, rng: np.random.Generator) -> MaskResult:
             ids, wid, cand = self.prepare(example)
+            self._unit = example.extra.get("unit")
             stats: Counter = Counter()
             if is_generation(example):
                 stats["not_masked_generation_layout"] += 1
@@ -632,7 +639,11 @@ class Masker:
         if rnd.any():
             per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
             at = ranges_to_positions(us[rnd], ue[rnd])
-            if self.unigram:  # random_ids for every row: the rows' pools sorted by (row, token)
+            if self.unigram:  # random_ids for every row: one draw over the tables of the rows' units
+                tables, which = self.unit_tables([ex.extra.get("unit") for ex in rb.exs])
+                d = replacement_bounds(tables, np.repeat(which, per), ids[at])
+                out[at] = pick_tokens(d, last_integers(gens, per, np.maximum(d.high, 1), fresh))
+            elif self.row_pool:  # the rows' pools sorted by (row, token)
                 V = np.int64(self.tok.vocab_size)
                 row = np.repeat(np.arange(n, dtype=np.int64), rb.lens)
                 pool = np.sort(row[~self.special_table[ids]] * V + ids[~self.special_table[ids]])
@@ -704,14 +715,28 @@ class Masker:
     def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
         return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
 
-    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def unit_tables(self, units: list) -> tuple[list, np.ndarray]:
+        """(distinct tables, index of each unit's table) of the units of some rows."""
+        src = self._resources.get(RESOURCE)
+        if src is None:
+            raise ValueError("--random-tokens unigram draws from the unigram table of the row's unit, and none is "
+                             "loaded (masking outside a build: DynamicMasking.from_build loads the build's tables)")
+        seen: dict = {}
+        which = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
+        return [src.get(u) for u in seen], which
+
+    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: np.random.Generator, unit=None) -> np.ndarray:
         """Random replacements for positions ``at`` (ascending) of a row whose original tokens
-        are ``ids``.  ``--random-tokens vocab``: any replaceable vocabulary entry, uniformly.
-        ``unigram``: one of the row's non-special tokens other than the one replaced, each with
-        the frequency it has in the row (the row's unigram distribution without the original
-        token; the original stays where the row holds no other token): one draw per position
-        from the row's tokens sorted, the original's run left out."""
-        if not self.unigram:
+        are ``ids``.  ``--random-tokens unigram``: a token of the unigram table of the row's unit
+        (``unit``) other than the one replaced, each as often as the unit's text holds it (the
+        original stays where the table holds no other token): one draw per position.  ``vocab``:
+        any replaceable vocabulary entry, uniformly.  ``row``: the same draw from the row's own
+        non-special tokens (builds made before unit tables)."""
+        if self.unigram:
+            tables, _ = self.unit_tables([unit])
+            d = replacement_bounds(tables, np.zeros(len(at), dtype=np.int64), ids[at])
+            return pick_tokens(d, rng.integers(0, np.maximum(d.high, 1)))
+        if not self.row_pool:
             return self.replaceable[rng.integers(0, len(self.replaceable), size=len(at))]
         pool = np.sort(ids[~self.special_table[ids]])
         orig = ids[at]
@@ -752,7 +777,7 @@ class Masker:
             if masked:
                 out[masked] = self.mask_id
             if rnd:
-                out[rnd] = self.random_ids(ids, np.asarray(rnd), rng)
+                out[rnd] = self.random_ids(ids, np.asarray(rnd), rng, self._unit)
             count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
         else:
             count_totals(stats, n_cand, budget, 0, None, None)
