@@ -457,7 +457,6 @@ class Masker:
         self.special_ids = np.asarray(tok.special_ids)
         self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
-        self.replaceable = np.asarray(tok.replaceable_ids)
         # the random branch draws from the row's own non-special tokens (a unigram table that
         # travels with the row, so load-time masking draws the same), or from the vocabulary
         self.unigram = config.random_tokens == "unigram"
@@ -466,6 +465,11 @@ class Masker:
         ratios = ratios if ratios is not None else config.mask_ratios
         self.cum = np.cumsum(np.asarray(ratios, dtype=float))[:2]
         self._batch: dict[int, tuple] = {}  # id(example) -> (example, ids, wid, cand, word table)
+
+    @property
+    def replaceable(self) -> np.ndarray:
+        """The ids ``--random-tokens vocab`` draws from (the tokenizer makes them on first use)."""
+        return np.asarray(self.tok.replaceable_ids)
 
     def budget(self, n_cand: int) -> int:
         if n_cand <= 0 or self.p <= 0:
