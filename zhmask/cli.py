@@ -17,7 +17,24 @@ from zhmask.errors import ZhmaskError
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class _LazyGroup(click.Group):
+    """The commands defined in their own modules (:data:`_COMMAND_MODULES`) are imported only when
+    one of them is asked for, or the list of commands (``--help``): ``zhmask build-corpus`` does
+    not pay for the option tables of every other command (a large part of its start-up)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None:
+            _load_commands()
+            cmd = super().get_command(ctx, cmd_name)
+        return cmd
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _load_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="zhmask")
 def cli() -> None:
     """zhmask: segmentation-aware Chinese pretraining data as Arrow shards.
@@ -324,7 +341,6 @@ def _load_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors with exit code 2."""
-    _load_commands()
     try:
         cli.main(args=argv, prog_name="zhmask", standalone_mode=False)
     except click.exceptions.Abort:
