@@ -33,6 +33,16 @@ FORMAT = b"ZHMLEX01"  # the file header: bump when the file layout changes
 _HEAD = len(FORMAT) + 12  # header, payload length (8 bytes), payload crc32 (4 bytes)
 
 
+def read_lines(path: str | Path, what: str) -> list[str]:
+    """The lines of a text lexicon (UTF-8, a BOM allowed); ZhmaskError ``cannot read WHAT PATH``."""
+    from zhmask.errors import ZhmaskError
+
+    try:
+        return Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZhmaskError(f"cannot read {what} {path}: {exc}") from None
+
+
 def cache_dir() -> Path | None:
     """The cache directory, or None when caching is off (``ZHMASK_CACHE_DIR=off``)."""
     env = os.environ.get("ZHMASK_CACHE_DIR")

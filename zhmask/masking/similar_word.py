@@ -114,12 +114,10 @@ def _similar_tables(paths: list[Path], tok) -> dict:
             word_groups.append([])
         return k
 
+    from zhmask.lexcache import read_lines
+
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read synonym lexicon {path}: {exc}") from None
-        for line in lines:
+        for line in read_lines(path, "synonym lexicon"):
             if not line.strip() or line.startswith("#"):
                 continue
             if "\t" in line:

@@ -38,13 +38,11 @@ SPACY_TYPES = {"PERSON": "PER", "PER": "PER", "GPE": "LOC", "LOC": "LOC", "FAC":
 
 def load_lexicons(paths: list[Path]) -> dict[str, str]:
     """word -> type from files of ``word [freq] TYPE`` lines; later files win."""
+    from zhmask.lexcache import read_lines
+
     out: dict[str, str] = {}
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read lexicon {path}: {exc}") from None
-        for line in lines:
+        for line in read_lines(path, "lexicon"):
             parts = line.split()
             if len(parts) >= 2 and not parts[0].startswith("#"):
                 typ = parts[-1].upper()
@@ -56,12 +54,10 @@ def load_lexicons(paths: list[Path]) -> dict[str, str]:
 def _entry_lines(paths: list[Path], what: str):
     """(path, line number, fields) of every line of ``paths`` but blank and ``#`` lines;
     ZhmaskError naming ``what`` when a file cannot be read."""
+    from zhmask.lexcache import read_lines
+
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read {what} {path}: {exc}") from None
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(read_lines(path, what), 1):
             parts = line.split()
             if parts and not parts[0].startswith("#"):
                 yield path, n, parts
