@@ -46,50 +46,61 @@ FLOORS = {
     "import numpy, pyarrow, rjieba, tokenizers, click": "import numpy, pyarrow, rjieba, tokenizers, click",
 }
 
-# --breakdown: one process, the CPU of each step in the order a build takes them
+# --breakdown: the real command in one process, with the CPU of each part taken exclusively (a
+# part's time excludes the parts it calls); the imports first, in the order a build needs them
 _BREAKDOWN = r"""
-import json, sys, time
-clock = time.process_time
-steps = []
-t = clock()
+import atexit, functools, json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+parts, order, stack = {}, [], []
+def add(name, sec):
+    if name not in parts:
+        order.append(name)
+    parts[name] = parts.get(name, 0.0) + sec
+t = cpu()
 def lap(name):
     global t
-    now = clock(); steps.append((name, now - t)); t = now
+    now = cpu(); add(name, now - t); t = now
 import numpy; lap("import numpy")
 import pyarrow, pyarrow.ipc; lap("import pyarrow (+ ipc)")
 import click; lap("import click")
-import zhmask.cli, zhmask.api, zhmask.pipeline, zhmask.engines.local; lap("import zhmask (cli, api, pipeline: masking, labels, steps)")
+import zhmask.cli, zhmask.api, zhmask.pipeline, zhmask.engines.local, zhmask.write.shuffle; lap("import zhmask (cli, api, pipeline: masking, labels, steps)")
 import tokenizers; lap("import tokenizers")
 import rjieba; lap("import rjieba (builds jieba's dictionary)")
-from zhmask.config import BuildConfig
-cfg = BuildConfig.from_dict(json.loads(sys.argv[1]))
-if sys.argv[2]:
-    cfg = BuildConfig.from_dict({**BuildConfig.from_preset(sys.argv[2]).to_dict(), **json.loads(sys.argv[1])})
-lap("config")
-try:
-    from zhmask.steps.tokenize import shared_tokenizer
-except ImportError:  # a checkout before the start-up work: every user made its own tokenizer
-    from zhmask.steps.tokenize import WordTokenizer as shared_tokenizer
-tok = shared_tokenizer(cfg.vocab, cfg.tokenizer, lowercase=cfg.lowercase); lap("tokenizer (vocab.txt, WordPiece)")
-from zhmask.steps.entities import make_entity_detector
-make_entity_detector(cfg.entities, lexicons=cfg.lexicons); lap("entity lexicons (from the lexicon cache)")
-from zhmask.pipeline import Pipeline
-Pipeline(cfg); lap("pipeline")
-from zhmask.api import build_corpus
-build_corpus(cfg); lap("build")
-Pipeline(cfg); lap("again")
-# Pipeline() loads the entity lexicons again (the tokenizer is shared, rjieba's dictionary built),
-# and build_corpus() makes its own Pipeline, which costs what a further one ("again") costs
-raw = dict(steps)
-steps = steps[:-3] + [
-    ("rest of Pipeline(): segmenter, normaliser, masking strategy and its tables, tasks",
-     raw["pipeline"] - raw["entity lexicons (from the lexicon cache)"]),
-    ("the build itself: 20 documents, shard, shuffle, manifest, tokenizer files", raw["build"] - raw["again"])]
-print(json.dumps(steps))
-if hasattr(zhmask.cli, "run"):  # the CLI of this checkout exits without the interpreter's teardown
-    import os
-    sys.stdout.flush()
-    os._exit(0)
+def timed(owner, attr, name):
+    f = getattr(owner, attr)
+    @functools.wraps(f)
+    def w(*a, **k):
+        stack.append(0.0)
+        t0 = cpu()
+        try:
+            return f(*a, **k)
+        finally:
+            spent = cpu() - t0
+            inner = stack.pop()
+            add(name, spent - inner)
+            if stack:
+                stack[-1] += spent
+    setattr(owner, attr, w)
+from zhmask import api, pipeline
+from zhmask.steps import entities, tokenize
+from zhmask.write import shards
+timed(tokenize.WordTokenizer, "__init__", "tokenizer (vocab.txt, WordPiece), every time one is made")
+timed(entities.LexiconEntities, "__init__", "entity lexicons: parsed (before) / read from the lexicon cache (after)")
+timed(entities.LexiconEntities, "_hash_table", "entity hash table: built on first use (before) / in the cache (after)")
+timed(pipeline.Pipeline, "__init__", "rest of Pipeline(): segmenter, normaliser, masking strategy, tasks")
+timed(pipeline.Pipeline, "run_unit", "the 20 documents: segment, tokenize, entities, examples, masks")
+timed(shards.ShardWriter, "__exit__", "shard write (Arrow IPC, zstd, fsync)")
+timed(api, "shuffle_build", "shuffle (scatter, gather)")
+timed(api, "save_build_tokenizer", "tokenizer files beside the shards")
+timed(zhmask.cli, "main", "the rest of the command: options, config, inputs, manifest, run record")
+def report():
+    add("interpreter start-up and exit (the process's total minus the parts)", 0.0)
+    print(json.dumps([(k, parts[k]) for k in order]), flush=True)
+atexit.register(report)  # (run() calls the exit handlers before its quick exit)
+sys.argv = ["zhmask", "build-corpus", *json.loads(sys.argv[1])]
+(getattr(zhmask.cli, "run", None) or zhmask.cli.main)()
 """
 
 
@@ -110,33 +121,32 @@ def env_for(root: Path, cache: Path) -> dict[str, str]:
 
 def breakdown(tiny: Path, work: Path, runs: int, root: Path = ROOT) -> None:
     env = env_for(root, work / "cache")
-    over = json.dumps({"inputs": [str(tiny)], "masking": "wwm", "tasks": ["mlm"], "out": str(work / "bd"),
-                       "overwrite": True})
-    cmd = [sys.executable, "-c", _BREAKDOWN, over, ""]
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)  # warm-up: bytecode, lexicon cache
+    out = work / "bd"
+    args = json.dumps([str(tiny), "--masking", "wwm", "--tasks", "mlm", "--out", str(out), "--quiet"])
+    cmd = [sys.executable, "-c", _BREAKDOWN, args]
+    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
+    subprocess.run(cmd, check=True, env=env, cwd=str(root), stdout=subprocess.DEVNULL)  # warm-up: bytecode, lexicon cache
     per: dict[str, list[float]] = {}
     order: list[str] = []
-    total = []
     for _ in range(runs):
-        shutil.rmtree(work / "bd", ignore_errors=True)  # (a finished build of the same config is not redone)
+        shutil.rmtree(out, ignore_errors=True)  # (a finished build of the same config is not redone)
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = subprocess.run(cmd, check=True, env=env, capture_output=True, text=True).stdout
+        res = subprocess.run(cmd, check=True, env=env, cwd=str(root), capture_output=True, text=True).stdout
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        total.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
-        for name, sec in json.loads(out.strip().splitlines()[-1]):
+        steps = json.loads(res.strip().splitlines()[-1])
+        total = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+        steps[-1][1] = total - sum(sec for _, sec in steps[:-1])
+        steps.append(["**whole process**", total])
+        for name, sec in steps:
             if name not in per:
                 order.append(name)
             per.setdefault(name, []).append(sec)
     med = {k: statistics.median(v) for k, v in per.items()}
-    whole = statistics.median(total)
-    print(f"\n{root}:")
-    print(f"\n| step (`--masking wwm --tasks mlm`, {tiny.stat().st_size:,} bytes) | CPU-s (median of {runs}) | share |")
-    print("|---|---:|---:|")
-    print(f"| interpreter start-up (and teardown where the CLI has it): the process's total minus the steps "
-          f"| {whole - sum(med.values()):.3f} | {(whole - sum(med.values())) / whole:.0%} |")
+    whole = med["**whole process**"]
+    print(f"\n{root}:\n\n| part (`--masking wwm --tasks mlm`, {tiny.stat().st_size:,} bytes) "
+          f"| CPU-s (median of {runs}) | share |\n|---|---:|---:|")
     for k in order:
-        print(f"| {k} | {med[k]:.3f} | {med[k] / whole:.0%} |")
-    print(f"| **whole process** | **{whole:.3f}** | |")
+        print(f"| {k} | {med[k]:.3f} | {'' if k == '**whole process**' else f'{med[k] / whole:.0%}'} |")
 
 
 def main() -> None:
