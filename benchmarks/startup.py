@@ -37,6 +37,7 @@ FAMILIES = {
     "ernie1 (knowledge)": ["--pipeline", "ernie1"],
     "mac (macbert)": ["--masking", "mac", "--tasks", "sop"],
     "ernie2 (six tasks)": ["--pipeline", "ernie2"],
+    "wwm mlm, char segmenter (no rjieba)": ["--masking", "wwm", "--tasks", "mlm", "--segmenter", "char"],
 }
 FLOORS = {
     "python -c pass": "pass",

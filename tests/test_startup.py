@@ -21,10 +21,14 @@ AVOIDED = ("pyarrow.compute", "concurrent.futures.process", "jieba")
 
 _PROBE = """
 import atexit, json, sys
-atexit.register(lambda: open(sys.argv[1], "w").write(json.dumps(sorted(sys.modules))))
-from zhmask.cli import main
-for args in json.loads(sys.argv[2]):
+seen = sys.argv[1]
+atexit.register(lambda: open(seen, "w").write(json.dumps(sorted(sys.modules))))
+from zhmask.cli import main, run
+*first, last = json.loads(sys.argv[2])
+for args in first:
     main(args)
+sys.argv = ["zhmask", *last]
+run()  # the console script's way out: exit handlers (the one above included), then os._exit
 """
 
 
@@ -33,8 +37,8 @@ def test_build_corpus_imports_only_what_it_needs(tmp_path):
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("\n".join(lines) + "\n", encoding="utf-8")
     runs = [["build-corpus", str(tiny), *opts, "--out", str(tmp_path / f"out{i}"), "-q"]
-            for i, opts in enumerate((["--masking", "wwm", "--tasks", "mlm"], ["--pipeline", "ernie1"],
-                                      ["--masking", "mac", "--tasks", "sop"]))]
+            for i, opts in enumerate((["--masking", "wwm", "--tasks", "mlm"], ["--masking", "knowledge", "--tasks", "sop"],
+                                      ["--pipeline", "ernie1"]))]
     seen = tmp_path / "modules.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     subprocess.run([sys.executable, "-c", _PROBE, str(seen), json.dumps(runs)], check=True, env=env, cwd=tmp_path,
@@ -43,6 +47,8 @@ def test_build_corpus_imports_only_what_it_needs(tmp_path):
     assert "zhmask.pipeline" in modules and "rjieba" in modules  # the probe saw the builds
     for i in range(3):
         assert (tmp_path / f"out{i}" / "manifest.json").is_file()
+    code, out, _ = run_cli("verify", str(tmp_path / "out2"))  # the build run() ended is whole
+    assert code == 0 and "OK" in out
     heavy = sorted(m for m in modules if m.split(".")[0] in NEVER)
     assert not heavy, f"build-corpus imported {heavy[:10]}"
     assert not [m for m in AVOIDED if m in modules]
