@@ -136,3 +136,15 @@ def test_synonym_table_is_keyed_by_the_tokenizer(cache, tmp_path):
     again = SimilarLexicon([table], WordTokenizer())
     assert again.words == a.words and again.ranked == a.ranked and again.groups == a.groups
     assert {k: v.tolist() for k, v in again.by_len.items()} == {k: v.tolist() for k, v in a.by_len.items()}
+
+
+def test_old_files_are_pruned_per_kind(cache, tmp_path):
+    src = tmp_path / "lex.txt"
+    src.write_text("北京\n", encoding="utf-8")
+    build, calls = _counting_builder(src)
+    cached("other", {"lex": [src]}, build)
+    for i in range(lexcache.KEEP + 3):  # e.g. as many versions of a lexicon
+        cached("test", {"lex": [src]}, build, extra=str(i))
+    assert len(list(cache.glob("test-*.bin"))) == lexcache.KEEP
+    assert len(list(cache.glob("other-*.bin"))) == 1  # another kind of table is not touched
+    assert not list(cache.glob("*.tmp"))

@@ -14,7 +14,10 @@ and rewritten, never a traceback.  Files are written atomically (a temporary fil
 place), so concurrent workers never read a half-written one.
 
 Where: ``$ZHMASK_CACHE_DIR``, else ``$XDG_CACHE_HOME/zhmask``, else ``~/.cache/zhmask``.
-``ZHMASK_CACHE_DIR=off`` (or an unwritable directory) builds the tables every time.
+``ZHMASK_CACHE_DIR=off`` (or an unwritable directory) builds the tables every time.  The
+:data:`KEEP` most recently used files of each kind of table stay; older ones are removed when a
+new one is written.  Like pickle, marshal trusts its input: point the cache only at a directory
+that you (and the builds you run) alone can write.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import numpy as np
 
 FORMAT = b"ZHMLEX01"  # the file header: bump when the file layout changes
 _HEAD = len(FORMAT) + 12  # header, payload length (8 bytes), payload crc32 (4 bytes)
+KEEP = 8  # files kept per kind of table, the most recently used (other lexicons, older versions)
 
 
 def read_lines(path: str | Path, what: str) -> list[str]:
@@ -117,6 +121,20 @@ def _write_atomic(path: Path, blob: bytes) -> None:
         raise
 
 
+def _prune(folder: Path, kind: str) -> None:
+    """Keep the :data:`KEEP` most recently used files of ``kind``; drop temporary files that a
+    killed writer left more than an hour ago.  Best effort: another process may race us."""
+    import time
+
+    try:
+        files = sorted(folder.glob(f"{kind}-*.bin"), key=lambda p: p.stat().st_mtime, reverse=True)
+        stale = [p for p in folder.glob(f"{kind}-*.tmp") if p.stat().st_mtime < time.time() - 3600]
+        for p in files[KEEP:] + stale:
+            p.unlink()
+    except OSError:
+        pass
+
+
 def cached(kind: str, sources: Mapping[str, Sequence[str | Path]], build: Callable[[], dict[str, Any]],
            extra: str = "", code: Sequence[str] = ()) -> dict[str, Any]:
     """``build()`` (a dict of numpy arrays and marshal-able values: str, int, float, bytes, and
@@ -132,12 +150,19 @@ def cached(kind: str, sources: Mapping[str, Sequence[str | Path]], build: Callab
     except OSError:  # an unreadable source: the builder says so in its own words
         return build()
     try:
-        return _decode(path.read_bytes())
+        table = _decode(path.read_bytes())
     except (OSError, ValueError, EOFError, TypeError):  # none yet, or unusable: rebuild it
         pass
+    else:
+        try:
+            os.utime(path)  # recently used: kept by _prune
+        except OSError:
+            pass
+        return table
     table = build()
     try:
         _write_atomic(path, _encode(table))
     except (OSError, ValueError):  # a read-only cache directory, a full disk: the build goes on without
-        pass
+        return table
+    _prune(folder, kind)
     return table
