@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, write_section  # noqa: E402
-from pretrain_matrix import budget_arguments, finetune_sets, finetune_tasks, pretrain_sets, run, zhmask  # noqa: E402
+from pretrain_matrix import (budget_arguments, finetune_budget, finetune_sets, finetune_tag, finetune_tasks,  # noqa: E402
+                             pretrain_sets, run, zhmask)
 
 ARMS = {"mlm": "ernie2_mlm", "multitask": "ernie2_multitask", "sequential": "ernie2_stages"}
 HEADS = ("capitalization", "token_document_relation", "sentence_reorder", "sentence_distance",
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
     # folders are named after the settings that make their content: a changed budget never reuses another's
     data_tag = f"inews{args.text_mb:g}MB-seq{args.seq}"
     pre_tag = f"{data_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}-st{args.pretrain_steps}"
-    ft_tag = f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}-lr{args.ft_lr:g}"
+    ft_tag = finetune_tag(args)
     runs, ft_dir = work / "runs" / pre_tag, work / "finetune" / f"{pre_tag}--{ft_tag}"
 
     docs = pretraining_docs(shared, work / f"inews-train-{args.text_mb:g}MB.jsonl", args.text_mb)
@@ -111,7 +112,6 @@ def main(argv=None) -> None:
         list(pool.map(lambda j: run(*j), jobs))
     t_pre = time.time() - t0
 
-    ft = finetune_sets(args)
     tasks = finetune_tasks(shared)
     cells = [(a, a, False) for a in arms] + [("control", arms[0], True)]
     jobs = []
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
                 o = ft_dir / task / f"{name}-s{s}"
                 if not (o / "results.json").is_file():
                     jobs.append((zhmask("finetune", str(runs / f"{src}-s{s}" / "final"), "--out", str(o), "-q", *targs,
-                                        *[f"--set={x}" for x in [*ft, f"seed={s}"]],
+                                        *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]],
                                         *(["--from-scratch"] if scratch else [])),
                                  work / "logs" / f"finetune-{task}-{name}-s{s}.log"))
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -136,8 +136,7 @@ def main(argv=None) -> None:
              f"each; {time.strftime('%Y-%m-%d')}; pretraining {t_pre / 60:.1f} min, everything {t_all / 60:.1f} min.  \n"
              f"Budget per arm: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, {args.pretrain_steps} "
              f"steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} ({args.text_mb:g} MB of iNews train "
-             f"text); fine-tuning {args.finetune_epochs} epoch(s) on {args.train_limit} examples, {args.max_length} "
-             f"tokens, lr {args.ft_lr}, dev {args.dev_limit} examples; seeds {', '.join(map(str, seeds))}.", ""]
+             f"text); {finetune_budget(args)}; seeds {', '.join(map(str, seeds))}.", ""]
     for task in tasks:
         ctl = accs("control", task)
         lines += [f"**{task}**: dev accuracy in %, mean ± sd [min–max] over {len(seeds)} seeds; *gap*: minus the "

@@ -1,7 +1,10 @@
 """The pretraining matrix: every masking strategy pretrained, fine-tuned downstream, against the control.
 
 Models (one budget for all): bert with char, wwm, ngram, mac and knowledge masking (mlm), bert wwm
-with SOP, and electra (whole-word positions); ``--seeds`` seeds each. Every pretrained model is
+with SOP, and electra (whole-word positions); with ``--models ...,gpt`` also GPT-2 on ``--tasks clm``
+(issue 19). ``--seeds`` fine-tuning seeds each, from
+``--pretrain-seeds`` pretraining runs (fine-tuning seed s starts from run s mod that number; by
+default one run per seed). Every pretrained model is
 fine-tuned on sentiment (``sentiment_train.tsv``, 10% of texts held out by hash) and on iNews
 (``inews_docs.jsonl``, its train/dev splits, title + text); the control fine-tunes the same
 architectures from random initialisation (``zhmask finetune --from-scratch``) under the same budget.
@@ -47,7 +50,9 @@ MODELS = {
     "bert-knowledge": ("bert", "knowledge", "mlm"),
     "bert-wwm-sop": ("bert", "wwm", "mlm,sop"),
     "electra": ("electra", "wwm", "mlm"),
+    "gpt": ("gpt", "none", "clm"),           # issue 19: causal LM on packed documents (not in the default set)
 }
+DEFAULT_MODELS = [m for m in MODELS if m != "gpt"]   # issue 14's matrix
 TASKS = ("sentiment", "inews")
 
 
@@ -122,6 +127,9 @@ def budget_arguments(ap: argparse.ArgumentParser, workdir: str) -> None:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--task-set", action="append", default=[], metavar="TASK:KEY=VALUE",
+                    help="a fine-tuning setting for one task only, after the shared ones (repeatable), "
+                         "e.g. inews:max_length=192: iNews needs longer texts than sentiment")
 
 
 def pretrain_sets(args) -> list[str]:
@@ -132,10 +140,35 @@ def pretrain_sets(args) -> list[str]:
             "eval_batches=10", f"eval_every={max(1, args.pretrain_steps // 10)}", "save_every=0", "keep_checkpoints=1"]
 
 
-def finetune_sets(args) -> list[str]:
-    """``--set`` values of every fine-tuning run (the seed aside)."""
+def task_sets(args, task: str) -> list[str]:
+    """The ``--task-set`` values of ``task`` (``TASK:KEY=VALUE`` -> ``KEY=VALUE``)."""
+    out = []
+    for x in args.task_set:
+        name, sep, kv = x.partition(":")
+        if not sep or "=" not in kv or name not in TASKS:
+            raise SystemExit(f"--task-set {x!r}: expected TASK:KEY=VALUE with TASK one of {', '.join(TASKS)}")
+        if name == task:
+            out.append(kv)
+    return out
+
+
+def finetune_sets(args, task: str) -> list[str]:
+    """``--set`` values of every fine-tuning run of ``task`` (the seed aside); later values win."""
     return [f"epochs={args.finetune_epochs}", f"train_limit={args.train_limit}", f"dev_limit={args.dev_limit}",
-            f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}"]
+            f"max_length={args.max_length}", f"lr={args.ft_lr}", f"threads={args.threads}", *task_sets(args, task)]
+
+
+def finetune_tag(args) -> str:
+    """The folder name of a fine-tuning budget: every shared setting and every per-task one."""
+    tag = f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}-lr{args.ft_lr:g}"
+    return tag + "".join(f"-{x.replace(':', '.').replace('=', '')}" for x in args.task_set)
+
+
+def finetune_budget(args) -> str:
+    """The fine-tuning budget in words, per-task settings included."""
+    extra = "".join(f"; {t}: {', '.join(task_sets(args, t))}" for t in TASKS if task_sets(args, t))
+    return (f"fine-tuning {args.finetune_epochs} epoch(s) on {args.train_limit} examples, {args.max_length} tokens, "
+            f"lr {args.ft_lr}, dev {args.dev_limit} examples{extra}")
 
 
 def finetune_tasks(shared: Path) -> dict[str, list[str]]:
@@ -150,9 +183,11 @@ def finetune_tasks(shared: Path) -> dict[str, list[str]]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     budget_arguments(ap, "/tmp/zhmask-matrix")
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
+    ap.add_argument("--pretrain-seeds", type=int, default=0,
+                    help="pretraining runs per model (default: --seeds); fine-tuning seed s uses run s mod N")
     args = ap.parse_args(argv)
 
     shared, work = Path(args.shared), Path(args.workdir)
@@ -161,13 +196,16 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     seeds = list(range(args.seeds))
+    n_pre = args.pretrain_seeds or args.seeds
+    if not 1 <= n_pre <= args.seeds:
+        raise SystemExit(f"--pretrain-seeds must be between 1 and --seeds ({args.seeds}), got {n_pre}")
+    pre_seeds = list(range(n_pre))
     t0, host = time.time(), machine()
     # every folder is named after the settings that make its content, so a changed budget never
     # picks up the results of another one
     text_tag = f"text{args.text_mb:g}MB-seq{args.seq}"
     pre_tag = f"{text_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}-st{args.pretrain_steps}"
-    ft_tag = (f"e{args.finetune_epochs}-n{args.train_limit}-d{args.dev_limit}-len{args.max_length}"
-              f"-lr{args.ft_lr:g}")
+    ft_tag = finetune_tag(args)
     runs_dir = work / "runs" / pre_tag
     ft_dir = work / "finetune" / f"{pre_tag}--{ft_tag}"
     text = pretraining_text(shared, work / f"pretrain-{args.text_mb:g}MB.txt", args.text_mb)
@@ -187,7 +225,7 @@ def main(argv=None) -> None:
     sets = pretrain_sets(args)
     pre_jobs = []
     for m in models:
-        for s in seeds:
+        for s in pre_seeds:
             r = runs_dir / f"{m}-s{s}"
             if not (r / "eval.json").is_file():
                 import shutil
@@ -202,22 +240,28 @@ def main(argv=None) -> None:
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
     def ckpt(m, s):
-        r = runs_dir / f"{m}-s{s}" / "final"
+        """The checkpoint fine-tuning seed ``s`` starts from (pretraining run ``s mod --pretrain-seeds``)."""
+        r = runs_dir / f"{m}-s{s % n_pre}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
-    ft = finetune_sets(args)
+    def ft_out(task, name, s, scratch):
+        """A fine-tuning run's folder; pretrained cells name their pretraining run where it is not ``s``."""
+        key = name.replace(" ", "_").replace("(", "").replace(")", "")
+        return ft_dir / task / (f"{key}-s{s}" + ("" if scratch or s % n_pre == s else f"-from-s{s % n_pre}"))
+
     task_args = finetune_tasks(shared)
-    controls = {"control (bert)": next((m for m in models if MODELS[m][0] == "bert"), None),
-                "control (electra)": "electra" if "electra" in models else None}
+    # one control per family: the architecture of its first model, from random initialisation
+    controls = {f"control ({fam})": next((m for m in models if MODELS[m][0] == fam), None)
+                for fam in dict.fromkeys(MODELS[m][0] for m in MODELS)}
     cells = [(m, m, False) for m in models] + [(c, src, True) for c, src in controls.items() if src]
     ft_jobs = []
     for name, src, scratch in cells:
         for s in seeds:
             for task in TASKS:
-                o = ft_dir / task / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-s{s}"
+                o = ft_out(task, name, s, scratch)
                 if not (o / "results.json").is_file():
                     cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
-                                 *[f"--set={x}" for x in [*ft, f"seed={s}"]], *(["--from-scratch"] if scratch else []))
+                                 *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]], *(["--from-scratch"] if scratch else []))
                     ft_jobs.append((cmd, work / "logs" / f"finetune-{task}-{o.name}.log"))
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda j: run(*j), ft_jobs))
@@ -225,9 +269,8 @@ def main(argv=None) -> None:
 
     # (d) the tables
     def results(name, task):
-        d = ft_dir / task
-        key = name.replace(" ", "_").replace("(", "").replace(")", "")
-        return [json.loads((d / f"{key}-s{s}" / "results.json").read_text()) for s in seeds]
+        scratch = name.startswith("control")
+        return [json.loads((ft_out(task, name, s, scratch) / "results.json").read_text()) for s in seeds]
 
     def majority(task):
         """Accuracy of always answering the dev set's most frequent label: a collapsed model scores this."""
@@ -260,9 +303,11 @@ def main(argv=None) -> None:
                  f"pretraining {t_pre / 60:.0f} min, everything {t_all / 60:.0f} min.  \n"
                  f"Budget per model: {args.layers} layers, hidden {args.hidden}, {args.heads} heads, "
                  f"{args.pretrain_steps} steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} "
-                 f"({args.text_mb:g} MB of text); fine-tuning {args.finetune_epochs} epochs on {args.train_limit} "
-                 f"examples, {args.max_length} tokens, lr {args.ft_lr}, dev {args.dev_limit} examples; "
-                 f"seeds {', '.join(map(str, seeds))} (pretraining and fine-tuning seed alike).")
+                 f"({args.text_mb:g} MB of text); {finetune_budget(args)}; "
+                 f"fine-tuning seeds {', '.join(map(str, seeds))}, "
+                 + ("each from the pretraining run of the same seed." if n_pre == len(seeds) else
+                    f"from {n_pre} pretraining run(s) per model (seed s starts from run s mod {n_pre}); the "
+                    f"controls' seeds set their random initialisation."))
     lines.append("")
     for task in TASKS:
         lines.append(f"**{task}** — dev accuracy and macro-F1 in %, mean ± standard deviation [min–max] over "
@@ -280,14 +325,17 @@ def main(argv=None) -> None:
                 gap = beyond = "—"
                 metric = "—"
             else:
-                c = ctl["control (electra)" if MODELS[name][0] == "electra" else "control (bert)"]
+                c = ctl[f"control ({MODELS[name][0]})"]
                 g = statistics.mean(acc) - statistics.mean(c)
                 spread = max(max(acc) - min(acc), max(c) - min(c))
                 gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
-                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in seeds]
+                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in pre_seeds]
                 if MODELS[name][0] == "electra":
                     metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
                               f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
+                elif MODELS[name][0] == "gpt":
+                    metric = (f"next-token accuracy {100 * statistics.mean(e['clm_accuracy'] for e in evs):.1f}%, "
+                              f"perplexity {statistics.mean(e['clm_perplexity'] for e in evs):.0f}")
                 else:
                     metric = (f"MLM accuracy {100 * statistics.mean(e['mlm_accuracy'] for e in evs):.1f}%, perplexity "
                               f"{statistics.mean(e['mlm_perplexity'] for e in evs):.0f}")
@@ -309,18 +357,18 @@ def main(argv=None) -> None:
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for m in models:
-            key = "loss_generator" if MODELS[m][0] == "electra" else "loss_mlm"
+            key = {"electra": "loss_generator", "gpt": "loss_clm"}.get(MODELS[m][0], "loss_mlm")
             curves = []
-            for s in seeds:
+            for s in pre_seeds:
                 recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
                 curves.append([r[key] for r in recs if "eval" not in r])
             n = min(map(len, curves))
             mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
             w = max(1, n // 50)
             smooth = [statistics.mean(mean[max(0, i - w):i + 1]) for i in range(n)]
-            ax.plot(range(1, n + 1), smooth, label=m + (" (generator)" if MODELS[m][0] == "electra" else ""))
+            ax.plot(range(1, n + 1), smooth, label=m + {"electra": " (generator)", "gpt": " (next token)"}.get(MODELS[m][0], ""))
         ax.set_xlabel("step")
-        ax.set_ylabel("training MLM loss (mean over seeds, smoothed)")
+        ax.set_ylabel("training loss: MLM, or next-token for gpt (mean over seeds, smoothed)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()

@@ -161,3 +161,23 @@ def test_not_a_build(tmp_path):
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
     code, _, err = run_cli("inspect", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "manifest.json missing" in err
+
+
+def test_causal_lm_rows_show_targets_and_document_parts(tmp_path, fixtures):
+    """clm labels are the inputs (the model shifts them): inspect must not call every token "kept",
+    and shows each packed document part on its own line."""
+    src = tmp_path / "i12.jsonl"
+    src.write_text("".join((fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines(True)[:12]),
+                   encoding="utf-8")
+    out = tmp_path / "o"
+    build_corpus(BuildConfig(inputs=[str(src)], text_field="text", tasks=["clm"], max_seq_length=64, out=str(out)))
+    rows = list(ShardDataset(out, split=None))
+    multi = next(r for r in rows if len(r["doc_bounds"]) > 2)   # a row that packs two document parts
+    code, text, err = run_cli("inspect", str(out), "--id", multi["example_id"])
+    assert code == 0, err
+    (block,) = _blocks(text)
+    head, *lines = block.splitlines()
+    targets = int((np.asarray(multi["labels"]) != -100).sum())
+    assert f"{targets} next-token targets, {len(multi['doc_bounds']) - 1} document part(s)" in head
+    assert "[=" not in block and "kept" not in head
+    assert len(lines) == len(multi["doc_bounds"]) - 1

@@ -196,6 +196,27 @@ def test_compressed_shards_decode_lazily_in_a_bounded_cache(built, built_plain):
         assert ds._shards._cached <= 2 * one and len(ds._shards._cache) <= 2
 
 
+def test_opening_a_compressed_build_decodes_nothing(built, built_plain):
+    """Row counts come from the record batch headers (nothing is decompressed to count rows), and
+    a dataset of every row decodes no batch until a row is read; a message that is not a record
+    batch is refused in one line."""
+    from zhmask.reader import ShardDataset, _batch_rows
+
+    for b in (built, built_plain):
+        for p in Build(b).shards:
+            with pa.memory_map(str(p)) as src:
+                messages = ipc.MessageReader.open_stream(src)
+                messages.read_next_message()  # the schema
+                assert [_batch_rows(m, p) for m in messages] == [
+                    bt.num_rows for bt in ipc.open_stream(pa.memory_map(str(p)))]
+        ds = ShardDataset(b, split=None)
+        assert len(ds) == Build(b).rows and not ds._shards._cache
+    with pa.memory_map(str(Build(built).shards[0])) as src:
+        schema_msg = ipc.MessageReader.open_stream(src).read_next_message()
+        with pytest.raises(ZhmaskError, match="not a record batch"):
+            _batch_rows(schema_msg, Path("x.arrow"))
+
+
 def test_filter_by_task_and_columns(built):
     from zhmask.reader import ShardDataset
 

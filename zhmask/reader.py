@@ -143,10 +143,33 @@ def open_shard(path: str | Path):
         yield ipc.open_stream(src)
 
 
+def _batch_rows(msg, path: Path) -> int:
+    """The row count of a record batch message, read from its flatbuffer header (Arrow's
+    ``Message.header`` -> ``RecordBatch.length``) without decoding, so that opening a compressed
+    shard does not decompress it.  Field numbers are those of Arrow's format/Message.fbs."""
+    import struct
+
+    meta = memoryview(msg.metadata)
+
+    def field(table: int, index: int) -> int:  # the offset of field ``index`` in ``table`` (0: absent)
+        vtable = table - struct.unpack_from("<i", meta, table)[0]
+        slot = 4 + 2 * index
+        return struct.unpack_from("<H", meta, vtable + slot)[0] if slot < struct.unpack_from("<H", meta, vtable)[0] else 0
+
+    root = struct.unpack_from("<I", meta, 0)[0]
+    kind, at = field(root, 1), field(root, 2)   # Message.header_type, Message.header
+    if not kind or meta[root + kind] != 3 or not at:   # 3: MessageHeader.RecordBatch
+        raise ZhmaskError(f"{path}: a message of the shard is not a record batch (a damaged or foreign file)")
+    header = root + at + struct.unpack_from("<I", meta, root + at)[0]
+    length = field(header, 0)                   # RecordBatch.length (absent: 0 rows)
+    return struct.unpack_from("<q", meta, header + length)[0] if length else 0
+
+
 def _shard_messages(path: Path) -> tuple[Any, list, list[int], bool]:
     """(schema, the record batch messages, their row counts, compressed?) of a shard.  The
     messages are zero-copy slices of the memory-mapped file (they keep the mapping alive; the file
-    descriptor is not kept); :func:`pyarrow.ipc.read_record_batch` decodes one."""
+    descriptor is not kept); :func:`pyarrow.ipc.read_record_batch` decodes one, and the row counts
+    come from the messages' headers (:func:`_batch_rows`), so nothing is decoded here."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -157,7 +180,7 @@ def _shard_messages(path: Path) -> tuple[Any, list, list[int], bool]:
         msgs, rows = [], []
         for msg in messages:
             msgs.append(msg)
-            rows.append(ipc.read_record_batch(msg, schema).num_rows)
+            rows.append(_batch_rows(msg, path))
     finally:
         src.close()
     config = json.loads((schema.metadata or {}).get(b"zhmask.config", b"{}"))
@@ -475,6 +498,8 @@ def _select(shards: _Shards, split: str | None, validation: float, tasks: Sequen
     """Row numbers (over all shards, in order) of the rows in ``split`` and ``tasks``."""
     if split not in (None, "train", "validation"):
         raise ZhmaskError(f"split must be 'train', 'validation' or None, got {split!r}")
+    if split is None and tasks is None:   # every row: no column needs decoding
+        return np.arange(shards.num_rows, dtype=np.int64)
     parts = []
     memo: dict[str, bool] = {}
     for bi, batch in enumerate(shards.batches):

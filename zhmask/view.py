@@ -241,13 +241,18 @@ def render_row(row: Mapping[str, Any], tok, config: Mapping[str, Any] | None = N
     wid = np.asarray(row.get("word_ids") or [], dtype=np.int64)
     labels = np.asarray(row.get("labels") or [IGNORE] * len(ids), dtype=np.int64)
     task = str(row.get("task"))
-    fate = fates(ids, labels, int(tok.mask_id))
-    counts = {n: int((fate == code).sum()) for code, n in FATE_NAMES.items()}
-    n_pred = sum(counts.values())
-    head = (f"{row.get('example_id')}  task {task}  doc {row.get('doc_id')}  {len(ids)} tokens  "
-            f"{n_pred} predicted")
-    if n_pred:
-        head += " (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")"
+    head = f"{row.get('example_id')}  task {task}  doc {row.get('doc_id')}  {len(ids)} tokens  "
+    if task == "clm":  # labels are the inputs (the model shifts them): no fates, every token is a target
+        fate = np.full(len(ids), NONE, dtype=np.int8)
+        parts = max(0, len(row.get("doc_bounds") or []) - 1)
+        head += f"{int((labels != IGNORE).sum())} next-token targets, {parts} document part(s) (one a line)"
+    else:
+        fate = fates(ids, labels, int(tok.mask_id))
+        counts = {n: int((fate == code).sum()) for code, n in FATE_NAMES.items()}
+        n_pred = sum(counts.values())
+        head += f"{n_pred} predicted"
+        if n_pred:
+            head += " (" + ", ".join(f"{v} {k}" for k, v in counts.items() if v) + ")"
     lines = [paint(head, "header")]
     label = row.get(SENTENCE_LABEL)
     desc = describe_label(task, label, config)
