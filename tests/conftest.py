@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# the lexicon cache (zhmask/lexcache.py) of a test session lives and dies with it, never in the
+# user's ~/.cache (subprocesses inherit it)
+if "ZHMASK_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="zhmask-test-cache-")
+    os.environ["ZHMASK_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
 """``python -m zhmask ...``: the same as the ``zhmask`` console script."""
-from zhmask.cli import main
+from zhmask.cli import run
 
-main()
+run()

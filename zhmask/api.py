@@ -192,10 +192,10 @@ def _intact(path: Path, sha256: str) -> bool:
 def save_build_tokenizer(config: BuildConfig, out: Path) -> None:
     """The build's tokenizer beside its shards (vocab.txt, tokenizer.json, ...), so that
     ``AutoTokenizer.from_pretrained(out)`` decodes them (see zhmask.write.tokenizer)."""
-    from zhmask.steps.tokenize import WordTokenizer
+    from zhmask.steps.tokenize import shared_tokenizer
     from zhmask.write.tokenizer import write_tokenizer
 
-    tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+    tok = shared_tokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
     write_tokenizer(tok, out, lowercase=config.lowercase, max_length=config.max_seq_length)
 
 

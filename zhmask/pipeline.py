@@ -128,10 +128,10 @@ class Pipeline:
         from zhmask.steps.entities import make_entity_detector
         from zhmask.steps.normalize import Normalizer, vocab_equivalents
         from zhmask.steps.segment import make_segmenter
-        from zhmask.steps.tokenize import WordTokenizer
+        from zhmask.steps.tokenize import shared_tokenizer
 
         self.config = config
-        self.tok = WordTokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+        self.tok = shared_tokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
         # characters the vocabulary lacks become their equivalent in it (unless --keep-unmapped)
         self.normalizer = Normalizer(config.t2s, None if config.keep_unmapped else vocab_equivalents(self.tok))
         self.segmenter = make_segmenter(config.segmenter, user_dicts=list(config.user_dict), hmm=config.hmm,

@@ -6,8 +6,6 @@ build with the unit it was running.  Either way the build fails rather than drop
 """
 from __future__ import annotations
 
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -37,6 +35,9 @@ def _probe(raw: RawDoc) -> None:
 def find_killer(config: BuildConfig, suspects: list[tuple[int, list[RawDoc]]], out: Path) -> str:
     """After a worker process died: rerun the units that were in flight one at a time, each in a
     fresh single-process pool, then the guilty unit's documents one by one; name what kills it."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     init = dict(initializer=_init, initargs=(config.to_dict(),))
     for unit, raws in sorted(suspects, key=lambda ur: ur[0]):
         span = f"{raws[0].id} .. {raws[-1].id}" if raws else "none"
@@ -78,6 +79,10 @@ def run_units_local(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]
             except DocumentCrash as exc:
                 raise BuildFailed(str(exc)) from exc
         return
+    # the process pool's modules only when there are workers (their import is start-up time)
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
     with ProcessPoolExecutor(max_workers=config.workers, initializer=_init,
                              initargs=(config.to_dict(),)) as pool:
         inflight: dict[Any, tuple[int, str, list[RawDoc]]] = {}

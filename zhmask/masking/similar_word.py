@@ -62,55 +62,19 @@ class SimilarLexicon:
     ``groups``: the groups of ``w1 w2 ...`` lines.  :meth:`similar` joins both."""
 
     def __init__(self, paths: list[Path], tok) -> None:
-        self.key_to_word: dict[tuple[int, ...], int] = {}
-        self.word_groups: list[list[int]] = []
-        self.groups: list[list[int]] = []
-        self.ranked: dict[int, list[int]] = {}
-        words: list[tuple[int, ...]] = []
-        bad = {int(x) for x in tok.special_ids.tolist()}
+        from zhmask.lexcache import cached
 
-        def word(w: str) -> int | None:
-            ids = tuple(tok._char_id(c) for c in w)
-            if not ids or any(i < 0 or i in bad for i in ids) or len(ids) != len(w):
-                return None
-            k = self.key_to_word.get(ids)
-            if k is None:
-                k = self.key_to_word[ids] = len(words)
-                words.append(ids)
-                self.word_groups.append([])
-            return k
-
-        for path in paths:
-            try:
-                lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ZhmaskError(f"cannot read synonym lexicon {path}: {exc}") from None
-            for line in lines:
-                if not line.strip() or line.startswith("#"):
-                    continue
-                if "\t" in line:
-                    head, _, rest = line.partition("\t")
-                    k = word(head.strip())
-                    if k is None:
-                        continue
-                    have = self.ranked.setdefault(k, [])
-                    for w in rest.split():
-                        j = word(w)
-                        if j is not None and j != k and j not in have:
-                            have.append(j)
-                    continue
-                members = [k for k in map(word, line.split()) if k is not None]
-                if len(set(members)) >= 2:
-                    g = len(self.groups)
-                    self.groups.append(sorted(set(members)))
-                    for k in set(members):
-                        self.word_groups[k].append(g)
-        self.words = words
-        self.lengths = np.asarray([len(w) for w in words], dtype=np.int64)
-        self.by_len: dict[int, np.ndarray] = {}
-        for L in np.unique(self.lengths).tolist():
-            idx = np.flatnonzero(self.lengths == L)
-            self.by_len[L] = np.asarray([words[i] for i in idx], dtype=np.int32).reshape(len(idx), L)
+        # parsed once, then loaded from the lexicon cache (zhmask/lexcache.py): the table holds
+        # token ids, so the tokenizer's identity is part of its key
+        t = cached("synonyms", {"synonyms": list(paths)}, lambda: _similar_tables(paths, tok), extra=tok.identity,
+                   code=("zhmask.steps.tokenize",))
+        self.key_to_word: dict[tuple[int, ...], int] = t["key_to_word"]
+        self.word_groups: list[list[int]] = t["word_groups"]
+        self.groups: list[list[int]] = t["groups"]
+        self.ranked: dict[int, list[int]] = t["ranked"]
+        self.words: list[tuple[int, ...]] = t["words"]
+        self.lengths: np.ndarray = t["lengths"]
+        self.by_len: dict[int, np.ndarray] = {L: t[f"by_len:{L}"] for L in t["by_len"]}
         self._similar: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -127,6 +91,59 @@ class SimilarLexicon:
             cand += sorted({j for g in self.word_groups[k] for j in self.groups[g] if j not in seen})
             hit = self._similar[k] = np.asarray([j for j in cand if self.lengths[j] == L], dtype=np.int64)
         return hit
+
+
+def _similar_tables(paths: list[Path], tok) -> dict:
+    """What :class:`SimilarLexicon` holds, parsed from the files (``by_len:L``: the words of
+    ``L`` tokens as a matrix, for each ``L`` of ``by_len``, ascending)."""
+    key_to_word: dict[tuple[int, ...], int] = {}
+    word_groups: list[list[int]] = []
+    groups: list[list[int]] = []
+    ranked: dict[int, list[int]] = {}
+    words: list[tuple[int, ...]] = []
+    bad = {int(x) for x in tok.special_ids.tolist()}
+
+    def word(w: str) -> int | None:
+        ids = tuple(tok._char_id(c) for c in w)
+        if not ids or any(i < 0 or i in bad for i in ids) or len(ids) != len(w):
+            return None
+        k = key_to_word.get(ids)
+        if k is None:
+            k = key_to_word[ids] = len(words)
+            words.append(ids)
+            word_groups.append([])
+        return k
+
+    from zhmask.lexcache import read_lines
+
+    for path in paths:
+        for line in read_lines(path, "synonym lexicon"):
+            if not line.strip() or line.startswith("#"):
+                continue
+            if "\t" in line:
+                head, _, rest = line.partition("\t")
+                k = word(head.strip())
+                if k is None:
+                    continue
+                have = ranked.setdefault(k, [])
+                for w in rest.split():
+                    j = word(w)
+                    if j is not None and j != k and j not in have:
+                        have.append(j)
+                continue
+            members = [k for k in map(word, line.split()) if k is not None]
+            if len(set(members)) >= 2:
+                g = len(groups)
+                groups.append(sorted(set(members)))
+                for k in set(members):
+                    word_groups[k].append(g)
+    lengths = np.asarray([len(w) for w in words], dtype=np.int64)
+    t = {"key_to_word": key_to_word, "word_groups": word_groups, "groups": groups, "ranked": ranked,
+         "words": words, "lengths": lengths, "by_len": np.unique(lengths).tolist()}
+    for L in t["by_len"]:
+        idx = np.flatnonzero(lengths == L)
+        t[f"by_len:{L}"] = np.asarray([words[i] for i in idx], dtype=np.int32).reshape(len(idx), L)
+    return t
 
 
 # token kinds (see token_kinds): a non-Chinese word is replaced token by token within its kind

@@ -25,6 +25,7 @@ rows equal the per-example ones (tests/test_fast_masking.py).
 """
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -459,7 +460,6 @@ class Masker:
         self.special_ids = np.asarray(tok.special_ids)
         self.special_table = np.zeros(tok.vocab_size, dtype=bool)  # ids are checked first (token_ids)
         self.special_table[self.special_ids] = True
-        self.replaceable = np.asarray(tok.replaceable_ids)
         # the random branch draws from the unit's unigram table (ctx.resources[unigram.RESOURCE]:
         # the unit being built, or a finished build's tables at load time), the row's own
         # non-special tokens (``row``), or the vocabulary
@@ -472,6 +472,11 @@ class Masker:
         ratios = ratios if ratios is not None else config.mask_ratios
         self.cum = np.cumsum(np.asarray(ratios, dtype=float))[:2]
         self._batch: dict[int, tuple] = {}  # id(example) -> (example, ids, wid, cand, word table)
+
+    @functools.cached_property
+    def replaceable(self) -> np.ndarray:
+        """The ids ``--random-tokens vocab`` draws from (the tokenizer makes them on first use)."""
+        return np.asarray(self.tok.replaceable_ids)
 
     def budget(self, n_cand: int) -> int:
         if n_cand <= 0 or self.p <= 0:

@@ -38,13 +38,11 @@ SPACY_TYPES = {"PERSON": "PER", "PER": "PER", "GPE": "LOC", "LOC": "LOC", "FAC":
 
 def load_lexicons(paths: list[Path]) -> dict[str, str]:
     """word -> type from files of ``word [freq] TYPE`` lines; later files win."""
+    from zhmask.lexcache import read_lines
+
     out: dict[str, str] = {}
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read lexicon {path}: {exc}") from None
-        for line in lines:
+        for line in read_lines(path, "lexicon"):
             parts = line.split()
             if len(parts) >= 2 and not parts[0].startswith("#"):
                 typ = parts[-1].upper()
@@ -56,12 +54,10 @@ def load_lexicons(paths: list[Path]) -> dict[str, str]:
 def _entry_lines(paths: list[Path], what: str):
     """(path, line number, fields) of every line of ``paths`` but blank and ``#`` lines;
     ZhmaskError naming ``what`` when a file cannot be read."""
+    from zhmask.lexcache import read_lines
+
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ZhmaskError(f"cannot read {what} {path}: {exc}") from None
-        for n, line in enumerate(lines, 1):
+        for n, line in enumerate(read_lines(path, what), 1):
             parts = line.split()
             if parts and not parts[0].startswith("#"):
                 yield path, n, parts
@@ -138,21 +134,41 @@ class LexiconEntities:
 
     def __init__(self, lexicon_paths: list[Path] | None = None, use_pos: bool = True,
                  stoplist_paths: list[Path] | None = None, person_chars_paths: list[Path] | None = None) -> None:
+        from zhmask.lexcache import cached
+
         self.use_pos = use_pos
+        self._lex_paths = list(lexicon_paths if lexicon_paths is not None else default_lexicon_paths())
         # the segmenter's tags pass a filter (None: the bundled stop list and person characters)
-        stop = load_stoplist(default_stoplist_paths() if stoplist_paths is None else stoplist_paths)
-        sur, fg = load_person_chars(default_person_chars_paths() if person_chars_paths is None
-                                    else person_chars_paths)
+        stop_paths = default_stoplist_paths() if stoplist_paths is None else list(stoplist_paths)
+        person_paths = default_person_chars_paths() if person_chars_paths is None else list(person_chars_paths)
+        # the parsed files and the hash table, from the lexicon cache when it has them (zhmask/lexcache.py)
+        t = cached("entities", {"lexicons": self._lex_paths, "stoplist": stop_paths, "person_chars": person_paths},
+                   lambda: _entity_tables(self._lex_paths, stop_paths, person_paths))
+        stop, sur, fg = t["stop"], t["surnames"], t["foreign"]
         self._filter = TagFilter(stop, sur, fg) if stop or sur or fg else None
-        self._lex = load_lexicons(lexicon_paths if lexicon_paths is not None else default_lexicon_paths())
-        # a lexicon match must start and end on word boundaries, so it is found by walking from each
-        # boundary over the following ones while the text read so far is a prefix of an entry: the
-        # same matches as Aho-Corasick over every character followed by the boundary filter, in
-        # about half the time (a handful of set lookups per word)
-        self._prefixes = {w[:k] for w in self._lex for k in range(1, len(w))}
-        self._maxlen = max(map(len, self._lex), default=0)
-        self._empty = len(self._lex) == 0
-        self._table: tuple | None = None  # for detect_joined (see _hash_table)
+        self._maxlen = t["maxlen"]
+        self._empty = t["maxlen"] == 0
+        self._table = _LexTable.from_arrays(t) if not self._empty else None
+        self._lex_dict: dict[str, str] | None = None
+        self._prefix_set: set[str] | None = None
+
+    @property
+    def _lex(self) -> dict[str, str]:
+        """word -> type of the lexicons (for the per-text walk of :meth:`candidates`, parsed on first use)."""
+        if self._lex_dict is None:
+            self._lex_dict = load_lexicons(self._lex_paths)
+        return self._lex_dict
+
+    @property
+    def _prefixes(self) -> set[str]:
+        """The proper prefixes of the lexicon entries.  A lexicon match must start and end on word
+        boundaries, so it is found by walking from each boundary over the following ones while the
+        text read so far is a prefix of an entry: the same matches as Aho-Corasick over every
+        character followed by the boundary filter, in about half the time (a handful of set
+        lookups per word)."""
+        if self._prefix_set is None:
+            self._prefix_set = _prefixes(self._lex)
+        return self._prefix_set
 
     def detect(self, text: str, words: Words) -> list[Span]:
         cands = self.candidates(text, words)
@@ -199,7 +215,7 @@ class LexiconEntities:
     # ------------------------------------------------------------------ many texts at once
     def _hash_table(self) -> "_LexTable":
         if self._table is None:
-            self._table = _LexTable(self._lex, self._prefixes, self._maxlen)
+            self._table = _LexTable.from_arrays(_LexTable.build(self._lex, self._prefixes, self._maxlen))
         return self._table
 
     def detect_joined(self, joined: str, words: Words) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -346,6 +362,23 @@ def load_person_chars(paths: list[Path]) -> tuple[set[str], set[str]]:
     return sur, fg
 
 
+def _prefixes(lex: dict[str, str]) -> set[str]:
+    """The proper prefixes of the entries of ``lex``."""
+    return {w[:k] for w in lex for k in range(1, len(w))}
+
+
+def _entity_tables(lex_paths: list[Path], stop_paths: list[Path], person_paths: list[Path]) -> dict:
+    """What :class:`LexiconEntities` reads from its files, parsed: the stop list, the person
+    characters, and the lexicons' hash table (:meth:`_LexTable.build`; ``maxlen`` 0 when the
+    lexicons are empty).  The lexicon cache stores it."""
+    stop = load_stoplist(stop_paths)
+    sur, fg = load_person_chars(person_paths)
+    lex = load_lexicons(lex_paths)
+    maxlen = max(map(len, lex), default=0)
+    t = _LexTable.build(lex, _prefixes(lex), maxlen) if lex else {"maxlen": 0}
+    return {**t, "stop": stop, "surnames": sur, "foreign": fg}
+
+
 _BUCKET_BITS = 18
 _BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2**64
 _MIX = 0xBF58476D1CE4E5B9  # odd: a bijection that spreads short strings' hashes over the top bits
@@ -377,34 +410,49 @@ def _hashes(cps: np.ndarray, starts: np.ndarray, lens: np.ndarray, pw: np.ndarra
 
 class _LexTable:
     """A lexicon's entries and their proper prefixes in a hash table over code points, for the
-    lexicon walk of many words at once (:meth:`walk`)."""
+    lexicon walk of many words at once (:meth:`walk`).  Its arrays (:meth:`build`) are what the
+    lexicon cache stores."""
 
-    def __init__(self, lex: dict[str, str], prefixes: set[str], maxlen: int) -> None:
+    ARRAYS = ("pw", "key_cps", "key_start", "key_len", "key_type", "key_prefix", "h", "key", "bucket")
+
+    @staticmethod
+    def build(lex: dict[str, str], prefixes: set[str], maxlen: int) -> dict:
+        """The table's arrays (:attr:`ARRAYS`), ``maxlen`` and ``ambiguous``."""
         entries = list(lex)
         others = list(prefixes.difference(lex))  # prefixes that are not entries
         keys = entries + others
-        self.maxlen = maxlen
-        self.pw = _powers(maxlen + 1)
+        t: dict = {"maxlen": maxlen, "pw": _powers(maxlen + 1)}
         lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
-        self.key_cps = _code_points("".join(keys))
-        self.key_start = np.cumsum(lens) - lens
-        self.key_len = lens
-        self.key_type = np.concatenate([
+        t["key_cps"] = _code_points("".join(keys))
+        t["key_start"] = np.cumsum(lens) - lens
+        t["key_len"] = lens
+        t["key_type"] = np.concatenate([
             np.fromiter(map(_TYPE_CODE.__getitem__, lex.values()), dtype=np.int8, count=len(entries)),
             np.full(len(others), -1, dtype=np.int8)])
-        self.key_prefix = np.concatenate([
+        t["key_prefix"] = np.concatenate([
             np.fromiter(map(prefixes.__contains__, entries), dtype=bool, count=len(entries)),
             np.ones(len(others), dtype=bool)])
-        h = _hashes(self.key_cps, self.key_start, lens, self.pw) * np.uint64(_MIX)
+        h = _hashes(t["key_cps"], t["key_start"], lens, t["pw"]) * np.uint64(_MIX)
         order = np.argsort(h, kind="stable")
         h = h[order]
         # two keys of one hash (not seen in practice): walk() refuses, the texts go one by one
-        self.ambiguous = bool((h[1:] == h[:-1]).any())
-        self.h = np.append(h, np.uint64(0))
-        self.key = np.append(order, 0)
+        t["ambiguous"] = bool((h[1:] == h[:-1]).any())
+        t["h"] = np.append(h, np.uint64(0))
+        t["key"] = np.append(order, 0)
         top = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
-        self.bucket = np.searchsorted(h, top).astype(np.int64)
-        self.bucket[-1] = len(h)
+        bucket = np.searchsorted(h, top).astype(np.int64)
+        bucket[-1] = len(h)
+        t["bucket"] = bucket
+        return t
+
+    @classmethod
+    def from_arrays(cls, t: dict) -> "_LexTable":
+        self = cls.__new__(cls)
+        self.maxlen = t["maxlen"]
+        self.ambiguous = t["ambiguous"]
+        for name in cls.ARRAYS:
+            setattr(self, name, t[name])
+        return self
 
     def find(self, h: np.ndarray) -> np.ndarray:
         """Index of the key of each (mixed) hash, -1 where no key has it."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,41 @@ def load_vocab(path: str | Path) -> dict[str, int]:
     return vocab
 
 
+_SHARED: dict[str, "WordTokenizer"] = {}
+
+
+def tokenizer_identity(vocab: str | Path | None = None, tokenizer_json: str | Path | None = None,
+                       lowercase: bool = True) -> str:
+    """What a tokenizer's output depends on, as a string: its kind, the lowercase setting and the
+    sha256 of its file's content (the bundled vocabulary when neither is given).  OSError when
+    the file cannot be read."""
+    import hashlib
+
+    from zhmask.paths import default_vocab
+
+    src = Path(tokenizer_json) if tokenizer_json else (Path(vocab) if vocab else default_vocab())
+    kind = "json" if tokenizer_json else "vocab"
+    return f"{kind}:{int(bool(lowercase))}:{hashlib.sha256(src.read_bytes()).hexdigest()}"
+
+
+def shared_tokenizer(vocab: str | Path | None = None, tokenizer_json: str | Path | None = None,
+                     lowercase: bool = True) -> "WordTokenizer":
+    """A :class:`WordTokenizer` made once per process for the same vocabulary (by the content of
+    its file) and settings: a build's pipeline and the tokenizer files written beside its shards
+    share one (the tokenizer only caches lookups, which never change its output)."""
+    try:
+        key = tokenizer_identity(vocab, tokenizer_json, lowercase)
+    except OSError:
+        return WordTokenizer(vocab, tokenizer_json, lowercase=lowercase)  # it reports the file in its words
+    tok = _SHARED.get(key)
+    if tok is None:
+        tok = WordTokenizer(vocab, tokenizer_json, lowercase=lowercase)
+        if len(_SHARED) >= 2:  # a long-lived process building with many vocabularies keeps the last two
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[key] = tok
+    return tok
+
+
 class WordTokenizer:
     """Tokenizer wrapper that produces word-aligned :class:`Tokens`."""
 
@@ -120,6 +156,7 @@ class WordTokenizer:
         from tokenizers import Tokenizer
         from tokenizers.implementations import BertWordPieceTokenizer
 
+        self._source = (vocab, tokenizer_json, lowercase)
         if tokenizer_json:
             try:
                 self.tk = Tokenizer.from_file(str(tokenizer_json))
@@ -144,16 +181,30 @@ class WordTokenizer:
             self.id_to_token[i] = tok
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in SPECIALS)
         self.special_ids = np.array(sorted({self.vocab[t] for t in SPECIALS}), dtype=np.int32)
-        # ids a random replacement may draw: no special, [unused*] or empty tokens
-        bad = set(self.special_ids.tolist())
-        self.replaceable_ids = np.array(
-            [i for t, i in sorted(self.vocab.items(), key=lambda kv: kv[1])
-             if i not in bad and not (t.startswith("[") and t.endswith("]")) and t.strip()], dtype=np.int32)
         self._char_ids: dict[str, int] = {}
         self._run_cache: dict[str, tuple[list[int], list[int], list[int]]] = {}
-        self._run_re = run_regex() if self.mode == "fast" else None
         # code point -> id of the single-character pre-token (-2: not looked up yet), filled lazily
         self._cp_table = np.full(sys.maxunicode + 1, -2, dtype=np.int32) if self.mode == "fast" else None
+
+    @cached_property
+    def identity(self) -> str:
+        """:func:`tokenizer_identity` of this tokenizer's file and settings (a cache key for tables
+        of its token ids)."""
+        return tokenizer_identity(*self._source)
+
+    @cached_property
+    def replaceable_ids(self) -> np.ndarray:
+        """The ids a random replacement may draw, ascending: no special, [unused*] or empty tokens
+        (made on first use: most builds never draw from the whole vocabulary)."""
+        bad = set(self.special_ids.tolist())
+        # id_to_token is the vocabulary in id order; an id no token has holds "", skipped as empty
+        return np.array([i for i, t in enumerate(self.id_to_token) if i not in bad
+                         and not (t.startswith("[") and t.endswith("]")) and t.strip()], dtype=np.int32)
+
+    @property
+    def _run_re(self) -> re.Pattern[str] | None:
+        """The pre-token run regex of the per-text path (compiled on first use; None in exact mode)."""
+        return run_regex() if self.mode == "fast" else None
 
     # ------------------------------------------------------------------ word alignment
     def align_joined(self, joined: str, texts: list[str], doc_starts: np.ndarray, words: Words,

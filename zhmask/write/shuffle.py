@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from zhmask.errors import ZhmaskError
-from zhmask.schema import _prim  # an Arrow array from a numpy buffer (pa.array on numpy imports pandas)
+from zhmask.schema import _prim, take_rows  # arrays from numpy buffers (pa.array on numpy imports pandas)
 
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
@@ -63,7 +62,7 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     keys = row_keys(table.column("example_id").to_pylist(), seed)
     bucket = (keys % np.uint64(n_out)).astype(np.int64)
     order = np.lexsort((keys, bucket))
-    table = table.take(_prim(order, pa.int64())).append_column(KEY, _prim(keys[order], pa.uint64())).combine_chunks()
+    table = take_rows(table, order).append_column(KEY, _prim(keys[order], pa.uint64())).combine_chunks()
     batch = table.to_batches()[0] if table.num_rows else None
     counts = np.bincount(bucket, minlength=n_out)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -131,7 +130,7 @@ def gather(scatter_files: Sequence[Path], b: int, dest: Path, schema, compressio
             by_key = np.argsort(keys, kind="stable")
             docs = table.column("doc_id").to_pylist()
             order, same = spread([docs[i] for i in by_key.tolist()])
-            w.write_table(table.take(_prim(by_key[order], pa.int64())).drop_columns([KEY]))  # one take
+            w.write_table(take_rows(table, by_key[order]).drop_columns([KEY]))  # one take
     return {"rows": w.rows, "sha256": w.sha256, "adjacent_same_document": same}
 
 
@@ -146,7 +145,13 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     scatters = [units / f"scatter-{i:05d}.arrow" for i in range(n)]
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor  # (its import costs start-up: only when used)
+
+        runner: Any = ProcessPoolExecutor(max_workers=workers)
+    else:
+        runner = _Inline()
+    with runner as pool:
         list(pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]))
         entries = []
         jobs = [(scatters, b, data / f"{shard_name(b)}.arrow", schema, compression) for b in range(n)]

@@ -1,0 +1,67 @@
+"""Start-up stays lean (docs/performance.md, "Start-up"): a build imports no heavy package its
+options do not need, and the command modules load only when one of them is asked for.
+
+Nothing here is timed: the test looks at what a fresh process has imported when it exits."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# packages a build-corpus run never needs (trainers, Ray, plots, spaCy, pandas through pyarrow's
+# conversions), and modules whose import is costly and avoidable on this path
+NEVER = ("torch", "ray", "datasets", "transformers", "matplotlib", "spacy", "pandas", "numba", "sklearn", "scipy")
+AVOIDED = ("pyarrow.compute", "concurrent.futures.process", "jieba")
+
+_PROBE = """
+import atexit, json, sys
+seen = sys.argv[1]
+atexit.register(lambda: open(seen, "w").write(json.dumps(sorted(sys.modules))))
+from zhmask.cli import main, run
+*first, last = json.loads(sys.argv[2])
+for args in first:
+    main(args)
+sys.argv = ["zhmask", *last]
+run()  # the console script's way out: exit handlers (the one above included), then os._exit
+"""
+
+
+def test_build_corpus_imports_only_what_it_needs(tmp_path):
+    lines = (ROOT / "zhmask" / "data" / "pd1998_sample.txt").read_text(encoding="utf-8").splitlines()[:20]
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs = [["build-corpus", str(tiny), *opts, "--out", str(tmp_path / f"out{i}"), "-q"]
+            for i, opts in enumerate((["--masking", "wwm", "--tasks", "mlm"], ["--masking", "knowledge", "--tasks", "sop"],
+                                      ["--pipeline", "ernie1"]))]
+    seen = tmp_path / "modules.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", _PROBE, str(seen), json.dumps(runs)], check=True, env=env, cwd=tmp_path,
+                   capture_output=True)
+    modules = set(json.loads(seen.read_text()))
+    assert "zhmask.pipeline" in modules and "rjieba" in modules  # the probe saw the builds
+    for i in range(3):
+        assert (tmp_path / f"out{i}" / "manifest.json").is_file()
+    code, out, _ = run_cli("verify", str(tmp_path / "out2"))  # the build run() ended is whole
+    assert code == 0 and "OK" in out
+    heavy = sorted(m for m in modules if m.split(".")[0] in NEVER)
+    assert not heavy, f"build-corpus imported {heavy[:10]}"
+    assert not [m for m in AVOIDED if m in modules]
+    # the other commands' modules stay unimported
+    assert not [m for m in modules if m.startswith("zhmask.commands.")]
+
+
+def test_commands_in_their_own_modules_load_when_asked_for():
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    for name in ("build-corpus", "verify", "export", "inspect", "presets", "pretrain"):
+        assert name in out
+    code, out, _ = run_cli("presets")
+    assert code == 0 and "ernie1" in out
+    code, _, err = run_cli("verfy")
+    assert code == 2 and "Did you mean 'verify'" in err
