@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from zhmask.record import NO_LABEL, SENTENCE_LABEL  # noqa: F401  (the column's name, re-exported)
 
-SCHEMA_VERSION = "5"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
+SCHEMA_VERSION = "6"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
 # 4: token ids and in-row positions int16 where the vocabulary and max_seq_length allow, buffers compressed;
-# 5: doc_bounds column (clm rows: where each packed document's part starts)
+# 5: doc_bounds column (clm rows: where each packed document's part starts);
+# 6: perm_order and num_predict columns (plm rows: XLNet's factorisation order and its predicted count)
 
 I32 = pa.int32()
 I16 = pa.int16()
@@ -29,7 +30,8 @@ SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])  # c
 # of the vocabulary fits (at most 32,768 entries), positions inside a row (word numbers, token
 # positions) int16 when ``max_seq_length`` fits; int32 otherwise.  Readers accept either width.
 ID_COLUMNS = ("input_ids", "labels", "source_ids", "target_ids")
-POSITION_COLUMNS = ("word_ids", "chinese_ref", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds")
+POSITION_COLUMNS = ("word_ids", "chinese_ref", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds",
+                    "perm_order")
 NARROW_LIMIT = 1 << 15  # int16 holds 0 .. 32,767
 
 
@@ -71,6 +73,10 @@ def fields(ids: pa.DataType = I32, pos: pa.DataType = I32) -> list[pa.Field]:
         pa.field("noise_positions", pa.list_(pos)),
         # clm: [0, e1, ..., n], the row's documents' parts (each with its closing [SEP])
         pa.field("doc_bounds", pa.list_(pos)),
+        # plm (XLNet): the factorisation order (a permutation of the row's positions, [CLS]/[SEP]
+        # first) and how many of its last positions are predicted
+        pa.field("perm_order", pa.list_(pos)),
+        pa.field("num_predict", I16),
     ]
 
 
