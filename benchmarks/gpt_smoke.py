@@ -42,7 +42,9 @@ def split_records(src: Path, split: str, limit: int, dst: Path) -> int:
     return n
 
 
-def perplexity(model, build, batch_size: int = 32) -> tuple[float, int]:
+def perplexity(model, build, batch_size: int = 32, collate=None, task: str = "clm") -> tuple[float, int]:
+    """Held-out perplexity of ``model`` over every row of ``build`` and the tokens it predicted
+    (``collate``: the family's collator, by default the reader's; benchmarks/xlnet_smoke.py too)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -52,10 +54,10 @@ def perplexity(model, build, batch_size: int = 32) -> tuple[float, int]:
     acc: dict = {}
     model.eval()
     with torch.no_grad():
-        for batch in DataLoader(ds, batch_size=batch_size, collate_fn=Collator(pad_id=build.pad_id)):
+        for batch in DataLoader(ds, batch_size=batch_size, collate_fn=collate or Collator(pad_id=build.pad_id)):
             model.evaluate(batch, acc)
     m = model.metrics(acc)
-    return m["clm_perplexity"], m["clm_tokens"]
+    return m[f"{task}_perplexity"], m[f"{task}_tokens"]
 
 
 def main() -> None:
