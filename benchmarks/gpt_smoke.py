@@ -42,6 +42,28 @@ def split_records(src: Path, split: str, limit: int, dst: Path) -> int:
     return n
 
 
+def split_builds(args, **build_kw):
+    """The input file, the output directory and a build per split ("train", "dev") of the records
+    ``split_records`` picks (``args``: shared, docs, max_seq_length, out; ``build_kw``: the
+    BuildConfig's task settings; benchmarks/xlnet_smoke.py too)."""
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+    from zhmask.reader import Build
+
+    src = Path(args.shared) / "corpora" / "inews_docs.jsonl" if args.shared else ROOT / "tests" / "fixtures" / "inews_150.jsonl"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    builds = {}
+    for split in ("train", "dev"):
+        n = split_records(src, split, args.docs, out / f"{split}.jsonl")
+        res = build_corpus(BuildConfig(inputs=[str(out / f"{split}.jsonl")], out=str(out / f"build-{split}"),
+                                       overwrite=True, text_field="text", max_seq_length=args.max_seq_length,
+                                       **build_kw))
+        builds[split] = Build(res.out_dir)
+        print(f"{split}: {n} records, {builds[split].rows} rows", file=sys.stderr)
+    return src, out, builds
+
+
 def perplexity(model, build, batch_size: int = 32, collate=None, task: str = "clm") -> tuple[float, int]:
     """Held-out perplexity of ``model`` over every row of ``build`` and the tokens it predicted
     (``collate``: the family's collator, by default the reader's; benchmarks/xlnet_smoke.py too)."""
@@ -74,21 +96,8 @@ def main() -> None:
     from _report import machine
     from trainers import gpt
     from trainers.common import make_config, train
-    from zhmask.api import build_corpus
-    from zhmask.config import BuildConfig
-    from zhmask.reader import Build
 
-    src = Path(args.shared) / "corpora" / "inews_docs.jsonl" if args.shared else ROOT / "tests" / "fixtures" / "inews_150.jsonl"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    builds = {}
-    for split in ("train", "dev"):
-        n = split_records(src, split, args.docs, out / f"{split}.jsonl")
-        res = build_corpus(BuildConfig(inputs=[str(out / f"{split}.jsonl")], out=str(out / f"build-{split}"),
-                                       overwrite=True, tasks=["clm"], text_field="text",
-                                       max_seq_length=args.max_seq_length))
-        builds[split] = Build(res.out_dir)
-        print(f"{split}: {n} records, {builds[split].rows} clm rows", file=sys.stderr)
+    src, out, builds = split_builds(args, tasks=["clm"])
     torch.set_num_threads(2)
     cfg = gpt.check_config(make_config("gpt", TINY + [f"max_steps={args.steps}"]))
     torch.manual_seed(cfg.seed)

@@ -40,24 +40,11 @@ def main() -> None:
     import torch
 
     from _report import machine
-    from gpt_smoke import perplexity, split_records
+    from gpt_smoke import perplexity, split_builds
     from trainers import xlnet
     from trainers.common import make_config, train
-    from zhmask.api import build_corpus
-    from zhmask.config import BuildConfig
-    from zhmask.reader import Build
 
-    src = Path(args.shared) / "corpora" / "inews_docs.jsonl" if args.shared else ROOT / "tests" / "fixtures" / "inews_150.jsonl"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    builds = {}
-    for split in ("train", "dev"):
-        n = split_records(src, split, args.docs, out / f"{split}.jsonl")
-        res = build_corpus(BuildConfig(inputs=[str(out / f"{split}.jsonl")], out=str(out / f"build-{split}"),
-                                       overwrite=True, tasks=["plm"], plm_units=args.plm_units, text_field="text",
-                                       max_seq_length=args.max_seq_length))
-        builds[split] = Build(res.out_dir)
-        print(f"{split}: {n} records, {builds[split].rows} plm rows", file=sys.stderr)
+    src, out, builds = split_builds(args, tasks=["plm"], plm_units=args.plm_units)
     torch.set_num_threads(2)
     cfg = xlnet.check_config(make_config("xlnet", TINY + [f"max_steps={args.steps}"]))
     collate = xlnet.make_collator(builds["dev"], cfg)

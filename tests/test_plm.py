@@ -13,27 +13,19 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 from tests.test_properties import SETTINGS, TEXT
-from zhmask.api import build_corpus
+from tests.test_clm import _build as clm_build
+from tests.test_clm import corpus  # noqa: F401  (the fixture: 40 iNews records)
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 from zhmask.labels.plm import check_plm, factorisation_order, perm_mask, predicted_positions, xlnet_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
-INEWS = ROOT / "tests" / "fixtures" / "inews_150.jsonl"
 TINY = ["num_layers=2", "hidden_size=32", "num_heads=2", "intermediate_size=64", "batch_size=4", "lr=3e-3",
         "warmup=0", "threads=1", "validation=0.1", "eval_batches=2", "save_every=0", "max_steps=3"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("plm_in") / "inews30.jsonl"
-    p.write_text("\n".join(INEWS.read_text(encoding="utf-8").splitlines()[:30]) + "\n", encoding="utf-8")
-    return p
-
-
 def _build(corpus: Path, out: Path, **kw):
-    return build_corpus(BuildConfig(inputs=[str(corpus)], out=str(out), tasks=["plm"], max_seq_length=64,
-                                    text_field="text", docs_per_shard=10, **kw))
+    return clm_build(corpus, out, tasks=["plm"], **kw)
 
 
 @pytest.fixture(scope="module")

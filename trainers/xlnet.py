@@ -22,21 +22,14 @@ import torch
 from torch import nn
 
 from trainers.bert import BertPretrainer, add_mlm_counts, mlm_metrics
-from trainers.common import Config
-from zhmask.errors import ZhmaskError
+from trainers.common import Config, unmasked
 
 TASKS = ("plm",)
 
 
 def check_config(cfg: Config) -> Config:
     """XLNet takes no masks: ``dynamic_masking`` auto means none here; a strategy is an error."""
-    if cfg.dynamic_masking not in ("auto", "none", ""):
-        raise ZhmaskError(f"setting dynamic_masking: xlnet predicts tokens in a permutation order from unmasked "
-                          f"inputs and takes no masks (none, not {cfg.dynamic_masking})")
-    if cfg.hidden_size % cfg.num_heads:
-        raise ZhmaskError(f"setting hidden_size {cfg.hidden_size} is not a multiple of num_heads {cfg.num_heads}")
-    cfg.dynamic_masking = "none"
-    return cfg
+    return unmasked(cfg, "xlnet", "predicts tokens in a permutation order from unmasked inputs")
 
 
 def xlnet_config(cfg: Config, build) -> Any:
