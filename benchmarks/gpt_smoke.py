@@ -42,7 +42,31 @@ def split_records(src: Path, split: str, limit: int, dst: Path) -> int:
     return n
 
 
-def perplexity(model, build, batch_size: int = 32) -> tuple[float, int]:
+def split_builds(args, **build_kw):
+    """The input file, the output directory and a build per split ("train", "dev") of the records
+    ``split_records`` picks (``args``: shared, docs, max_seq_length, out; ``build_kw``: the
+    BuildConfig's task settings; benchmarks/xlnet_smoke.py too)."""
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+    from zhmask.reader import Build
+
+    src = Path(args.shared) / "corpora" / "inews_docs.jsonl" if args.shared else ROOT / "tests" / "fixtures" / "inews_150.jsonl"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    builds = {}
+    for split in ("train", "dev"):
+        n = split_records(src, split, args.docs, out / f"{split}.jsonl")
+        res = build_corpus(BuildConfig(inputs=[str(out / f"{split}.jsonl")], out=str(out / f"build-{split}"),
+                                       overwrite=True, text_field="text", max_seq_length=args.max_seq_length,
+                                       **build_kw))
+        builds[split] = Build(res.out_dir)
+        print(f"{split}: {n} records, {builds[split].rows} rows", file=sys.stderr)
+    return src, out, builds
+
+
+def perplexity(model, build, batch_size: int = 32, collate=None, task: str = "clm") -> tuple[float, int]:
+    """Held-out perplexity of ``model`` over every row of ``build`` and the tokens it predicted
+    (``collate``: the family's collator, by default the reader's; benchmarks/xlnet_smoke.py too)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -52,10 +76,10 @@ def perplexity(model, build, batch_size: int = 32) -> tuple[float, int]:
     acc: dict = {}
     model.eval()
     with torch.no_grad():
-        for batch in DataLoader(ds, batch_size=batch_size, collate_fn=Collator(pad_id=build.pad_id)):
+        for batch in DataLoader(ds, batch_size=batch_size, collate_fn=collate or Collator(pad_id=build.pad_id)):
             model.evaluate(batch, acc)
     m = model.metrics(acc)
-    return m["clm_perplexity"], m["clm_tokens"]
+    return m[f"{task}_perplexity"], m[f"{task}_tokens"]
 
 
 def main() -> None:
@@ -72,21 +96,8 @@ def main() -> None:
     from _report import machine
     from trainers import gpt
     from trainers.common import make_config, train
-    from zhmask.api import build_corpus
-    from zhmask.config import BuildConfig
-    from zhmask.reader import Build
 
-    src = Path(args.shared) / "corpora" / "inews_docs.jsonl" if args.shared else ROOT / "tests" / "fixtures" / "inews_150.jsonl"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    builds = {}
-    for split in ("train", "dev"):
-        n = split_records(src, split, args.docs, out / f"{split}.jsonl")
-        res = build_corpus(BuildConfig(inputs=[str(out / f"{split}.jsonl")], out=str(out / f"build-{split}"),
-                                       overwrite=True, tasks=["clm"], text_field="text",
-                                       max_seq_length=args.max_seq_length))
-        builds[split] = Build(res.out_dir)
-        print(f"{split}: {n} records, {builds[split].rows} clm rows", file=sys.stderr)
+    src, out, builds = split_builds(args, tasks=["clm"])
     torch.set_num_threads(2)
     cfg = gpt.check_config(make_config("gpt", TINY + [f"max_steps={args.steps}"]))
     torch.manual_seed(cfg.seed)

@@ -48,12 +48,16 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "autoregressive.md"
+def write_block(path: Path, marks: tuple[str, str], block: str) -> None:
+    """Replace the text between the two ``marks`` of ``path`` by ``block`` (scripts/render_plm_docs.py too)."""
     text = path.read_text(encoding="utf-8")
-    head, rest = text.split(MARKS[0], 1)
-    _, tail = rest.split(MARKS[1], 1)
-    path.write_text(f"{head}{MARKS[0]}\n{render()}\n{MARKS[1]}{tail}", encoding="utf-8")
+    head, rest = text.split(marks[0], 1)
+    _, tail = rest.split(marks[1], 1)
+    path.write_text(f"{head}{marks[0]}\n{block}\n{marks[1]}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    write_block(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "autoregressive.md", MARKS, render())
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ def corpus(tmp_path_factory) -> Path:
     return p
 
 
-def _build(corpus: Path, out: Path, **kw):
-    return build_corpus(BuildConfig(inputs=[str(corpus)], out=str(out), tasks=["clm"], max_seq_length=64,
+def _build(corpus: Path, out: Path, tasks=("clm",), **kw):   # (tests/test_plm.py builds plm rows with it)
+    return build_corpus(BuildConfig(inputs=[str(corpus)], out=str(out), tasks=list(tasks), max_seq_length=64,
                                     text_field="text", docs_per_shard=10, **kw))
 
 

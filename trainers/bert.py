@@ -109,24 +109,26 @@ class BertPretrainer(nn.Module):
         load_weights(self.model, Path(path))
 
 
-def add_mlm_counts(acc: dict[str, Any], logits: torch.Tensor, targets: torch.Tensor) -> None:
-    """Adds the MLM cross-entropy sum, token count and correct predictions of a batch to ``acc``."""
+def add_mlm_counts(acc: dict[str, Any], logits: torch.Tensor, targets: torch.Tensor, prefix: str = "mlm") -> None:
+    """Adds the MLM cross-entropy sum, token count and correct predictions of a batch to ``acc``
+    (keys ``<prefix>_ce``, ``_n``, ``_correct``; xlnet counts its ``plm`` predictions so)."""
     s, n = masked_ce(logits, targets)
-    acc["mlm_ce"] = acc.get("mlm_ce", 0.0) + float(s)
-    acc["mlm_n"] = acc.get("mlm_n", 0) + n
-    acc["mlm_correct"] = acc.get("mlm_correct", 0) + int((logits.argmax(-1) == targets).sum())
+    acc[f"{prefix}_ce"] = acc.get(f"{prefix}_ce", 0.0) + float(s)
+    acc[f"{prefix}_n"] = acc.get(f"{prefix}_n", 0) + n
+    acc[f"{prefix}_correct"] = acc.get(f"{prefix}_correct", 0) + int((logits.argmax(-1) == targets).sum())
 
 
-def mlm_metrics(acc: dict[str, Any]) -> dict[str, float]:
-    """``mlm_accuracy``, ``mlm_loss``, ``mlm_perplexity`` and ``mlm_tokens`` from :func:`add_mlm_counts` sums."""
+def mlm_metrics(acc: dict[str, Any], prefix: str = "mlm") -> dict[str, float]:
+    """``mlm_accuracy``, ``mlm_loss``, ``mlm_perplexity`` and ``mlm_tokens`` (``prefix`` for mlm)
+    from :func:`add_mlm_counts` sums."""
     import math
 
     out: dict[str, float] = {}
-    if acc.get("mlm_n"):
-        out["mlm_accuracy"] = acc["mlm_correct"] / acc["mlm_n"]
-        out["mlm_loss"] = acc["mlm_ce"] / acc["mlm_n"]
-        out["mlm_perplexity"] = math.exp(min(out["mlm_loss"], 50.0))
-        out["mlm_tokens"] = acc["mlm_n"]
+    if acc.get(f"{prefix}_n"):
+        out[f"{prefix}_accuracy"] = acc[f"{prefix}_correct"] / acc[f"{prefix}_n"]
+        out[f"{prefix}_loss"] = acc[f"{prefix}_ce"] / acc[f"{prefix}_n"]
+        out[f"{prefix}_perplexity"] = math.exp(min(out[f"{prefix}_loss"], 50.0))
+        out[f"{prefix}_tokens"] = acc[f"{prefix}_n"]
     return out
 
 

@@ -157,6 +157,16 @@ def read_toml(name: str | Path, folder: Path, option: str, kind: str) -> tuple[P
         raise ZhmaskError(f"{option} {path}: {exc}") from None
 
 
+def unmasked(cfg: Config, family: str, why: str) -> Config:
+    """``cfg`` of a family that takes no masks (gpt, xlnet): ``dynamic_masking`` auto means none,
+    a strategy is a one-line error saying ``why``."""
+    if cfg.dynamic_masking not in ("auto", "none", ""):
+        raise ZhmaskError(f"setting dynamic_masking: {family} {why} and takes no masks "
+                          f"(none, not {cfg.dynamic_masking})")
+    cfg.dynamic_masking = "none"
+    return cfg
+
+
 def make_config(config_file: str | None = None, sets: list[str] | tuple[str, ...] = (),
                 base: dict[str, Any] | None = None) -> Config:
     """``base`` (a saved run's config), then a TOML preset or file, then ``key=value`` overrides."""

@@ -157,6 +157,11 @@ def load_classifier(src: Path, num_labels: int, cfg: FinetuneConfig, from_scratc
         if hf_cfg.pad_token_id is None:
             raise ZhmaskError(f"{src}: a GPT-2 checkpoint without pad_token_id (zhmask pretrain gpt sets it)")
         hf_cfg.resid_pdrop = hf_cfg.embd_pdrop = hf_cfg.attn_pdrop = cfg.dropout
+    elif hf_cfg.model_type == "xlnet":
+        # XLNetForSequenceClassification reads one token: the [CLS] that starts every zhmask row
+        # ("first"), not the last position, which is padding in a right-padded batch ("last")
+        hf_cfg.summary_type = "first"
+        hf_cfg.dropout = hf_cfg.summary_last_dropout = cfg.dropout
     else:
         hf_cfg.hidden_dropout_prob = cfg.dropout
     if from_scratch:   # the control

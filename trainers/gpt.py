@@ -21,19 +21,14 @@ import torch
 from torch import nn
 
 from trainers.bert import BertPretrainer
-from trainers.common import Config
-from zhmask.errors import ZhmaskError
+from trainers.common import Config, unmasked
 
 TASKS = ("clm",)
 
 
 def check_config(cfg: Config) -> Config:
     """GPT takes no masks: ``dynamic_masking`` auto means none here; a strategy is an error."""
-    if cfg.dynamic_masking not in ("auto", "none", ""):
-        raise ZhmaskError(f"setting dynamic_masking: gpt predicts every token from the ones before it and takes "
-                          f"no masks (none, not {cfg.dynamic_masking})")
-    cfg.dynamic_masking = "none"
-    return cfg
+    return unmasked(cfg, "gpt", "predicts every token from the ones before it")
 
 
 def gpt_config(cfg: Config, build) -> Any:

@@ -103,8 +103,9 @@ Examples:
 @click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
 @click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
 @click.option("--packing", default=None, help="document (default): an mlm row holds one document's sentences | full: rows filled across documents, a [SEP] between them (RoBERTa's FULL-SENTENCES; --tasks mlm only).")
+@click.option("--plm-units", default=None, help="word (default): --tasks plm keeps a segmented word whole and in order in the factorisation order | token: every token alone (XLNet's original).")
 @click.option("--tasks", default=None, help="Comma-separated tasks (default mlm): mlm, nsp, sop, sentence_reorder, sentence_distance, "
-              "ir_relevance, discourse_relation, token_document_relation, capitalization, ernie_gen, seq2seq "
+              "ir_relevance, discourse_relation, token_document_relation, capitalization, ernie_gen, seq2seq, clm, plm "
               "(docs/labels.md).")
 @click.option("--masking", default=None, help="none (default) | char | wwm | ngram | mac | knowledge | span.")
 @click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")

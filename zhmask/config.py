@@ -25,6 +25,7 @@ FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
 DOC_SEPS = ("line", "blank")
 ENGINES = ("local", "ray")
 COMPRESSIONS = ("zstd", "lz4", "none")  # Arrow IPC buffer compression of the shards
+PLM_UNITS = ("word", "token")  # plm: a segmented word moves as one unit of the factorisation order, or each token alone
 PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
 DECODE_ERRORS = ("replace", "skip", "fail")
 # where the 10% random branch draws (docs/masking.md): the unit's unigram table, the vocabulary (BERT),
@@ -65,6 +66,7 @@ class BuildConfig:
     max_seq_length: int = 128
     short_seq_prob: float = 0.1
     packing: str = "document"  # "full": mlm rows filled across document boundaries (RoBERTa's FULL-SENTENCES)
+    plm_units: str = "word"  # plm: the units of the factorisation order ("token": XLNet's original)
     # examples
     tasks: list[str] = field(default_factory=lambda: ["mlm"])
     masking: str = "none"
@@ -159,6 +161,7 @@ class BuildConfig:
         choice("engine", self.engine, ENGINES)
         choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
         choice("packing", self.packing, PACKINGS)
+        choice("plm_units", self.plm_units, PLM_UNITS)
         choice("compression", self.compression, COMPRESSIONS)
         choice("random_tokens", self.random_tokens, RANDOM_TOKENS)
         prob("masked_lm_prob", self.masked_lm_prob)

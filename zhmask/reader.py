@@ -57,7 +57,7 @@ __all__ = ["Build", "is_validation", "ShardDataset", "ShardIterableDataset", "Ep
 
 DEFAULT_VALIDATION = 0.01
 LIST_COLUMNS = ("input_ids", "token_type_ids", "word_ids", "labels", "chinese_ref", "token_labels", "source_ids",
-                "target_ids", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds")
+                "target_ids", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds", "perm_order")
 STRUCT_COLUMNS = ("entities", "segment_sources")
 STRING_COLUMNS = ("doc_id", "example_id", "task")
 

@@ -19,8 +19,9 @@ from zhmask.record import NO_LABEL, SENTENCE_LABEL  # noqa: F401  (the column's 
 
 SCHEMA_VERSION = "6"  # 2: segment_sources column (sentence-level tasks); 3: label -> next_sentence_label, -100 for none;
 # 4: token ids and in-row positions int16 where the vocabulary and max_seq_length allow, buffers compressed;
-# 5: doc_bounds column (clm rows: where each packed document's part starts)
-# 6 (random tokens, issue 17): unit column (the work unit whose unigram table the random branch draws from)
+# 5: doc_bounds column (clm rows: where each packed document's part starts);
+# 6: unit column (issue 17: the work unit whose unigram table the random branch draws from), and
+#    perm_order and num_predict columns (issue 19: plm rows, XLNet's factorisation order and its predicted count)
 
 I32 = pa.int32()
 I16 = pa.int16()
@@ -30,7 +31,8 @@ SOURCE = pa.struct([("doc_id", pa.string()), ("start", I32), ("end", I32)])  # c
 # of the vocabulary fits (at most 32,768 entries), positions inside a row (word numbers, token
 # positions) int16 when ``max_seq_length`` fits; int32 otherwise.  Readers accept either width.
 ID_COLUMNS = ("input_ids", "labels", "source_ids", "target_ids")
-POSITION_COLUMNS = ("word_ids", "chinese_ref", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds")
+POSITION_COLUMNS = ("word_ids", "chinese_ref", "fragment_bounds", "span_bounds", "noise_positions", "doc_bounds",
+                    "perm_order")
 NARROW_LIMIT = 1 << 15  # int16 holds 0 .. 32,767
 
 
@@ -75,6 +77,10 @@ def fields(ids: pa.DataType = I32, pos: pa.DataType = I32) -> list[pa.Field]:
         # the work unit the row was built in: its unigram table (unigram/unit-NNNNN.arrow) is where
         # --random-tokens unigram draws; null for rows made outside a build
         pa.field("unit", I32),
+        # plm (XLNet): the factorisation order (a permutation of the row's positions, [CLS]/[SEP]
+        # first) and how many of its last positions are predicted
+        pa.field("perm_order", pa.list_(pos)),
+        pa.field("num_predict", I16),
     ]
 
 
@@ -185,6 +191,9 @@ def _scalar_array(vals: list, typ: pa.DataType) -> pa.Array:
     """A column of scalars (strings or integers) as ``pa.array(vals, type=typ)`` builds it."""
     if typ == pa.string() and all(type(v) is str for v in vals):
         return _strings(vals)
+    if typ in _NP and pa.types.is_integer(typ) and vals and all(v is None for v in vals):  # a task's column others leave null
+        return pa.Array.from_buffers(typ, len(vals), [_mask(np.zeros(len(vals), dtype=bool)).buffers()[1],
+                                                      pa.py_buffer(np.zeros(len(vals), dtype=_NP[typ]))], null_count=len(vals))
     if typ in _NP and pa.types.is_integer(typ) and all(type(v) is int for v in vals):
         info = np.iinfo(_NP[typ])
         arr = np.array(vals, dtype=np.int64) if vals else np.zeros(0, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""``zhmask pretrain bert|electra|ernie2|ernie_gen|gpt``: pretrain a model from a build's shards (the ``trainers`` package).
+"""``zhmask pretrain bert|electra|ernie2|ernie_gen|gpt|xlnet``: pretrain a model from a build's shards (the ``trainers`` package).
 
 torch and transformers are imported only when the command runs, so ``zhmask --help`` and builds
 stay fast.
@@ -10,7 +10,7 @@ import click
 from zhmask.cli import CONTEXT, cli
 from zhmask.errors import ZhmaskError
 
-PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA, ERNIE 2.0, ERNIE-GEN or GPT on a build.
+PRETRAIN_HELP = """Pretrain BERT (MLM, plus NSP/SOP when the build has them), ELECTRA, ERNIE 2.0, ERNIE-GEN, GPT or XLNet on a build.
 
 The masks come from the shards (the build's --masking), or are drawn at load time with
 --set dynamic_masking=wwm (RoBERTa). --config takes a preset from trainers/presets (bert,
@@ -23,7 +23,8 @@ ernie2_stages, the default; ernie2_multitask; ernie2_mlm; or a TOML file; docs/e
 ernie_gen trains the multi-flow generation model on the rows of --tasks ernie_gen (or seq2seq):
 --set gen_flows=word (ablation), span_weight, gen_noise (shards, dynamic, none), gen_noise_rate
 (docs/ernie_gen.md, "Training and decoding"). gpt trains GPT-2 on --tasks clm rows, attention
-reset at document boundaries (docs/autoregressive.md). Under torchrun every process trains on its
+reset at document boundaries; xlnet trains XLNet (two-stream attention) on --tasks plm rows, the
+factorisation orders from the shards (docs/autoregressive.md). Under torchrun every process trains on its
 share of each epoch (DDP).
 
 \b
@@ -35,6 +36,8 @@ Example:
   zhmask pretrain electra --data out-e/ --out run-e/ --config electra
   zhmask build-corpus --tasks clm --max-seq-length 256 corpus.txt --out out-gpt/
   zhmask pretrain gpt --data out-gpt/ --out run-gpt/ --config gpt
+  zhmask build-corpus --pipeline xlnet corpus.txt --out out-x/
+  zhmask pretrain xlnet --data out-x/ --out run-x/ --config xlnet
   torchrun --nproc_per_node 2 -m trainers.bert --data out/ --out run/
   zhmask build-corpus --pipeline ernie2 --max-seq-length 128 news.jsonl --title-field title --out out-2/
   zhmask pretrain ernie2 --data out-2/ --out run-2/ --plan ernie2_stages --set max_steps=2000
@@ -44,7 +47,7 @@ Example:
 
 
 @cli.command("pretrain", help=PRETRAIN_HELP, context_settings=CONTEXT)
-@click.argument("family", type=click.Choice(["bert", "electra", "ernie2", "ernie_gen", "gpt"]))
+@click.argument("family", type=click.Choice(["bert", "electra", "ernie2", "ernie_gen", "gpt", "xlnet"]))
 @click.option("--data", required=True, help="A build's output directory (zhmask build-corpus --out).")
 @click.option("--out", "-o", required=True, help="Run directory: log, checkpoints, final model.")
 @click.option("--config", "config_file", default=None, help="Preset name (trainers/presets) or TOML file.")
@@ -100,6 +103,10 @@ def pretrain_cmd(family: str, data: str, out: str, config_file: str | None, sets
         from trainers.electra import TASKS, make_model
     elif family == "gpt":
         from trainers.gpt import TASKS, check_config, make_model
+
+        cfg = check_config(cfg)
+    elif family == "xlnet":
+        from trainers.xlnet import TASKS, check_config, make_collator, make_model
 
         cfg = check_config(cfg)
     else:

@@ -27,3 +27,4 @@ from zhmask.labels import discourse_relation  # noqa: E402,F401
 from zhmask.labels import token_document_relation  # noqa: E402,F401
 from zhmask.labels import capitalization  # noqa: E402,F401
 from zhmask.labels import clm  # noqa: E402,F401
+from zhmask.labels import plm  # noqa: E402,F401

@@ -40,9 +40,10 @@ def _unit_sentences(docs: list[Document], ctx, piece: int | None = None):
     return table, ur, doc_events, (ur.b - ur.a).tolist(), ur.roff.tolist()
 
 
-def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
+def unit_examples(docs: list[Document], ctx, events, task: str = "mlm") -> list[Example]:
     """All of the unit's ``mlm`` examples, the chunks drawn per document as in
-    the per-document oracle (tests/oracle.py) and the examples assembled at once (events counted into ``events``)."""
+    the per-document oracle (tests/oracle.py) and the examples assembled at once (events counted into ``events``).
+    ``task`` names the rows (task and example ids ``<doc>#<task><i>``; ``plm`` packs its rows so)."""
     max_tokens = ctx.config.max_seq_length - 2
     ssp = ctx.config.short_seq_prob
     table, ur, doc_events, lengths, roff = _unit_sentences(docs, ctx)
@@ -61,7 +62,7 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
             seg_r0.append(prev)
             prev = lo + end
             seg_r1.append(prev)
-            meta.append(("mlm", f"{did}#mlm{i}", did, NO_LABEL))
+            meta.append((task, f"{did}#{task}{i}", did, NO_LABEL))
         seg_doc += [d] * len(ends)
     n = len(meta)
     return examples_from_arrays(table, interval_rows(ur, seg_r0, seg_r1), seg_doc, np.arange(n), np.zeros(n, np.int64),
