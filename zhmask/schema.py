@@ -192,7 +192,7 @@ def _scalar_array(vals: list, typ: pa.DataType) -> pa.Array:
     if typ == pa.string() and all(type(v) is str for v in vals):
         return _strings(vals)
     if typ in _NP and pa.types.is_integer(typ) and vals and all(v is None for v in vals):  # a task's column others leave null
-        return pa.Array.from_buffers(typ, len(vals), [_mask(np.zeros(len(vals), dtype=bool)).buffers()[1],
+        return pa.Array.from_buffers(typ, len(vals), [pa.py_buffer(np.zeros((len(vals) + 7) // 8, dtype=np.uint8)),
                                                       pa.py_buffer(np.zeros(len(vals), dtype=_NP[typ]))], null_count=len(vals))
     if typ in _NP and pa.types.is_integer(typ) and all(type(v) is int for v in vals):
         info = np.iinfo(_NP[typ])
