@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,30 @@ def test_causal_lm_rows_show_targets_and_document_parts(tmp_path, fixtures):
     assert f"{targets} next-token targets, {len(multi['doc_bounds']) - 1} document part(s)" in head
     assert "[=" not in block and "kept" not in head
     assert len(lines) == len(multi["doc_bounds"]) - 1
+
+
+def test_plm_rows_show_the_factorisation_order_and_predicted_tokens(tmp_path, fixtures):
+    """plm rows keep labels at -100: inspect shows the last num_predict positions of perm_order as
+    predicted, and the order line lists the units in factorisation order, | before the predicted."""
+    src = tmp_path / "i6.jsonl"
+    src.write_text("".join((fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines(True)[:6]),
+                   encoding="utf-8")
+    out = tmp_path / "o"
+    build_corpus(BuildConfig(inputs=[str(src)], text_field="text", tasks=["plm"], max_seq_length=48, out=str(out)))
+    row = next(r for r in ShardDataset(out, split=None) if r["num_predict"] >= 2)
+    code, text, err = run_cli("inspect", str(out), "--id", row["example_id"], "--no-color")
+    assert code == 0, err
+    (block,) = _blocks(text)
+    head, *lines = block.splitlines()
+    k = int(row["num_predict"])
+    assert f"{k} predicted" in head
+    tok = Build(out).tokenizer
+    order, ids = np.asarray(row["perm_order"]), np.asarray(row["input_ids"])
+    predicted = [_piece(tok.id_to_token[int(ids[p])]) for p in sorted(order[-k:].tolist())]
+    shown = [m for line in lines if not line.startswith("order:") for m in re.findall(r"\[=([^\]]+)\]", line)]
+    assert shown == predicted
+    (order_line,) = [x for x in lines if x.startswith("order: ")]
+    before, after = order_line[len("order: "):].split(" | ")
+    assert "".join(after.split()) == "".join(_piece(tok.id_to_token[int(ids[p])]) for p in order[-k:].tolist())
+    assert len("".join(before.split())) + len("".join(after.split())) == len("".join(
+        _piece(tok.id_to_token[int(t)]) for t, w in zip(ids, row["word_ids"]) if w >= 0))

@@ -242,10 +242,17 @@ def render_row(row: Mapping[str, Any], tok, config: Mapping[str, Any] | None = N
     labels = np.asarray(row.get("labels") or [IGNORE] * len(ids), dtype=np.int64)
     task = str(row.get("task"))
     head = f"{row.get('example_id')}  task {task}  doc {row.get('doc_id')}  {len(ids)} tokens  "
+    order = np.asarray(row.get("perm_order") or [], dtype=np.int64)
     if task == "clm":  # labels are the inputs (the model shifts them): no fates, every token is a target
         fate = np.full(len(ids), NONE, dtype=np.int8)
         parts = max(0, len(row.get("doc_bounds") or []) - 1)
         head += f"{int((labels != IGNORE).sum())} next-token targets, {parts} document part(s) (one a line)"
+    elif task == "plm" and len(order) == len(ids):  # XLNet: the last num_predict of the order are predicted
+        k = int(row.get("num_predict") or 0)
+        fate = np.full(len(ids), NONE, dtype=np.int8)
+        fate[order[len(order) - k:]] = KEPT   # predicted with its input unmasked: [=x]
+        labels = ids.copy()
+        head += f"{k} predicted [=x] (the last of the factorisation order: after | on the order line)"
     else:
         fate = fates(ids, labels, int(tok.mask_id))
         counts = {n: int((fate == code).sum()) for code, n in FATE_NAMES.items()}
@@ -273,4 +280,23 @@ def render_row(row: Mapping[str, Any], tok, config: Mapping[str, Any] | None = N
             s = sources[k]
             where = f"   <- {s['doc_id']}" + (f" [{s['start']}:{s['end']})" if int(s["start"]) >= 0 else "")
         lines.append(f"{name}: {text}" + (paint(where, "source") if where else ""))
+    if task == "plm" and len(order) == len(ids):
+        lines.append("order: " + _plm_order(order, wid, ids, tok, int(row.get("num_predict") or 0)))
     return "\n".join(lines)
+
+
+def _plm_order(order: np.ndarray, wid: np.ndarray, ids: np.ndarray, tok, k: int) -> str:
+    """A plm row's factorisation order as text: its units (runs of consecutive positions of one
+    word) in order, spaces between them, ``|`` before the predicted ones; [CLS]/[SEP] left out."""
+    vocab = tok.id_to_token
+    out: list[str] = []
+    for j, p in enumerate(order.tolist()):
+        if wid[p] < 0:
+            continue
+        if j == len(order) - k:
+            out.append(" | ")
+        elif out and not (p == order[j - 1] + 1 and wid[p] == wid[order[j - 1]]):
+            out.append(" ")
+        t = int(ids[p])
+        out.append(_piece(vocab[t]) if 0 <= t < len(vocab) else f"<{t}>")
+    return "".join(out)

@@ -15,7 +15,9 @@ id, task and document, the sentence-level label in words (for sentence_reorder t
 permutation), then one line per segment (split at [SEP]) with spaces between words, entities
 as «...»TYPE, word-aware labels as word/label and the predicted tokens by fate: [MASK:x] masked
 (input [MASK], label x), [y>x] replaced by y, [=x] kept; a causal-LM (clm) row, whose every
-token is a next-token target, shows its text, one packed document part a line. On a terminal these are coloured
+token is a next-token target, shows its text, one packed document part a line; a plm (XLNet)
+row shows its predicted tokens as [=x] and an order: line, its units in factorisation order with
+| before the predicted ones. On a terminal these are coloured
 (--color/--no-color to choose). Rows are read in build order, one record batch at a time.
 
 \b
