@@ -15,6 +15,19 @@ TASKS = Registry("task")
 register = TASKS.register
 
 
+def check_unmasked(config, task: str, why: str) -> None:
+    """The settings of a task whose rows carry no masks (``clm``, ``plm``): ``--masking none``,
+    and ``--dupe-factor 1`` (copies of an unmasked row would be identical); ``why`` says what the
+    task predicts instead."""
+    from zhmask.errors import ZhmaskError
+
+    if config.masking != "none":
+        raise ZhmaskError(f"--tasks {task} {why}: it takes no masks (--masking none, not {config.masking})")
+    if config.dupe_factor != 1:
+        raise ZhmaskError(f"--tasks {task} rows have no masks, so --dupe-factor {config.dupe_factor} would write "
+                          "identical copies: use --dupe-factor 1")
+
+
 from zhmask.labels import mlm  # noqa: E402,F401
 from zhmask.labels import ernie_gen  # noqa: E402,F401
 from zhmask.labels import seq2seq  # noqa: E402,F401

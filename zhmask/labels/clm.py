@@ -20,8 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from zhmask.checks import register_check
-from zhmask.errors import ZhmaskError
-from zhmask.labels import register
+from zhmask.labels import check_unmasked, register
 from zhmask.record import Document, Example
 
 # rows are filled with pieces of sentences of at most this many tokens, cut at word starts: a row
@@ -30,12 +29,7 @@ PIECE = 16
 
 
 def _validate(config) -> None:
-    if config.masking != "none":
-        raise ZhmaskError(f"--tasks clm predicts every token from the ones before it: it takes no masks "
-                          f"(--masking none, not {config.masking})")
-    if config.dupe_factor != 1:
-        raise ZhmaskError(f"--tasks clm rows have no masks, so --dupe-factor {config.dupe_factor} would write "
-                          "identical copies: use --dupe-factor 1")
+    check_unmasked(config, "clm", "predicts every token from the ones before it")
 
 
 @register("clm", validate=_validate)

@@ -26,7 +26,7 @@ import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
-from zhmask.labels import TASKS, register
+from zhmask.labels import TASKS, check_unmasked, register
 from zhmask.record import Document, Example
 
 TASK = "plm"
@@ -46,12 +46,7 @@ def _k(config) -> int:
 
 
 def _validate(config) -> None:
-    if config.masking != "none":
-        raise ZhmaskError(f"--tasks plm predicts tokens from a permutation of the others, unmasked: it takes no masks "
-                          f"(--masking none, not {config.masking})")
-    if config.dupe_factor != 1:
-        raise ZhmaskError(f"--tasks plm rows have no masks, so --dupe-factor {config.dupe_factor} would write "
-                          "identical copies: use --dupe-factor 1")
+    check_unmasked(config, "plm", "predicts tokens from a permutation of the others, unmasked")
     if config.packing != "document":
         raise ZhmaskError("--tasks plm rows hold one document each (--packing document)")
     _k(config)
