@@ -29,7 +29,6 @@ import json
 import statistics
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, write_section  # noqa: E402
 from pretrain_matrix import (budget_arguments, finetune_budget, finetune_sets, finetune_tag, finetune_tasks,  # noqa: E402
-                             pretrain_sets, run, zhmask)
+                             pretrain_job, pretrain_sets, run, run_all, zhmask)
 
 ARMS = {"mlm": "ernie2_mlm", "multitask": "ernie2_multitask", "sequential": "ernie2_stages"}
 HEADS = ("capitalization", "token_document_relation", "sentence_reorder", "sentence_distance",
@@ -97,19 +96,9 @@ def main(argv=None) -> None:
 
     sets = [x for x in pretrain_sets(args) if not x.startswith("eval_every=")]
     sets += ["eval_every=0", f"max_position_embeddings={max(args.seq, args.max_length)}"]
-    jobs = []
-    for a in arms:
-        for s in seeds:
-            r = runs / f"{a}-s{s}"
-            if not (r / "eval.json").is_file():
-                import shutil
-
-                shutil.rmtree(r, ignore_errors=True)
-                jobs.append((zhmask("pretrain", "ernie2", "--data", str(build), "--out", str(r), "--plan", ARMS[a], "-q",
-                                    *[f"--set={x}" for x in [*sets, f"seed={s}"]]),
-                             work / "logs" / f"pretrain-{pre_tag}-{a}-s{s}.log"))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: run(*j), jobs))
+    jobs = [pretrain_job(runs / f"{a}-s{s}", "ernie2", build, sets, s, work / "logs" / f"pretrain-{pre_tag}-{a}-s{s}.log",
+                         "--plan", ARMS[a]) for a in arms for s in seeds]
+    run_all([j for j in jobs if j], args.jobs)
     t_pre = time.time() - t0
 
     tasks = finetune_tasks(shared)
@@ -124,8 +113,7 @@ def main(argv=None) -> None:
                                         *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]],
                                         *(["--from-scratch"] if scratch else [])),
                                  work / "logs" / f"finetune-{task}-{name}-s{s}.log"))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: run(*j), jobs))
+    run_all(jobs, args.jobs)
     t_all = time.time() - t0
 
     def accs(name: str, task: str) -> list[float]:

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,22 @@ def run(cmd: list[str], log: Path) -> None:
         p = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     if p.returncode:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}; see {log}")
+
+
+def run_all(jobs: list, n: int) -> None:
+    """Run ``(command, log)`` jobs ``n`` at a time; the first failure stops the script."""
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda j: run(*j), jobs))
+
+
+def pretrain_job(run_dir: Path, family: str, build: Path, sets: list[str], seed: int, log: Path, *extra: str):
+    """The ``(command, log)`` of one pretraining run, or None when it finished (its eval.json is
+    there); the folder of an unfinished run is cleared so the run starts afresh."""
+    if (run_dir / "eval.json").is_file():
+        return None
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return (zhmask("pretrain", family, "--data", str(build), "--out", str(run_dir), "-q", *extra,
+                   *[f"--set={x}" for x in [*sets, f"seed={seed}"]]), log)
 
 
 def pretraining_text(shared: Path, out: Path, mb: float) -> Path:
@@ -223,19 +240,9 @@ def main(argv=None) -> None:
 
     # (b) pretraining runs
     sets = pretrain_sets(args)
-    pre_jobs = []
-    for m in models:
-        for s in pre_seeds:
-            r = runs_dir / f"{m}-s{s}"
-            if not (r / "eval.json").is_file():
-                import shutil
-
-                shutil.rmtree(r, ignore_errors=True)
-                cmd = zhmask("pretrain", MODELS[m][0], "--data", str(builds[m]), "--out", str(r), "-q",
-                             *[f"--set={x}" for x in [*sets, f"seed={s}"]])
-                pre_jobs.append((cmd, work / "logs" / f"pretrain-{m}-s{s}.log"))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: run(*j), pre_jobs))
+    pre_jobs = [pretrain_job(runs_dir / f"{m}-s{s}", MODELS[m][0], builds[m], sets, s,
+                             work / "logs" / f"pretrain-{m}-s{s}.log") for m in models for s in pre_seeds]
+    run_all([j for j in pre_jobs if j], args.jobs)
     t_pre = time.time() - t0
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
@@ -263,8 +270,7 @@ def main(argv=None) -> None:
                     cmd = zhmask("finetune", str(ckpt(src, s)), "--out", str(o), "-q", *task_args[task],
                                  *[f"--set={x}" for x in [*finetune_sets(args, task), f"seed={s}"]], *(["--from-scratch"] if scratch else []))
                     ft_jobs.append((cmd, work / "logs" / f"finetune-{task}-{o.name}.log"))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda j: run(*j), ft_jobs))
+    run_all(ft_jobs, args.jobs)
     t_all = time.time() - t0
 
     # (d) the tables
