@@ -144,7 +144,9 @@ def main(argv=None) -> None:
               "| arm | MLM | " + " | ".join(HEADS) + " |", "|---|---:|" + "---:|" * len(HEADS)]
     for a in arms:
         ev = [json.loads((runs / f"{a}-s{s}" / "eval.json").read_text()) for s in seeds]
-        row = [f"{100 * statistics.mean(e['mlm_accuracy'] for e in ev):.1f}"]
+        # a run whose text left too few held-out rows for a head reports no accuracy for it
+        mlm = [e["mlm_accuracy"] for e in ev if "mlm_accuracy" in e]
+        row = [f"{100 * statistics.mean(mlm):.1f}" if mlm else "—"]
         for h in HEADS:
             have = [e for e in ev if f"{h}_accuracy" in e]
             row.append(f"{100 * statistics.mean(e[f'{h}_accuracy'] for e in have):.1f} "

@@ -165,6 +165,32 @@ def test_a_document_is_predicted_without_the_previous_one():
     assert not torch.allclose(c[0, 10:], d[0, 10:], atol=1e-3)
 
 
+@needs_torch
+def test_the_trainer_predicts_what_the_checkpoint_predicts():
+    """GPTPretrainer runs the LM head on the predicting positions only: the same logits, at the same
+    positions, as the whole model's output shifted by one (what a user of the checkpoint gets)."""
+    from types import SimpleNamespace
+
+    from trainers.common import make_config
+    from trainers.gpt import GPTPretrainer
+
+    torch.manual_seed(0)
+    m = GPTPretrainer(make_config(None, ["num_layers=1", "hidden_size=32", "num_heads=2", "intermediate_size=64"]),
+                      SimpleNamespace(vocab_size=200, pad_id=0, sep_id=3), ["clm"]).eval()
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, 200, (2, 20), generator=g)
+    labels = ids.clone()
+    labels[0, 7] = labels[1, 15:] = -100                  # a document start and padding predict nothing
+    doc = torch.tensor([[0] * 7 + [1] * 13, [0] * 15 + [-1] * 5])
+    batch = {"input_ids": ids, "attention_mask": (doc >= 0).long(), "labels": labels, "doc_index": doc}
+    with torch.no_grad():
+        lg, y = m.predicted(batch)
+    full = _logits(m.model, ids, doc)[:, :-1]
+    keep = labels[:, 1:] != -100
+    assert lg.shape == (int(keep.sum()), 200) and torch.equal(y, labels[:, 1:][keep])
+    assert torch.allclose(lg, full[keep], atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def run(build, tmp_path_factory):
     from trainers import gpt

@@ -69,24 +69,26 @@ class GPTPretrainer(nn.Module):
 
         self.model = GPT2LMHeadModel(gpt_config(cfg, build))
 
-    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def predicted(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the positions that predict a label (the next token's), and those labels.
+
+        The LM head runs on those positions' hidden states only, not on every position followed by
+        a copy of the selected rows: the logits ([positions, vocabulary], 21,128 columns with the
+        bundled vocabulary) are the largest tensors of a step, so this halves the memory a step
+        moves and skips the head on the last position of every row."""
         doc = batch.get("doc_index")
         if doc is None:   # rows without doc_bounds: one document per row, padding masked
             doc = torch.where(batch["attention_mask"].bool(), 0, -1)
         mask, pos = document_attention(doc)
-        return self.model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=pos).logits
-
-    @staticmethod
-    def shifted(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at the positions that predict a label (the next token's), and those labels."""
-        lg, y = logits[:, :-1], labels[:, 1:]
+        h = self.model.transformer(input_ids=batch["input_ids"], attention_mask=mask, position_ids=pos).last_hidden_state
+        y = batch["labels"][:, 1:]
         keep = y != -100
-        return lg[keep], y[keep]
+        return self.model.lm_head(h[:, :-1][keep]), y[keep]
 
     def forward(self, batch: dict[str, torch.Tensor]):
         from trainers.common import masked_ce
 
-        lg, y = self.shifted(self.logits(batch), batch["labels"])
+        lg, y = self.predicted(batch)
         s, n = masked_ce(lg, y)
         loss = s / max(n, 1)
         return loss, {"clm": loss.detach(), "loss": loss.detach()}
@@ -95,7 +97,7 @@ class GPTPretrainer(nn.Module):
     def evaluate(self, batch: dict[str, torch.Tensor], acc: dict[str, Any], gen=None) -> None:
         from trainers.common import masked_ce
 
-        lg, y = self.shifted(self.logits(batch), batch["labels"])
+        lg, y = self.predicted(batch)
         s, n = masked_ce(lg, y)
         acc["clm_ce"] = acc.get("clm_ce", 0.0) + float(s)
         acc["clm_n"] = acc.get("clm_n", 0) + n
