@@ -197,14 +197,36 @@ def finetune_tasks(shared: Path) -> dict[str, list[str]]:
     }
 
 
+def pretrain_counts(spec: str, seeds: int, models: list[str]) -> dict[str, int]:
+    """``--pretrain-seeds``: ``N`` for every model, then ``MODEL=N`` for some (``""``: ``seeds``)."""
+    out = dict.fromkeys(models, seeds)
+    for part in filter(None, (x.strip() for x in str(spec).split(","))):
+        name, eq, n = part.rpartition("=")
+        if eq and name not in models:
+            raise SystemExit(f"--pretrain-seeds {spec!r}: {name!r} is not one of --models ({', '.join(models)})")
+        if not n.isdigit() or not 1 <= int(n) <= seeds:
+            raise SystemExit(f"--pretrain-seeds {spec!r}: counts must be between 1 and --seeds ({seeds})")
+        for m in ([name] if eq else models):
+            out[m] = int(n)
+    return out
+
+
+def pretrain_counts_text(n_pre: dict[str, int]) -> str:
+    """``{'a': 1, 'b': 3}`` -> ``"1 pretraining run per model (b: 3)"``."""
+    common = max(set(n_pre.values()), key=list(n_pre.values()).count)
+    other = ", ".join(f"{m}: {n}" for m, n in n_pre.items() if n != common)
+    return f"{common} pretraining run(s) per model" + (f" ({other})" if other else "")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     budget_arguments(ap, "/tmp/zhmask-matrix")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--out", help="Markdown file for the table (between <!-- matrix:begin/end -->)")
     ap.add_argument("--img", help="folder for the PNG plots")
-    ap.add_argument("--pretrain-seeds", type=int, default=0,
-                    help="pretraining runs per model (default: --seeds); fine-tuning seed s uses run s mod N")
+    ap.add_argument("--pretrain-seeds", default="", metavar="N[,MODEL=N...]",
+                    help="pretraining runs per model (default: --seeds), optionally other counts for some "
+                         "models, e.g. 1,bert-wwm=3; fine-tuning seed s uses run s mod N")
     args = ap.parse_args(argv)
 
     shared, work = Path(args.shared), Path(args.workdir)
@@ -213,10 +235,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     seeds = list(range(args.seeds))
-    n_pre = args.pretrain_seeds or args.seeds
-    if not 1 <= n_pre <= args.seeds:
-        raise SystemExit(f"--pretrain-seeds must be between 1 and --seeds ({args.seeds}), got {n_pre}")
-    pre_seeds = list(range(n_pre))
+    n_pre = pretrain_counts(args.pretrain_seeds, args.seeds, models)   # model -> its pretraining runs
     t0, host = time.time(), machine()
     # every folder is named after the settings that make its content, so a changed budget never
     # picks up the results of another one
@@ -241,20 +260,21 @@ def main(argv=None) -> None:
     # (b) pretraining runs
     sets = pretrain_sets(args)
     pre_jobs = [pretrain_job(runs_dir / f"{m}-s{s}", MODELS[m][0], builds[m], sets, s,
-                             work / "logs" / f"pretrain-{m}-s{s}.log") for m in models for s in pre_seeds]
+                             work / "logs" / f"pretrain-{m}-s{s}.log") for m in models for s in range(n_pre[m])]
     run_all([j for j in pre_jobs if j], args.jobs)
     t_pre = time.time() - t0
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
     def ckpt(m, s):
         """The checkpoint fine-tuning seed ``s`` starts from (pretraining run ``s mod --pretrain-seeds``)."""
-        r = runs_dir / f"{m}-s{s % n_pre}" / "final"
+        r = runs_dir / f"{m}-s{s % n_pre[m]}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
     def ft_out(task, name, s, scratch):
         """A fine-tuning run's folder; pretrained cells name their pretraining run where it is not ``s``."""
         key = name.replace(" ", "_").replace("(", "").replace(")", "")
-        return ft_dir / task / (f"{key}-s{s}" + ("" if scratch or s % n_pre == s else f"-from-s{s % n_pre}"))
+        k = 0 if scratch else s % n_pre[name]
+        return ft_dir / task / (f"{key}-s{s}" + ("" if scratch or k == s else f"-from-s{k}"))
 
     task_args = finetune_tasks(shared)
     # one control per family: the architecture of its first model, from random initialisation
@@ -311,8 +331,8 @@ def main(argv=None) -> None:
                  f"{args.pretrain_steps} steps of {args.batch} rows of up to {args.seq} tokens, lr {args.lr} "
                  f"({args.text_mb:g} MB of text); {finetune_budget(args)}; "
                  f"fine-tuning seeds {', '.join(map(str, seeds))}, "
-                 + ("each from the pretraining run of the same seed." if n_pre == len(seeds) else
-                    f"from {n_pre} pretraining run(s) per model (seed s starts from run s mod {n_pre}); the "
+                 + ("each from the pretraining run of the same seed." if set(n_pre.values()) == {len(seeds)} else
+                    f"from {pretrain_counts_text(n_pre)} (seed s starts from run s mod N); the "
                     f"controls' seeds set their random initialisation."))
     lines.append("")
     for task in TASKS:
@@ -335,7 +355,7 @@ def main(argv=None) -> None:
                 g = statistics.mean(acc) - statistics.mean(c)
                 spread = max(max(acc) - min(acc), max(c) - min(c))
                 gap, beyond = f"{100 * g:+.1f}", ("yes" if g > spread else "no")
-                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in pre_seeds]
+                evs = [json.loads((runs_dir / f"{name}-s{s}" / "eval.json").read_text()) for s in range(n_pre[name])]
                 if MODELS[name][0] == "electra":
                     metric = (f"replaced-token AUC {statistics.mean(e['replaced_auc'] for e in evs):.3f}, generator "
                               f"MLM accuracy {100 * statistics.mean(e['generator_mlm_accuracy'] for e in evs):.1f}%")
@@ -365,7 +385,7 @@ def main(argv=None) -> None:
         for m in models:
             key = {"electra": "loss_generator", "gpt": "loss_clm"}.get(MODELS[m][0], "loss_mlm")
             curves = []
-            for s in pre_seeds:
+            for s in range(n_pre[m]):
                 recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
                 curves.append([r[key] for r in recs if "eval" not in r])
             n = min(map(len, curves))
