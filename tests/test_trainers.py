@@ -75,6 +75,31 @@ def test_loss_falls(builds, tmp_path, family, data):
     assert saved["dynamic_masking"] == ("wwm" if data == "none" else "none")   # no static masks: dynamic wwm
 
 
+def test_discriminator_spots_random_replacements(builds, tmp_path):
+    """With replacements drawn uniformly from 7,000 characters instead of the generator's softmax
+    (an easy task: most are rare in any context), the discriminator must find them within 40
+    steps: catches a discriminator that sees the original input, or labels misaligned with the
+    replaced positions; the generator-driven run above only shows a loss that falls."""
+    from trainers import electra
+    from trainers.common import make_config, train
+
+    class UniformReplacements(electra.ElectraPretrainer):
+        def generate(self, batch, gen=None):
+            logits, targets, _, _ = super().generate(batch, gen)
+            ids, labels = batch["input_ids"], batch["labels"]
+            where = labels != -100
+            g = torch.Generator().manual_seed(int(ids.sum()))
+            fake = ids.clone()
+            fake[where] = torch.randint(1000, 8000, (int(where.sum()),), generator=g)
+            replaced = (fake != torch.where(where, labels, ids)) & batch["attention_mask"].bool()
+            return logits, targets, fake, replaced
+
+    cfg = make_config(None, [*TINY, "max_steps=40", "eval_every=0"])
+    res = train("electra", UniformReplacements, builds["mlm"], tmp_path / "u", cfg, quiet=True,
+                usable_tasks=electra.TASKS)
+    assert res.metrics["replaced_auc"] > 0.9, res.metrics
+
+
 @pytest.mark.parametrize("family,extra", [("bert", ["grad_accum=2", "validation=0.9"]),   # ~10 batches an epoch:
                                           ("electra", [])])                              # resume crosses epochs
 def test_resume_equals_uninterrupted(builds, tmp_path, family, extra):
