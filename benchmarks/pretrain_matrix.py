@@ -1,8 +1,9 @@
 """The pretraining matrix: every masking strategy pretrained, fine-tuned downstream, against the control.
 
 Models (one budget for all): bert with char, wwm, ngram, mac and knowledge masking (mlm), bert wwm
-with SOP, and electra (whole-word positions); with ``--models ...,gpt`` also GPT-2 on ``--tasks clm``
-(issue 19). ``--seeds`` fine-tuning seeds each, from
+with SOP, and electra (whole-word positions); with ``--models ...,gpt`` also GPT-2 on ``--tasks clm``,
+and with ``xlnet`` / ``xlnet-token`` XLNet on ``--tasks plm`` with word-aware or token-level
+factorisation orders (issue 19). ``--seeds`` fine-tuning seeds each, from
 ``--pretrain-seeds`` pretraining runs (fine-tuning seed s starts from run s mod that number; by
 default one run per seed). Every pretrained model is
 fine-tuned on sentiment (``sentiment_train.tsv``, 10% of texts held out by hash) and on iNews
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from _report import machine, write_section  # noqa: E402
 
-# name -> (family, masking, tasks)
+# name -> (family, masking, tasks[, further build-corpus options])
 MODELS = {
     "bert-char": ("bert", "char", "mlm"),
     "bert-wwm": ("bert", "wwm", "mlm"),
@@ -52,8 +53,11 @@ MODELS = {
     "bert-wwm-sop": ("bert", "wwm", "mlm,sop"),
     "electra": ("electra", "wwm", "mlm"),
     "gpt": ("gpt", "none", "clm"),           # issue 19: causal LM on packed documents (not in the default set)
+    "xlnet": ("xlnet", "none", "plm"),       # issue 19: word-aware factorisation orders (the default)
+    "xlnet-token": ("xlnet", "none", "plm", ("--plm-units", "token")),   # XLNet's original token orders
 }
-DEFAULT_MODELS = [m for m in MODELS if m != "gpt"]   # issue 14's matrix
+AUTOREGRESSIVE = ("gpt", "xlnet", "xlnet-token")
+DEFAULT_MODELS = [m for m in MODELS if m not in AUTOREGRESSIVE]   # issue 14's matrix
 TASKS = ("sentiment", "inews")
 
 
@@ -249,12 +253,13 @@ def main(argv=None) -> None:
     # (a) one build per (masking, tasks)
     builds = {}
     for m in models:
-        _, masking, tasks = MODELS[m]
-        key = f"{masking}-{tasks.replace(',', '+')}"
+        _, masking, tasks, *more = MODELS[m]
+        extra = list(more[0]) if more else []
+        key = f"{masking}-{tasks.replace(',', '+')}" + "".join(f"-{x.lstrip('-')}" for x in extra)
         b = work / "builds" / f"{key}-{text_tag}"
         if not (b / "manifest.json").is_file():
             run(zhmask("build-corpus", str(text), "--masking", masking, "--tasks", tasks, "--max-seq-length",
-                       str(args.seq), "--out", str(b), "--overwrite", "-q"), work / "logs" / f"build-{key}.log")
+                       str(args.seq), *extra, "--out", str(b), "--overwrite", "-q"), work / "logs" / f"build-{key}.log")
         builds[m] = b
 
     # (b) pretraining runs
@@ -362,6 +367,9 @@ def main(argv=None) -> None:
                 elif MODELS[name][0] == "gpt":
                     metric = (f"next-token accuracy {100 * statistics.mean(e['clm_accuracy'] for e in evs):.1f}%, "
                               f"perplexity {statistics.mean(e['clm_perplexity'] for e in evs):.0f}")
+                elif MODELS[name][0] == "xlnet":
+                    metric = (f"permuted-LM accuracy {100 * statistics.mean(e['plm_accuracy'] for e in evs):.1f}%, "
+                              f"perplexity {statistics.mean(e['plm_perplexity'] for e in evs):.0f}")
                 else:
                     metric = (f"MLM accuracy {100 * statistics.mean(e['mlm_accuracy'] for e in evs):.1f}%, perplexity "
                               f"{statistics.mean(e['mlm_perplexity'] for e in evs):.0f}")
@@ -383,7 +391,7 @@ def main(argv=None) -> None:
 
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for m in models:
-            key = {"electra": "loss_generator", "gpt": "loss_clm"}.get(MODELS[m][0], "loss_mlm")
+            key = {"electra": "loss_generator", "gpt": "loss_clm", "xlnet": "loss_plm"}.get(MODELS[m][0], "loss_mlm")
             curves = []
             for s in range(n_pre[m]):
                 recs = [json.loads(x) for x in (runs_dir / f"{m}-s{s}" / "log.jsonl").read_text().splitlines()]
@@ -392,9 +400,10 @@ def main(argv=None) -> None:
             mean = [statistics.mean(c[i] for c in curves) for i in range(n)]
             w = max(1, n // 50)
             smooth = [statistics.mean(mean[max(0, i - w):i + 1]) for i in range(n)]
-            ax.plot(range(1, n + 1), smooth, label=m + {"electra": " (generator)", "gpt": " (next token)"}.get(MODELS[m][0], ""))
+            ax.plot(range(1, n + 1), smooth, label=m + {"electra": " (generator)", "gpt": " (next token)",
+                                                        "xlnet": " (permuted)"}.get(MODELS[m][0], ""))
         ax.set_xlabel("step")
-        ax.set_ylabel("training loss: MLM, or next-token for gpt (mean over seeds, smoothed)")
+        ax.set_ylabel("training loss: MLM (generator for electra), next-token for gpt, permuted LM for xlnet; mean over seeds, smoothed", fontsize=7)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
