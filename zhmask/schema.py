@@ -5,13 +5,14 @@ Every shard carries this schema with metadata ``zhmask.schema_version``,
 :data:`SCHEMA` and :func:`check_schema` from here and nothing else.  Columns that a task does
 not fill are null.  See docs/schema.md for the meaning of each column.
 
-This module only declares the columns and their types.  The arrays are built in
+This module only declares: the columns, their types, and who fills them (:data:`ROW_COLUMNS`;
+tasks and masking strategies declare the others when they register).  The arrays are built in
 :mod:`zhmask.write.arrays` and encoded by a writer of :mod:`zhmask.write`.
 """
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Collection, Mapping
 
 import pyarrow as pa
 
@@ -124,3 +125,19 @@ def check_schema(schema: pa.Schema) -> list[str]:
             problems.append(f"column {f.name} has type {schema.field(f.name).type}, expected {f.type}")
     return problems
 
+
+# ---------------------------------------------------------------------- who fills which column
+# The pipeline fills these in every row (a task may fill ``labels`` itself, as clm does; ``unit``
+# is null in rows made outside a build).
+ROW_COLUMNS = ("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels", SENTENCE_LABEL,
+               "entities", "chinese_ref", "unit")
+# Every other column is filled only by the tasks and masking strategies that declare it when they
+# register (``@register(name, columns=(...))`` in zhmask/labels/ and zhmask/masking/), and is
+# null in every other row (``zhmask verify`` checks it: :func:`undeclared_columns`).
+DECLARED_COLUMNS = tuple(c for c in COLUMNS if c not in ROW_COLUMNS)
+
+
+def undeclared_columns(row: Mapping[str, Any], declared: Collection[str]) -> list[str]:
+    """The columns ``row`` fills that neither every row nor ``declared`` (its task's and its
+    masking strategy's columns) accounts for."""
+    return [c for c in DECLARED_COLUMNS if row.get(c) is not None and c not in declared]
