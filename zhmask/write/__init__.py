@@ -38,9 +38,9 @@ FORMAT = "arrow"  # the output format of every build (the only one the reader re
 class Writer(Protocol):
     """One shard's encoder.  :class:`zhmask.write.shards.ShardWriter` creates it without
     arguments, calls :meth:`open` once, :meth:`write_batch` for each record batch in order (every
-    batch has the schema given to :meth:`open`) and :meth:`close` once on success; on a failure
-    it closes the sink and removes the file, so a writer needs no clean-up of its own.  An
-    ``OSError`` it raises becomes one line naming the shard."""
+    batch has the schema given to :meth:`open`) and :meth:`close` once at the end, also after a
+    failure; then it closes the sink itself and, after a failure, removes the file, so a writer
+    needs no clean-up of its own.  An ``OSError`` it raises becomes one line naming the shard."""
 
     suffix: ClassVar[str]  # the shard file's extension, e.g. ".arrow"
 
