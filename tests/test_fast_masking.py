@@ -88,7 +88,7 @@ def batched(pipe: Pipeline, batch: list[Example]):
     again = pipe.masked_block(batch, rngs, pipe.chinese_refs(batch))
     assert (got is None) == (again is None)
     if got is not None:
-        from zhmask.schema import blocks_to_batch
+        from zhmask.write.arrays import blocks_to_batch
 
         assert ipc_bytes([blocks_to_batch([got[0]])]) == ipc_bytes([blocks_to_batch([again[0]])])
         assert got[1] == again[1]
@@ -106,7 +106,7 @@ def ipc_bytes(batches) -> bytes:
 
 
 def assert_block_equals_rows(block, rows):
-    from zhmask.schema import blocks_to_batch, rows_to_batch
+    from zhmask.write.arrays import blocks_to_batch, rows_to_batch
 
     a, b = blocks_to_batch([block]), rows_to_batch(rows)
     assert a.to_pylist() == b.to_pylist()
@@ -367,7 +367,7 @@ def _rows_for_writer(docs, pipeline) -> list[dict]:
 
 
 def test_blocks_to_batch_equals_rows_to_batch(docs, pipeline):
-    from zhmask.schema import blocks_to_batch, rows_to_batch, rows_to_block
+    from zhmask.write.arrays import blocks_to_batch, rows_to_batch, rows_to_block
 
     rows = _rows_for_writer(docs, pipeline)
     for parts in ([rows], [rows[:1], rows[1:3], rows[3:]], [rows[-4:], rows[:5]], [rows[:1]],
@@ -386,7 +386,8 @@ def test_blocks_to_batch_equals_rows_to_batch(docs, pipeline):
 
 def test_shard_writer_blocks_and_rows_give_the_same_file(tmp_path, docs, pipeline, monkeypatch):
     import zhmask.write.shards as shards
-    from zhmask.schema import SCHEMA, rows_to_block
+    from zhmask.schema import SCHEMA
+    from zhmask.write.arrays import rows_to_block
 
     monkeypatch.setattr(shards, "BATCH_ROWS", 16)
     rows = _rows_for_writer(docs, pipeline)

@@ -328,7 +328,7 @@ def test_static_and_dynamic_paths_agree(docs, masking):
     from the masked row itself (original ids restored from labels)."""
     from zhmask.masking.dynamic import DynamicMasking
     from zhmask.masking.unigram import CurrentUnit
-    from zhmask.schema import rows_to_batch
+    from zhmask.write.arrays import rows_to_batch
 
     sub = docs[:40]
     static = Pipeline(BuildConfig(masking=masking, dupe_factor=2).validate())
@@ -420,7 +420,7 @@ def test_build_fills_manifest_and_verify_passes(tmp_path, sample_lines):
 def test_verify_catches_a_partly_predicted_word(docs):
     from zhmask.commands.verify import row_context
     from zhmask.masking.checks import check_masked_row
-    from zhmask.schema import rows_to_batch
+    from zhmask.write.arrays import rows_to_batch
 
     pipe, exs, rows, _ = build(docs, "wwm")
     ctx = row_context(pipe.config.to_dict())
@@ -441,7 +441,7 @@ def test_verify_catches_a_partly_predicted_word(docs):
 def test_verify_catches_a_replacement_by_a_special_or_unused_token(docs):
     from zhmask.commands.verify import row_context
     from zhmask.masking.checks import check_masked_row
-    from zhmask.schema import rows_to_batch
+    from zhmask.write.arrays import rows_to_batch
 
     pipe, exs, rows, _ = build(docs, "char")
     ctx = row_context(pipe.config.to_dict())

@@ -665,6 +665,7 @@ def test_verify_finds_broken_rows(small_build, tmp_path, tok):
         r["entities"] = [(e["start"], e["end"], e["type"]) for e in r["entities"] or []]
     rows[3]["entities"] = [(0, 2, "PER")]  # covers [CLS]
     rows[4]["token_type_ids"] = rows[4]["token_type_ids"][:-1]
+    rows[5]["perm_order"] = list(range(len(rows[5]["input_ids"])))  # a column only plm declares
     with ShardWriter(shard, schema) as w:
         for r in rows:
             w.write({k: (np.asarray(v) if isinstance(v, list) and k != "entities" else v) for k, v in r.items()})
@@ -677,6 +678,7 @@ def test_verify_finds_broken_rows(small_build, tmp_path, tok):
     assert "a [MASK] in input_ids without a label" in problems
     assert "not on word tokens inside the sequence" in problems
     assert "per-token columns differ in length" in problems
+    assert "column perm_order is filled, but neither task mlm nor masking none declares it" in problems
     assert "sha256" not in problems
 
 

@@ -98,7 +98,7 @@ def test_realised_span_lengths_match_the_target_at_512_tokens():
 
 def test_dynamic_span_bounds_follow_the_epoch(long_docs):
     from zhmask.masking.dynamic import DynamicMasking
-    from zhmask.schema import rows_to_batch
+    from zhmask.write.arrays import rows_to_batch
 
     cfg = BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76).validate()
     static = Pipeline(BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76,

@@ -24,7 +24,7 @@ from zhmask.pipeline import merge_stats, new_stats
 from zhmask.schema import SCHEMA_VERSION
 from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
                                read_file)
-from zhmask.write.shards import sha256_file, shard_name, unit_dir, write_json_atomic
+from zhmask.write.shards import sha256_file, shard_file, shard_name, unit_dir, write_json_atomic
 
 BUILD_FILE = "build.json"
 MANIFEST = "manifest.json"
@@ -167,7 +167,7 @@ def _holds_work(out: Path) -> bool:
 
 def unit_done(out: Path, unit: int, shuffle: bool = False) -> dict[str, Any] | None:
     stats_path = out / unit_dir(shuffle) / f"{shard_name(unit)}.stats.json"
-    shard = out / unit_dir(shuffle) / f"{shard_name(unit)}.arrow"
+    shard = out / unit_dir(shuffle) / shard_file(unit)
     if stats_path.exists() and shard.exists():
         try:
             stats = json.loads(stats_path.read_text(encoding="utf-8"))

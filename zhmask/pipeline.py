@@ -423,7 +423,8 @@ class Pipeline:
         import pyarrow as pa
 
         from zhmask.masking.units import chinese_ref_rows
-        from zhmask.schema import I32, Block, ListColumn
+        from zhmask.schema import I32
+        from zhmask.write.arrays import Block, ListColumn
 
         if not exs:
             return None
@@ -556,7 +557,8 @@ class Pipeline:
 
     def _run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
         from zhmask.schema import schema_with_metadata
-        from zhmask.write.shards import ShardWriter, shard_name, unit_dir, write_json_atomic
+        from zhmask.write import FORMAT
+        from zhmask.write.shards import ShardWriter, shard_file, unit_dir, write_json_atomic
 
         stats = new_stats()
         events: Counter = Counter()
@@ -592,7 +594,7 @@ class Pipeline:
         if unk_chars:
             stats["unk_chars"] = dict(unk_chars.most_common(100))
         written: set[str] = set()
-        shard = Path(out_dir) / unit_dir(self.config.shuffle) / f"{shard_name(unit)}.arrow"
+        shard = Path(out_dir) / unit_dir(self.config.shuffle) / shard_file(unit, FORMAT)
         table = None
         if self.config.random_tokens == "unigram":  # the unit's unigram table, beside the shards
             from zhmask.masking.unigram import table_file, write_table
@@ -623,7 +625,7 @@ class Pipeline:
                 else:
                     w.write_block(item)
 
-        with ShardWriter(shard, schema, self.config.compression) as w:
+        with ShardWriter(shard, schema, self.config.compression, FORMAT) as w:
             gen = iter(self.examples(docs, unit, table))
             batch: list[Example] = []
             while True:
@@ -660,7 +662,7 @@ class Pipeline:
         stats["events"] = dict(events)
         if self.normalizer.mapped:  # (texts, titles, and what tasks normalise: seq2seq targets)
             stats["mapped_chars"] = dict(sorted(self.normalizer.mapped.items()))
-        stats["shard"] = {"file": shard.relative_to(out_dir).as_posix(), "rows": w.rows, "sha256": w.sha256}
+        stats["shard"] = {"file": shard.relative_to(out_dir).as_posix(), **w.record()}
         stats["unit"] = unit
         write_json_atomic(shard.with_suffix(".stats.json"), stats)
         return stats

@@ -1,8 +1,10 @@
-"""Small named registries for masking strategies and task generators.
+"""Small named registries for masking strategies, task generators and shard writers.
 
-An entry is a factory (masking) or a generator (tasks) registered under a name, together with
-the knobs it reads from ``BuildConfig.options`` (name -> default) and an optional
-``validate(config)`` that raises :class:`zhmask.errors.ZhmaskError` with one line.  The config
+An entry is a factory (masking), a generator (tasks) or a class (writers) registered under a
+name, together with the knobs it reads from ``BuildConfig.options`` (name -> default), an
+optional ``validate(config)`` that raises :class:`zhmask.errors.ZhmaskError` with one line, the
+optional shard columns it fills (``columns``: tasks and masking strategies; see
+:mod:`zhmask.schema`) and a ``version`` (writers: raised when the bytes it writes change).  The config
 checks every selected entry's options before any work starts, and rejects option keys that no
 selected entry declares, so a misspelt ``--option`` never passes silently.
 """
@@ -18,6 +20,8 @@ class Entry:
     fn: Callable
     options: dict[str, Any] = field(default_factory=dict)
     validate: Callable[[Any], None] | None = None
+    columns: tuple[str, ...] = ()
+    version: int = 1
 
 
 class Registry(dict):
@@ -29,10 +33,10 @@ class Registry(dict):
         self.entries: dict[str, Entry] = {}
 
     def register(self, name: str, options: dict[str, Any] | None = None,
-                 validate: Callable[[Any], None] | None = None):
+                 validate: Callable[[Any], None] | None = None, columns: tuple[str, ...] = (), version: int = 1):
         def deco(fn):
             self[name] = fn
-            self.entries[name] = Entry(name, fn, dict(options or {}), validate)
+            self.entries[name] = Entry(name, fn, dict(options or {}), validate, tuple(columns), version)
             return fn
         return deco
 

@@ -15,7 +15,9 @@ nothing else does; word ids are numbered from 0, never decrease and step by at m
 (rows of generation tasks, which move target fragments after the source, are checked by their
 task's reassembly check instead); a label is only on a word token, is a real token id, and
 every [MASK] in the input carries one; sentence labels are -100 or a class the task declares;
-entity and ``chinese_ref`` positions lie inside the sequence on word tokens.  Each task adds
+entity and ``chinese_ref`` positions lie inside the sequence on word tokens; a column that not
+every row has is filled only where the row's task or the build's masking strategy declares it
+(:data:`zhmask.schema.DECLARED_COLUMNS`).  Each task adds
 its own checks with :func:`zhmask.checks.register_check` (imported from the task modules).
 
 The library entry point is :func:`verify_build` (a list of violations, empty when the build is
@@ -141,12 +143,25 @@ def _load_checks() -> dict[str, list]:
     return CHECKS
 
 
+def declared_columns(task: str, masking: str | None) -> frozenset[str] | None:
+    """The columns beyond every row's that rows of ``task`` may fill in a build masked with
+    ``masking``: what the task and the strategy declare (None for an unknown task)."""
+    from zhmask.labels import TASKS
+    from zhmask.masking import STRATEGIES
+
+    entry = TASKS.entries.get(task)
+    if entry is None:
+        return None
+    strategy = STRATEGIES.entries.get(masking or "")
+    return frozenset(entry.columns) | frozenset(strategy.columns if strategy is not None else ())
+
+
 def verify_build(out: str | Path, progress=None) -> list[str]:
     """Every violation found in the build at ``out`` (empty when it is sound)."""
     import pyarrow as pa
 
     from zhmask.reader import listed_shards, open_shard, read_manifest, shard_schema_problems
-    from zhmask.schema import SCHEMA_VERSION
+    from zhmask.schema import SCHEMA_VERSION, undeclared_columns
     from zhmask.write.shards import sha256_file
 
     out = Path(out)
@@ -179,6 +194,8 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
     except ZhmaskError as exc:
         return bad + [f"cannot load the build's vocabulary to check ids: {exc}"]
     checks = _load_checks()
+    masking = cfg.get("masking")
+    declared: dict[str, frozenset[str] | None] = {}  # task -> the columns it may fill (declared_columns)
     unknown_tasks: set[str] = set()
     listed = set()
     rows_total = 0
@@ -222,6 +239,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         problems = check_row(row, ctx)
                         if tables is not None:
                             problems += _check_random_tokens(row, tables, ctx)
+                        if task not in declared:
+                            declared[task] = declared_columns(task, masking)
+                        if declared[task] is not None:
+                            problems += [f"column {c} is filled, but neither task {task} nor masking {masking} declares it"
+                                         for c in undeclared_columns(row, declared[task])]
                         if task not in checks and task not in unknown_tasks:
                             from zhmask.labels import TASKS
 

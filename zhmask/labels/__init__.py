@@ -13,6 +13,13 @@ TASKS = Registry("task")
 # ``@register(name, options={knob: default}, validate=fn)``; read knobs with
 # ``TASKS.option(name, config, knob)``.
 register = TASKS.register
+# ``columns=(...)``: the shard columns a task fills besides those every row has
+# (:data:`zhmask.schema.ROW_COLUMNS`); ``zhmask verify`` reports any other filled column.
+
+
+def tasks_filling(column: str) -> frozenset[str]:
+    """The tasks that declare ``column`` (e.g. ``span_bounds``: ernie_gen, seq2seq, sentence_reorder)."""
+    return frozenset(name for name, entry in TASKS.entries.items() if column in entry.columns)
 
 
 def check_unmasked(config, task: str, why: str) -> None:

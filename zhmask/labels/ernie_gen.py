@@ -136,6 +136,10 @@ def unit_collocations(docs: list[Document], ctx, task: str = "ernie_gen"):
     return counter.collocations(float(TASKS.option(task, cfg, "span_t")))
 
 
+# the columns of the layout :func:`assemble` writes (``ernie_gen`` and ``seq2seq`` rows)
+COLUMNS = ("source_ids", "target_ids", "fragment_bounds", "span_bounds", "noise_positions")
+
+
 def assemble(*, doc_id: str, example_id: str, task: str, source: np.ndarray, target: np.ndarray,
              source_words: np.ndarray, target_words: np.ndarray, span_bounds: np.ndarray,
              fragment_bounds: np.ndarray | None, ctx, noise_rate: float, noise_mode: str) -> Example:
@@ -196,7 +200,7 @@ def example_from_tokens(doc: Document, example_id: str, ids: np.ndarray, word_of
                     noise_mode=TASKS.option(t, cfg, "noise"))
 
 
-@register("ernie_gen", options=OPTIONS, validate=_validate)
+@register("ernie_gen", options=OPTIONS, validate=_validate, columns=COLUMNS)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
     colloc = unit_collocations(docs, ctx)

@@ -217,7 +217,7 @@ def chunk_terms(doc: Document, chunks: list[Ranges]) -> list[list[str]]:
     return out
 
 
-@register(TASK, options=OPTIONS, validate=_validate)
+@register(TASK, options=OPTIONS, validate=_validate, columns=("segment_sources",))
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     if not docs:
         return

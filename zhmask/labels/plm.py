@@ -52,7 +52,7 @@ def _validate(config) -> None:
     _k(config)
 
 
-@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate)
+@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate, columns=("perm_order", "num_predict"))
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     from zhmask.labels.pairs import batched
 

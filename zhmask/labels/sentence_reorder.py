@@ -101,7 +101,7 @@ def _validate(config) -> None:
                           f"{config.max_seq_length}")
 
 
-@register(TASK, options=OPTIONS, validate=_validate)
+@register(TASK, options=OPTIONS, validate=_validate, columns=("segment_sources", "span_bounds"))
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     m = _m(ctx.config)
     table = _table(m)

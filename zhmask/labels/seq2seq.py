@@ -20,7 +20,7 @@ from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.generation.fragments import word_runs
 from zhmask.labels import TASKS, register
-from zhmask.labels.ernie_gen import assemble, check_layout, validate_noise
+from zhmask.labels.ernie_gen import COLUMNS, assemble, check_layout, validate_noise
 from zhmask.record import Document, Example
 
 OPTIONS: dict[str, Any] = {"noise_rate": 0.05, "noise": "static", "max_target_length": 64}
@@ -56,7 +56,7 @@ def _cut(word_of_token: np.ndarray, limit: int) -> int:
     return cut or limit
 
 
-@register("seq2seq", options=OPTIONS, validate=_validate)
+@register("seq2seq", options=OPTIONS, validate=_validate, columns=COLUMNS)
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
     max_tgt = int(TASKS.option("seq2seq", cfg, "max_target_length"))

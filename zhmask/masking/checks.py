@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from zhmask.masking.span import OWN_SPAN_BOUNDS_TASKS, span_bounds
+from zhmask.masking.span import own_span_bounds_tasks, span_bounds
 
 WHOLE_WORD = ("wwm", "ngram", "mac", "span", "knowledge")
 
@@ -55,7 +55,7 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
             lab_n = np.bincount(k, weights=has[w].astype(np.float64), minlength=len(tot))
             if ((lab_n > 0) & (lab_n < tot)).any():
                 bad.append(f"--masking {name}: a word is only partly predicted")
-    if name == "span" and row.get("task") not in OWN_SPAN_BOUNDS_TASKS:
+    if name == "span" and row.get("task") not in own_span_bounds_tasks():
         sb = row.get("span_bounds")
         if sb is None:
             bad.append("--masking span: no span_bounds")

@@ -24,8 +24,14 @@ from zhmask.masking.ngram import make_ngram_mask
 from zhmask.masking.units import geometric_probs
 
 SPAN_OPTIONS = {"span_p": 0.2, "span_max": 10}
-# tasks whose rows carry a ``span_bounds`` of their own layout (docs/schema.md); their rows keep it
-OWN_SPAN_BOUNDS_TASKS = frozenset(("ernie_gen", "seq2seq", "sentence_reorder"))
+
+
+def own_span_bounds_tasks() -> frozenset[str]:
+    """The tasks whose rows carry a ``span_bounds`` of their own layout (docs/schema.md): those
+    that declare the column; their rows keep it."""
+    from zhmask.labels import tasks_filling
+
+    return tasks_filling("span_bounds")
 
 
 def span_probs(config):
@@ -84,7 +90,7 @@ def label_columns(labels: np.ndarray, lens: np.ndarray) -> dict:
     return {"span_bounds": span_bounds_rows(labels, lens)}
 
 
-@register("span", options=SPAN_OPTIONS, validate=span_probs)
+@register("span", options=SPAN_OPTIONS, validate=span_probs, columns=("span_bounds",))
 def make(config, ctx):
     mask = make_ngram_mask("span", config, ctx, span_probs(config), unit_word="span", gap=1)
     mask.label_columns = label_columns  # type: ignore[attr-defined]

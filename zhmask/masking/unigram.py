@@ -84,12 +84,12 @@ def write_table(path: Path, table: UnitTable) -> str:
     """Write ``table`` (atomically, as a shard is written); returns its sha256."""
     import pyarrow as pa
 
-    from zhmask.schema import _prim  # (arrays from buffers: pa.array would import pandas)
+    from zhmask.write.arrays import prim_array  # (arrays from buffers: pa.array would import pandas)
     from zhmask.write.shards import ShardWriter
 
     sch = table_schema()
     with ShardWriter(path, sch) as w:
-        w.write_table(pa.table([_prim(table.ids, pa.int32()), _prim(table.counts, pa.int64())], schema=sch))
+        w.write_table(pa.table([prim_array(table.ids, pa.int32()), prim_array(table.counts, pa.int64())], schema=sch))
     return w.sha256  # type: ignore[return-value]
 
 

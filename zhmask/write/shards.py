@@ -1,4 +1,5 @@
-"""Arrow IPC stream shards, written under a temporary name and renamed when complete.
+"""Shard files, written under a temporary name and renamed when complete, in the format of a
+registered writer (:mod:`zhmask.write`; every build writes Arrow IPC streams, :class:`ArrowWriter`).
 
 A shard ``data/shard-00042.arrow`` is complete when it has been renamed into place and its
 ``data/shard-00042.stats.json`` (the unit's counters, the shard's row count and sha256) has
@@ -21,13 +22,36 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from zhmask.errors import ZhmaskError
-from zhmask.schema import Block, blocks_to_batch, rows_to_batch, rows_to_block
+from zhmask.write import FORMAT, register, writer_class
+from zhmask.write.arrays import Block, blocks_to_batch, rows_to_batch, rows_to_block
 
 BATCH_ROWS = 2048
 
 
 def shard_name(unit: int) -> str:
     return f"shard-{unit:05d}"
+
+
+def shard_file(unit: int, fmt: str = FORMAT) -> str:
+    """The file name of unit (or output shard) ``unit`` in format ``fmt``: ``shard-00042.arrow``."""
+    return shard_name(unit) + writer_class(fmt).suffix
+
+
+@register("arrow", version=1)
+class ArrowWriter:
+    """Arrow IPC stream format (``pyarrow.ipc.new_stream``), buffers compressed with
+    ``compression`` (None: uncompressed, so that ``datasets`` can memory-map the shard)."""
+
+    suffix = ".arrow"
+
+    def open(self, sink: pa.NativeFile, schema: pa.Schema, compression: str | None) -> None:
+        self._stream = ipc.new_stream(sink, schema, options=ipc.IpcWriteOptions(compression=compression))
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        self._stream.write_batch(batch)
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def unit_dir(shuffle: bool) -> str:
@@ -45,18 +69,21 @@ def sha256_file(path: Path) -> str:
 
 
 class ShardWriter:
-    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success.
+    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success,
+    then ``w.record()`` is what the manifest lists for the shard (its rows and sha256).
 
-    ``compression`` -- Arrow IPC buffer compression, ``"zstd"`` or ``"lz4"`` (``lz4_frame``), or
+    ``compression`` -- buffer compression, ``"zstd"`` or ``"lz4"`` (``lz4_frame``), or
     None / ``"none"``: uncompressed, so that ``datasets`` can memory-map the shard.
+    ``fmt`` -- the registered writer (:data:`zhmask.write.WRITERS`) that encodes the batches.
 
-    ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.schema.Block`);
+    ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.write.arrays.Block`);
     rows and blocks may be mixed: the shard is the same as writing every row one by one (record
     batches of ``BATCH_ROWS`` rows)."""
 
-    def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None, fmt: str = FORMAT) -> None:
         self.path = Path(path)
         self.compression = None if compression in (None, "none") else compression
+        self._format = writer_class(fmt)
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
         self.schema = schema
         self.rows = 0
@@ -64,15 +91,15 @@ class ShardWriter:
         self._blocks: list[Block] = []  # pending blocks (then the rows of _buf), fewer than BATCH_ROWS rows
         self._pending = 0  # rows in _blocks
         self._sink = None
-        self._writer = None
+        self._writer: Any = None
         self.sha256: str | None = None
 
     def __enter__(self) -> "ShardWriter":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._sink = self._open_sink()
-            self._writer = ipc.new_stream(self._sink, self.schema,
-                                          options=ipc.IpcWriteOptions(compression=self.compression))
+            self._writer = self._format()
+            self._writer.open(self._sink, self.schema, self.compression)
         except OSError as err:
             self._discard()
             raise ZhmaskError(f"cannot write {self.path}: {err}") from None
@@ -106,7 +133,7 @@ class ShardWriter:
         """Write the rows of an Arrow table of this schema (in record batches of ``BATCH_ROWS``)."""
         self._flush()
         for batch in table.combine_chunks().to_batches(max_chunksize=BATCH_ROWS):
-            self._writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=self.schema))  # type: ignore[union-attr]
+            self._writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=self.schema))
             self.rows += batch.num_rows
 
     def _flush(self) -> None:
@@ -116,12 +143,12 @@ class ShardWriter:
                 self._pending += len(self._buf)
                 self._buf = []
             batch = blocks_to_batch(self._blocks, self.schema)
-            self._writer.write_batch(batch)  # type: ignore[union-attr]
+            self._writer.write_batch(batch)
             self.rows += self._pending
             self._blocks = []
             self._pending = 0
         elif self._buf:
-            self._writer.write_batch(rows_to_batch(self._buf, self.schema))  # type: ignore[union-attr]
+            self._writer.write_batch(rows_to_batch(self._buf, self.schema))
             self.rows += len(self._buf)
             self._buf = []
 
@@ -129,8 +156,8 @@ class ShardWriter:
         try:
             if exc_type is None:
                 self._flush()
-            self._writer.close()  # type: ignore[union-attr]
-            self._sink.close()  # type: ignore[union-attr]
+            self._writer.close()
+            self._sink.close()
         except OSError as err:
             self._discard()
             if exc_type is not None and not issubclass(exc_type, OSError):
@@ -150,6 +177,10 @@ class ShardWriter:
         except OSError as err:
             self._discard()
             raise ZhmaskError(f"cannot write {self.path}: {err}") from None
+
+    def record(self) -> dict[str, Any]:
+        """The shard's row count and sha256, as the manifest and the unit's stats list them."""
+        return {"rows": self.rows, "sha256": self.sha256}
 
     def _discard(self) -> None:
         try:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zhmask.errors import ZhmaskError
-from zhmask.schema import _prim, take_rows  # arrays from numpy buffers (pa.array on numpy imports pandas)
+from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffers (pa.array on numpy imports pandas)
 
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
@@ -62,7 +62,7 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     keys = row_keys(table.column("example_id").to_pylist(), seed)
     bucket = (keys % np.uint64(n_out)).astype(np.int64)
     order = np.lexsort((keys, bucket))
-    table = take_rows(table, order).append_column(KEY, _prim(keys[order], pa.uint64())).combine_chunks()
+    table = take_rows(table, order).append_column(KEY, prim_array(keys[order], pa.uint64())).combine_chunks()
     batch = table.to_batches()[0] if table.num_rows else None
     counts = np.bincount(bucket, minlength=n_out)
     tmp = dest.with_name(dest.name + ".tmp")
@@ -131,14 +131,14 @@ def gather(scatter_files: Sequence[Path], b: int, dest: Path, schema, compressio
             docs = table.column("doc_id").to_pylist()
             order, same = spread([docs[i] for i in by_key.tolist()])
             w.write_table(take_rows(table, by_key[order]).drop_columns([KEY]))  # one take
-    return {"rows": w.rows, "sha256": w.sha256, "adjacent_same_document": same}
+    return {**w.record(), "adjacent_same_document": same}
 
 
 def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, compression: str | None,
                   workers: int = 1) -> list[dict[str, Any]]:
     """Scatter every unit shard, gather every output shard into ``out/data``; returns the output
     shards' manifest entries in order (``file``, ``rows``, ``sha256``)."""
-    from zhmask.write.shards import shard_name
+    from zhmask.write.shards import shard_file
 
     n = len(unit_shards)
     units = out / UNITS_DIR
@@ -154,9 +154,9 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     with runner as pool:
         list(pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]))
         entries = []
-        jobs = [(scatters, b, data / f"{shard_name(b)}.arrow", schema, compression) for b in range(n)]
+        jobs = [(scatters, b, data / shard_file(b), schema, compression) for b in range(n)]
         for b, e in enumerate(pool.map(_gather_job, jobs)):
-            e["file"] = f"data/{shard_name(b)}.arrow"
+            e["file"] = f"data/{shard_file(b)}"
             entries.append(e)
     for s in scatters:
         s.unlink(missing_ok=True)
