@@ -15,8 +15,9 @@ nothing else does; word ids are numbered from 0, never decrease and step by at m
 (rows of generation tasks, which move target fragments after the source, are checked by their
 task's reassembly check instead); a label is only on a word token, is a real token id, and
 every [MASK] in the input carries one; sentence labels are -100 or a class the task declares;
-entity and ``chinese_ref`` positions lie inside the sequence on word tokens.  Each task adds
-its own checks with :func:`zhmask.checks.register_check` (imported from the task modules).
+entity and ``chinese_ref`` positions lie inside the sequence on word tokens.  Then the checks
+the row's task and the build's masking strategy declare in their registries
+(:func:`zhmask.checks.row_checks`).
 
 The library entry point is :func:`verify_build` (a list of violations, empty when the build is
 sound).
@@ -133,14 +134,6 @@ def check_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return bad
 
 
-def _load_checks() -> dict[str, list]:
-    import zhmask.labels  # noqa: F401  (task modules register their checks)
-    import zhmask.masking  # noqa: F401
-    from zhmask.checks import CHECKS
-
-    return CHECKS
-
-
 def verify_build(out: str | Path, progress=None) -> list[str]:
     """Every violation found in the build at ``out`` (empty when it is sound)."""
     import pyarrow as pa
@@ -178,7 +171,10 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
         ctx = row_context(cfg)
     except ZhmaskError as exc:
         return bad + [f"cannot load the build's vocabulary to check ids: {exc}"]
-    checks = _load_checks()
+    from zhmask.checks import row_checks
+    from zhmask.labels import TASKS
+
+    checks: dict[str, list] = {}  # task -> the row checks its registry entry and the strategy's declare
     unknown_tasks: set[str] = set()
     listed = set()
     rows_total = 0
@@ -222,12 +218,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         problems = check_row(row, ctx)
                         if tables is not None:
                             problems += _check_random_tokens(row, tables, ctx)
-                        if task not in checks and task not in unknown_tasks:
-                            from zhmask.labels import TASKS
-
-                            if task not in TASKS:
+                        if task not in checks:
+                            checks[task] = row_checks(task, cfg.get("masking", "none"))
+                            if task not in TASKS.entries:
                                 unknown_tasks.add(task)
-                        for fn in checks.get(task, []):
+                        for fn in checks[task]:
                             try:
                                 problems += fn(row, ctx)
                             except Exception as exc:  # a check that crashes is a violation, not a traceback

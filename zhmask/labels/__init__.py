@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from zhmask.registry import Registry
 
-TASKS = Registry("task")
-# ``@register(name, options={knob: default}, validate=fn)``; read knobs with
-# ``TASKS.option(name, config, knob)``.
+TASKS = Registry("task", traits=("pairs", "sentence_label", "token_labels", "generation", "unmasked", "full_packing",
+                                 "own_span_bounds"))
+# ``@register(name, options={knob: default}, validate=fn, traits=(...), version=1, help=...)``; read
+# knobs with ``TASKS.option(name, config, knob)``.  Traits: ``pairs`` (rows hold two segments,
+# [CLS] A [SEP] B [SEP]), ``sentence_label`` (a class per row), ``token_labels`` (a class per
+# token), ``generation`` (source and target rows), ``unmasked`` (rows carry no masks: --masking
+# none), ``full_packing`` (rows may be filled across documents, so --packing full applies),
+# ``own_span_bounds`` (the task writes ``span_bounds`` itself; ``--masking span`` keeps them).
 register = TASKS.register
 
 

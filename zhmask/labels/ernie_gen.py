@@ -196,7 +196,8 @@ def example_from_tokens(doc: Document, example_id: str, ids: np.ndarray, word_of
                     noise_mode=TASKS.option(t, cfg, "noise"))
 
 
-@register("ernie_gen", options=OPTIONS, validate=_validate)
+@register("ernie_gen", options=OPTIONS, validate=_validate,
+          traits=("generation", "own_span_bounds"), help="span-by-span generation of target fragments (ERNIE-GEN)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
     colloc = unit_collocations(docs, ctx)

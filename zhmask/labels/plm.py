@@ -52,7 +52,8 @@ def _validate(config) -> None:
     _k(config)
 
 
-@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate)
+@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate,
+          traits=("unmasked",), help="permutation language modelling (XLNet)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     from zhmask.labels.pairs import batched
 
