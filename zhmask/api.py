@@ -21,7 +21,7 @@ from zhmask.config import BuildConfig
 from zhmask.masking.unigram import TABLE_DIR
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
-from zhmask.registry import part_versions
+from zhmask.registry import OUTPUT_KINDS, part_versions
 from zhmask.schema import SCHEMA_VERSION
 from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
                                read_file)
@@ -371,7 +371,9 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "schema_version": SCHEMA_VERSION,
         "config": cfg,
         "fingerprint": config.fingerprint(),
-        "parts": part_versions(config),  # name@version of every part (zhmask.registry); not in the shards
+        # name@version of the parts that make the output (zhmask.registry), as the fingerprint hashes
+        # them; not in the shards (the engine: config.engine)
+        "parts": part_versions(config, OUTPUT_KINDS),
         "inputs": inputs,
         "inputs_skipped": list(skipped_inputs),
         "bad_files": bad_files,

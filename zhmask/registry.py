@@ -160,9 +160,10 @@ def selected(config) -> dict[str, list[str]]:
 
 
 def part_versions(config, kinds: Iterable[str] = tuple(KINDS)) -> dict[str, Any]:
-    """``name@version`` of every selected part of ``kinds`` (a list for tasks): what the manifest
-    records as ``parts`` and the fingerprint hashes (:data:`OUTPUT_KINDS`), so that a part whose
-    output changed is never resumed into nor mixed with shards of its older version.  Parts the
+    """``name@version`` of every selected part of ``kinds`` (a list for tasks).  Of
+    :data:`OUTPUT_KINDS`: what the manifest records as ``parts`` and the fingerprint hashes, so
+    that a part whose output changed is never resumed into nor mixed with shards of its older
+    version.  Parts the
     config names but no registry holds are left out (the config's validation reports them)."""
     out: dict[str, Any] = {}
     names = selected(config)
