@@ -299,7 +299,6 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
 
     if cfg.get("random_tokens") != "unigram":
         return None
-    # (mac's replacements are similar words, its fallback vocabulary words: not this branch)
     listing = m.get("unigram_tables")
     if not isinstance(listing, list):
         bad.append("manifest lists no unigram_tables, which a --random-tokens unigram build draws from")
@@ -321,7 +320,12 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
         if t.total != e.get("tokens") or len(t.ids) != e.get("distinct"):
             bad.append(f"{e['file']}: {t.total} tokens of {len(t.ids)} ids, the manifest says {e.get('tokens')} "
                        f"of {e.get('distinct')}")
-    return tables if cfg.get("masking") != "mac" else None
+    from zhmask.masking import STRATEGIES
+
+    # a strategy without the trait random_tokens (mac: similar words, its fallback vocabulary
+    # words) draws no replacement from the tables
+    entry = STRATEGIES.entries.get(cfg.get("masking", "none"))
+    return tables if entry is None or entry.traits["random_tokens"] else None
 
 
 def _check_random_tokens(row: dict[str, Any], tables, ctx: dict[str, Any]) -> list[str]:

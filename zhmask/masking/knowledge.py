@@ -105,7 +105,8 @@ def row_levels(config: dict, example_id: str) -> dict:
     return stages[stage_of(copy_of(example_id), len(stages), int(config.get("dupe_factor", 1)))]
 
 
-@register("knowledge", options=OPTIONS, validate=stage_probs, traits=("uses_segmentation", "uses_entities"),
+@register("knowledge", options=OPTIONS, validate=stage_probs,
+          traits=("uses_segmentation", "uses_entities", "random_tokens"),
           help="entities, phrases, words (and characters) by level (ERNIE 1.0)")
 def make(config, ctx):
     m = Masker(config, ctx)

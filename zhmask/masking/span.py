@@ -91,7 +91,8 @@ def label_columns(labels: np.ndarray, lens: np.ndarray) -> dict:
     return {"span_bounds": span_bounds_rows(labels, lens)}
 
 
-@register("span", options=SPAN_OPTIONS, validate=span_probs, traits=("whole_word", "uses_segmentation"),
+@register("span", options=SPAN_OPTIONS, validate=span_probs,
+          traits=("whole_word", "uses_segmentation", "random_tokens"),
           help="geometric spans of whole words (SpanBERT)")
 def make(config, ctx):
     mask = make_ngram_mask("span", config, ctx, span_probs(config), unit_word="span", gap=1)
