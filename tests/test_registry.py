@@ -71,6 +71,9 @@ def test_registry_refuses_undeclared_traits_and_bad_versions():
     assert reg.has("c", "shiny") and reg.entries["c"].versioned == "c@3"
     with pytest.raises(KeyError):
         reg.has("c", "dull")
+    with pytest.raises(KeyError):
+        reg.has("d", "shiny")
+    assert reg.has("d", "shiny", unknown=True) and not reg.has("d", "shiny", unknown=False)
     with pytest.raises(ZhmaskError, match="unknown widget 'd'; known: c"):
         reg.entry("d")
 

@@ -116,11 +116,17 @@ class Registry(dict):
     def names(self) -> list[str]:
         return sorted(self.entries)
 
-    def has(self, name: str, trait: str) -> bool:
-        """Whether entry ``name`` has ``trait`` (one of :attr:`trait_names`)."""
+    def has(self, name: str, trait: str, unknown: bool | None = None) -> bool:
+        """Whether entry ``name`` has ``trait`` (one of :attr:`trait_names`); for a name no entry
+        holds (a build's part whose plugin is not installed here), ``unknown``, or KeyError."""
         if trait not in self.trait_names:
             raise KeyError(f"{self.kind}s declare no trait {trait!r}")
-        return self.entries[name].traits[trait]
+        entry = self.entries.get(name)
+        if entry is None:
+            if unknown is None:
+                raise KeyError(f"no {self.kind} {name!r}")
+            return unknown
+        return entry.traits.get(trait, False)
 
     def option(self, name: str, config, key: str) -> Any:
         """The value of knob ``key`` for entry ``name``: ``config.options`` or the default."""

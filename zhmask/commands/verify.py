@@ -324,8 +324,7 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
 
     # a strategy without the trait random_tokens (mac: similar words, its fallback vocabulary
     # words) draws no replacement from the tables
-    entry = STRATEGIES.entries.get(cfg.get("masking", "none"))
-    return tables if entry is None or entry.traits["random_tokens"] else None
+    return tables if STRATEGIES.has(cfg.get("masking", "none"), "random_tokens", unknown=True) else None
 
 
 def _check_random_tokens(row: dict[str, Any], tables, ctx: dict[str, Any]) -> list[str]:

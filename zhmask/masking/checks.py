@@ -61,8 +61,7 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     cap = int(cfg.get("max_predictions_per_seq", 1 << 30))
     if int(has.sum()) > cap:
         bad.append(f"{int(has.sum())} predicted tokens, more than max_predictions_per_seq {cap}")
-    entry = STRATEGIES.entries.get(name)
-    if entry is not None and entry.traits["whole_word"] and partly_predicted(wid, has):
+    if STRATEGIES.has(name, "whole_word", unknown=False) and partly_predicted(wid, has):
         bad.append(f"--masking {name}: a word is only partly predicted")
     replaced = ids[has & (ids != lab) & (ids != ctx.get("mask_id", -1))]
     if len(replaced) and ctx.get("bracketed_ids") is not None and np.isin(replaced, ctx["bracketed_ids"]).any():

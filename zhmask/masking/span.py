@@ -31,8 +31,7 @@ def own_span_bounds(task: str | None) -> bool:
     they keep: the task's trait ``own_span_bounds`` (ERNIE-GEN, seq2seq, sentence_reorder)."""
     from zhmask.labels import TASKS
 
-    entry = TASKS.entries.get(task)  # type: ignore[arg-type]
-    return entry is not None and entry.traits["own_span_bounds"]
+    return TASKS.has(task, "own_span_bounds", unknown=False)  # type: ignore[arg-type]
 
 
 def span_probs(config):
