@@ -97,11 +97,13 @@ def test_every_task_written_and_verify_passes(built):
 
 def test_verify_catches_a_wrong_label(built, tmp_path):
     """The per-task checks see through a row whose label disagrees with its segments."""
-    from zhmask.checks import CHECKS
+    from zhmask.checks import row_checks
     from zhmask.commands.verify import row_context
 
     _, out, rows = built
-    ctx = row_context(json.loads((out / "manifest.json").read_text())["config"])
+    cfg = json.loads((out / "manifest.json").read_text())["config"]
+    ctx = row_context(cfg)
+    CHECKS = {t: row_checks(t, cfg["masking"]) for t in cfg["tasks"]}
     for task in ("nsp", "sop", "sentence_distance", "ir_relevance"):
         r = dict(by_task(rows, task)[0])
         r[SENTENCE_LABEL] = {"nsp": 1 - r[SENTENCE_LABEL], "sop": 1 - r[SENTENCE_LABEL], "sentence_distance": 2 if r[SENTENCE_LABEL] < 2 else 0,

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import zhmask.labels  # noqa: F401  (registers every task)
 import zhmask.masking  # noqa: F401  (registers every strategy)
-from zhmask.checks import CHECKS
+from zhmask.checks import row_checks
 from zhmask.commands.verify import check_row
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
@@ -125,7 +125,7 @@ def _run(task: str, masking: str, docs: list[tuple[str, str]], row_ctx) -> None:
         assert (lab[changed] != -100).all(), "input corrupted where nothing is predicted"
         assert (lab[lab != -100] == orig[lab != -100]).all(), "a label is not the original token"
         problems = check_row(row, ctx)
-        for fn in CHECKS.get(row["task"], []):
+        for fn in row_checks(row["task"], pipe.config.masking):
             problems += fn(row, ctx)
         assert problems == [], (row["example_id"], problems)
 

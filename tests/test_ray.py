@@ -273,10 +273,9 @@ class _FakeDataset:
 def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     """Units are read lazily: never more than three windows ahead of the finished ones, and no
     window asks for more than --workers concurrent tasks."""
-    from zhmask import __version__
     from zhmask.api import iter_units, _inputs
     from zhmask.config import BuildConfig
-    from zhmask.engines.ray_engine import WINDOW_PER_WORKER, _Driver
+    from zhmask.engines.ray_engine import WINDOW_PER_WORKER, RayEngine, _Driver
 
     cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=5, workers=2, out=str(tmp_path))
     window = WINDOW_PER_WORKER * cfg.workers
@@ -289,9 +288,9 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
             yield unit, raws
 
     fake = _FakeRay()
-    job = {"config_json": json.dumps(cfg.to_dict(), sort_keys=True), "out": str(tmp_path), "modules": [],
-           "version": __version__}
-    _Driver(fake, cfg, tmp_path, lambda st: done.append(st["unit"]), job).run(units())
+    engine = RayEngine(cfg, tmp_path, lambda st: done.append(st["unit"]))
+    engine.ray = fake
+    _Driver(engine).run(units())
     assert sorted(done) == list(range(30)) and len(read) == 30
     assert window < max(held) <= 3 * window  # the next window is read while one runs, no more
     assert max(fake.sizes) == cfg.workers and all(s <= cfg.workers for s in fake.sizes)

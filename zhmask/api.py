@@ -21,6 +21,7 @@ from zhmask.config import BuildConfig
 from zhmask.masking.unigram import TABLE_DIR
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
+from zhmask.registry import OUTPUT_KINDS, part_versions
 from zhmask.schema import SCHEMA_VERSION
 from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
                                read_file)
@@ -192,10 +193,10 @@ def _intact(path: Path, sha256: str) -> bool:
 def save_build_tokenizer(config: BuildConfig, out: Path) -> None:
     """The build's tokenizer beside its shards (vocab.txt, tokenizer.json, ...), so that
     ``AutoTokenizer.from_pretrained(out)`` decodes them (see zhmask.write.tokenizer)."""
-    from zhmask.steps.tokenize import shared_tokenizer
+    from zhmask.steps.tokenize import make_tokenizer
     from zhmask.write.tokenizer import write_tokenizer
 
-    tok = shared_tokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+    tok = make_tokenizer(config)
     write_tokenizer(tok, out, lowercase=config.lowercase, max_length=config.max_seq_length)
 
 
@@ -250,14 +251,9 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     if progress and total_bytes is not None:
         progress({"input_bytes_total": total_bytes})  # lets a progress bar show a percentage and time left
 
-    if config.engine == "ray":
-        from zhmask.engines.ray_engine import run_units_ray
+    from zhmask.engines import ENGINES
 
-        run_units_ray(config, units(), out, collect)
-    else:
-        from zhmask.engines.local import run_units_local
-
-        run_units_local(config, units(), out, collect)
+    ENGINES.entry(config.engine).fn(config, units(), out, collect)
 
     manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
     if config.shuffle:
@@ -375,6 +371,9 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         "schema_version": SCHEMA_VERSION,
         "config": cfg,
         "fingerprint": config.fingerprint(),
+        # name@version of the parts that make the output (zhmask.registry), as the fingerprint hashes
+        # them; not in the shards (the engine: config.engine)
+        "parts": part_versions(config, OUTPUT_KINDS),
         "inputs": inputs,
         "inputs_skipped": list(skipped_inputs),
         "bad_files": bad_files,

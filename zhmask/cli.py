@@ -46,6 +46,51 @@ def cli() -> None:
     """
 
 
+class PartName(click.ParamType):
+    """The name of a registered part of ``kind`` (:data:`zhmask.registry.KINDS`): checked against
+    and completed from its registry, which is imported only then (start-up pays for none)."""
+
+    name = "name"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from zhmask.registry import registry
+
+        names = registry(self.kind).names()
+        if value not in names:
+            self.fail(f"{value!r} is not one of {', '.join(names)}", param, ctx)
+        return value
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+        from click.shell_completion import CompletionItem
+
+        from zhmask.registry import registry
+
+        return [CompletionItem(n) for n in registry(self.kind).names() if n.startswith(incomplete)]
+
+
+class PartsOption(click.Option):
+    """An option whose help names the registered parts of ``kind``: ``{names}`` in its help
+    becomes ``a | b | c`` when the help is shown, from the registry (so a new part appears
+    there by registering itself)."""
+
+    def __init__(self, *args: Any, kind: str, sep: str = " | ", **kwargs: Any) -> None:
+        self.kind, self.sep = kind, sep
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx: click.Context):
+        from zhmask.registry import registry
+
+        template = self.help or ""
+        self.help = template.replace("{names}", self.sep.join(registry(self.kind).names()))
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -93,21 +138,23 @@ Examples:
 @click.option("--doc-sep", default=None, help="Plain text: 'line' (a document a line, default) or 'blank'.")
 @click.option("--t2s/--no-t2s", default=None, help="Convert traditional to simplified Chinese (OpenCC).")
 @click.option("--keep-unmapped", is_flag=True, default=None, help="Keep characters the vocabulary lacks (they become [UNK]) instead of mapping them to their equivalent in it (“ ” to \", — to -, … to ...; docs/pipeline.md): for continuing a checkpoint trained that way.")
-@click.option("--segmenter", default=None, help="rjieba (default) | jieba | pkuseg | char.")
+@click.option("--segmenter", default=None, type=PartName("segmenter"), cls=PartsOption, kind="segmenter",
+              help="{names} (default rjieba; docs/segmentation.md).")
 @click.option("--segmenter-model", default=None, help="Model directory for --segmenter pkuseg.")
 @click.option("--user-dict", multiple=True, help="jieba-format user dictionary (word [freq] [tag]); repeatable.")
 @click.option("--hmm/--no-hmm", default=None, help="jieba's HMM for unknown words (default off).")
-@click.option("--entities", default=None, help="lexicon (default) | spacy | none.")
+@click.option("--entities", default=None, type=PartName("entities"), cls=PartsOption, kind="entities",
+              help="{names} (default lexicon).")
 @click.option("--spacy-model", default=None, help="spaCy pipeline for --entities spacy.")
 @click.option("--lexicon", "lexicons", multiple=True, help="Entity lexicon (word [freq] TYPE) file or bundled name, replacing the bundled set; repeatable (zhmask build-dict --entities-out).")
 @click.option("--max-seq-length", type=int, default=None, help="Tokens per example incl. [CLS]/[SEP] (default 128).")
 @click.option("--short-seq-prob", type=float, default=None, help="Probability of a shorter target length (default 0.1).")
 @click.option("--packing", default=None, help="document (default): an mlm row holds one document's sentences | full: rows filled across documents, a [SEP] between them (RoBERTa's FULL-SENTENCES; --tasks mlm only).")
 @click.option("--plm-units", default=None, help="word (default): --tasks plm keeps a segmented word whole and in order in the factorisation order | token: every token alone (XLNet's original).")
-@click.option("--tasks", default=None, help="Comma-separated tasks (default mlm): mlm, nsp, sop, sentence_reorder, sentence_distance, "
-              "ir_relevance, discourse_relation, token_document_relation, capitalization, ernie_gen, seq2seq, clm, plm "
-              "(docs/labels.md).")
-@click.option("--masking", default=None, help="none (default) | char | wwm | ngram | mac | knowledge | span.")
+@click.option("--tasks", default=None, cls=PartsOption, kind="tasks", sep=", ",
+              help="Comma-separated tasks (default mlm): {names} (docs/labels.md).")
+@click.option("--masking", default=None, type=PartName("masking"), cls=PartsOption, kind="masking",
+              help="{names} (default none; docs/masking.md).")
 @click.option("--masked-lm-prob", type=float, default=None, help="Share of tokens predicted (default 0.15).")
 @click.option("--max-predictions-per-seq", type=int, default=None, help="Cap on predicted tokens (default 20).")
 @click.option("--mask-ratios", default=None, help="[MASK]/random/keep split, e.g. 0.8,0.1,0.1.")
@@ -123,7 +170,8 @@ Examples:
 @click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000).")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 12345).")
 @click.option("--workers", type=int, default=None, help="Worker processes, or concurrent Ray tasks with --engine ray (default 1); output is identical for any count.")
-@click.option("--engine", default=None, help="local (default): this machine's processes | ray: Ray Data, on a local Ray or a cluster (pip install 'zhmask[ray]'); same shards either way.")
+@click.option("--engine", default=None, type=PartName("engine"), cls=PartsOption, kind="engine",
+              help="{names} (default local: this machine's processes; ray: Ray Data, on a local Ray or a cluster, pip install 'zhmask[ray]'); same shards either way.")
 @click.option("--ray-address", default=None, help="Ray cluster for --engine ray: HEAD:6379, ray://HEAD:10001 or auto (default: $RAY_ADDRESS, else a local Ray). --out must then be a filesystem every node shares.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an output directory built with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")

@@ -19,11 +19,9 @@ from typing import Any
 
 from zhmask.errors import ZhmaskError
 
-SEGMENTERS = ("rjieba", "jieba", "pkuseg", "char")
-ENTITY_BACKENDS = ("lexicon", "spacy", "none")
+# segmenters, entity detectors, engines, tasks and masking strategies: their registries (zhmask.registry)
 FORMATS = ("auto", "text", "jsonl", "parquet", "arrow")
 DOC_SEPS = ("line", "blank")
-ENGINES = ("local", "ray")
 COMPRESSIONS = ("zstd", "lz4", "none")  # Arrow IPC buffer compression of the shards
 PLM_UNITS = ("word", "token")  # plm: a segmented word moves as one unit of the factorisation order, or each token alone
 PACKINGS = ("document", "full")  # mlm rows: one document's sentences, or filled across documents
@@ -139,6 +137,9 @@ class BuildConfig:
         table = span_table_sha256(self)  # the content of the span table an ERNIE-GEN build reads
         if table is not None:
             d["span_table_sha256"] = table
+        from zhmask.registry import OUTPUT_KINDS, part_versions
+
+        d["parts"] = part_versions(self, OUTPUT_KINDS)  # name@version: a changed part is never resumed into
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -156,9 +157,11 @@ class BuildConfig:
 
         choice("format", self.format, FORMATS)
         choice("doc_sep", self.doc_sep, DOC_SEPS)
-        choice("segmenter", self.segmenter, SEGMENTERS)
-        choice("entities", self.entities, ENTITY_BACKENDS)
-        choice("engine", self.engine, ENGINES)
+        from zhmask.registry import registry, tokenizer_name
+
+        parts = {kind: registry(kind) for kind in ("segmenter", "entities", "engine")}
+        for kind, reg in parts.items():
+            choice(kind, getattr(self, kind), tuple(reg.names()))
         choice("on_decode_error", self.on_decode_error, DECODE_ERRORS)
         choice("packing", self.packing, PACKINGS)
         choice("plm_units", self.plm_units, PLM_UNITS)
@@ -179,10 +182,6 @@ class BuildConfig:
             raise ZhmaskError(f"--workers must be at least 1, got {self.workers}")
         if self.docs_per_shard < 1:
             raise ZhmaskError(f"--docs-per-shard must be at least 1, got {self.docs_per_shard}")
-        if self.segmenter == "pkuseg" and not self.segmenter_model:
-            raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR (train one with `zhmask train-segmenter`)")
-        if self.entities == "spacy" and not self.spacy_model:
-            raise ZhmaskError("--entities spacy needs --spacy-model (an installed pipeline name or a directory)")
         for p in list(self.user_dict) + [x for x in (self.vocab, self.tokenizer, self.segmenter_model) if x]:
             if not Path(p).exists():
                 raise ZhmaskError(f"file not found: {p}")
@@ -196,25 +195,23 @@ class BuildConfig:
                 raise ZhmaskError(f"cannot read {p}: {exc.strerror or exc}") from None
         if not 0.001 <= self.max_doc_mb <= 1024:
             raise ZhmaskError(f"--max-doc-mb must be between 0.001 and 1024, got {self.max_doc_mb}")
-        _check_models(self)
-        if self.vocab and not self.tokenizer:
-            from zhmask.steps.tokenize import load_vocab
-
-            load_vocab(self.vocab)  # one line naming the missing [CLS] [SEP] [MASK] [PAD] [UNK]
-        if self.tokenizer:
-            _check_tokenizer_json(self.tokenizer)
+        # the selected parts' own checks (a pkuseg model, lexicons, a spaCy pipeline), found before
+        # any work starts, so a misspelt path fails at once instead of after --out was claimed
+        for kind, reg in parts.items():
+            reg.validate([getattr(self, kind)], self)
+        registry("tokenizer").validate([tokenizer_name(self)], self)  # its special tokens, before any work
         if not self.tasks:
             raise ZhmaskError("--tasks needs at least one task")
         from zhmask.labels import TASKS
         from zhmask.masking import STRATEGIES
 
         for t in self.tasks:
-            if t not in TASKS:
-                raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(sorted(TASKS))}")
-        if self.masking not in STRATEGIES:
-            raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(sorted(STRATEGIES))}")
-        if self.packing == "full" and set(self.tasks) - {"mlm", "clm"}:  # (clm rows are always packed so)
-            other = ", ".join(t for t in self.tasks if t not in ("mlm", "clm"))
+            if t not in TASKS.entries:
+                raise ZhmaskError(f"--tasks: unknown task {t!r}; known: {', '.join(TASKS.names())}")
+        if self.masking not in STRATEGIES.entries:
+            raise ZhmaskError(f"--masking: unknown strategy {self.masking!r}; known: {', '.join(STRATEGIES.names())}")
+        other = ", ".join(t for t in self.tasks if not TASKS.has(t, "full_packing"))  # (clm rows are always packed so)
+        if self.packing == "full" and other:
             raise ZhmaskError(f"--packing full fills mlm rows across documents; it makes no sense for --tasks {other} "
                               "(pair, sentence and generation tasks keep their documents apart): use --tasks mlm")
         known = {**STRATEGIES.declared([self.masking]), **TASKS.declared(list(self.tasks))}
@@ -225,54 +222,6 @@ class BuildConfig:
         STRATEGIES.validate([self.masking], self)
         TASKS.validate(list(self.tasks), self)
         return self
-
-
-def _check_tokenizer_json(path: str) -> None:
-    """A tokenizer.json must parse and hold the five special tokens (checked before any work)."""
-    from zhmask.steps.tokenize import SPECIALS
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        vocab = data["model"]["vocab"]
-        names = set(vocab) if isinstance(vocab, dict) else {v[0] for v in vocab}
-        names |= {t.get("content") for t in data.get("added_tokens") or []}
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ZhmaskError(f"cannot read tokenizer {path}: {type(exc).__name__}: {exc}") from None
-    missing = [t for t in SPECIALS if t not in names]
-    if missing:
-        raise ZhmaskError(f"tokenizer {path} lacks the special token(s) {' '.join(missing)}")
-
-
-def _check_models(cfg: "BuildConfig") -> None:
-    """Lexicons, the pkuseg model and the spaCy pipeline are found before any work starts, so a
-    misspelt path fails at once instead of after the output directory was claimed."""
-    if cfg.segmenter == "pkuseg" and cfg.segmenter_model:
-        from zhmask.steps.segment import check_pkuseg_model
-
-        check_pkuseg_model(cfg.segmenter_model)
-    if cfg.entities == "lexicon" and cfg.lexicons is not None:
-        from zhmask.steps.entities import default_lexicon_paths
-
-        for p in default_lexicon_paths(list(cfg.lexicons)):
-            try:
-                with open(p, "rb") as fh:
-                    fh.read(1)
-            except OSError as exc:
-                raise ZhmaskError(f"cannot read lexicon {p}: {exc.strerror or exc}") from None
-    if cfg.entities == "spacy" and cfg.spacy_model:
-        p = Path(cfg.spacy_model)
-        if p.exists():
-            if not (p / "config.cfg").is_file():
-                raise ZhmaskError(f"--spacy-model {cfg.spacy_model}: not a spaCy pipeline directory (no config.cfg)")
-        else:
-            try:
-                import spacy.util
-            except ImportError:
-                raise ZhmaskError("the spacy entity backend needs spaCy: pip install 'zhmask[spacy]'") from None
-            if not spacy.util.is_package(cfg.spacy_model):
-                raise ZhmaskError(f"--spacy-model {cfg.spacy_model!r}: neither an installed spaCy pipeline package "
-                                  "nor a directory")
 
 
 _TYPE_CHECKS = {

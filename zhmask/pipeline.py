@@ -125,18 +125,20 @@ class Pipeline:
         from zhmask.labels import TASKS
         from zhmask.masking import STRATEGIES
         from zhmask.paths import dictionaries_dir
-        from zhmask.steps.entities import make_entity_detector
+        from zhmask.steps.entities import ENTITY_DETECTORS, make_entity_detector
         from zhmask.steps.normalize import Normalizer, vocab_equivalents
         from zhmask.steps.segment import make_segmenter
-        from zhmask.steps.tokenize import shared_tokenizer
+        from zhmask.steps.tokenize import make_tokenizer
 
+        # the parts the configuration names, each made by its registry entry (zhmask.registry)
         self.config = config
-        self.tok = shared_tokenizer(config.vocab, config.tokenizer, lowercase=config.lowercase)
+        self.tok = make_tokenizer(config)
         # characters the vocabulary lacks become their equivalent in it (unless --keep-unmapped)
         self.normalizer = Normalizer(config.t2s, None if config.keep_unmapped else vocab_equivalents(self.tok))
         self.segmenter = make_segmenter(config.segmenter, user_dicts=list(config.user_dict), hmm=config.hmm,
                                         model=config.segmenter_model)
         self.entities = make_entity_detector(config.entities, spacy_model=config.spacy_model, lexicons=config.lexicons)
+        self._batched_entities = ENTITY_DETECTORS.has(config.entities, "batched")  # detect_joined over a unit
         self.ctx = TaskContext(config, self.tok, normalize=self.normalizer, enrich=self.enrich)
         self.tasks = [(name, TASKS[name]) for name in config.tasks]
         self.mask = STRATEGIES[config.masking](config, self.ctx)
@@ -262,7 +264,6 @@ class Pipeline:
         the texts joined by a separator; returns per document whether its tokens hold [UNK].  The
         documents' arrays are views of the unit's."""
         from zhmask.record import Span, Tokens, Words
-        from zhmask.steps.entities import LexiconEntities, NoEntities
         from zhmask.steps.segment import JOIN, segment_joined, split_at_sentences_joined
         from zhmask.steps.sentences import split_sentences_joined
 
@@ -312,7 +313,7 @@ class Pipeline:
         # entities
         det = self.entities
         try:
-            if type(det) not in (LexiconEntities, NoEntities):  # (a subclass may detect otherwise)
+            if not self._batched_entities:  # the detector's trait: document by document
                 raise ValueError("no batched detection")
             e_s, e_e, e_t = det.detect_joined(joined, words)
         except ValueError:  # per document

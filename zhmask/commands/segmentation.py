@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from zhmask.cli import CONTEXT, cli
+from zhmask.cli import CONTEXT, PartsOption, cli
 from zhmask.errors import ZhmaskError
 
 FORMAT_HELP = "Gold form: pku (word/tag), plain (space-separated words) or auto (decided from the file)."
@@ -35,7 +35,8 @@ Example:
 
 @cli.command("eval-segmenter", help=EVAL_HELP, context_settings=CONTEXT)
 @click.option("--gold", required=True, help="Gold file: PKU word/tag or space-separated words, one sentence a line.")
-@click.option("--segmenter", "segmenters", multiple=True, help="rjieba (default) | jieba | pkuseg | char; repeatable or comma-separated.")
+@click.option("--segmenter", "segmenters", multiple=True, cls=PartsOption, kind="segmenter",
+              help="{names} (default rjieba); repeatable or comma-separated.")
 @click.option("--segmenter-model", default=None, help="Model directory for pkuseg (zhmask train-segmenter).")
 @click.option("--user-dict", multiple=True, help="jieba-format user dictionary, as in build-corpus; repeatable.")
 @click.option("--hmm/--no-hmm", default=False, show_default=True, help="jieba's HMM for unknown words.")
@@ -57,12 +58,14 @@ def eval_segmenter_cmd(gold: str, segmenters: tuple[str, ...], segmenter_model: 
     from zhmask.segquality.training import jieba_base_dictionary
 
     names = [n.strip() for s in (segmenters or ("rjieba",)) for n in s.split(",") if n.strip()]
-    known = ("rjieba", "jieba", "pkuseg", "char")
+    from zhmask.steps.segment import SEGMENTERS
+
     for n in names:
-        if n not in known:
-            raise ZhmaskError(f"unknown segmenter {n!r} (expected one of {', '.join(known)})")
-    if "pkuseg" in names and not segmenter_model:
-        raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR (train one with `zhmask train-segmenter`)")
+        if n not in SEGMENTERS.entries:
+            raise ZhmaskError(f"unknown segmenter {n!r} (expected one of {', '.join(SEGMENTERS.names())})")
+    for n in names:
+        if SEGMENTERS.has(n, "needs_model") and not segmenter_model:
+            raise ZhmaskError(f"--segmenter {n} needs --segmenter-model DIR (train one with `zhmask train-segmenter`)")
     if segmenter_model and not Path(segmenter_model).is_dir():
         raise ZhmaskError(f"--segmenter-model {segmenter_model}: not a directory")
     for p in user_dict:

@@ -17,8 +17,8 @@ task's reassembly check instead); a label is only on a word token, is a real tok
 every [MASK] in the input carries one; sentence labels are -100 or a class the task declares;
 entity and ``chinese_ref`` positions lie inside the sequence on word tokens; a column that not
 every row has is filled only where the row's task or the build's masking strategy declares it
-(:data:`zhmask.schema.DECLARED_COLUMNS`).  Each task adds
-its own checks with :func:`zhmask.checks.register_check` (imported from the task modules).
+(:data:`zhmask.schema.DECLARED_COLUMNS`).  Then the checks the row's task and the build's
+masking strategy declare in their registries (:func:`zhmask.checks.row_checks`).
 
 The library entry point is :func:`verify_build` (a list of violations, empty when the build is
 sound).
@@ -135,14 +135,6 @@ def check_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     return bad
 
 
-def _load_checks() -> dict[str, list]:
-    import zhmask.labels  # noqa: F401  (task modules register their checks)
-    import zhmask.masking  # noqa: F401
-    from zhmask.checks import CHECKS
-
-    return CHECKS
-
-
 def declared_columns(task: str, masking: str | None) -> frozenset[str] | None:
     """The columns beyond every row's that rows of ``task`` may fill in a build masked with
     ``masking``: what the task and the strategy declare (None for an unknown task)."""
@@ -193,8 +185,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
         ctx = row_context(cfg)
     except ZhmaskError as exc:
         return bad + [f"cannot load the build's vocabulary to check ids: {exc}"]
-    checks = _load_checks()
-    masking = cfg.get("masking")
+    from zhmask.checks import row_checks
+    from zhmask.labels import TASKS
+
+    checks: dict[str, list] = {}  # task -> the row checks its registry entry and the strategy's declare
+    masking = cfg.get("masking", "none")
     declared: dict[str, frozenset[str] | None] = {}  # task -> the columns it may fill (declared_columns)
     unknown_tasks: set[str] = set()
     listed = set()
@@ -244,12 +239,11 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
                         if declared[task] is not None:
                             problems += [f"column {c} is filled, but neither task {task} nor masking {masking} declares it"
                                          for c in undeclared_columns(row, declared[task])]
-                        if task not in checks and task not in unknown_tasks:
-                            from zhmask.labels import TASKS
-
-                            if task not in TASKS:
+                        if task not in checks:
+                            checks[task] = row_checks(task, masking)
+                            if task not in TASKS.entries:
                                 unknown_tasks.add(task)
-                        for fn in checks.get(task, []):
+                        for fn in checks[task]:
                             try:
                                 problems += fn(row, ctx)
                             except Exception as exc:  # a check that crashes is a violation, not a traceback
@@ -326,7 +320,6 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
 
     if cfg.get("random_tokens") != "unigram":
         return None
-    # (mac's replacements are similar words, its fallback vocabulary words: not this branch)
     listing = m.get("unigram_tables")
     if not isinstance(listing, list):
         bad.append("manifest lists no unigram_tables, which a --random-tokens unigram build draws from")
@@ -348,7 +341,11 @@ def _unigram_tables(out: Path, m: dict[str, Any], cfg: dict[str, Any], ctx: dict
         if t.total != e.get("tokens") or len(t.ids) != e.get("distinct"):
             bad.append(f"{e['file']}: {t.total} tokens of {len(t.ids)} ids, the manifest says {e.get('tokens')} "
                        f"of {e.get('distinct')}")
-    return tables if cfg.get("masking") != "mac" else None
+    from zhmask.masking import STRATEGIES
+
+    # a strategy without the trait random_tokens (mac: similar words, its fallback vocabulary
+    # words) draws no replacement from the tables
+    return tables if STRATEGIES.has(cfg.get("masking", "none"), "random_tokens", unknown=True) else None
 
 
 def _check_random_tokens(row: dict[str, Any], tables, ctx: dict[str, Any]) -> list[str]:

@@ -44,14 +44,13 @@ from typing import Any, Callable, Iterator
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
+from zhmask.engines.base import Engine, Units, config_json, probe_job, run_job, worker_pipeline
 from zhmask.errors import BuildFailed, ZhmaskError
 from zhmask.steps.read import RawDoc
 
 WINDOW_PER_WORKER = 2  # units of a window per worker; bounds memory (see the module docstring)
 MAX_RETRIES = 2  # Ray reruns a task whose worker process died this many times (Ray Data's default is forever)
 INSTALL_HINT = "--engine ray needs Ray Data: pip install 'zhmask[ray]'"
-
-_PIPES: dict[str, Any] = {}  # per worker process: config JSON -> Pipeline
 
 
 # ---------------------------------------------------------------------------- transport
@@ -77,45 +76,34 @@ def decode_raws(blob: bytes) -> list[RawDoc]:
 
 
 # ---------------------------------------------------------------------------- worker side
-def _pipeline(config_json: str, modules: list[str], version: str) -> Any:
-    pipe = _PIPES.get(config_json)
-    if pipe is None:
-        import importlib
+def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
+    """The worker process's pipeline (:func:`~zhmask.engines.base.worker_pipeline`), after
+    checking that it runs the driver's zhmask and importing the modules that register plugins."""
+    if version != __version__:  # another zhmask on this node would write other shards
+        raise ZhmaskError(f"a Ray worker runs zhmask {__version__} but the driver runs {version}: install the "
+                          "same zhmask on every node")
+    import importlib
 
-        if version != __version__:  # another zhmask on this node would write other shards
-            raise ZhmaskError(f"a Ray worker runs zhmask {__version__} but the driver runs {version}: install the "
-                              "same zhmask on every node")
-
-        for name in modules:  # modules that registered the selected tasks/strategies (plugins)
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:
-                raise ZhmaskError(f"a Ray worker cannot import {name} (it registers a selected task or masking "
-                                  f"strategy): {exc}; install it on every node") from None
-        from zhmask.pipeline import Pipeline
-
-        _PIPES.clear()  # one build at a time per worker process
-        pipe = _PIPES[config_json] = Pipeline(BuildConfig.from_dict(json.loads(config_json)))
-    return pipe
+    for name in modules:  # modules that registered the selected tasks/strategies (plugins)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ZhmaskError(f"a Ray worker cannot import {name} (it registers a selected task or masking "
+                              f"strategy): {exc}; install it on every node") from None
+    return worker_pipeline(config_js)
 
 
 def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str) -> dict[str, Any]:
-    """One unit -> its shard and stats file under ``out``; returns the stats as JSON, or the error.
-
-    Errors are returned, not raised, so that the driver reports them as one line (Ray would
-    print the worker's traceback) and Ray does not retry a deterministic failure."""
-    from zhmask.pipeline import DocumentCrash
-
+    """One unit -> its shard and stats file under ``out``: :func:`~zhmask.engines.base.run_job`'s
+    result with the stats as JSON (a Ray Data row)."""
     unit = int(row["unit"])
     try:
-        stats = _pipeline(config_json, modules, version).run_unit(unit, decode_raws(row["raws"]), Path(out))
-        return {"unit": unit, "stats": json.dumps(stats), "error": "", "kind": ""}
-    except DocumentCrash as exc:
-        return {"unit": unit, "stats": "", "error": str(exc), "kind": "crash"}
-    except ZhmaskError as exc:  # a write error (full disk, ...): exit code of its class
+        pipe = _pipeline(config_json, modules, version)
+    except ZhmaskError as exc:
         return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__}
-    except Exception as exc:
-        return {"unit": unit, "stats": "", "error": f"{type(exc).__name__}: {exc}", "kind": "other"}
+    res = run_job(pipe, unit, decode_raws(row["raws"]), out)
+    res["stats"] = json.dumps(res["stats"]) if res["stats"] is not None else ""
+    return res
 
 
 # ---------------------------------------------------------------------------- driver side
@@ -241,24 +229,61 @@ def _map_compute(ray: Any, workers: int) -> dict[str, Any]:
         return {"concurrency": workers}
 
 
-def _span(raws: list[RawDoc]) -> str:
-    return f"{raws[0].id} .. {raws[-1].id}" if raws else "none"
+class RayEngine(Engine):
+    """The units on Ray Data (:class:`_Driver`); a dead worker is searched for as plain Ray tasks
+    without retries, on the cluster where it happened."""
 
+    worker = "a Ray worker"
 
-def run_units_ray(config: BuildConfig, units: Iterator[tuple[int, list[RawDoc]]], out: Path,
-                  collect: Callable[[dict[str, Any]], None]) -> None:
-    ray = _import_ray()
-    modules = registrant_modules(config)
-    out = Path(out).resolve()  # tasks run in other directories, on other nodes
-    job_kwargs = {"config_json": json.dumps(config.to_dict(), sort_keys=True), "out": str(out), "modules": modules,
-                  "version": __version__}
-    first = next(units, None)
-    if first is None:
-        return  # every unit is finished already (resume): no need to start Ray
-    with _Session(ray, config) as session:
-        driver = _Driver(ray, config, out, collect, job_kwargs)
-        session.threads = driver.threads
-        driver.run(itertools.chain([first], units))
+    def __init__(self, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(config, Path(out).resolve(), collect)  # tasks run in other directories, on other nodes
+        self.ray: Any = None
+        self.job_kwargs = {"config_json": config_json(config), "out": str(self.out),
+                           "modules": registrant_modules(config), "version": __version__}
+
+    def run(self, units: Units) -> None:
+        self.ray = _import_ray()
+        first = next(units, None)
+        if first is None:
+            return  # every unit is finished already (resume): no need to start Ray
+        with _Session(self.ray, self.config) as session:
+            driver = _Driver(self)
+            session.threads = driver.threads
+            driver.run(itertools.chain([first], units))
+
+    def rerun_dies(self, unit: int, raws: list[RawDoc]) -> bool:
+        from ray.exceptions import RayError, RayTaskError
+
+        run = self.ray.remote(num_cpus=1, max_retries=0)(_unit_job)
+        try:
+            self.ray.get(run.remote({"unit": unit, "raws": encode_raws(raws)}, **self.job_kwargs))
+        except RayTaskError:
+            return False
+        except RayError:
+            return True
+        return False
+
+    def first_killer(self, unit: int, raws: list[RawDoc]) -> RawDoc | None:
+        """Every document a task at once, looked at in order."""
+        from ray.exceptions import RayError, RayTaskError
+
+        probe = self.ray.remote(num_cpus=1, max_retries=0)(_probe)
+        kw = self.job_kwargs
+        refs = [probe.remote(encode_raws([raw]), kw["config_json"], kw["modules"], kw["version"]) for raw in raws]
+        for raw, ref in zip(raws, refs):
+            try:
+                self.ray.get(ref)
+            except RayTaskError:
+                pass
+            except RayError:
+                for other in refs:
+                    try:
+                        self.ray.cancel(other)
+                    except Exception:  # already finished
+                        pass
+                return raw
+        return None
+
 
 
 def _windows(units: Iterator[tuple[int, list[RawDoc]]], size: int) -> Iterator[dict[int, list[RawDoc]]]:
@@ -277,9 +302,9 @@ class _Driver:
     one finish (so no CPU waits for a window's slowest unit, and the driver reads the next
     window while the current one runs).  At most two windows run at once."""
 
-    def __init__(self, ray: Any, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None],
-                 job_kwargs: dict[str, Any]) -> None:
-        self.ray, self.config, self.out, self.collect, self.job_kwargs = ray, config, out, collect, job_kwargs
+    def __init__(self, engine: RayEngine) -> None:
+        self.engine = engine
+        self.ray, self.config, self.job_kwargs = engine.ray, engine.config, engine.job_kwargs
         self.results: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.active: dict[int, dict[int, list[RawDoc]]] = {}  # window -> its unfinished units
@@ -342,9 +367,7 @@ class _Driver:
             if "No module named" in reason or "ModuleNotFoundError" in reason:
                 raise ZhmaskError(f"Ray workers cannot import zhmask's Ray engine ({reason}): install this zhmask "
                                   f"({__version__}) on every node") from None
-            who = find_killer_ray(self.ray, sorted(pending.items()), self.job_kwargs)
-            raise BuildFailed(f"a Ray worker died on {who} ({_ray_reason(exc)}); finished shards are kept: "
-                              "rerun to resume")
+            raise self.engine.died(sorted(pending.items()), reason)
         if row is None:  # the window's dataset is exhausted
             del self.active[k]
             if pending:  # Ray Data returned fewer rows than units: never drop work silently
@@ -353,23 +376,10 @@ class _Driver:
             return
         unit = int(row["unit"])
         raws = pending.pop(unit)
-        if row["error"]:
-            _raise_for(row, unit, raws)
-        stats = json.loads(row["stats"])
-        _check_visible(self.out, stats)
-        self.collect(stats)
-
-
-def _raise_for(row: dict[str, Any], unit: int, raws: list[RawDoc]) -> None:
-    kind, msg = row["kind"], row["error"]
-    if kind == "crash":
-        raise BuildFailed(msg)
-    if kind == "other":
-        raise BuildFailed(f"unit {unit} (documents {_span(raws)}) failed in a Ray worker: {msg}")
-    from zhmask import errors
-
-    cls = getattr(errors, kind, ZhmaskError)
-    raise (cls if isinstance(cls, type) and issubclass(cls, ZhmaskError) else ZhmaskError)(msg)
+        if not row["error"]:
+            row = {**row, "stats": json.loads(row["stats"])}
+            _check_visible(self.engine.out, row["stats"])
+        self.engine.result(row, raws)
 
 
 def _check_visible(out: Path, stats: dict[str, Any]) -> None:
@@ -385,46 +395,11 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
 def _probe(blob: bytes, config_json: str, modules: list[str], version: str) -> None:
     """Run one document alone through every stage (to find a document that kills a worker)."""
     try:
-        (raw,) = decode_raws(blob)
-        _pipeline(config_json, modules, version).probe(raw)
-    except Exception:
-        pass  # raising is not dying
-
-
-def find_killer_ray(ray: Any, suspects: list[tuple[int, list[RawDoc]]], job_kwargs: dict[str, Any]) -> str:
-    """After a worker died (and Ray's retries): rerun the units that were in flight one at a time
-    as plain Ray tasks without retries, then the guilty unit's documents one by one, and name
-    what kills a worker (as the local engine does, on the cluster where it happened)."""
-    from ray.exceptions import RayError, RayTaskError
-
-    run = ray.remote(num_cpus=1, max_retries=0)(_unit_job)
-    probe = ray.remote(num_cpus=1, max_retries=0)(_probe)
-    for unit, raws in suspects:
-        try:
-            ray.get(run.remote({"unit": unit, "raws": encode_raws(raws)}, **job_kwargs))
-            continue  # a bystander (its shard is now finished), or an ordinary error reported on rerun
-        except RayTaskError:
-            continue
-        except RayError:
-            pass
-        span = _span(raws)
-        refs = [probe.remote(encode_raws([raw]), job_kwargs["config_json"], job_kwargs["modules"], job_kwargs["version"])
-                for raw in raws]
-        for raw, ref in zip(raws, refs):
-            try:
-                ray.get(ref)
-            except RayTaskError:
-                pass
-            except RayError:
-                for other in refs:
-                    try:
-                        ray.cancel(other)
-                    except Exception:  # already finished
-                        pass
-                return f"document {raw.id} (unit {unit}, documents {span})"
-        return f"unit {unit} (documents {span}; no single document kills it alone)"
-    units = ", ".join(str(u) for u, _ in suspects)
-    return f"one of units {units} (none dies when rerun alone: out of memory?)"
+        pipe = _pipeline(config_json, modules, version)
+    except ZhmaskError:
+        return  # raising is not dying
+    (raw,) = decode_raws(blob)
+    probe_job(pipe, raw)
 
 
 def _ray_reason(exc: BaseException) -> str:

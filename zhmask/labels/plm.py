@@ -52,7 +52,8 @@ def _validate(config) -> None:
     _k(config)
 
 
-@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate, columns=("perm_order", "num_predict"))
+@register(TASK, options={"plm_k": DEFAULT_K}, validate=_validate,
+          columns=("perm_order", "num_predict"), traits=("unmasked",), help="permutation language modelling (XLNet)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     from zhmask.labels.pairs import batched
 

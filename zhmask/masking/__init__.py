@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from zhmask.registry import Registry
 
-STRATEGIES = Registry("masking strategy")
-# ``@register(name, options={knob: default}, validate=fn)``; read knobs with
-# ``STRATEGIES.option(name, config, knob)``.
+STRATEGIES = Registry("masking strategy", traits=("whole_word", "uses_segmentation", "uses_entities", "random_tokens"))
+# ``@register(name, options={knob: default}, validate=fn, traits=(...), version=1, help=...)``;
+# read knobs with ``STRATEGIES.option(name, config, knob)``.  Traits: ``whole_word`` (a word is
+# predicted whole or not at all, always: ``zhmask verify`` checks it), ``uses_segmentation`` (its
+# units follow the segmenter's words), ``uses_entities`` (and the entity detector's spans),
+# ``random_tokens`` (its random replacements draw as --random-tokens says; mac's are similar words).
+# Row checks for ``zhmask verify``: ``@STRATEGIES.add_check(name)``; every strategy's rows also
+# get :func:`zhmask.masking.checks.check_masked_row`.
 register = STRATEGIES.register
 
 
@@ -22,6 +27,6 @@ from zhmask.masking import ngram  # noqa: E402,F401
 from zhmask.masking import similar_word  # noqa: E402,F401
 from zhmask.masking import knowledge  # noqa: E402,F401
 from zhmask.masking import span  # noqa: E402,F401
-from zhmask.masking.checks import register_for_tasks as _register_checks  # noqa: E402
+from zhmask.masking.checks import check_masked_row  # noqa: E402
 
-_register_checks()
+STRATEGIES.common_checks.append(check_masked_row)

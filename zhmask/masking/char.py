@@ -13,7 +13,7 @@ from zhmask.masking import register
 from zhmask.masking.units import Masker
 
 
-@register("char")
+@register("char", traits=("random_tokens",), help="single tokens, as BERT")
 def make(config, ctx):
     m = Masker(config, ctx)
 

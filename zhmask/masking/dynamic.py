@@ -280,8 +280,8 @@ class DynamicMasking:
     def _label_columns(self, out: dict[str, Any], labels: list, own: list, batched: bool) -> None:
         """The columns the strategy derives from its labels (``span``: ``span_bounds``), for the
         labels of this epoch; rows of a task that writes the column itself (ERNIE-GEN, seq2seq,
-        sentence_reorder: :func:`zhmask.masking.span.own_span_bounds_tasks`) keep theirs."""
-        from zhmask.masking.span import own_span_bounds_tasks
+        sentence_reorder: :func:`zhmask.masking.span.own_span_bounds`) keep theirs."""
+        from zhmask.masking.span import own_span_bounds
         from zhmask.pipeline import label_columns
 
         if not labels:
@@ -294,8 +294,7 @@ class DynamicMasking:
             vals = [flat[b - c:b].tolist() for b, c in zip(cuts, counts.tolist())]
             if mine is not None:
                 mine = list(mine) if batched else [mine]
-                own_tasks = own_span_bounds_tasks()
-                vals = [m if t in own_tasks else v for v, m, t in zip(vals, mine, tasks)]
+                vals = [m if own_span_bounds(t) else v for v, m, t in zip(vals, mine, tasks)]
             out[key] = vals if batched else vals[0]
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

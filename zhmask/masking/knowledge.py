@@ -105,7 +105,9 @@ def row_levels(config: dict, example_id: str) -> dict:
     return stages[stage_of(copy_of(example_id), len(stages), int(config.get("dupe_factor", 1)))]
 
 
-@register("knowledge", options=OPTIONS, validate=stage_probs)
+@register("knowledge", options=OPTIONS, validate=stage_probs,
+          traits=("uses_segmentation", "uses_entities", "random_tokens"),
+          help="entities, phrases, words (and characters) by level (ERNIE 1.0)")
 def make(config, ctx):
     m = Masker(config, ctx)
     stages = stage_probs(config)
@@ -203,3 +205,18 @@ def _chooser(m: Masker, weights: np.ndarray):
                        n_cand, budget)
 
     return choose
+
+
+@STRATEGIES.add_check("knowledge")
+def check_knowledge_row(row: dict, ctx: dict) -> list[str]:
+    """A row of a stage without the char level (``row_levels``) predicts words whole or not at all."""
+    from zhmask.masking.checks import masked_arrays, partly_predicted
+
+    arrays = masked_arrays(row)
+    if arrays is None:
+        return []
+    _, lab, wid = arrays
+    levels = row_levels(ctx.get("config") or {}, row.get("example_id", ""))  # the row's stage under knowledge_stages
+    if float(levels.get("char", 0) or 0) <= 0 and partly_predicted(wid, lab != -100):
+        return ["--masking knowledge: a word is only partly predicted"]
+    return []

@@ -61,6 +61,7 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
     return m.strategy(choose, choose_rows)
 
 
-@register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg))
+@register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg),
+          traits=("whole_word", "uses_segmentation", "random_tokens"), help="n-grams of whole words")
 def make(config, ctx):
     return make_ngram_mask("ngram", config, ctx, ngram_probs("ngram", config))

@@ -198,7 +198,8 @@ def _validate(config) -> None:
             raise ZhmaskError(f"--option synonyms: file not found: {p}")
 
 
-@register("mac", options=OPTIONS, validate=_validate)
+@register("mac", options=OPTIONS, validate=_validate, traits=("whole_word", "uses_segmentation"),
+          help="whole-word n-grams replaced by similar words, no [MASK] (MacBERT)")
 def make(config, ctx):
     m = Masker(config, ctx)
     probs = ngram_probs("mac", config)
@@ -286,3 +287,14 @@ def make(config, ctx):
         return MaskResult(out, labels, stats)
 
     return m.strategy(choose)
+
+
+@STRATEGIES.add_check("mac")
+def check_mac_row(row: dict, ctx: dict) -> list[str]:
+    """MacBERT writes no [MASK]: a masked word becomes a similar or a random word, or stays."""
+    from zhmask.masking.checks import masked_arrays
+
+    arrays = masked_arrays(row)
+    if arrays is not None and (arrays[0] == ctx.get("mask_id", -1)).any():
+        return ["--masking mac: a [MASK] token in the input"]
+    return []

@@ -26,12 +26,12 @@ from zhmask.masking.units import geometric_probs
 SPAN_OPTIONS = {"span_p": 0.2, "span_max": 10}
 
 
-def own_span_bounds_tasks() -> frozenset[str]:
-    """The tasks whose rows carry a ``span_bounds`` of their own layout (docs/schema.md): those
-    that declare the column; their rows keep it."""
+def own_span_bounds(task: str | None) -> bool:
+    """Whether rows of ``task`` carry a ``span_bounds`` of their own layout (docs/schema.md), which
+    they keep: the tasks that declare the column (ERNIE-GEN, seq2seq, sentence_reorder)."""
     from zhmask.labels import tasks_filling
 
-    return tasks_filling("span_bounds")
+    return task in tasks_filling("span_bounds")
 
 
 def span_probs(config):
@@ -90,8 +90,27 @@ def label_columns(labels: np.ndarray, lens: np.ndarray) -> dict:
     return {"span_bounds": span_bounds_rows(labels, lens)}
 
 
-@register("span", options=SPAN_OPTIONS, validate=span_probs, columns=("span_bounds",))
+@register("span", options=SPAN_OPTIONS, validate=span_probs, columns=("span_bounds",),
+          traits=("whole_word", "uses_segmentation", "random_tokens"),
+          help="geometric spans of whole words (SpanBERT)")
 def make(config, ctx):
     mask = make_ngram_mask("span", config, ctx, span_probs(config), unit_word="span", gap=1)
     mask.label_columns = label_columns  # type: ignore[attr-defined]
     return mask
+
+
+@STRATEGIES.add_check("span")
+def check_span_row(row: dict, ctx: dict) -> list[str]:
+    """``span_bounds`` are the runs of predicted positions (rows of tasks that write their own
+    ``span_bounds`` keep theirs: :func:`own_span_bounds`)."""
+    from zhmask.masking.checks import masked_arrays
+
+    arrays = masked_arrays(row)
+    if arrays is None or own_span_bounds(row.get("task")):
+        return []
+    sb = row.get("span_bounds")
+    if sb is None:
+        return ["--masking span: no span_bounds"]
+    if [int(x) for x in sb] != span_bounds(arrays[1]).tolist():
+        return ["--masking span: span_bounds are not the runs of predicted positions"]
+    return []

@@ -14,7 +14,8 @@ from zhmask.masking import register
 from zhmask.masking.units import Masker, take_in_order, word_table
 
 
-@register("wwm")
+@register("wwm", traits=("whole_word", "uses_segmentation", "random_tokens"),
+          help="whole words (Chinese-BERT-wwm)")
 def make(config, ctx):
     m = Masker(config, ctx)
 

@@ -43,18 +43,19 @@ def evaluate_backends(gold: GoldCorpus, segmenters: list[str], *, model: str | N
     bundled ones).
     """
     from zhmask.steps.entities import make_entity_detector
-    from zhmask.steps.segment import make_segmenter
+    from zhmask.steps.segment import SEGMENTERS, make_segmenter
 
     detector = make_entity_detector("lexicon", lexicons=lexicons) if entities and gold.tagged else None
     results = []
     for name in segmenters:
         seg = make_segmenter(name, user_dicts=list(user_dicts), hmm=hmm, model=model)
         label = name
-        if name == "pkuseg" and model:
-            label = f"pkuseg ({Path(model).name})"
-        elif user_dicts and name in ("rjieba", "jieba"):
+        reads = SEGMENTERS.entry(name).fields  # the BuildConfig fields the segmenter reads
+        if "segmenter_model" in reads and model:
+            label = f"{name} ({Path(model).name})"
+        elif user_dicts and "user_dict" in reads:
             label = f"{name} + {', '.join(Path(u).name for u in user_dicts)}"
-        if hmm and name in ("rjieba", "jieba"):
+        if hmm and "hmm" in reads:
             label += " (HMM)"
         results.append(evaluate(gold, seg, detector, vocabulary, name=label, speed_repeats=speed_repeats))
         if progress:

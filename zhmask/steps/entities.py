@@ -29,6 +29,7 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.record import Span, Words
+from zhmask.registry import Registry
 
 TYPES = ("PER", "LOC", "ORG", "MISC", "IDIOM", "PHRASE")
 POS_TYPES = {"nr": "PER", "nrt": "PER", "nrfg": "PER", "ns": "LOC", "nt": "ORG", "nz": "MISC",
@@ -605,9 +606,61 @@ class NoEntities:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
 
 
-def make_entity_detector(name: str, *, spacy_model: str | None = None, lexicons: list[str] | None = None):
-    if name == "lexicon":
-        return LexiconEntities(default_lexicon_paths(lexicons))
-    if name == "spacy":
-        return SpacyEntities(spacy_model or "")
+ENTITY_DETECTORS = Registry("entity detector", traits=("batched", "uses_pos_tags", "needs_model"))
+"""Entity detectors, selected with ``--entities NAME``: a factory ``make(spacy_model=None,
+lexicons=None)`` (the :class:`BuildConfig` fields of the same names).  Traits: ``batched`` (it
+detects over a unit's joined texts at once, ``detect_joined``; the others document by
+document), ``uses_pos_tags`` (it reads the segmenter's part-of-speech tags), ``needs_model``."""
+
+
+def _check_lexicons(config) -> None:
+    """The lexicons a build names are readable before any work starts."""
+    if config.lexicons is None:
+        return
+    for p in default_lexicon_paths(list(config.lexicons)):
+        try:
+            with open(p, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise ZhmaskError(f"cannot read lexicon {p}: {exc.strerror or exc}") from None
+
+
+def _check_spacy(config) -> None:
+    """The spaCy pipeline is found before any work starts (a directory, or an installed package)."""
+    if not config.spacy_model:
+        raise ZhmaskError("--entities spacy needs --spacy-model (an installed pipeline name or a directory)")
+    p = Path(config.spacy_model)
+    if p.exists():
+        if not (p / "config.cfg").is_file():
+            raise ZhmaskError(f"--spacy-model {config.spacy_model}: not a spaCy pipeline directory (no config.cfg)")
+        return
+    try:
+        import spacy.util
+    except ImportError:
+        raise ZhmaskError("the spacy entity backend needs spaCy: pip install 'zhmask[spacy]'") from None
+    if not spacy.util.is_package(config.spacy_model):
+        raise ZhmaskError(f"--spacy-model {config.spacy_model!r}: neither an installed spaCy pipeline package "
+                          "nor a directory")
+
+
+@ENTITY_DETECTORS.register("lexicon", validate=_check_lexicons, traits=("batched", "uses_pos_tags"),
+                           fields=("lexicons",),
+                           help="the segmenter's POS tags and the lexicons in dictionaries/ (default)")
+def _lexicon(spacy_model: str | None = None, lexicons: list[str] | None = None):
+    return LexiconEntities(default_lexicon_paths(lexicons))
+
+
+@ENTITY_DETECTORS.register("spacy", validate=_check_spacy, traits=("needs_model",), fields=("spacy_model",),
+                           help="an installed spaCy pipeline's ner (--spacy-model)")
+def _spacy(spacy_model: str | None = None, lexicons: list[str] | None = None):
+    return SpacyEntities(spacy_model or "")
+
+
+@ENTITY_DETECTORS.register("none", traits=("batched",), help="no entities")
+def _none(spacy_model: str | None = None, lexicons: list[str] | None = None):
     return NoEntities()
+
+
+def make_entity_detector(name: str, *, spacy_model: str | None = None, lexicons: list[str] | None = None):
+    """The entity detector registered as ``name`` (one line naming the known ones otherwise)."""
+    return ENTITY_DETECTORS.entry(name).fn(spacy_model=spacy_model, lexicons=lexicons)

@@ -21,6 +21,7 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.record import Words
+from zhmask.registry import Registry
 
 
 class Segmenter(Protocol):
@@ -224,18 +225,51 @@ class CharSegmenter:
         return _joined_words(map(len, strs), ["x"] * len(strs))
 
 
+SEGMENTERS = Registry("segmenter", traits=("pos_tags", "words", "needs_model"))
+"""Segmenters, selected with ``--segmenter NAME``: a factory ``make(user_dicts=(), hmm=False,
+model=None) -> Segmenter`` (the :class:`BuildConfig` fields ``user_dict``, ``hmm``,
+``segmenter_model``; each reads those its entry's ``fields`` name).  Traits: ``pos_tags`` (its
+words carry part-of-speech tags, which the lexicon entity detector reads), ``words`` (it finds
+multi-character words; without, whole-word masking masks characters), ``needs_model`` (it
+needs ``--segmenter-model``)."""
+
+
+def _check_model(config) -> None:
+    if not config.segmenter_model:
+        raise ZhmaskError(f"--segmenter {config.segmenter} needs --segmenter-model DIR "
+                          "(train one with `zhmask train-segmenter`)")
+    check_pkuseg_model(config.segmenter_model)
+
+
+@SEGMENTERS.register("rjieba", traits=("pos_tags", "words"), fields=("user_dict", "hmm"),
+                     help="jieba's algorithm and dictionary in Rust (default)")
+def _rjieba(user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
+    return RJiebaSegmenter(user_dicts, hmm)
+
+
+@SEGMENTERS.register("jieba", traits=("pos_tags", "words"), fields=("user_dict", "hmm"),
+                     help="the pure-Python jieba (the same words as rjieba)")
+def _jieba(user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
+    return JiebaSegmenter(user_dicts, hmm)
+
+
+@SEGMENTERS.register("pkuseg", validate=_check_model, traits=("words", "needs_model"),
+                     fields=("segmenter_model", "user_dict"),
+                     help="spacy-pkuseg with a model you trained (--segmenter-model)")
+def _pkuseg(user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
+    if not model:
+        raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR")
+    return PkusegSegmenter(model, user_dicts)
+
+
+@SEGMENTERS.register("char", help="no segmentation: every CJK character a word")
+def _char(user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
+    return CharSegmenter()
+
+
 def make_segmenter(name: str, *, user_dicts: list[str] = (), hmm: bool = False, model: str | None = None) -> Segmenter:
-    if name == "rjieba":
-        return RJiebaSegmenter(user_dicts, hmm)
-    if name == "jieba":
-        return JiebaSegmenter(user_dicts, hmm)
-    if name == "pkuseg":
-        if not model:
-            raise ZhmaskError("--segmenter pkuseg needs --segmenter-model DIR")
-        return PkusegSegmenter(model, user_dicts)
-    if name == "char":
-        return CharSegmenter()
-    raise ZhmaskError(f"unknown segmenter {name!r}")
+    """The segmenter registered as ``name`` (one line naming the known ones otherwise)."""
+    return SEGMENTERS.entry(name).fn(user_dicts=user_dicts, hmm=hmm, model=model)
 
 
 JOIN = "\n"  # what the batched stages join a unit's texts with: a word, a sentence end, no token

@@ -25,6 +25,7 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.record import Tokens, Words
+from zhmask.registry import Registry
 from zhmask.steps.normalize import is_cjk
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -146,6 +147,57 @@ def shared_tokenizer(vocab: str | Path | None = None, tokenizer_json: str | Path
             _SHARED.pop(next(iter(_SHARED)))
         _SHARED[key] = tok
     return tok
+
+
+TOKENIZERS = Registry("tokenizer", traits=("exact",))
+"""Tokenizers: a factory ``make(vocab=None, tokenizer=None, lowercase=True) -> WordTokenizer``
+(the :class:`BuildConfig` fields of the same names).  Which one a build uses follows from its
+files (:func:`zhmask.registry.tokenizer_name`: ``--tokenizer`` names a tokenizer.json, else
+WordPiece).  Trait ``exact``: the tokenizer encodes whole texts with offsets (the ``exact``
+path) instead of the per-character table of the ``fast`` path."""
+
+
+def _check_vocab(config) -> None:
+    if config.vocab:
+        load_vocab(config.vocab)  # one line naming the missing [CLS] [SEP] [MASK] [PAD] [UNK]
+
+
+def _check_tokenizer_json(config) -> None:
+    """A tokenizer.json must parse and hold the five special tokens (checked before any work)."""
+    import json
+
+    path = config.tokenizer
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        vocab = data["model"]["vocab"]
+        names = set(vocab) if isinstance(vocab, dict) else {v[0] for v in vocab}
+        names |= {t.get("content") for t in data.get("added_tokens") or []}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ZhmaskError(f"cannot read tokenizer {path}: {type(exc).__name__}: {exc}") from None
+    missing = [t for t in SPECIALS if t not in names]
+    if missing:
+        raise ZhmaskError(f"tokenizer {path} lacks the special token(s) {' '.join(missing)}")
+
+
+@TOKENIZERS.register("wordpiece", validate=_check_vocab, fields=("vocab", "lowercase"),
+                     help="a WordPiece vocab.txt with BERT's normalisation (default: bert-base-chinese's)")
+def _wordpiece(vocab: str | None = None, tokenizer: str | None = None, lowercase: bool = True) -> "WordTokenizer":
+    return shared_tokenizer(vocab, None, lowercase=lowercase)
+
+
+@TOKENIZERS.register("tokenizer_json", validate=_check_tokenizer_json, traits=("exact",), fields=("tokenizer", "lowercase"),
+                     help="any tokenizers tokenizer.json (--tokenizer)")
+def _tokenizer_json(vocab: str | None = None, tokenizer: str | None = None, lowercase: bool = True) -> "WordTokenizer":
+    return shared_tokenizer(vocab, tokenizer, lowercase=lowercase)
+
+
+def make_tokenizer(config) -> "WordTokenizer":
+    """The tokenizer a config selects (:func:`zhmask.registry.tokenizer_name`), through the registry."""
+    from zhmask.registry import tokenizer_name
+
+    return TOKENIZERS.entry(tokenizer_name(config)).fn(vocab=config.vocab, tokenizer=config.tokenizer,
+                                                       lowercase=config.lowercase)
 
 
 class WordTokenizer:

@@ -1,0 +1,138 @@
+"""What every engine shares: the job a worker runs on one unit, the mapping of its failures to
+one line, and the search for the document that kills a worker process.
+
+A worker runs :func:`run_job`: the unit's shard and stats, or its failure as data (a
+:class:`~zhmask.pipeline.DocumentCrash` naming the document, a :class:`~zhmask.errors.ZhmaskError`
+such as a full disk, anything else), so that the driver reports it as one line (no worker
+traceback) and no engine retries a deterministic failure.  The driver hands each result to
+:meth:`Engine.result`.  When a worker process dies instead (segfault, killed, out of memory),
+:meth:`Engine.find_killer` reruns the units that were in flight one at a time, then the guilty
+unit's documents one by one, each where the engine runs work (:meth:`Engine.rerun_dies`,
+:meth:`Engine.first_killer`), and names what kills a worker.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from zhmask.config import BuildConfig
+from zhmask.errors import BuildFailed, ZhmaskError
+from zhmask.steps.read import RawDoc
+
+Units = Iterator[tuple[int, list[RawDoc]]]
+_PIPES: dict[str, Any] = {}  # per worker process: config JSON -> Pipeline
+
+
+def span(raws: list[RawDoc]) -> str:
+    """The documents of a unit, as messages name them: ``first .. last``."""
+    return f"{raws[0].id} .. {raws[-1].id}" if raws else "none"
+
+
+def config_json(config: BuildConfig) -> str:
+    """The configuration as workers receive it (and key their pipeline by)."""
+    return json.dumps(config.to_dict(), sort_keys=True)
+
+
+def worker_pipeline(config_js: str) -> Any:
+    """The :class:`~zhmask.pipeline.Pipeline` of this worker process for a configuration
+    (:func:`config_json`), built once (segmenter, tokenizer, lexicons) and kept for every later
+    unit of the build; one build at a time per worker process."""
+    pipe = _PIPES.get(config_js)
+    if pipe is None:
+        from zhmask.pipeline import Pipeline
+
+        _PIPES.clear()
+        pipe = _PIPES[config_js] = Pipeline(BuildConfig.from_dict(json.loads(config_js)))
+    return pipe
+
+
+def run_job(pipe: Any, unit: int, raws: list[RawDoc], out: str | Path) -> dict[str, Any]:
+    """One unit -> its shard and stats file under ``out``: ``{"unit", "stats", "error", "kind"}``
+    with the stats, or the error and its kind (``crash``: a document crashed the pipeline, the
+    message names it; the name of a ZhmaskError class; ``other``)."""
+    from zhmask.pipeline import DocumentCrash
+
+    try:
+        return {"unit": unit, "stats": pipe.run_unit(unit, raws, Path(out)), "error": "", "kind": ""}
+    except DocumentCrash as exc:
+        return {"unit": unit, "stats": None, "error": str(exc), "kind": "crash"}
+    except ZhmaskError as exc:  # a write error (full disk, ...): exit code of its class
+        return {"unit": unit, "stats": None, "error": str(exc), "kind": type(exc).__name__}
+    except Exception as exc:
+        return {"unit": unit, "stats": None, "error": f"{type(exc).__name__}: {exc}", "kind": "other"}
+
+
+def probe_job(pipe: Any, raw: RawDoc) -> None:
+    """Run one document alone through every stage, writing nothing (to find a document that
+    kills a worker: raising is not dying, so errors are dropped)."""
+    try:
+        pipe.probe(raw)
+    except Exception:
+        pass
+
+
+class Engine:
+    """An engine runs a build's units and hands each unit's stats to ``collect``.
+
+    Subclasses implement :meth:`run` and, to name a document that kills a worker process,
+    :meth:`rerun_dies` and :meth:`first_killer`.  ``worker`` names where a unit runs in messages."""
+
+    worker = "a worker process"
+
+    def __init__(self, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None]) -> None:
+        self.config, self.out, self.collect = config, out, collect
+
+    def run(self, units: Units) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ results and errors
+    def result(self, res: dict[str, Any], raws: list[RawDoc], where: str | None = None) -> None:
+        """A :func:`run_job` result: its stats collected, or its error raised as one line
+        (``where`` the unit ran, in words: default :attr:`worker`)."""
+        if res["error"]:
+            raise self.error(res, raws, where)
+        self.collect(res["stats"])
+
+    def error(self, res: dict[str, Any], raws: list[RawDoc], where: str | None = None) -> ZhmaskError:
+        """The exception a failed :func:`run_job` result ends the build with."""
+        kind, msg = res["kind"], res["error"]
+        if kind == "crash":
+            return BuildFailed(msg)
+        if kind == "other":
+            return BuildFailed(f"unit {res['unit']} (documents {span(raws)}) failed in {where or self.worker}: {msg}")
+        from zhmask import errors
+
+        cls = getattr(errors, kind, ZhmaskError)
+        return (cls if isinstance(cls, type) and issubclass(cls, ZhmaskError) else ZhmaskError)(msg)
+
+    def died(self, suspects: list[tuple[int, list[RawDoc]]], reason: str = "") -> BuildFailed:
+        """The error of a build whose worker process died while ``suspects`` were in flight,
+        naming what kills it (:meth:`find_killer`)."""
+        who = self.find_killer(suspects)
+        return BuildFailed(f"{self.worker} died on {who}{f' ({reason})' if reason else ''}; finished shards are "
+                           "kept: rerun to resume")
+
+    # ------------------------------------------------------------------ finding the killer
+    def rerun_dies(self, unit: int, raws: list[RawDoc]) -> bool:
+        """Rerun one unit alone, without retries; whether its worker process died (a unit that
+        finishes writes its shard; one that fails otherwise is not the killer)."""
+        raise NotImplementedError
+
+    def first_killer(self, unit: int, raws: list[RawDoc]) -> RawDoc | None:
+        """The first of ``raws`` whose :func:`probe_job` alone kills a worker process, or None."""
+        raise NotImplementedError
+
+    def find_killer(self, suspects: list[tuple[int, list[RawDoc]]]) -> str:
+        """After a worker process died: the units that were in flight rerun one at a time, then
+        the guilty unit's documents one by one; what kills a worker, in words."""
+        suspects = sorted(suspects, key=lambda ur: ur[0])
+        for unit, raws in suspects:
+            if not self.rerun_dies(unit, raws):
+                continue  # a bystander (its shard is now finished), or an ordinary error reported on rerun
+            raw = self.first_killer(unit, raws)
+            if raw is not None:
+                return f"document {raw.id} (unit {unit}, documents {span(raws)})"
+            return f"unit {unit} (documents {span(raws)}; no single document kills it alone)"
+        units = ", ".join(str(u) for u, _ in suspects)
+        return f"one of units {units} (none dies when rerun alone: out of memory?)"
