@@ -30,7 +30,8 @@ def word_label(word: str) -> int:
     return int(m.group().isupper())
 
 
-@register(TASK, columns=("segment_sources", "token_labels"), traits=("token_labels",), help="whether a Latin word is capitalised (ERNIE 2.0)")
+@register(TASK, columns=("segment_sources", "token_labels"),
+          traits=("token_labels",), help="whether a Latin word is capitalised (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     for doc, chunks in iter_chunks(docs, ctx, TASK):
         if LATIN.search(doc.text) is None:

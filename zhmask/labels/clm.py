@@ -32,7 +32,8 @@ def _validate(config) -> None:
     check_unmasked(config, "clm", "predicts every token from the ones before it")
 
 
-@register("clm", validate=_validate, columns=("segment_sources", "doc_bounds"), traits=("unmasked", "full_packing"), help="causal language modelling rows (GPT)")
+@register("clm", validate=_validate, columns=("segment_sources", "doc_bounds"),
+          traits=("unmasked", "full_packing"), help="causal language modelling rows (GPT)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     return iter(clm_examples(docs, ctx, ctx.events))
 

@@ -123,7 +123,8 @@ def _tokens_from(doc: Document, a: int, b: int, cut: int) -> tuple[int, int]:
     return int(np.searchsorted(doc.tokens.starts[a:b], cut, side="left")) + a, b
 
 
-@register(TASK, columns=("segment_sources",), traits=("pairs", "sentence_label"), help="the discourse relation a connective marks (ERNIE 2.0)")
+@register(TASK, columns=("segment_sources",),
+          traits=("pairs", "sentence_label"), help="the discourse relation a connective marks (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     for doc in docs:
         toks = doc.tokens

@@ -201,7 +201,7 @@ def example_from_tokens(doc: Document, example_id: str, ids: np.ndarray, word_of
 
 
 @register("ernie_gen", options=OPTIONS, validate=_validate,
-          columns=COLUMNS, traits=("generation"), help="span-by-span generation of target fragments (ERNIE-GEN)")
+          columns=COLUMNS, traits=("generation",), help="span-by-span generation of target fragments (ERNIE-GEN)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
     colloc = unit_collocations(docs, ctx)

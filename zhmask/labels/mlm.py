@@ -21,7 +21,8 @@ from zhmask.steps.pack import examples_from_arrays, interval_rows, pack_ends, un
 FULL_GROUP_ROWS = 32
 
 
-@register("mlm", columns=("segment_sources",), traits=("full_packing",), help="[CLS] text [SEP] rows for masked language modelling")
+@register("mlm", columns=("segment_sources",),
+          traits=("full_packing",), help="[CLS] text [SEP] rows for masked language modelling")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     from zhmask.labels.pairs import batched
 

@@ -102,7 +102,8 @@ def _validate(config) -> None:
 
 
 @register(TASK, options=OPTIONS, validate=_validate,
-          columns=("segment_sources", "span_bounds"), traits=("sentence_label"), help="the permutation that restores shuffled segments (ERNIE 2.0)")
+          columns=("segment_sources", "span_bounds"),
+          traits=("sentence_label",), help="the permutation that restores shuffled segments (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     m = _m(ctx.config)
     table = _table(m)

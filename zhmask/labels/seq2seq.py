@@ -57,7 +57,7 @@ def _cut(word_of_token: np.ndarray, limit: int) -> int:
 
 
 @register("seq2seq", options=OPTIONS, validate=_validate,
-          columns=COLUMNS, traits=("generation"), help="source/target pairs from --source-field/--target-field")
+          columns=COLUMNS, traits=("generation",), help="source/target pairs from --source-field/--target-field")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     cfg = ctx.config
     max_tgt = int(TASKS.option("seq2seq", cfg, "max_target_length"))

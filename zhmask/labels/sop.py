@@ -20,7 +20,8 @@ TASK = "sop"
 CLASSES = {0: "A then B, in document order", 1: "swapped: B then A"}
 
 
-@register(TASK, columns=("segment_sources",), traits=("pairs", "sentence_label"), help="sentence order prediction (ALBERT)")
+@register(TASK, columns=("segment_sources",),
+          traits=("pairs", "sentence_label"), help="sentence order prediction (ALBERT)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, TASK))
 

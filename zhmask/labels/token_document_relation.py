@@ -22,7 +22,8 @@ TASK = "token_document_relation"
 CLASSES = {0: "the word appears in no other segment of the document", 1: "it also appears in another segment"}
 
 
-@register(TASK, columns=("segment_sources", "token_labels"), traits=("token_labels",), help="whether a word recurs elsewhere in its document (ERNIE 2.0)")
+@register(TASK, columns=("segment_sources", "token_labels"),
+          traits=("token_labels",), help="whether a word recurs elsewhere in its document (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     for doc, chunks in iter_chunks(docs, ctx, TASK):
         if len(chunks) < 2:
