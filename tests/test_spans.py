@@ -120,7 +120,8 @@ def test_dynamic_span_bounds_follow_the_epoch(long_docs):
 
 def test_a_span_build_verifies_and_the_check_catches_wrong_bounds(tmp_path, fixtures):
     from conftest import run_cli
-    from zhmask.masking.checks import check_masked_row
+    from zhmask.masking import STRATEGIES
+    from zhmask.masking.checks import check_masked_row as common_checks
     from zhmask.reader import Build
 
     out = tmp_path / "out"
@@ -135,6 +136,9 @@ def test_a_span_build_verifies_and_the_check_catches_wrong_bounds(tmp_path, fixt
     rows = pa.concat_tables([ipc.open_stream(p).read_all() for p in sorted(glob.glob(str(out / "data" / "*.arrow")))]
                            ).to_pylist()
     ctx = {"config": {"masking": "span", "max_predictions_per_seq": Build(out).max_seq_length}}
+
+    def check_masked_row(row, ctx):  # every masked row's checks, then those span registers
+        return common_checks(row, ctx) + [msg for fn in STRATEGIES.checks_of("span") for msg in fn(row, ctx)]
     mlm = next(r for r in rows if r["task"] == "mlm" and len(r["span_bounds"]) > 2)
     reorder = next(r for r in rows if r["task"] == "sentence_reorder")
     assert check_masked_row(mlm, ctx) == [] and check_masked_row(reorder, ctx) == []
