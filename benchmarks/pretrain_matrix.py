@@ -216,7 +216,7 @@ def pretrain_counts(spec: str, seeds: int, models: list[str]) -> dict[str, int]:
 
 
 def pretrain_counts_text(n_pre: dict[str, int]) -> str:
-    """``{'a': 1, 'b': 3}`` -> ``"1 pretraining run per model (b: 3)"``."""
+    """``{"a": 1, "b": 3}`` -> ``"1 pretraining run(s) per model (b: 3)"``."""
     common = max(set(n_pre.values()), key=list(n_pre.values()).count)
     other = ", ".join(f"{m}: {n}" for m, n in n_pre.items() if n != common)
     return f"{common} pretraining run(s) per model" + (f" ({other})" if other else "")
@@ -271,7 +271,7 @@ def main(argv=None) -> None:
 
     # (c) fine-tuning: every pretrained run, and the controls (random init, same architecture)
     def ckpt(m, s):
-        """The checkpoint fine-tuning seed ``s`` starts from (pretraining run ``s mod --pretrain-seeds``)."""
+        """The checkpoint fine-tuning seed ``s`` starts from (pretraining run ``s`` mod the model's count)."""
         r = runs_dir / f"{m}-s{s % n_pre[m]}" / "final"
         return r / "discriminator" if MODELS[m][0] == "electra" else r
 
