@@ -279,9 +279,9 @@ class DynamicMasking:
 
     def _label_columns(self, out: dict[str, Any], labels: list, own: list, batched: bool) -> None:
         """The columns the strategy derives from its labels (``span``: ``span_bounds``), for the
-        labels of this epoch; rows of a task that writes the column itself (ERNIE-GEN, seq2seq,
-        sentence_reorder: :func:`zhmask.masking.span.own_span_bounds`) keep theirs."""
-        from zhmask.masking.span import own_span_bounds
+        labels of this epoch; rows of a task that declares the column, and so writes it itself
+        (``span_bounds``: ERNIE-GEN, seq2seq, sentence_reorder), keep theirs."""
+        from zhmask.labels import tasks_filling
         from zhmask.pipeline import label_columns
 
         if not labels:
@@ -294,7 +294,8 @@ class DynamicMasking:
             vals = [flat[b - c:b].tolist() for b, c in zip(cuts, counts.tolist())]
             if mine is not None:
                 mine = list(mine) if batched else [mine]
-                vals = [m if own_span_bounds(t) else v for v, m, t in zip(vals, mine, tasks)]
+                keep = tasks_filling(key)   # once per column, not per row
+                vals = [m if t in keep else v for v, m, t in zip(vals, mine, tasks)]
             out[key] = vals if batched else vals[0]
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
