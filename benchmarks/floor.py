@@ -5,8 +5,8 @@
 Times, on the same text as benchmarks/throughput.py (units of 1,000 documents joined by a
 newline, as zhmask runs them), what any such pipeline in Python pays on top of rjieba itself
 (rows (a) and (a') of benchmarks/throughput.py), each alone: one Python pass over rjieba's
-words (taking their lengths), one dictionary lookup per word, and per example the generator
-that seeding by (seed, example id, stage) requires.  See docs/performance.md for how they
+words (taking their lengths), one dictionary lookup per word, and per example the key that
+randomness as a function of (seed, example id, stage, index) requires, with a few values from it.  See docs/performance.md for how they
 compare with the budget the throughput targets leave.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
 
     import rjieba
 
-    from zhmask.rng import GeneratorBatch, rng_for
+    from zhmask.rng import DrawsBatch, random_rows, rng_for
 
     work = Path(tempfile.mkdtemp(prefix="zhmask-floor-"))
     corpus = prepare_corpus(args.corpus, args.mb, work / "corpus.txt")
@@ -60,11 +60,11 @@ def main() -> None:
     n_ex = int(args.examples_per_mb * mb)
 
     def batched(keys: list[tuple]) -> None:
-        gb = GeneratorBatch()
-        for i in range(0, len(keys), 256):  # as a build's mask batches
+        gb = DrawsBatch()
+        for i in range(0, len(keys), 256):  # as a build's mask batches: keys hashed, 8 values each
             gb.prepare(keys[i:i + 256])
-            for j in range(len(keys[i:i + 256])):
-                gb.get(j)
+            rows = gb.rows()
+            random_rows(rows, [8] * len(rows))
 
     keys = [(12345, f"doc-{i}#mlm{i % 3}", "mask", 0) for i in range(n_ex)]
     import gc
@@ -74,8 +74,10 @@ def main() -> None:
     rows = [
         ("one pass over the words: their lengths", cpu(lambda: [np.fromiter(map(len, ws), np.int32, len(ws)) for ws in words])),
         ("one dictionary lookup per word", cpu(lambda: [list(map(vocab.__getitem__, ws)) for ws in words])),
-        ("a generator per example, `rng_for`", cpu(lambda: [rng_for(*k) for k in keys])),
-        ("a generator per example, batched seeding (`GeneratorBatch`)", cpu(lambda: batched(keys))),
+        ("a key per example and 8 values from it, one example at a time (`rng_for`)",
+         cpu(lambda: [rng_for(*k).random(8) for k in keys])),
+        ("a key per example, hashed per batch of 256, and 8 values each as one array (`DrawsBatch`, `random_rows`)",
+         cpu(lambda: batched(keys))),
     ]
     print(f"{mb:.2f} MB, {n_words} words ({n_words / mb:,.0f} per MB), {n_ex} examples ({args.examples_per_mb:,.0f} per MB)")
     print("| operation | CPU s per MB |\n|---|---:|")

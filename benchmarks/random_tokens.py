@@ -133,7 +133,7 @@ def added_work(src: Path, work: Path, repeat: int) -> dict:
     (``unigram``); best of ``repeat``, interleaved."""
     from zhmask.masking.unigram import write_table
     from zhmask.pipeline import MASK_BATCH, Pipeline
-    from zhmask.rng import GeneratorBatch
+    from zhmask.rng import DrawsBatch
     from zhmask.steps.read import RawDoc
 
     lines = src.read_text(encoding="utf-8").splitlines()
@@ -144,7 +144,7 @@ def added_work(src: Path, work: Path, repeat: int) -> dict:
     for _ in range(repeat):
         for m, pipe in pipes.items():
             exs = list(pipe.examples(docs, 0))
-            rngs = GeneratorBatch()
+            rngs = DrawsBatch()
             t0 = time.process_time()
             for i in range(0, len(exs), MASK_BATCH):
                 batch = exs[i:i + MASK_BATCH]

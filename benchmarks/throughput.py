@@ -262,9 +262,9 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
         if not hasattr(pipe, "mask_keys"):  # a zhmask without batched generators
             return [row for ex in exs for row in pipe.rows(ex, stats)]
         from zhmask.pipeline import MASK_BATCH
-        from zhmask.rng import GeneratorBatch
+        from zhmask.rng import DrawsBatch
 
-        rngs, out, n = GeneratorBatch(), [], cfg.dupe_factor
+        rngs, out, n = DrawsBatch(), [], cfg.dupe_factor
         for i in range(0, len(exs), MASK_BATCH):  # as run_unit does
             batch = exs[i:i + MASK_BATCH]
             if hasattr(pipe, "mask_batch"):  # column blocks (or rows where a strategy has no batched path)

@@ -12,7 +12,7 @@ import pytest
 from zhmask.config import BuildConfig
 from zhmask.pipeline import Pipeline
 from zhmask.record import Example
-from zhmask.rng import GeneratorBatch
+from zhmask.rng import DrawsBatch
 from zhmask.steps.read import RawDoc
 
 BATCHED = ("wwm", "ngram", "span", "char")
@@ -70,7 +70,7 @@ def examples(pipe: Pipeline, docs) -> list[Example]:
 
 def per_example(pipe: Pipeline, batch: list[Example]):
     """Rows and masking statistics of the per-example path (Pipeline.rows), as run_unit ran it."""
-    rngs = GeneratorBatch()
+    rngs = DrawsBatch()
     rngs.prepare(pipe.mask_keys(batch))
     refs = pipe.chinese_refs(batch)
     stats = {"masking": {}}
@@ -82,7 +82,7 @@ def per_example(pipe: Pipeline, batch: list[Example]):
 def batched(pipe: Pipeline, batch: list[Example]):
     """masked_block, with chinese_ref computed over the batch; checked against the block it gives
     with the refs of chinese_refs()."""
-    rngs = GeneratorBatch()
+    rngs = DrawsBatch()
     rngs.prepare(pipe.mask_keys(batch))
     got = pipe.masked_block(batch, rngs)
     again = pipe.masked_block(batch, rngs, pipe.chinese_refs(batch))
@@ -178,8 +178,8 @@ def test_ids_outside_the_vocabulary_are_named_not_clipped(docs, pipeline):
             batch = exs[:5] + [odd] + exs[5:]
             with pytest.raises(DocumentCrash, match=f"crashed on example o#1 \\(document o\\): ValueError: token id {bad} "
                                f"outside the vocabulary"):
-                pipe.mask_batch(batch, GeneratorBatch(), {"masking": {}})
-        assert pipe.mask_batch(exs, GeneratorBatch(), {"masking": {}})  # the others alone are fine
+                pipe.mask_batch(batch, DrawsBatch(), {"masking": {}})
+        assert pipe.mask_batch(exs, DrawsBatch(), {"masking": {}})  # the others alone are fine
 
 
 def test_rows_that_replace_a_base_column_use_the_rows(docs):
@@ -342,9 +342,9 @@ def test_generators_equal_rng_for():
     from zhmask.rng import rng_for
 
     keys = [(2**63 + 1, f"doc:{i}#mlm{i % 3}", "mask", i % 2) for i in range(30)]
-    gb = GeneratorBatch()
+    gb = DrawsBatch()
     gb.prepare(keys)
-    gens = gb.generators()
+    gens = gb.rows()
     assert len({id(g) for g in gens}) == len(keys)
     for g in gens:  # interleaved: every generator keeps its own state
         g.random(2)
@@ -477,27 +477,3 @@ def test_a_masking_crash_is_narrowed_to_its_example_never_hidden(tmp_path, sampl
     bad.examples = examples
     with pytest.raises(DocumentCrash, match=r"masking wwm crashed on example \S+ \(document p:"):
         bad.run_unit(0, raws, tmp_path / "bad")
-
-
-def test_last_integers_equals_numpy():
-    from zhmask.masking.units import last_integers
-
-    g = np.random.default_rng(11)
-    for high in (21023, 2, 3, 1, 7, 2**31 + 1, 3 * 2**30, 2**32 - 1, 2**32, 2**32 + 5, 1 << 20):
-        for trial in range(8):
-            seeds = g.integers(0, 2**63, size=40).tolist()
-            counts = g.integers(0, 6, size=40).tolist()
-            # before the last draw: nothing, 64-bit draws only, or 32-bit draws (a half may be left over)
-            prior = trial % 3
-            gens_a = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
-            gens_b = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
-            for i, (a, b) in enumerate(zip(gens_a, gens_b)):
-                if prior == 1:
-                    a.random(i % 4), b.random(i % 4)
-                elif prior == 2:
-                    a.permutation(i % 9), b.permutation(i % 9)
-                    a.random(2), b.random(2)
-            want = [a.integers(0, high, size=c) for a, c in zip(gens_a, counts) if c]
-            want = np.concatenate(want) if want else np.zeros(0, np.int64)
-            got = last_integers(gens_b, counts, high, fresh=prior < 2)
-            assert got.tolist() == want.tolist(), (high, trial)

@@ -9,10 +9,10 @@ from zhmask.steps.read import RawDoc
 
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**32 - 1, 2**32, 2**63, 2**64 - 1])
 def test_generator_batch_draws_equal_rng_for(seed):
-    from zhmask.rng import GeneratorBatch, rng_for
+    from zhmask.rng import DrawsBatch, rng_for
 
     keys = [(seed, f"doc:{i}#mlm{i % 3}", "mask", i % 2) for i in range(40)]
-    gb = GeneratorBatch()
+    gb = DrawsBatch()
     gb.prepare(keys)
     for i, key in enumerate(keys):
         g, r = gb.get(i), rng_for(*key)

@@ -339,9 +339,9 @@ def test_ir_relevance_passage_drops_the_title_and_class_1_is_retrieved(pipeline,
     assert seen[1]
     # the passage a class-0 row of "quake" shows: both copies of its title are gone, the rest stays
     quake = by_id["quake"]
-    ranges, dropped = title_free_ranges(quake, title_pattern(quake.title), UnitDocs([quake], 125).ranges(0))
+    runs, dropped = title_free_ranges(quake, title_pattern(quake.title), UnitDocs([quake], 125).ranges(0))
     assert dropped == 2
-    assert [int(t) for a, b in ranges for t in quake.tokens.ids[a:b]] == tok.encode_text("救援人员搜救被困群众。帐篷和药品陆续运抵。")
+    assert [int(t) for run in runs for a, b in run for t in quake.tokens.ids[a:b]] == tok.encode_text("救援人员搜救被困群众。帐篷和药品陆续运抵。")
 
 
 def test_bm25_and_keywords():

@@ -259,14 +259,16 @@ def test_knowledge_stages_validation_and_dynamic_epochs():
         dm.mask_example(ex, epoch)
         assert dm.stats[f"knowledge_stage{stage}_rows"] == 1
         assert dm.stats[f"knowledge_stage{stage}_units_{'char' if stage == 0 else 'word'}"] > 0
-    # a mixed stage draws its levels in the schedule's proportion (3:1 here) while both fit the
-    # budget; only a character fits the budget's last token, so characters come out a little above
+    # a mixed stage weighs each unit by its level (3 per character, 1 per word, docs/masking.md):
+    # 30 characters against 15 words make a character the first pick at odds 90:15 (0.857), and
+    # only a character fits the budget's last token, so characters come out a little above that
+    # (0.887-0.912 over four example ids, with numpy generators before the counter-based values too)
     mixed = DynamicMasking("knowledge", dupe_factor=2, return_tensors="np", random_tokens="vocab",
                            options={"knowledge_stages": [{"char": 1}, {"char": 3, "word": 1}]})
     for epoch in range(1, 401):
         mixed.mask_example(ex, epoch)
     c, w = mixed.stats["knowledge_stage1_units_char"], mixed.stats["knowledge_stage1_units_word"]
-    assert mixed.stats["knowledge_stage1_rows"] == 400 and 0.72 <= c / (c + w) <= 0.9, (c, w)
+    assert mixed.stats["knowledge_stage1_rows"] == 400 and 0.84 <= c / (c + w) <= 0.94, (c, w)
 
 
 def test_ernie1_static_copy_k_equals_dynamic_epoch_k(workdir):

@@ -133,12 +133,12 @@ def _run(task: str, masking: str, docs: list[tuple[str, str]], row_ctx) -> None:
 def _masked(pipe, exs) -> list[dict]:
     """The rows of ``exs`` as the build writes them (mask batches, through the shard schema)."""
     from zhmask.pipeline import MASK_BATCH
-    from zhmask.rng import GeneratorBatch
+    from zhmask.rng import DrawsBatch
     from zhmask.write.arrays import blocks_to_batch
 
     out: list[dict] = []
     for i in range(0, len(exs), MASK_BATCH):
-        items = pipe.mask_batch(exs[i:i + MASK_BATCH], GeneratorBatch(), {"masking": {}})
+        items = pipe.mask_batch(exs[i:i + MASK_BATCH], DrawsBatch(), {"masking": {}})
         blocks = [x for x in items if not isinstance(x, dict)]
         dicts = [x for x in items if isinstance(x, dict)]
         if blocks:

@@ -181,14 +181,14 @@ def test_batched_and_dynamic_paths_draw_the_same_random_tokens(docs, random_toke
     """The batched path (mask_rows), the per-example path and load-time masking agree, for every table."""
     from zhmask.masking.dynamic import DynamicMasking
     from zhmask.masking.unigram import CurrentUnit
-    from zhmask.rng import GeneratorBatch, rng_for
+    from zhmask.rng import DrawsBatch, rng_for
 
     cfg = BuildConfig(masking="wwm", mask_ratios=(0.2, 0.6, 0.2), random_tokens=random_tokens).validate()
     pipe = Pipeline(cfg)
     exs = list(pipe.examples(docs))[:150]
-    gb = GeneratorBatch()
+    gb = DrawsBatch()
     gb.prepare([(cfg.seed, ex.example_id, "mask", 0) for ex in exs])
-    res = pipe.mask.mask_rows(exs, gb.generators())
+    res = pipe.mask.mask_rows(exs, gb.rows())
     tables = CurrentUnit(None, pipe.unit_table(docs)) if random_tokens == "unigram" else None
     dyn = DynamicMasking("wwm", config=cfg, return_tensors="np", tables=tables)
     ends = np.cumsum(res.lens)
@@ -282,27 +282,6 @@ def test_vocab_and_old_builds(tmp_path, sample_lines):
     code, out, err = run_cli("verify", str(tmp_path / "old"))  # the manifest promises tables it lacks
     assert code == 1 and "lists no unigram_tables" in err
 
-
-def test_last_integers_with_a_bound_per_value():
-    """``last_integers`` with one bound per value equals numpy's ``g.integers(0, bounds)`` per
-    generator, bounds of 1 (no draw) and bounds with frequent rejections included."""
-    from zhmask.masking.units import last_integers
-
-    g = np.random.default_rng(5)
-    for trial in range(24):
-        seeds = g.integers(0, 2**63, size=30).tolist()
-        counts = g.integers(0, 5, size=30).tolist()
-        n = sum(counts)
-        bounds = (g.choice([1, 2, 3, 17, 128, 3 * 2**30], size=n) if trial % 3 == 0 else g.integers(1, 500, size=n))
-        a = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
-        b = [np.random.Generator(np.random.PCG64(s)) for s in seeds]
-        if trial % 2:  # a 32-bit half left over from an earlier draw
-            for x, y in zip(a, b):
-                x.integers(0, 7), y.integers(0, 7)
-        offs = np.cumsum([0] + counts)
-        want = [x.integers(0, bounds[o:o + c]) for x, c, o in zip(a, counts, offs) if c]
-        want = np.concatenate(want) if want else np.zeros(0, np.int64)
-        assert last_integers(b, counts, bounds, fresh=trial % 2 == 0).tolist() == want.tolist(), trial
 
 
 def test_options_validated_and_old_builds_keep_vocab_draws(tmp_path):

@@ -22,6 +22,7 @@ from zhmask.masking.unigram import TABLE_DIR
 from zhmask.errors import BadInputFile, ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
 from zhmask.registry import OUTPUT_KINDS, part_versions
+from zhmask.rng import RNG_VERSION
 from zhmask.schema import SCHEMA_VERSION
 from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
                                read_file)
@@ -374,6 +375,7 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         # name@version of the parts that make the output (zhmask.registry), as the fingerprint hashes
         # them; not in the shards (the engine: config.engine)
         "parts": part_versions(config, OUTPUT_KINDS),
+        "rng": RNG_VERSION,  # the scheme of random values (zhmask.rng), also in the fingerprint
         "inputs": inputs,
         "inputs_skipped": list(skipped_inputs),
         "bad_files": bad_files,

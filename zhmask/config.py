@@ -140,6 +140,9 @@ class BuildConfig:
         from zhmask.registry import OUTPUT_KINDS, part_versions
 
         d["parts"] = part_versions(self, OUTPUT_KINDS)  # name@version: a changed part is never resumed into
+        from zhmask.rng import RNG_VERSION
+
+        d["rng"] = RNG_VERSION  # shards drawn by another scheme of random values are never resumed into
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

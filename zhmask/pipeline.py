@@ -3,7 +3,7 @@
 ``Pipeline(config)`` builds the stages once per worker process (segmenter, tokenizer,
 lexicons); ``document(raw)`` runs read -> normalise -> sentences -> segment -> entities ->
 tokens on one record; ``run_unit(unit, raws, out_dir)`` turns one work unit into one shard and
-its stats.  Everything random draws from :func:`zhmask.rng.rng_for`, so a unit's shard is the
+its stats.  Every random value is a function of (seed, key, stage, index) (zhmask.rng), so a unit's shard is the
 same whichever process, engine or order runs it.
 """
 from __future__ import annotations
@@ -22,11 +22,11 @@ from zhmask.config import BuildConfig
 from zhmask.masking.base import call_mask
 from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
-from zhmask.rng import GeneratorBatch, generator_from_words, rng_for, seed_words, stable_seeds
+from zhmask.rng import Draws, DrawsBatch, rng_for, stable_seeds
 from zhmask.steps.read import RawDoc
 
 
-MASK_BATCH = 256  # examples whose masking generators are seeded together
+MASK_BATCH = 256  # examples masked together (their keys hashed at once, their draws one array)
 # characters of text the document stages take at once (Pipeline.documents): bounds the memory of
 # their per-character arrays and of rjieba's (word, tag) tuples (about 150 bytes a character in
 # all) whatever the unit's size.  2M characters peaked 140 MiB higher on units of long news
@@ -54,38 +54,37 @@ class TaskContext:
     normalize: Any = None
     enrich: Any = None
     # the unit's document ids (set by Pipeline.examples) and, per (doc_id, stage, *extra), the
-    # seed words of its generator, computed for all of the unit's documents at a stage's first use
+    # key of its values, hashed for all of the unit's documents at a stage's first use
     unit_ids: list = field(default_factory=list)
     _unit_set: set = field(default_factory=set)
-    _words: dict = field(default_factory=dict)
+    _keys: dict = field(default_factory=dict)
     _fetched: set = field(default_factory=set)
 
     def set_unit(self, doc_ids: list) -> None:
         self.unit_ids = list(doc_ids)
         self._unit_set = set(self.unit_ids)
-        self._words = {}
+        self._keys = {}
         self._fetched = set()
 
-    def rng(self, doc_id: str, stage: str, *extra: object) -> np.random.Generator:
-        """``rng_for(seed, doc_id, stage, *extra)``.  For a document of the unit, the seed
-        arithmetic of a stage runs once for all the unit's documents (see seed_words)."""
+    def rng(self, doc_id: str, stage: str, *extra: object) -> Draws:
+        """``rng_for(seed, doc_id, stage, *extra)``.  For a document of the unit, the keys of a
+        stage are hashed once for all the unit's documents."""
         key = (doc_id, stage, *extra)
         try:
-            w = self._words.get(key)
-        except TypeError:  # an unhashable part: seeded alone
+            k = self._keys.get(key)
+        except TypeError:  # an unhashable part: hashed alone
             return rng_for(self.config.seed, doc_id, stage, *extra)
-        if w is None:
+        if k is None:
             suffix = (stage, *extra)
             if doc_id not in self._unit_set or suffix in self._fetched:
                 return rng_for(self.config.seed, doc_id, stage, *extra)
             self._fetched.add(suffix)
             seed = self.config.seed
-            seeds = stable_seeds([(seed, d, stage, *extra) for d in self.unit_ids])
-            words = self._words
-            for d, s, ws in zip(self.unit_ids, seeds, seed_words(seeds)):
-                words[(d, *suffix)] = (ws, s)
-            w = words[key]
-        return generator_from_words(*w)
+            keys = self._keys
+            for d, s in zip(self.unit_ids, stable_seeds([(seed, d, stage, *extra) for d in self.unit_ids])):
+                keys[(d, *suffix)] = s
+            k = keys[key]
+        return Draws(k)
 
 
 def new_stats() -> dict[str, Any]:
@@ -372,11 +371,11 @@ class Pipeline:
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
-    def rows(self, ex: Example, stats: dict[str, Any], rngs: GeneratorBatch | None = None,
+    def rows(self, ex: Example, stats: dict[str, Any], rngs: DrawsBatch | None = None,
              first: int = 0, ref: np.ndarray | None = None) -> Iterable[dict[str, Any]]:
         """Schema rows for one example: ``dupe_factor`` differently masked copies.
 
-        ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the generator ``first + k``, the
+        ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the values of key ``first + k``, the
         same as ``rng_for(seed, example_id, "mask", k)``, more cheaply; ``ref`` (from
         :meth:`chinese_refs`) is the example's ``chinese_ref``, computed here when not given."""
         cfg = self.config
@@ -414,7 +413,7 @@ class Pipeline:
             refs[i] = r
         return refs
 
-    def masked_block(self, exs: list[Example], rngs: GeneratorBatch, refs: list | None = None):
+    def masked_block(self, exs: list[Example], rngs: DrawsBatch, refs: list | None = None):
         """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
         ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
         block, and their masking statistics: (Block, dict), or None where an example's extra
@@ -439,7 +438,7 @@ class Pipeline:
         rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
         fast = getattr(self.mask, "mask_rows", None)
         if fast is not None:
-            res = fast(rows, rngs.generators())  # ValueError on a malformed row: the caller bisects
+            res = fast(rows, rngs.rows())  # ValueError on a malformed row: the caller bisects
             rb, lens = res.rows, res.lens
             input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
             word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)
@@ -450,7 +449,7 @@ class Pipeline:
             if prep is not None:
                 prep(exs)
             try:
-                got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.generators()))]
+                got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.rows()))]
             finally:
                 if prep is not None:
                     self.mask.release()
@@ -502,7 +501,7 @@ class Pipeline:
                     cols[key] = ListColumn(flat, counts)
         return Block(len(rows), cols), mstats
 
-    def mask_batch(self, batch: list[Example], rngs: GeneratorBatch, stats: dict[str, Any]) -> list:
+    def mask_batch(self, batch: list[Example], rngs: DrawsBatch, stats: dict[str, Any]) -> list:
         """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
         :meth:`masked_block`, or, where an example's extra columns replace a base column, the row
         dicts of :meth:`rows`.  A crash is bisected down to the example that raises alone and
@@ -511,7 +510,7 @@ class Pipeline:
         from zhmask.errors import ZhmaskError
 
         def block(exs: list[Example]) -> tuple[list, dict]:
-            rngs.prepare(self.mask_keys(exs))  # the masking generators of the examples, seeded at once
+            rngs.prepare(self.mask_keys(exs))  # the keys of the examples' masked copies, hashed at once
             got = self.masked_block(exs, rngs)
             if got is not None:
                 return [got[0]], got[1]
@@ -541,12 +540,12 @@ class Pipeline:
         doc, _ = self.document(raw)
         if doc is not None:
             exs = list(self.examples([doc]))
-            rngs, stats = GeneratorBatch(), new_stats()
+            rngs, stats = DrawsBatch(), new_stats()
             for i in range(0, len(exs), MASK_BATCH):
                 self.mask_batch(exs[i:i + MASK_BATCH], rngs, stats)
 
     def mask_keys(self, exs: list[Example]) -> list[tuple]:
-        """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a GeneratorBatch)."""
+        """The ``rng_for`` keys of every masked copy of ``exs``, in order (for a DrawsBatch)."""
         seed, n = self.config.seed, self.config.dupe_factor
         return [(seed, ex.example_id, "mask", k) for ex in exs for k in range(n)]
 
@@ -608,7 +607,7 @@ class Pipeline:
         from zhmask.errors import ZhmaskError
 
         last = "none"
-        rngs = GeneratorBatch()
+        rngs = DrawsBatch()
         full_packing = self.config.packing == "full"
 
         def mask_batch(batch: list[Example], w: ShardWriter) -> None:

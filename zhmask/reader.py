@@ -610,8 +610,8 @@ class _ShardDatasetBase:
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
-    """The order of ``n`` rows in ``epoch``: a permutation from ``Generator(PCG64)`` seeded by a
-    stable hash (blake2b) of (seed, epoch); ``arange(n)`` without shuffling."""
+    """The order of ``n`` rows in ``epoch``: the permutation of the counter-based values of the
+    key (seed, "zhmask.reader", "epoch", epoch) (zhmask.rng); ``arange(n)`` without shuffling."""
     if not shuffle:
         return np.arange(n, dtype=np.int64)
     from zhmask.rng import rng_for

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from zhmask.rng import Draws
+
 DEFAULT_DISTS = ((1, 4), (4, 32))
 DEFAULT_PROBS = (0.4, 0.6)
 
@@ -69,7 +71,7 @@ def _fragment_end(cum: np.ndarray, start: np.ndarray, length: int, hi: int) -> n
     return np.maximum(end, start + 1)
 
 
-def sample_fragments(word_tokens: np.ndarray, rng: np.random.Generator, ratio: float = 0.25,
+def sample_fragments(word_tokens: np.ndarray, rng: Draws, ratio: float = 0.25,
                      dists=DEFAULT_DISTS, probs=DEFAULT_PROBS) -> FragmentPlan:
     """Fragments over words whose token counts are ``word_tokens``; see the module docstring."""
     m = len(word_tokens)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from zhmask.rng import rng_for
+from zhmask.rng import Draws, rng_for
 
 STAGE = "ernie_gen_noise"
 
 
-def noise_target(target: np.ndarray, rate: float, rng: np.random.Generator,
+def noise_target(target: np.ndarray, rate: float, rng: Draws,
                  replace_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(noised copy of ``target``, sorted noised positions).
 

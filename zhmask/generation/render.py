@@ -27,6 +27,7 @@ def build() -> str:
     from zhmask.labels.ernie_gen import example_from_tokens, unit_collocations
     from zhmask.paths import default_corpus
     from zhmask.pipeline import Pipeline, example_row
+    from zhmask.rng import rng_for
     from zhmask.steps.read import RawDoc
 
     cfg = BuildConfig(tasks=["ernie_gen"], options={"noise_rate": 0.1})
@@ -37,7 +38,7 @@ def build() -> str:
     doc, _ = pipe.document(RawDoc("example:1", SENTENCE))
     toks = doc.tokens
     for seed in range(1000):
-        rng = np.random.Generator(np.random.PCG64(seed))
+        rng = rng_for(seed, "example:1#ernie_gen0", "ernie_gen_fragments")  # the first seed that shows both
         ex = example_from_tokens(doc, "example:1#ernie_gen0", toks.ids, toks.word, pipe.ctx, colloc, rng)
         if ex is None:
             continue

@@ -26,7 +26,7 @@ from zhmask.generation.noise import STAGE as NOISE_STAGE
 from zhmask.generation.noise import noise_target
 from zhmask.labels import TASKS, register
 from zhmask.record import Document, Example
-from zhmask.rng import rng_for
+from zhmask.rng import Draws, rng_for
 from zhmask.steps.pack import pack_ranges, sentence_token_ranges
 
 # built by scripts/build_span_table.py from bundled text (docs/ernie_gen.md)
@@ -169,7 +169,7 @@ def assemble(*, doc_id: str, example_id: str, task: str, source: np.ndarray, tar
 
 
 def example_from_tokens(doc: Document, example_id: str, ids: np.ndarray, word_of_token: np.ndarray,
-                        ctx, colloc, rng: np.random.Generator) -> Example | None:
+                        ctx, colloc, rng: Draws) -> Example | None:
     """One ``ernie_gen`` example from a contiguous run of a document's tokens."""
     cfg = ctx.config
     t = "ernie_gen"

@@ -47,6 +47,7 @@ from zhmask.labels import TASKS, register
 from zhmask.labels.pairs import (Ranges, Segment, UnitDocs, balanced_classes, check_pair, is_punct_word, mini_docs,
                                  pair_example, query_doc)
 from zhmask.record import SENTENCE_LABEL, Document, Example
+from zhmask.rng import Draws
 from zhmask.steps.pack import pack_ranges
 
 TASK = "ir_relevance"
@@ -138,7 +139,7 @@ class BM25:
         return s
 
 
-def assign_classes(has_hit: list[bool], rng: np.random.Generator) -> list[int]:
+def assign_classes(has_hit: list[bool], rng: Draws) -> list[int]:
     """Balanced classes for the unit's queries; class 1 only where BM25 found a weakly relevant
     document.  The per-class quotas come from :func:`balanced_classes`; queries without a hit
     take classes 0 and 2 first, the others the remaining quota at random.  -1: no class left
@@ -183,21 +184,34 @@ def title_pattern(title: str) -> re.Pattern | None:
     return re.compile(r"\s*".join(map(re.escape, chars))) if chars else None
 
 
-def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -> tuple[Ranges, int]:
+def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -> tuple[list[Ranges], int]:
     """``ranges`` (sentence token ranges of ``doc``) without the sentences that overlap an
-    occurrence of the title (:func:`title_pattern`) in the text, and how many sentences were
-    dropped: a passage never contains the title it was drawn from (news texts often repeat it)."""
+    occurrence of the title (:func:`title_pattern`) in the text, as runs of the sentences left
+    between two dropped ones, and how many sentences were dropped: a passage never contains the
+    title it was drawn from (news texts often repeat it), and never bridges a dropped sentence
+    (a passage is a span of the text, as its ``segment_sources`` entry says)."""
     sents = doc.sentences
     if title is None or not len(ranges) or sents is None or not len(sents):
-        return ranges, 0
+        return ([list(ranges)] if len(ranges) else []), 0
     drop = np.zeros(len(sents), dtype=bool)
     for m in title.finditer(doc.text):
         drop |= (sents[:, 0] < m.end()) & (sents[:, 1] > m.start())
     if not drop.any():
-        return ranges, 0
+        return [list(ranges)], 0
     first = np.array([a for a, _ in ranges], dtype=np.int64)
     sent_of = np.searchsorted(sents[:, 0], doc.tokens.starts[first], side="right") - 1
-    return [r for r, s in zip(ranges, sent_of.tolist()) if not drop[s]], int(drop.sum())
+    runs: list[Ranges] = []
+    run: Ranges = []
+    for r, s in zip(ranges, sent_of.tolist()):
+        if drop[s]:
+            if run:
+                runs.append(run)
+            run = []
+        else:
+            run.append(r)
+    if run:
+        runs.append(run)
+    return runs, int(drop.sum())
 
 
 def holds(doc: Document, ranges: Ranges, title: re.Pattern | None) -> bool:
@@ -248,11 +262,11 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             query_words.append([w for w, s in zip(d.word_texts(), d.words.starts.tolist()) if s < end])
             title = d.text[int(d.sentences[0, 0]):end]
         patterns.append(title_pattern(title))
-        ranges, dropped = title_free_ranges(d, patterns[-1], unit.ranges(i))
+        runs, dropped = title_free_ranges(d, patterns[-1], unit.ranges(i))
         if dropped:
             ctx.events["ir_relevance_title_sentence_dropped"] += dropped
-        # short_seq_prob 0: greedy chunks, no draw (the generator is never used)
-        chunks = pack_ranges(ranges, budget, 0.0, None) if ranges else []
+        # short_seq_prob 0: greedy chunks, no draw (no random values are taken)
+        chunks = [c for run in runs for c in pack_ranges(run, budget, 0.0, None)]
         doc_chunks.append(list(range(len(chunk_ranges), len(chunk_ranges) + len(chunks))))
         chunk_ranges += chunks
         chunk_doc += [i] * len(chunks)

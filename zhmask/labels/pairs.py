@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
+from zhmask.rng import Draws
 from zhmask.steps.pack import build_example, sentence_token_ranges
 
 Ranges = list[tuple[int, int]]
@@ -141,7 +142,7 @@ def pair_example(a: Segment, b: Segment, ctx, *, task: str, example_id: str, lab
 
 
 # ---------------------------------------------------------------------------------- classes
-def balanced_classes(n: int, k: int, rng: np.random.Generator) -> list[int]:
+def balanced_classes(n: int, k: int, rng: Draws) -> list[int]:
     """``n`` labels in ``range(k)``, each class ``floor(n/k)`` or ``ceil(n/k)`` times, shuffled."""
     if n <= 0:
         return []
@@ -179,7 +180,7 @@ class UnitDocs:
         """Indices of the documents whose text differs from document i's."""
         return np.flatnonzero(self.keys != self.keys[i])
 
-    def pick_other(self, i: int, rng: np.random.Generator, exclude: set[int] | None = None) -> int | None:
+    def pick_other(self, i: int, rng: Draws, exclude: set[int] | None = None) -> int | None:
         cand = self.others(i)
         if exclude:
             cand = cand[~np.isin(cand, list(exclude))]
@@ -187,7 +188,7 @@ class UnitDocs:
             return None
         return int(cand[int(rng.integers(len(cand)))])
 
-    def random_run(self, j: int, n_tokens: int, rng: np.random.Generator) -> Ranges:
+    def random_run(self, j: int, n_tokens: int, rng: Draws) -> Ranges:
         """Consecutive sentences of document j from a random one, until ``n_tokens`` are reached."""
         r = self.ranges(j)
         if not r:

@@ -28,6 +28,7 @@ from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, check_unmasked, register
 from zhmask.record import Document, Example
+from zhmask.rng import Draws
 
 TASK = "plm"
 DEFAULT_K = 6  # XLNet's partial prediction: the last 1/K of the order is predicted
@@ -90,7 +91,7 @@ def units(word_ids: np.ndarray, whole_words: bool) -> np.ndarray:
     return out
 
 
-def factorisation_order(word_ids: np.ndarray, rng: np.random.Generator, k: int = DEFAULT_K,
+def factorisation_order(word_ids: np.ndarray, rng: Draws, k: int = DEFAULT_K,
                         whole_words: bool = True) -> tuple[np.ndarray, int]:
     """(``perm_order``, ``num_predict``) of a row with these word ids (module docstring): one
     permutation of the units drawn from ``rng``."""

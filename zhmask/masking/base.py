@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from zhmask.record import Example
+from zhmask.rng import Draws
 
 
 @dataclass
@@ -18,10 +19,10 @@ class MaskResult:
 
 
 class MaskFn(Protocol):
-    def __call__(self, example: Example, rng: np.random.Generator) -> MaskResult: ...
+    def __call__(self, example: Example, rng: Draws) -> MaskResult: ...
 
 
-def call_mask(fn, example: Example, rng: np.random.Generator, copy: int) -> MaskResult:
+def call_mask(fn, example: Example, rng: Draws, copy: int) -> MaskResult:
     """``fn(example, rng)``; a strategy that stages by copy (``fn.per_copy``, e.g. ERNIE's
     ``knowledge_stages``) also gets the ``--dupe-factor`` copy (or the dynamic epoch)."""
     if getattr(fn, "per_copy", False):

@@ -11,6 +11,7 @@ import numpy as np
 
 from zhmask.masking import register
 from zhmask.masking.units import Masker
+from zhmask.rng import permutations_rows
 
 
 @register("char", traits=("random_tokens",), help="single tokens, as BERT")
@@ -25,11 +26,13 @@ def make(config, ctx):
     def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
         pos = np.flatnonzero(rb.cand)
         nc, b = rb.n_cand, rb.budget
-        picks = [g.permutation(c)[:k] for g, c, k in zip(gens, nc.tolist(), b.tolist()) if c]
-        if not picks:
+        if not len(pos):
             e = np.zeros(0, dtype=np.int64)
             return e, e
-        chosen = np.sort(pos[np.repeat(np.cumsum(nc) - nc, b) + np.concatenate(picks)])
+        perm = permutations_rows(gens, nc)  # each row's order of its candidates; its first budget taken
+        rank = np.arange(len(perm)) - np.repeat(np.cumsum(nc) - nc, nc)
+        first = rank < np.repeat(b, nc)
+        chosen = np.sort(pos[np.repeat(np.cumsum(nc) - nc, nc)[first] + perm[first]])
         return chosen, chosen + 1
 
     return m.strategy(choose, choose_rows)

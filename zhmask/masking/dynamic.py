@@ -2,9 +2,9 @@
 
 :class:`DynamicMasking` wraps the strategy that ``--masking NAME`` uses in a build, so a shard
 built with ``--masking none`` (or any masking: the original ids are restored from ``labels``)
-is masked afresh every epoch.  The generator of one row is ``rng_for(seed, example_id,
-"mask", epoch)``, exactly the one the static path uses for the ``epoch``-th ``--dupe-factor``
-copy, so static and dynamic masks agree for the same (seed, epoch, example).  The random branch of
+is masked afresh every epoch.  The random values of one row are those of the key ``rng_for(seed,
+example_id, "mask", epoch)``, exactly the ones the static path uses for the ``epoch``-th
+``--dupe-factor`` copy, so static and dynamic masks agree for the same (seed, epoch, example).  The random branch of
 80/10/10 with ``--random-tokens unigram`` (the default) draws from the unigram table of the row's
 work unit (the row's ``unit`` column): :meth:`DynamicMasking.from_build` reads the build's tables
 (``unigram/unit-NNNNN.arrow``, listed in the manifest) lazily, a few dozen at a time
@@ -57,14 +57,14 @@ from zhmask.errors import ZhmaskError
 from zhmask.masking.base import call_mask
 from zhmask.reader import original_ids
 from zhmask.record import NO_LABEL, SENTENCE_LABEL, Example
-from zhmask.rng import rng_for
+from zhmask.rng import Draws, rng_for
 
 MASK_STAGE = "mask"  # the stage name the static path (Pipeline.rows) uses
 EXTRA_COLUMNS = ("chinese_ref", "token_labels", "source_ids", "target_ids", "fragment_bounds", "span_bounds",
                  "noise_positions", "unit")
 
 
-def mask_rng(seed: int, example_id: str, epoch: int) -> np.random.Generator:
+def mask_rng(seed: int, example_id: str, epoch: int) -> Draws:
     return rng_for(seed, example_id, MASK_STAGE, epoch)
 
 
@@ -206,8 +206,8 @@ class DynamicMasking:
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """(input_ids, labels) of every row at ``epoch``, equal to :meth:`mask_row` row by row,
         masked at once through the strategy's batched path (``mask.mask_rows``, the one the
-        static build uses) where it has one; generators seeded together (GeneratorBatch)."""
-        from zhmask.rng import GeneratorBatch
+        static build uses) where it has one; the rows' keys hashed together (DrawsBatch)."""
+        from zhmask.rng import DrawsBatch
 
         if self._fn is None:
             self._build()
@@ -215,7 +215,7 @@ class DynamicMasking:
             return []
         e = self.epoch if epoch is None else int(epoch)
         exs = [row_to_example(r) for r in rows]
-        gb = GeneratorBatch()
+        gb = DrawsBatch()
 
         def seed(part: list[Example]) -> None:
             gb.prepare([(self.config.seed, ex.example_id, MASK_STAGE, e) for ex in part])
@@ -224,7 +224,7 @@ class DynamicMasking:
         if fast is not None:
             def run(part: list[Example]):
                 seed(part)
-                return fast(part, gb.generators())
+                return fast(part, gb.rows())
 
             try:
                 res = run(exs)
@@ -244,7 +244,7 @@ class DynamicMasking:
             prep(exs)
         try:
             out = []
-            for ex, g in zip(exs, gb.generators()):
+            for ex, g in zip(exs, gb.rows()):
                 r = call_mask(self._fn, ex, g, e)
                 self.stats.update(r.stats)
                 out.append((r.input_ids, r.labels))

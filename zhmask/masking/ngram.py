@@ -56,7 +56,6 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
         order = np.argsort(us, kind="stable")
         return us[order], ue[order]
 
-    choose_rows.draws_64bit_only = True  # rng.random only (see Masker.apply_rows)
 
     return m.strategy(choose, choose_rows)
 

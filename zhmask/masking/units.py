@@ -26,7 +26,6 @@ rows equal the per-example ones (tests/test_fast_masking.py).
 from __future__ import annotations
 
 import functools
-import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ import numpy as np
 from zhmask.masking.base import MaskResult
 from zhmask.masking.unigram import RESOURCE, pick_tokens, replacement_bounds
 from zhmask.record import Example
+from zhmask.rng import Draws, integers_rows, random_rows
 
 MASK, RANDOM, KEEP = 0, 1, 2
 FATES = ("mask", "random", "keep")
@@ -157,7 +157,7 @@ def _runs(ok: np.ndarray, joined: np.ndarray, row_first: np.ndarray | None = Non
 
 
 def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: int, cum: np.ndarray, N: int,
-                 first: int, ctok: list, bound: list, rng: np.random.Generator, skipped: Counter, prefix: str,
+                 first: int, ctok: list, bound: list, rng: Draws, skipped: Counter, prefix: str,
                  out: list, gap: int = 0) -> None:
     """The selection loop of :func:`sample_word_ngrams` on one example: ``runs`` (mutable list of
     [start, end) word ranges, free and joined), ``ctok`` (tokens before word k), the pre-drawn
@@ -239,7 +239,7 @@ def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Count
     cum = np.cumsum(probs)
     N = len(probs)
     blocks = [4 * b[i] + 8 for i in rows]
-    draws = np.concatenate([gens[i].random((k, 2)) for i, k in zip(rows, blocks)])
+    draws = random_rows([gens[i] for i in rows], [2 * k for k in blocks]).reshape(-1, 2)
     ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
     us = draws[:, 1].tolist()
     ctok = [0]
@@ -284,7 +284,7 @@ def _first_live(probs: np.ndarray) -> int:
     return int(pos[0]) + 1 if len(pos) else len(probs) + 1
 
 
-def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.random.Generator,
+def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: Draws,
                        stats: Counter, prefix: str = "ngram", gap: int = 0
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-overlapping units of n consecutive words, selected one after another.
@@ -327,81 +327,6 @@ def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: np.ra
     nw = np.asarray([x[1] for x in out], dtype=np.int64)
     c = np.asarray(ctok, dtype=np.int64)
     return sw, nw, c[sw + nw] - c[sw]
-
-
-def last_integers(gens: list, counts: list[int], high, fresh: bool = False) -> np.ndarray:
-    """``np.concatenate([g.integers(0, high, size=c) for g, c in zip(gens, counts) if c])`` when
-    this is the last draw from each generator, several times cheaper: numpy's bounded draw
-    (Lemire's method on 32-bit halves of the 64-bit outputs, low half first; a half left over by
-    an earlier 32-bit draw is used first) runs vectorised over ``random_raw`` outputs, the
-    generators are left wherever that leaves them.  ``high``: one bound, or an array of one
-    bound per value (``sum(counts)`` of them, generator by generator: ``g.integers(0, bounds)``,
-    where a bound of 1 gives 0 and draws nothing).  ``fresh``: no 32-bit draw was taken from any
-    generator since it was seeded (nothing left over, no need to read the state)."""
-    counts = [int(c) for c in counts]
-    total = sum(counts)
-    per_value = np.ndim(high) > 0
-    hv = np.asarray(high, dtype=np.int64) if per_value else np.full(total, int(high), dtype=np.int64)
-    if len(hv) != total:
-        raise ValueError(f"{len(hv)} bounds for {total} values")
-    todo = [(g, c, a) for g, c, a in zip(gens, counts, np.cumsum([0] + counts).tolist()) if c]
-    if not todo:
-        return np.zeros(0, dtype=np.int64)
-    if hv.min() < 1 or hv.max() >= 1 << 32 or sys.byteorder != "little":
-        # an invalid bound (numpy says so), 64-bit draws, or a machine where the view below would
-        # not give the low half first: numpy itself
-        return np.concatenate([g.integers(0, hv[a:a + c]) if per_value else g.integers(0, high, size=c)
-                               for g, c, a in todo])
-    use = hv > 1  # the values that draw
-    cu = np.concatenate([[0], np.cumsum(use)])
-    used = [int(cu[a + c] - cu[a]) for _, c, a in todo]
-    parts = []
-    avail = []  # the 32-bit values drawn for each generator
-    for (g, _, _), u in zip(todo, used):
-        bg = g.bit_generator
-        h = 0
-        if not fresh:
-            st = bg.state
-            if st["has_uint32"]:
-                parts.append(np.array([st["uinteger"]], dtype=np.uint32))
-                h = 1
-        k = max(0, (u - h + 1) >> 1)
-        if k:
-            parts.append(bg.random_raw(k).view(np.uint32))  # low half, then high half (little-endian)
-        avail.append(h + 2 * k)
-    out = np.zeros(total, dtype=np.int64)
-    if not any(used):
-        return out
-    stream = np.concatenate(parts)
-    used_ = np.asarray(used, dtype=np.int64)
-    avail = np.asarray(avail, dtype=np.int64)
-    off = np.cumsum(avail) - avail
-    x = stream[ranges_to_positions(off, off + used_)].astype(np.uint64)
-    hu = hv[use].astype(np.uint64)
-    m = x * hu
-    threshold = (np.uint64(1 << 32) - hu) % hu
-    bad = (m & np.uint64(0xFFFFFFFF)) < threshold
-    out[use] = (m >> np.uint64(32)).astype(np.int64)
-    if bad.any():  # a rejected draw (rare): those generators, one value at a time
-        row = np.repeat(np.arange(len(todo)), used_)
-        for r in np.unique(row[bad]).tolist():
-            g, c, a = todo[r]
-            halves = stream[off[r]:off[r] + avail[r]].tolist()
-            i = 0
-            for j in range(a, a + c):
-                bound = int(hv[j])
-                if bound == 1:
-                    continue
-                threshold_j = ((1 << 32) - bound) % bound
-                while True:
-                    if i >= len(halves):
-                        halves += g.bit_generator.random_raw(1).view(np.uint32).tolist()
-                    v = halves[i] * bound
-                    i += 1
-                    if (v & 0xFFFFFFFF) >= threshold_j:
-                        out[j] = v >> 32
-                        break
-    return out
 
 
 class RowBatch:
@@ -540,7 +465,7 @@ class Masker:
         ranges (concatenation positions, ascending) are what ``choose`` predicts, with the same
         draws; ``mask.mask_rows(examples, gens)`` then returns a :class:`RowsResult` equal to
         the per-example results (tests/test_fast_masking.py)."""
-        def mask(example: Example, rng: np.random.Generator) -> MaskResult:
+        def mask(example: Example, rng: Draws) -> MaskResult:
             ids, wid, cand = self.prepare(example)
             self._unit = example.extra.get("unit")
             stats: Counter = Counter()
@@ -615,22 +540,19 @@ class Masker:
         stats: Counter = Counter()
         us, ue = choose_rows(rb, gens, stats)
         # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read
-        out, labels = self.apply_rows(rb, gens, us, ue, stats, getattr(choose_rows, "draws_64bit_only", False))
+        out, labels = self.apply_rows(rb, gens, us, ue, stats)
         return RowsResult(out, labels, rb.lens, stats, rb)
 
-    def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter,
-                   fresh: bool = False):
+    def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter):
         """:meth:`apply` for every row: predict the units [us, ue) (concatenation positions,
         ascending, so grouped by row in start order as ``apply`` sorts them); per row, one fate
         per unit (``rng.random(k)``) then the random tokens (``rng.integers``), as ``apply``
         draws them.  Returns (input_ids, labels) of the concatenation and adds the statistics of
-        every row to ``stats``.  ``fresh``: the strategy took no 32-bit draw (see last_integers)."""
+        every row to ``stats``."""
         n = len(rb.lens)
         urow = np.searchsorted(rb.ends, us, side="right")
         k = np.bincount(urow, minlength=n).tolist()
-        draws = [g.random(c) for g, c in zip(gens, k) if c]
-        fate = (np.searchsorted(self.cum, np.concatenate(draws), side="right").astype(np.int8) if draws
-                else np.zeros(0, dtype=np.int8))
+        fate = np.searchsorted(self.cum, random_rows(gens, k), side="right").astype(np.int8)
         ids = rb.ids
         out = ids.copy()
         labels = np.full(len(ids), -100, dtype=np.int32)
@@ -647,7 +569,7 @@ class Masker:
             if self.unigram:  # random_ids for every row: one draw over the tables of the rows' units
                 tables, which = self.unit_tables([ex.extra.get("unit") for ex in rb.exs])
                 d = replacement_bounds(tables, np.repeat(which, per), ids[at])
-                out[at] = pick_tokens(d, last_integers(gens, per, np.maximum(d.high, 1), fresh))
+                out[at] = pick_tokens(d, integers_rows(gens, per, np.maximum(d.high, 1)))
             elif self.row_pool:  # the rows' pools sorted by (row, token)
                 V = np.int64(self.tok.vocab_size)
                 row = np.repeat(np.arange(n, dtype=np.int64), rb.lens)
@@ -657,11 +579,11 @@ class Masker:
                 same = np.searchsorted(pool, key, side="right") - lo
                 first = np.searchsorted(pool, row[at] * V)
                 high = np.searchsorted(pool, (row[at] + 1) * V) - first - same
-                v = last_integers(gens, per, np.maximum(high, 1), fresh)
+                v = integers_rows(gens, per, np.maximum(high, 1))
                 pick = first + v + np.where(first + v < lo, 0, same)
                 out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)] - row[at] * V, ids[at])
             else:
-                out[at] = self.replaceable[last_integers(gens, per, len(self.replaceable), fresh)]
+                out[at] = self.replaceable[integers_rows(gens, per, len(self.replaceable))]
         # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
@@ -730,7 +652,7 @@ class Masker:
         which = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
         return [src.get(u) for u in seen], which
 
-    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: np.random.Generator, unit=None) -> np.ndarray:
+    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: Draws, unit=None) -> np.ndarray:
         """Random replacements for positions ``at`` (ascending) of a row whose original tokens
         are ``ids``.  ``--random-tokens unigram``: a token of the unigram table of the row's unit
         (``unit``) other than the one replaced, each as often as the unit's text holds it (the
@@ -752,10 +674,10 @@ class Masker:
         pick = v + np.where(v < lo, 0, same)
         return np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
 
-    def fates(self, n_units: int, rng: np.random.Generator) -> np.ndarray:
+    def fates(self, n_units: int, rng: Draws) -> np.ndarray:
         return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
 
-    def apply(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: np.random.Generator,
+    def apply(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: Draws,
               stats: Counter, n_cand: int, budget: int) -> MaskResult:
         """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
         # a few dozen predicted tokens per example: plain lists beat a dozen numpy calls here

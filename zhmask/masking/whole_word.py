@@ -12,6 +12,7 @@ import numpy as np
 
 from zhmask.masking import register
 from zhmask.masking.units import Masker, take_in_order, word_table
+from zhmask.rng import permutations_rows
 
 
 @register("wwm", traits=("whole_word", "uses_segmentation", "random_tokens"),
@@ -32,11 +33,10 @@ def make(config, ctx):
     def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
         elig = np.flatnonzero(rb.ok)
         ne = np.bincount(rb.wrow[elig], minlength=len(rb))
-        perms = [g.permutation(c) for g, c in zip(gens, ne.tolist()) if c]
-        if not perms:
+        if not len(elig):
             e = np.zeros(0, dtype=np.int64)
             return e, e
-        order = elig[np.repeat(np.cumsum(ne) - ne, ne) + np.concatenate(perms)]
+        order = elig[np.repeat(np.cumsum(ne) - ne, ne) + permutations_rows(gens, ne)]
         taken, skipped = m.take_rows(rb, order, ne, rb.ntok[order])
         sk = int(skipped.sum())
         if sk:

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from zhmask.record import Document, Example
+from zhmask.rng import Draws
 
 
 def sentence_token_ranges(doc: Document, max_tokens: int, stats: Counter | None = None) -> list[tuple[int, int]]:
@@ -49,7 +50,7 @@ def sentence_token_ranges(doc: Document, max_tokens: int, stats: Counter | None 
 
 
 def pack_ranges(ranges: list[tuple[int, int]], max_tokens: int, short_seq_prob: float,
-                rng: np.random.Generator) -> list[list[tuple[int, int]]]:
+                rng: Draws) -> list[list[tuple[int, int]]]:
     """Group consecutive sentence ranges into chunks of at most ``max_tokens`` tokens."""
     chunks: list[list[tuple[int, int]]] = []
 
@@ -357,7 +358,7 @@ class UnitRanges:
 
 
 def pack_ends(lengths: Sequence[int], max_tokens: int, short_seq_prob: float,
-              rng: np.random.Generator) -> list[int]:
+              rng: Draws) -> list[int]:
     """:func:`pack_ranges` on range lengths: the end (exclusive index into the ranges) of each
     chunk, with the same draws."""
     ends: list[int] = []
