@@ -285,8 +285,10 @@ class Reporter:
 def _masking_line(m: dict[str, Any]) -> str:
     """What the masking wrote, in words."""
     cfg = m.get("config") or {}
+    from zhmask.masking import STRATEGIES
+
     name = cfg.get("masking", "none")
-    if name == "none":
+    if STRATEGIES.has(name, "no_masks", unknown=False):
         return ("none: no masks written (labels are all -100; mask at load time with "
                 "zhmask.masking.dynamic.DynamicMasking, docs/reader.md)")
     c = m.get("masking") or {}

@@ -138,11 +138,14 @@ class Draws:
     def integers(self, low, high=None, size=None):
         if high is None:
             low, high = 0, low
+        if size is None and type(low) is int and type(high) is int:  # one value: no numpy call
+            if high <= low:
+                raise ValueError(f"integers: high ({high}) must exceed low ({low})")
+            i = self.pos
+            self.pos = i + 1
+            return low + min(int(_uniform_one(self.key, i) * (high - low)), high - low - 1)
         if size is None and np.ndim(low) == 0 and np.ndim(high) == 0:
-            lo, hi = int(low), int(high)
-            if hi <= lo:
-                raise ValueError(f"integers: high ({hi}) must exceed low ({lo})")
-            return lo + min(int(self.random() * (hi - lo)), hi - lo - 1)
+            return self.integers(int(low), int(high))
         if np.any(np.asarray(high) <= np.asarray(low)):
             raise ValueError("integers: high must exceed low")
         shape = np.broadcast_shapes(np.shape(low), np.shape(high)) if size is None else (

@@ -47,7 +47,9 @@ def load(out: "str | Path | Build", split: str | None = None, tasks: Sequence[st
     build = out if isinstance(out, Build) else Build(out)
     parts = [datasets.Dataset.from_file(str(p)) for p in build.shards]
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    if (build.config.get("masking") or "none") == "none":
+    from zhmask.masking import STRATEGIES
+
+    if STRATEGIES.has(build.config.get("masking") or "none", "no_masks", unknown=False):
         # no static masks: no labels column (all -100), so that a collator that masks at training
         # time (transformers' DataCollatorForLanguageModeling, DynamicMasking) finds none to pad
         ds = ds.remove_columns(["labels"])

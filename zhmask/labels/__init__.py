@@ -31,8 +31,9 @@ def check_unmasked(config, task: str, why: str) -> None:
     and ``--dupe-factor 1`` (copies of an unmasked row would be identical); ``why`` says what the
     task predicts instead."""
     from zhmask.errors import ZhmaskError
+    from zhmask.masking import STRATEGIES
 
-    if config.masking != "none":
+    if not STRATEGIES.has(config.masking, "no_masks"):
         raise ZhmaskError(f"--tasks {task} {why}: it takes no masks (--masking none, not {config.masking})")
     if config.dupe_factor != 1:
         raise ZhmaskError(f"--tasks {task} rows have no masks, so --dupe-factor {config.dupe_factor} would write "

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from zhmask.registry import Registry
 
-STRATEGIES = Registry("masking strategy", traits=("whole_word", "uses_segmentation", "uses_entities", "random_tokens"))
+STRATEGIES = Registry("masking strategy", traits=("whole_word", "uses_segmentation", "uses_entities", "random_tokens",
+                                                   "no_masks"))
 # ``@register(name, options={knob: default}, validate=fn, traits=(...), version=1, help=...)``;
 # read knobs with ``STRATEGIES.option(name, config, knob)``.  Traits: ``whole_word`` (a word is
 # predicted whole or not at all, always: ``zhmask verify`` checks it), ``uses_segmentation`` (its
 # units follow the segmenter's words), ``uses_entities`` (and the entity detector's spans),
-# ``random_tokens`` (its random replacements draw as --random-tokens says; mac's are similar words).
+# ``random_tokens`` (its random replacements draw as --random-tokens says; mac's are similar words),
+# ``no_masks`` (its rows carry no masks: labels all -100, for masking at load time).
 # Row checks for ``zhmask verify``: ``@STRATEGIES.add_check(name)``; every strategy's rows also
 # get :func:`zhmask.masking.checks.check_masked_row`.
 register = STRATEGIES.register

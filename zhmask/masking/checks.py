@@ -54,7 +54,7 @@ def check_masked_row(row: dict[str, Any], ctx: dict[str, Any]) -> list[str]:
     ids, lab, wid = arrays
     has = lab != -100
     bad: list[str] = []
-    if name == "none":
+    if STRATEGIES.has(name, "no_masks", unknown=False):
         if has.any():
             bad.append("labels in a build with --masking none")
         return bad

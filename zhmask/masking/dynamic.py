@@ -139,7 +139,10 @@ class DynamicMasking:
         cfg = manifest.get("config")
         if not isinstance(cfg, dict):
             raise ZhmaskError(f"cannot read the build configuration from {path}: no 'config' object")
-        name = masking or (cfg.get("masking") if cfg.get("masking") != "none" else "wwm")
+        from zhmask.masking import STRATEGIES
+
+        built = cfg.get("masking") or "none"
+        name = masking or ("wwm" if STRATEGIES.has(built, "no_masks", unknown=False) else built)
         if "random_tokens" not in cfg:  # a build from before --random-tokens drew from the vocabulary
             cfg = {**cfg, "random_tokens": "vocab"}
         elif cfg["random_tokens"] == "unigram":
