@@ -190,3 +190,75 @@ def sop_each(docs: list[Document], ctx) -> Iterator[Example]:
             if label == 1:
                 a, b = b, a
             yield pair_example(a, b, ctx, task="sop", example_id=f"{doc.id}#sop{n}", label=label, doc_id=doc.id)
+
+
+# ---------------------------------------------------------------------- masking, one example at a time
+def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
+    """Indices of the units taken when scanning ``lengths`` in order, skipping (not cutting) a
+    unit that would exceed the remaining budget, until the budget is spent (BERT's loop);
+    returns (taken indices, units skipped)."""
+    if budget <= 0 or len(lengths) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    lens = lengths.tolist()
+    n = len(lens)
+    taken: list[int] = []
+    r = budget
+    j = 0
+    while j < n and lens[j] <= r:  # the prefix that fits whole (zero-length units included)
+        taken.append(j)
+        r -= lens[j]
+        j += 1
+    skipped = 0
+    while r > 0 and j < n:  # then each unit that still fits; the others are skipped
+        if lens[j] <= r:
+            taken.append(j)
+            r -= lens[j]
+        else:
+            skipped += 1
+        j += 1
+    return np.asarray(taken, dtype=np.int64), skipped
+
+
+def reference_mask(config, ctx):
+    """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram`` or ``span``) as a function of
+    one example at a time, the way the package decided before its one batched implementation:
+    the same units and the same random values, so its rows must equal the package's."""
+    from zhmask.masking.span import span_probs
+    from zhmask.masking.units import Masker, sample_word_ngrams
+
+    m = Masker(config, ctx)
+    name = config.masking
+
+    def wwm(example, ids, wid, cand, n_cand, budget, rng, stats):
+        wt = m.word_table(example, wid, cand)
+        elig = np.flatnonzero(wt.ok)
+        order = elig[rng.permutation(len(elig))]
+        taken, skipped = take_in_order(wt.ntok[order], budget)
+        if skipped:
+            stats["units_skipped_over_budget"] += skipped
+        sel = order[taken]
+        return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
+
+    def char(example, ids, wid, cand, n_cand, budget, rng, stats):
+        pos = np.flatnonzero(cand)
+        chosen = pos[rng.permutation(len(pos))[:budget]]
+        return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
+
+    def ngrams(probs, unit_word, gap):
+        def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
+            wt = m.word_table(example, wid, cand)
+            sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
+            for n, c in zip(*np.unique(nw, return_counts=True)):
+                stats[f"{unit_word}_units_n{int(n)}"] += int(c)
+            return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
+        return choose
+
+    if name == "ngram":
+        from zhmask.masking.ngram import ngram_probs
+
+        chooser = ngrams(ngram_probs("ngram", config), "ngram", 0)
+    elif name == "span":
+        chooser = ngrams(span_probs(config), "span", 1)
+    else:
+        chooser = {"wwm": wwm, "char": char}[name]
+    return m.strategy(choose=chooser)

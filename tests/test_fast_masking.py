@@ -1,5 +1,8 @@
 """The batched masking and column writing of a mask batch give exactly what the per-example path
-(``Pipeline.rows`` -> ``ShardWriter.write``) gives: same rows, same statistics, same shard bytes."""
+(``Pipeline.rows`` -> ``ShardWriter.write``) gives: same rows, same statistics, same shard bytes.
+For the strategies with one batched implementation, an example alone is a batch of one: these
+tests then check that a row's mask does not depend on its batch, and
+``test_one_implementation_equals_the_per_example_oracle`` checks it against tests/oracle.py."""
 from __future__ import annotations
 
 import io
@@ -154,6 +157,36 @@ def test_ngram_knobs_batched(docs):
         block, stats = batched(pipe, batch)
         assert_block_equals_rows(block, rows)
         assert dict(stats) == want
+
+
+@pytest.mark.parametrize("masking", BATCHED)
+def test_one_implementation_equals_the_per_example_oracle(docs, masking):
+    """The batched implementation of wwm, ngram, span and char, on examples alone and in a batch,
+    equals the plain per-example decision (tests/oracle.py) with the same keys."""
+    from oracle import reference_mask
+
+    from zhmask.rng import rng_for
+
+    cfg = BuildConfig(masking=masking).validate()
+    pipe = Pipeline(cfg)
+    ref = reference_mask(cfg, pipe.ctx)
+    exs = examples(pipe, docs)[:300] + odd_examples(pipe.tok)
+    keys = [(cfg.seed, ex.example_id, "mask", 0) for ex in exs]
+    batch = pipe.mask.mask_rows(exs, [rng_for(*k) for k in keys])
+    stats: Counter = Counter()
+    predicted = 0
+    for i, (ex, k) in enumerate(zip(exs, keys)):
+        want = ref(ex, rng_for(*k))
+        alone = pipe.mask(ex, rng_for(*k))
+        a, b = int(batch.lens[:i].sum()), int(batch.lens[:i + 1].sum())
+        for got in (alone.input_ids, batch.input_ids[a:b]):
+            assert got.tolist() == want.input_ids.tolist(), ex.example_id
+        assert alone.labels.tolist() == batch.labels[a:b].tolist() == want.labels.tolist(), ex.example_id
+        assert {k: int(v) for k, v in alone.stats.items() if v} == {k: int(v) for k, v in want.stats.items() if v}
+        stats.update(want.stats)
+        predicted += int((want.labels != -100).sum())
+    assert {k: int(v) for k, v in batch.stats.items() if v} == {k: int(v) for k, v in stats.items() if v}
+    assert predicted > 1000
 
 
 @pytest.mark.parametrize("masking", BATCHED + PER_EXAMPLE)
@@ -318,7 +351,9 @@ def test_sample_word_ngrams_equals_the_reference(docs, pipeline):
 
 
 def test_take_rows_equals_take_in_order(pipeline):
-    from zhmask.masking.units import Masker, RowBatch, take_in_order
+    from oracle import take_in_order
+
+    from zhmask.masking.units import Masker, RowBatch
 
     m = Masker(BuildConfig(), pipeline.ctx)
     g = np.random.default_rng(3)

@@ -18,12 +18,7 @@ from zhmask.rng import permutations_rows
 def make(config, ctx):
     m = Masker(config, ctx)
 
-    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        pos = np.flatnonzero(cand)
-        chosen = pos[rng.permutation(len(pos))[:budget]]
-        return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
-
-    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+    def choose_rows(rb, gens, stats):  # each row's candidates in a random order, its budget's first
         pos = np.flatnonzero(rb.cand)
         nc, b = rb.n_cand, rb.budget
         if not len(pos):
@@ -35,4 +30,4 @@ def make(config, ctx):
         chosen = np.sort(pos[np.repeat(np.cumsum(nc) - nc, nc)[first] + perm[first]])
         return chosen, chosen + 1
 
-    return m.strategy(choose, choose_rows)
+    return m.strategy(choose_rows)

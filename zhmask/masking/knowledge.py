@@ -111,7 +111,7 @@ def row_levels(config: dict, example_id: str) -> dict:
 def make(config, ctx):
     m = Masker(config, ctx)
     stages = stage_probs(config)
-    masks = [m.strategy(_chooser(m, p)) for p in stages]
+    masks = [m.strategy(choose=_chooser(m, p)) for p in stages]
     if len(masks) == 1:
         return masks[0]
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.units import Masker, sample_rows_ngrams, sample_word_ngrams, word_table
+from zhmask.masking.units import Masker, sample_rows_ngrams
 
 NGRAM_OPTIONS = {"ngram_max": 4, "ngram_probs": [0.4, 0.3, 0.2, 0.1]}
 
@@ -39,14 +39,7 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
     unpredicted word between units (see :func:`sample_word_ngrams`)."""
     m = Masker(config, ctx)
 
-    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = m.word_table(example, wid, cand)
-        sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
-        for n, c in zip(*np.unique(nw, return_counts=True)):
-            stats[f"{unit_word}_units_n{int(n)}"] += int(c)
-        return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
-
-    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+    def choose_rows(rb, gens, stats):  # the units of every row (sample_rows_ngrams)
         sw, nw = sample_rows_ngrams(rb, gens, probs, stats, unit_word, gap)
         if len(nw):
             for n, c in enumerate(np.bincount(nw).tolist()):
@@ -57,7 +50,7 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
         return us[order], ue[order]
 
 
-    return m.strategy(choose, choose_rows)
+    return m.strategy(choose_rows)
 
 
 @register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg),

@@ -286,7 +286,7 @@ def make(config, ctx):
         count_common(stats, n_cand, budget, fate, ends - starts, names=("similar", "random", "keep"))
         return MaskResult(out, labels, stats)
 
-    return m.strategy(choose)
+    return m.strategy(choose=choose)
 
 
 @STRATEGIES.add_check("mac")

@@ -16,12 +16,13 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   :meth:`Masker.random_ids`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
-Everything is per example with numpy; the only Python loops run once per *unit*.  A build masks
-a batch of examples at once (:meth:`Masker.mask_rows`, used by ``wwm``, ``ngram``, ``span`` and
-``char``): candidates, budgets, word tables, unit selection where it is not sequential, labels,
-fates, output ids and statistics run over the batch's concatenation; only each example's own
-draws (and the n-gram selection loop) stay per example, in the same order and shapes, so the
-rows equal the per-example ones (tests/test_fast_masking.py).
+``wwm``, ``ngram``, ``span`` and ``char`` have one implementation, over a batch of rows
+(:meth:`Masker.mask_rows`): candidates, budgets, word tables, unit selection where it is not
+sequential, the random values (:func:`zhmask.rng.random_rows`), labels, fates, output ids and
+statistics run over the batch's concatenation; only the n-gram selection loop runs row by row.
+One example is a batch of one, so a row's mask does not depend on the batch it is in
+(tests/test_fast_masking.py), and tests/oracle.py keeps the plain per-example versions as
+oracles.  ``knowledge`` and ``mac`` decide one example at a time (``Masker.strategy(choose=)``).
 """
 from __future__ import annotations
 
@@ -105,33 +106,6 @@ def ranges_to_positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     offs = np.cumsum(lens) - lens
     return np.arange(total, dtype=np.int64) + np.repeat(starts - offs, lens)
-
-
-def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
-    """Indices of the units taken when scanning ``lengths`` in order, skipping (not cutting) a
-    unit that would exceed the remaining budget, until the budget is spent (BERT's loop);
-    returns (taken indices, units skipped)."""
-    if budget <= 0 or len(lengths) == 0:
-        return np.zeros(0, dtype=np.int64), 0
-    # a few dozen units: a plain loop beats the cumsum/searchsorted/flatnonzero version
-    lens = lengths.tolist()
-    n = len(lens)
-    taken: list[int] = []
-    r = budget
-    j = 0
-    while j < n and lens[j] <= r:  # the prefix that fits whole (zero-length units included)
-        taken.append(j)
-        r -= lens[j]
-        j += 1
-    skipped = 0
-    while r > 0 and j < n:  # then each unit that still fits; the others are skipped
-        if lens[j] <= r:
-            taken.append(j)
-            r -= lens[j]
-        else:
-            skipped += 1
-        j += 1
-    return np.asarray(taken, dtype=np.int64), skipped
 
 
 def geometric_probs(p: float, max_len: int) -> np.ndarray:
@@ -453,18 +427,31 @@ class Masker:
             return pre[4]
         return word_table(wid, cand)
 
-    def strategy(self, choose, choose_rows=None):
-        """A strategy's ``mask(example, rng)`` from the part that differs between strategies.
+    def strategy(self, choose_rows=None, choose=None):
+        """A strategy's ``mask(example, rng)`` from the part that differs between strategies:
+        give exactly one of the two.
 
-        ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` sees an
+        ``choose_rows(rows, gens, stats) -> (starts, ends)`` picks the units of a batch of rows
+        at once (:class:`RowBatch`, one :class:`~zhmask.rng.Draws` per row): token ranges in
+        concatenation positions, ascending.  It is the strategy's only implementation:
+        ``mask.mask_rows(examples, gens)`` masks a batch (:class:`RowsResult`), and
+        ``mask(example, rng)`` is the batch of that one example.
+
+        ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` is for
+        strategies that decide one example at a time (``knowledge``, ``mac``): it sees an
         ordinary example with its candidates (``cand``: not special, inside a word) and its token
-        budget; rows in the ERNIE-GEN / seq2seq layout are returned unmasked and counted.
+        budget.  Either way, rows in the ERNIE-GEN / seq2seq layout are returned unmasked and
+        counted."""
+        if (choose_rows is None) == (choose is None):
+            raise TypeError("Masker.strategy: give choose_rows or choose")
+        if choose_rows is not None:
+            def one(example: Example, rng: Draws) -> MaskResult:
+                res = self.mask_rows([example], [rng], choose_rows)
+                return MaskResult(res.input_ids, res.labels, res.stats)
 
-        ``choose_rows(rows, gens, stats) -> (starts, ends)``, when given, does the same for a
-        batch of rows at once (:class:`RowBatch`, one generator per row): the returned token
-        ranges (concatenation positions, ascending) are what ``choose`` predicts, with the same
-        draws; ``mask.mask_rows(examples, gens)`` then returns a :class:`RowsResult` equal to
-        the per-example results (tests/test_fast_masking.py)."""
+            one.mask_rows = lambda exs, gens: self.mask_rows(exs, gens, choose_rows)  # type: ignore[attr-defined]
+            return one
+
         def mask(example: Example, rng: Draws) -> MaskResult:
             ids, wid, cand = self.prepare(example)
             self._unit = example.extra.get("unit")
@@ -477,8 +464,6 @@ class Masker:
 
         mask.prepare_batch = self.prepare_batch  # type: ignore[attr-defined]
         mask.release = self.release  # type: ignore[attr-defined]
-        if choose_rows is not None:
-            mask.mask_rows = lambda exs, gens: self.mask_rows(exs, gens, choose_rows)  # type: ignore[attr-defined]
         return mask
 
     # ------------------------------------------------------------------ a batch of rows at once
@@ -597,9 +582,11 @@ class Masker:
 
     def take_rows(self, rb: "RowBatch", order: np.ndarray, counts: np.ndarray, lengths: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`take_in_order` for every row at once: ``order``/``lengths`` hold each row's
-        units in scanning order (``counts[i]`` of them for row i, rows in order, every length at
-        least 1); returns (mask of the units taken, units skipped per row)."""
+        """BERT's budget loop for every row at once: scanning each row's units in order, a unit
+        that would exceed what is left of the budget is skipped (not cut), until the budget is
+        spent.  ``order``/``lengths`` hold each row's units in scanning order (``counts[i]`` of
+        them for row i, rows in order, every length at least 1); returns (mask of the units
+        taken, units skipped per row).  (tests/oracle.py's take_in_order is the plain loop.)"""
         n = len(counts)
         budget = rb.budget
         urow = np.repeat(np.arange(n), counts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from zhmask.masking import register
-from zhmask.masking.units import Masker, take_in_order, word_table
+from zhmask.masking.units import Masker
 from zhmask.rng import permutations_rows
 
 
@@ -20,17 +20,7 @@ from zhmask.rng import permutations_rows
 def make(config, ctx):
     m = Masker(config, ctx)
 
-    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = m.word_table(example, wid, cand)
-        elig = np.flatnonzero(wt.ok)
-        order = elig[rng.permutation(len(elig))]
-        taken, skipped = take_in_order(wt.ntok[order], budget)
-        if skipped:
-            stats["units_skipped_over_budget"] += skipped
-        sel = order[taken]
-        return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
-
-    def choose_rows(rb, gens, stats):  # choose, for a batch of rows at once (same draws)
+    def choose_rows(rb, gens, stats):  # each row's words in a random order, taken while they fit
         elig = np.flatnonzero(rb.ok)
         ne = np.bincount(rb.wrow[elig], minlength=len(rb))
         if not len(elig):
@@ -44,4 +34,4 @@ def make(config, ctx):
         sel = np.sort(order[taken])
         return rb.ws[sel], rb.we[sel]
 
-    return m.strategy(choose, choose_rows)
+    return m.strategy(choose_rows)
