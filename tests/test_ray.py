@@ -248,9 +248,11 @@ class _FakeRay:
 
     def __init__(self):
         self.sizes = []
+        self.items = []
         self.data = self
 
     def from_items(self, items, override_num_blocks=None):
+        self.items += items
         return _FakeDataset(self, items)
 
     def TaskPoolStrategy(self, size):  # noqa: N802 (Ray's name)
@@ -271,21 +273,22 @@ class _FakeDataset:
 
 
 def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
-    """Units are read lazily: never more than three windows ahead of the finished ones, and no
-    window asks for more than --workers concurrent tasks."""
-    from zhmask.api import iter_units, _inputs
+    """Units are planned lazily: never more than three windows ahead of the finished ones, and no
+    window asks for more than --workers concurrent tasks.  Tasks get descriptors, not documents."""
+    from zhmask.api import _inputs
     from zhmask.config import BuildConfig
     from zhmask.engines.ray_engine import WINDOW_PER_WORKER, RayEngine, _Driver
+    from zhmask.steps.plan import UnitDescriptor, plan_units
 
     cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=5, workers=2, out=str(tmp_path))
     window = WINDOW_PER_WORKER * cfg.workers
     read, done, held = [], [], []
 
     def units():
-        for unit, raws in iter_units(cfg, _inputs(cfg)[0], []):
-            read.append(unit)
+        for desc in plan_units(cfg, _inputs(cfg)[0], []):
+            read.append(desc.unit)
             held.append(len(read) - len(done))
-            yield unit, raws
+            yield desc
 
     fake = _FakeRay()
     engine = RayEngine(cfg, tmp_path, lambda st: done.append(st["unit"]))
@@ -294,3 +297,7 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     assert sorted(done) == list(range(30)) and len(read) == 30
     assert window < max(held) <= 3 * window  # the next window is read while one runs, no more
     assert max(fake.sizes) == cfg.workers and all(s <= cfg.workers for s in fake.sizes)
+    # each task's row is the unit's descriptor (JSON, bounded), never its documents' text
+    assert all(set(item) == {"unit", "job"} and len(item["job"]) < 400 for item in fake.items)
+    assert [UnitDescriptor.from_json(item["job"]).unit for item in fake.items] == list(range(30))
+    assert not any("红星" in item["job"] for item in fake.items)  # the first record's text

@@ -57,6 +57,24 @@ class InputFile:
     name: str  # stable name used in document ids
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A range of one input file that a worker reads (see :mod:`zhmask.steps.plan`).
+
+    Text and JSONL: bytes ``[start, end)`` (of the decompressed stream for .gz/.zst), starting
+    at line ``line`` (1-based) or, with ``piece`` > 0, at that piece of an over-long line, and
+    ending at a line end or, with ``open_end``, at a piece cut inside a line.  Parquet and
+    Arrow: records ``[start, end)`` (``line`` is ``start``)."""
+    path: str
+    name: str
+    fmt: str  # text, jsonl, parquet or arrow (never auto)
+    start: int
+    end: int
+    line: int = 1
+    piece: int = 0
+    open_end: bool = False
+
+
 def expand_inputs(inputs: list[str], fmt: str = "auto") -> list[InputFile]:
     """The files :func:`list_inputs` reads (without the list of files it skips)."""
     return list_inputs(inputs, fmt)[0]
@@ -276,19 +294,47 @@ def split_bytes(data: bytes | bytearray, limit: int) -> Iterator[tuple[bytes, bo
     yield bytes(data[start:]), False
 
 
-def _blocks(path: Path, where: list[int]) -> Iterator[bytes]:
-    """The file's bytes in blocks; read errors become BadInputFile naming the file."""
+def is_compressed(path: Path) -> bool:
+    """Whether :func:`open_binary` decompresses ``path`` (then a byte offset cannot be seeked to)."""
+    return path.name.lower().endswith((".gz", ".zst", ".zstd"))
+
+
+def _blocks(path: Path, where: list[int], start: int = 0, end: int | None = None,
+            digest: Any = None) -> Iterator[bytes]:
+    """The file's bytes ``[start, end)`` in blocks (of the decompressed stream for .gz and .zst:
+    decompressed and dropped up to ``start``, which cannot be seeked to); each block is added to
+    ``digest`` (a hashlib object) as read.  Read errors become BadInputFile naming the file, and
+    so does a file that ends before ``end`` (it changed since the build planned its units)."""
     fh = open_binary(path)
+    left = None if end is None else end - start
+
+    def read(n: int) -> bytes:
+        try:
+            return fh.read(n)
+        except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
+            what = "corrupt or truncated compressed data" if is_compressed(path) else "read error"
+            raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
+
     try:
-        while True:
-            try:
-                block = fh.read(READ_BLOCK)
-            except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
-                what = "corrupt or truncated compressed data" if path.name.lower().endswith((".gz", ".zst", ".zstd")) \
-                    else "read error"
-                raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
+        if start and not is_compressed(path):
+            fh.seek(start)
+        elif start:
+            skip = start
+            while skip > 0:
+                dropped = read(min(READ_BLOCK, skip))
+                if not dropped:
+                    break
+                skip -= len(dropped)
+        while left is None or left > 0:
+            block = read(READ_BLOCK if left is None else min(READ_BLOCK, left))
             if not block:
+                if left:
+                    raise BadInputFile(f"{path}: ends before byte {end:,} (changed since the build started?)")
                 return
+            if left is not None:
+                left -= len(block)
+            if digest is not None:
+                digest.update(block)
             yield block
     finally:
         try:
@@ -305,18 +351,26 @@ class Line(NamedTuple):
     last: bool  # the line's last piece (always True for a whole line)
 
 
-def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Line]:
-    """The lines of ``path``, read in blocks, as :class:`Line` tuples.
+def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment | None = None,
+               digest: Any = None) -> Iterator[Line]:
+    """The lines of ``path`` (of its range ``seg``, default the whole file), read in blocks, as
+    :class:`Line` tuples.
 
     Lines are split on ``b"\n"`` only; a trailing ``\r`` and a UTF-8 BOM at the start of the
     file are removed.  A line longer than ``max_bytes`` comes as pieces 0, 1, ... of at most
     ``max_bytes`` (see :func:`cut_point`).  At most ``max_bytes`` plus one block is held in
     memory, whatever the length of a line.
+
+    A range starts at the start of line ``seg.line`` or, with ``seg.piece`` > 0, at that piece
+    of it, and ends at a line end or, with ``seg.open_end``, at a piece cut inside its last
+    line: either way its lines and pieces are those of the whole file's (a cut depends only on
+    the bytes from the previous cut on).  The range's bytes are added to ``digest``.
     """
-    where = [0]
-    n = 1  # the current (unfinished) line
+    start, end = (seg.start, seg.end) if seg is not None else (0, None)
+    n = seg.line if seg is not None else 1  # the current (unfinished) line
+    where = [n - 1]
     carry = bytearray()
-    piece = 0  # pieces of the current line already emitted
+    piece = seg.piece if seg is not None else 0  # pieces of the current line already emitted
 
     def emit(line: bytes | bytearray, final: bool) -> Iterator[Line]:
         nonlocal piece
@@ -358,8 +412,8 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[L
             start = nl + 1
 
     head = b""
-    first = True
-    for block in _blocks(path, where):
+    first = start == 0  # a BOM only at the start of the file
+    for block in _blocks(path, where, start, end, digest):
         if first:  # the BOM may straddle tiny first blocks of a compressed stream
             head += block
             if len(head) < 3:
@@ -369,6 +423,10 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[L
         yield from lines_of(block)
     if first and head:  # a file of fewer than three bytes
         yield from lines_of(head)
+    if seg is not None and seg.open_end:  # the range ends at a cut: what is left is one piece
+        if carry:
+            yield Line(n, piece, bytes(carry), not any(m in carry for m in _SENT_ENDS), False)
+        return
     if carry or piece:
         yield from emit(carry, final=True)
 
@@ -411,9 +469,12 @@ def _piece_events(piece: int | None, hard: bool) -> tuple[str, ...]:
 
 
 def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
-              max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+              max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment | None = None,
+              digest: Any = None) -> Iterator[RawDoc]:
+    """The documents of a text file (of its range ``seg``: see :func:`iter_lines`; with blank-line
+    documents a range starts at a document's first line)."""
     if doc_sep == "line":
-        for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes):
+        for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
             where = f"{f.path}:{n}"
             doc_id = f"{f.name}:{n}" if piece is None else f"{f.name}:{n}#{piece}"
             yield _decoded_doc(doc_id, where, line, on_decode_error, _piece_events(piece, hard))
@@ -424,7 +485,7 @@ def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
     size = 0
     start = 0
     k = 0
-    for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes):
+    for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
         if piece is None and not line.strip():
             if buf:
                 yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
@@ -463,20 +524,34 @@ def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field:
 
 
 def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    checked = _check_fields(f, _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes),
-                            fields if fields is not None else named_fields(text_field, title_field))
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None,
+               seg: Segment | None = None, digest: Any = None) -> Iterator[RawDoc]:
+    """The records of a JSONL file (of its range ``seg``, which starts at a line start).  The
+    check that the named fields occur is made by the range that starts the file, reading on
+    past its end (keys only) when its own records do not settle it."""
+    records = _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes, seg, digest)
+    if seg is not None and seg.start > 0:
+        checked: Iterator[RawDoc] = (doc for doc, _ in records)
+    else:
+        after = None
+        if seg is not None:
+            rest = Segment(seg.path, seg.name, seg.fmt, seg.end, None, seg.line)  # type: ignore[arg-type]
+            after = _jsonl_records(f, text_field, title_field, "replace", max_doc_bytes, rest)
+        checked = _check_fields(f, records, fields if fields is not None else named_fields(text_field, title_field),
+                                after)
     for doc in checked:
         yield from _split_doc(doc, max_doc_bytes)
 
 
 def _jsonl_records(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
-                   max_doc_bytes: int) -> Iterator[tuple[RawDoc, list[str] | None]]:
-    """(record, its keys -- None when the line is not a JSON object) for each record of the file."""
+                   max_doc_bytes: int, seg: Segment | None = None,
+                   digest: Any = None) -> Iterator[tuple[RawDoc, list[str] | None]]:
+    """(record, its keys -- None when the line is not a JSON object) for each record of the file
+    (of its range ``seg``)."""
     parts: list[bytes] = []
     size = 0
     too_large = False
-    for n, piece, chunk, _, last in iter_lines(f.path, max_doc_bytes):
+    for n, piece, chunk, _, last in iter_lines(f.path, max_doc_bytes, seg, digest):
         if piece is not None:  # a record longer than max_doc_bytes: gather it up to MAX_RECORD_BYTES
             if piece == 0:
                 parts, size, too_large = [], 0, False
@@ -540,13 +615,16 @@ def _no_field(f: InputFile, name: str, option: str, present: list[str], where: s
 
 
 def _check_fields(f: InputFile, records: Iterator[tuple[RawDoc, list[str] | None]],
-                  fields: Mapping[str, str]) -> Iterator[RawDoc]:
+                  fields: Mapping[str, str],
+                  after: Iterator[tuple[RawDoc, list[str] | None]] | None = None) -> Iterator[RawDoc]:
     """The records, once every named field has been seen in a record of the file.
 
     Records are held back (at most FIELD_LOOKAHEAD of them) until each field of ``fields`` has
     appeared in one; when the file ends, or the look-ahead is spent, with a field never seen,
     the build stops with one line naming the field and the fields the records have.  A file of
-    fields the records all have costs nothing: the first record settles it."""
+    fields the records all have costs nothing: the first record settles it.  ``after``: the
+    records of the file after those of ``records`` (a worker's range), looked at (within the
+    same look-ahead) only when ``records`` end unsettled."""
     missing = [name for name in fields if name]
     held: list[RawDoc] = []
     held_bytes = 0
@@ -566,6 +644,16 @@ def _check_fields(f: InputFile, records: Iterator[tuple[RawDoc, list[str] | None
                 yield doc
                 continue
         held.append(doc)
+        held_bytes += len(doc.text)
+        if objects >= FIELD_LOOKAHEAD or held_bytes > FIELD_LOOKAHEAD_BYTES:
+            raise _no_field(f, missing[0], fields[missing[0]], list(present), f"its first {objects:,} records")
+    for doc, keys in after if missing and after is not None else ():
+        if keys is not None:
+            objects += 1
+            present.update(dict.fromkeys(keys))
+            missing = [name for name in missing if name not in present]
+            if not missing:
+                break
         held_bytes += len(doc.text)
         if objects >= FIELD_LOOKAHEAD or held_bytes > FIELD_LOOKAHEAD_BYTES:
             raise _no_field(f, missing[0], fields[missing[0]], list(present), f"its first {objects:,} records")
@@ -620,44 +708,116 @@ def _split_doc(doc: RawDoc, limit: int) -> Iterator[RawDoc]:
                      where=doc.where, nbytes=len(piece), events=doc.events + _piece_events(k, hard))
 
 
-def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    """The records of a Parquet file or an Arrow IPC stream or file, a record batch at a time;
-    every named field must be a column (checked on the schema, before any record is read)."""
+def _open_table(f: InputFile, fmt: str, named: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """(the opened Parquet file or Arrow reader, the named columns), once every named field is
+    checked to be a column (on the schema, before any record is read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         if fmt == "parquet":
-            pf = pq.ParquetFile(f.path)
-            names = pf.schema_arrow.names
-            batches = pf.iter_batches(batch_size=2048)
+            src: Any = pq.ParquetFile(f.path)
+            names = src.schema_arrow.names
         else:
-            names, batches = _arrow_batches(f.path)
+            src = _ArrowBatches(f.path)
+            names = src.names
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFile(f"{f.path}: not a readable {fmt} file ({exc})") from None
-    named = fields if fields is not None else named_fields(text_field, title_field)
     for name, option in named.items():
         if name and name not in names:
             raise _no_field(f, name, option, list(names), "the columns")
-    idx = 0
+    return src, list(dict.fromkeys(name for name in named if name))
 
-    def safe(it):
-        while True:
-            try:
-                yield next(it)
-            except StopIteration:
-                return
-            except (pa.ArrowException, OSError) as exc:
-                raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {idx} ({exc})") from None
 
-    for batch in safe(iter(batches)):
-        rows = batch.to_pylist()
+def table_chunks(f: InputFile, fmt: str, named: Mapping[str, str]) -> Iterator[tuple[int, int]]:
+    """(records, bytes of the named columns) of each row group (Parquet, from its metadata:
+    uncompressed size) or record batch (Arrow, memory-mapped: its buffers' size), in order:
+    what :mod:`zhmask.steps.plan` cuts a table's units by, without reading a record."""
+    src, cols = _open_table(f, fmt, named)
+    if fmt == "parquet":
+        md = src.metadata
+        for i in range(md.num_row_groups):
+            rg = md.row_group(i)
+            size = sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns)
+                       if rg.column(j).path_in_schema.split(".")[0] in cols)
+            yield rg.num_rows, size
+        return
+    for batch in _checked_batches(f, fmt, src.batches(), 0):
+        yield batch.num_rows, batch.select(cols).nbytes
+
+
+def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None,
+               seg: Segment | None = None, digest: Any = None) -> Iterator[RawDoc]:
+    """The records of a Parquet file or an Arrow IPC stream or file (its records ``[seg.start,
+    seg.end)``), a record batch at a time, reading only the named columns (``fields``: the text,
+    title and target fields); every named field must be a column (checked on the schema, before
+    any record is read).  The records read, as canonical JSON, are added to ``digest``."""
+    import json
+
+    named = fields if fields is not None else named_fields(text_field, title_field)
+    src, cols = _open_table(f, fmt, named)
+    first, stop = (seg.start, seg.end) if seg is not None else (0, None)
+    if fmt == "parquet":
+        md = src.metadata
+        groups, idx, row0 = [], None, 0
+        for i in range(md.num_row_groups):
+            n = md.row_group(i).num_rows
+            if row0 + n > first and (stop is None or row0 < stop):
+                groups.append(i)
+                idx = row0 if idx is None else idx
+            row0 += n
+        batches = src.iter_batches(batch_size=2048, row_groups=groups, columns=cols) if groups else iter(())
+        idx = idx or 0
+    else:
+        batches, idx = (b.select(cols) for b in src.batches()), 0
+    for batch in _checked_batches(f, fmt, batches, idx):
+        if stop is not None and idx >= stop:
+            break
+        lo, hi = max(first - idx, 0), batch.num_rows if stop is None else min(batch.num_rows, stop - idx)
+        rows = batch.slice(lo, hi - lo).to_pylist() if hi > lo else []
+        idx += lo
         for rec in rows:
+            if digest is not None:
+                digest.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str)
+                              .encode("utf-8", "surrogatepass") + b"\n")
             doc = _record_doc(rec, f"{f.name}:{idx}", f"{f.path}:{idx}", text_field, title_field)
             doc.nbytes = len(doc.text.encode("utf-8", "replace"))
             yield from _split_doc(doc, max_doc_bytes)
             idx += 1
+        idx += batch.num_rows - max(hi, lo)
+
+
+class _ArrowBatches:
+    """An Arrow IPC stream (what Hugging Face ``datasets`` writes) or an Arrow IPC file
+    (Feather v2), memory-mapped: its column names and its record batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.names, first = _arrow_batches(path)
+        close = getattr(first, "close", None)
+        if close is not None:
+            close()
+
+    def batches(self) -> Iterator[Any]:
+        return iter(_arrow_batches(self.path)[1])
+
+
+def _checked_batches(f: InputFile, fmt: str, batches: Iterator[Any], row: int) -> Iterator[Any]:
+    """``batches`` (the first starting at record ``row``); corrupt data becomes BadInputFile
+    naming the file and the record."""
+    import pyarrow as pa
+
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {row} ({exc})") from None
+        row += batch.num_rows
+        yield batch
 
 
 def _arrow_batches(path: Path) -> tuple[list[str], Iterator[Any]]:
@@ -676,17 +836,19 @@ def _arrow_batches(path: Path) -> tuple[list[str], Iterator[Any]]:
 
 def read_file(f: InputFile, *, fmt: str, doc_sep: str, text_field: str, title_field: str | None,
               on_decode_error: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-              fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    """The records of one input file.  ``fields`` maps each field the build reads (JSONL keys,
-    table columns) to the option that named it, for the error when a file has no such field
-    (default: the text and title fields)."""
-    kind = detect_format(f.path, fmt)
+              fields: Mapping[str, str] | None = None, seg: Segment | None = None,
+              digest: Any = None) -> Iterator[RawDoc]:
+    """The records of one input file, or of its range ``seg`` (a worker's part of a unit:
+    :mod:`zhmask.steps.plan`), whose input is added to ``digest`` as read.  ``fields`` maps
+    each field the build reads (JSONL keys, table columns) to the option that named it, for
+    the error when a file has no such field (default: the text and title fields)."""
+    kind = seg.fmt if seg is not None else detect_format(f.path, fmt)
     if kind == "text":
-        yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes)
+        yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes, seg, digest)
     elif kind == "jsonl":
-        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes, fields)
+        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes, fields, seg, digest)
     else:
-        yield from read_table(f, kind, text_field, title_field, max_doc_bytes, fields)
+        yield from read_table(f, kind, text_field, title_field, max_doc_bytes, fields, seg, digest)
 
 
 def check_input(path: Path) -> str | None:
@@ -717,17 +879,3 @@ def check_input(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     return None
-
-
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of an input file, for the manifest."""
-    import hashlib
-
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise BadInputFile(f"cannot read {path}: {exc.strerror or exc}") from None
-    return {"size": os.path.getsize(path), "sha256": h.hexdigest()}
