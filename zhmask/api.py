@@ -320,14 +320,16 @@ def record_run(out: Path, config: BuildConfig, seconds: float, timing: list[dict
 def ranges_checksum(ranges: list[dict[str, Any]]) -> dict[str, Any]:
     """An input's checksum from its units' ranges, as the workers hashed them while reading:
     ``sha256_of_ranges`` is the sha256 of the ranges' sha256 digests (32 bytes each, in input
-    order), and ``ranges`` how many there are; empty without ranges.  Not the file's sha256:
+    order), and ``ranges`` how many there are; empty unless the ranges cover the input from its
+    start without a gap (a file skipped part-way has none).  Not the file's sha256:
     the input is never read a second time to hash it (docs/schema.md)."""
     import hashlib
 
-    if not ranges:
-        return {}
+    ranges = sorted(ranges, key=lambda r: (r["start"], r["end"]))
+    if not ranges or ranges[0]["start"] != 0 or any(a["end"] != b["start"] for a, b in zip(ranges, ranges[1:])):
+        return {}  # no range, or some not read (a bad file skipped part-way): no checksum of the input
     h = hashlib.sha256()
-    for r in sorted(ranges, key=lambda r: (r["start"], r["end"])):
+    for r in ranges:
         h.update(bytes.fromhex(r["sha256"]))
     return {"sha256_of_ranges": h.hexdigest(), "ranges": len(ranges)}
 

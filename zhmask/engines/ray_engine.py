@@ -95,12 +95,21 @@ def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
     return worker_pipeline(config_js)
 
 
-def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str) -> dict[str, Any]:
+def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str,
+              cwd: str = "") -> dict[str, Any]:
     """One unit (a row ``{"unit", "job"}``: its descriptor as JSON) -> its input read here, its
     shard and stats file under ``out``: :func:`~zhmask.engines.base.run_job`'s result with the
-    stats as JSON (a Ray Data row)."""
+    stats as JSON (a Ray Data row).  Input paths as the user gave them are relative to the
+    driver's working directory ``cwd``: a worker elsewhere (another node) moves there first."""
     unit = int(row["unit"])
     try:
+        if cwd and os.getcwd() != cwd:
+            try:
+                os.chdir(cwd)  # this process only runs this build's tasks
+            except OSError as exc:
+                raise ZhmaskError(f"a Ray worker cannot enter the driver's directory {cwd} (relative input paths "
+                                  f"are read from there; give absolute paths on a shared filesystem): "
+                                  f"{exc.strerror or exc}") from None
         pipe = _pipeline(config_json, modules, version)
     except ZhmaskError as exc:
         return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__, "span": ""}
@@ -242,7 +251,7 @@ class RayEngine(Engine):
         super().__init__(config, Path(out).resolve(), collect)  # tasks run in other directories, on other nodes
         self.ray: Any = None
         self.job_kwargs = {"config_json": config_json(config), "out": str(self.out),
-                           "modules": registrant_modules(config), "version": __version__}
+                           "modules": registrant_modules(config), "version": __version__, "cwd": os.getcwd()}
 
     def run(self, units: Units) -> None:
         self.ray = _import_ray()

@@ -22,6 +22,11 @@ Planning, per format:
 - Parquet and Arrow: the row groups' or record batches' row counts and the named columns'
   sizes (metadata, memory-mapped buffers): a unit is a range of records.
 
+The fields the build names are checked here, once per file, before any of its ranges is read
+(tables: their schema; JSONL: the reader's check on the first records, :func:`check_fields`),
+so that a file none of whose records has the text field fails the build before a worker
+writes a shard of it.
+
 A file the planner cannot read (corrupt compressed data) stops the build, or with
 ``--skip-bad-files`` ends its plan at the last complete line before the damage (listed under
 ``bad_files``, as before).
@@ -38,13 +43,12 @@ import numpy as np
 
 from zhmask.config import BuildConfig
 from zhmask.errors import BadInputFile
-from zhmask.steps.read import (DEFAULT_MAX_DOC_BYTES, READ_BLOCK, InputFile, RawDoc, Segment, _blocks, detect_format,
+from zhmask.steps.read import (InputFile, RawDoc, Segment, _blocks, detect_format,
                                iter_lines, named_fields, read_file, table_chunks)
 
 # A unit is also closed once its records reach this many bytes (still cut by the input alone),
 # so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
 UNIT_MAX_BYTES = 16 << 20
-PLAN_BLOCK = 4 * READ_BLOCK  # bytes the planner looks at at once (numpy arrays of its newlines)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def read_fields(config: BuildConfig) -> dict[str, str]:
 
 
 def max_doc_bytes(config: BuildConfig) -> int:
-    return int(config.max_doc_mb * 1_000_000) if config.max_doc_mb else DEFAULT_MAX_DOC_BYTES
+    """``--max-doc-mb`` in bytes: longer lines and records are cut into pieces."""
+    return int(config.max_doc_mb * 1_000_000)
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -176,6 +181,11 @@ def plan_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict
         cut.open(f, fmt)
         end = [0, 0]  # where the file's plan ends: position, input byte
         try:
+            if fmt == "jsonl":
+                try:
+                    check_fields(config, f)
+                except BadInputFile:
+                    pass  # damaged data: the plan below stops at it, and reports it
             if fmt in ("text", "jsonl"):
                 starts = _text_starts(f, fmt, config.doc_sep, max_doc_bytes(config), end)
             else:
@@ -188,6 +198,17 @@ def plan_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict
             bad_files.append({"file": str(f.path), "error": str(exc)})
         cut.end_file(*end)
     yield from cut.finish()
+
+
+def check_fields(config: BuildConfig, f: InputFile) -> None:
+    """Stop the build, naming the field, when no record of JSONL file ``f`` has a field the build
+    reads (the reader's own check: its first record settles it, at most 1,000 records are
+    looked at).  Made here, before any range of the file is read, so that with many workers
+    no unit of a failing file reaches a shard."""
+    for _ in read_file(f, fmt="jsonl", doc_sep=config.doc_sep, text_field=config.source_field or config.text_field,
+                       title_field=config.title_field, on_decode_error=config.on_decode_error,
+                       max_doc_bytes=max_doc_bytes(config), fields=read_fields(config)):
+        return
 
 
 _Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -214,7 +235,7 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
     prev_blank = True  # the line before the next one was empty (a file starts a document)
     last_byte = -1  # the previous block's last byte
     offset = bom = 0
-    block_iter = _plan_blocks(f.path, where)
+    block_iter = _blocks(f.path, where)  # blocks of READ_BLOCK: the numpy arrays stay small
     while True:
         block = next(block_iter, None)
         final = block is None
@@ -266,20 +287,6 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
             return
         offset += len(block)
         last_byte = int(arr[-1]) if arr.size else last_byte
-
-
-def _plan_blocks(path: Path, where: list[int]) -> Iterator[bytes]:
-    """The file's bytes in blocks of about PLAN_BLOCK."""
-    buf: list[bytes] = []
-    size = 0
-    for block in _blocks(path, where):
-        buf.append(block)
-        size += len(block)
-        if size >= PLAN_BLOCK:
-            yield b"".join(buf)
-            buf, size = [], 0
-    if buf:
-        yield b"".join(buf)
 
 
 def _with_pieces(f: InputFile, pos: np.ndarray, num: np.ndarray, length: np.ndarray, max_bytes: int,

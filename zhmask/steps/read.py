@@ -526,19 +526,14 @@ def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field:
 def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
                max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None,
                seg: Segment | None = None, digest: Any = None) -> Iterator[RawDoc]:
-    """The records of a JSONL file (of its range ``seg``, which starts at a line start).  The
-    check that the named fields occur is made by the range that starts the file, reading on
-    past its end (keys only) when its own records do not settle it."""
+    """The records of a JSONL file, or of its range ``seg`` (which starts at a line start).  A
+    whole file is checked for the named fields (:func:`_check_fields`); a range is not: the
+    driver checks each file before any of its ranges is read (:mod:`zhmask.steps.plan`)."""
     records = _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes, seg, digest)
-    if seg is not None and seg.start > 0:
+    if seg is not None:
         checked: Iterator[RawDoc] = (doc for doc, _ in records)
     else:
-        after = None
-        if seg is not None:
-            rest = Segment(seg.path, seg.name, seg.fmt, seg.end, None, seg.line)  # type: ignore[arg-type]
-            after = _jsonl_records(f, text_field, title_field, "replace", max_doc_bytes, rest)
-        checked = _check_fields(f, records, fields if fields is not None else named_fields(text_field, title_field),
-                                after)
+        checked = _check_fields(f, records, fields if fields is not None else named_fields(text_field, title_field))
     for doc in checked:
         yield from _split_doc(doc, max_doc_bytes)
 
@@ -615,16 +610,13 @@ def _no_field(f: InputFile, name: str, option: str, present: list[str], where: s
 
 
 def _check_fields(f: InputFile, records: Iterator[tuple[RawDoc, list[str] | None]],
-                  fields: Mapping[str, str],
-                  after: Iterator[tuple[RawDoc, list[str] | None]] | None = None) -> Iterator[RawDoc]:
+                  fields: Mapping[str, str]) -> Iterator[RawDoc]:
     """The records, once every named field has been seen in a record of the file.
 
     Records are held back (at most FIELD_LOOKAHEAD of them) until each field of ``fields`` has
     appeared in one; when the file ends, or the look-ahead is spent, with a field never seen,
     the build stops with one line naming the field and the fields the records have.  A file of
-    fields the records all have costs nothing: the first record settles it.  ``after``: the
-    records of the file after those of ``records`` (a worker's range), looked at (within the
-    same look-ahead) only when ``records`` end unsettled."""
+    fields the records all have costs nothing: the first record settles it."""
     missing = [name for name in fields if name]
     held: list[RawDoc] = []
     held_bytes = 0
@@ -644,16 +636,6 @@ def _check_fields(f: InputFile, records: Iterator[tuple[RawDoc, list[str] | None
                 yield doc
                 continue
         held.append(doc)
-        held_bytes += len(doc.text)
-        if objects >= FIELD_LOOKAHEAD or held_bytes > FIELD_LOOKAHEAD_BYTES:
-            raise _no_field(f, missing[0], fields[missing[0]], list(present), f"its first {objects:,} records")
-    for doc, keys in after if missing and after is not None else ():
-        if keys is not None:
-            objects += 1
-            present.update(dict.fromkeys(keys))
-            missing = [name for name in missing if name not in present]
-            if not missing:
-                break
         held_bytes += len(doc.text)
         if objects >= FIELD_LOOKAHEAD or held_bytes > FIELD_LOOKAHEAD_BYTES:
             raise _no_field(f, missing[0], fields[missing[0]], list(present), f"its first {objects:,} records")
