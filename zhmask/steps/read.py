@@ -17,6 +17,11 @@ the input: a line (or a record's text) longer than ``max_doc_bytes`` (``--max-do
 into pieces of at most that size, at the last sentence end inside the limit (a hard cut at a
 UTF-8 character boundary when there is none), and each piece becomes a document with the id
 ``<file>:<line>#<k>`` (counted as ``long_line_piece`` / ``long_line_hard_cut`` events).
+
+Every reader also reads a range of its file (a :class:`Segment`: bytes of text and JSONL,
+records of tables), which is how a build's workers read their own units
+(:mod:`zhmask.steps.plan`); a range's documents are exactly those the whole file gives there,
+and its input is added to a hashlib ``digest`` as it is read.
 """
 from __future__ import annotations
 
