@@ -14,6 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from zhmask.api import _inputs, build_corpus
 from zhmask.config import BuildConfig
@@ -214,3 +216,21 @@ def test_a_jsonl_file_without_the_field_fails_before_any_worker_writes(tmp_path)
     with pytest.raises(ZhmaskError, match=r"news.jsonl: no field 'text' \(--text-field\) in the records"):
         build_corpus(BuildConfig(inputs=[str(path)], docs_per_shard=1, workers=2, out=str(out)))
     assert not list(out.rglob("*.arrow"))
+
+
+_PARTS = ["好", "。", "\n", "\n", "\r\n", " ", "\n\n", "今天天气很好" * 40, "”", "\ufeff"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.sampled_from(_PARTS), max_size=40), dps=st.integers(1, 4),
+       doc_sep=st.sampled_from(["line", "blank"]), cap=st.sampled_from([700, 1500, 1 << 24]),
+       gz=st.booleans())
+def test_any_text_plans_back_to_the_whole_files_documents(tmp_path_factory, monkeypatch, parts, dps, doc_sep, cap, gz):
+    """Random text (CRLF, BOM, blank lines, spaces, lines over --max-doc-mb, small unit caps that
+    cut inside lines, gzip): the units' ranges read back as the whole file and tile it."""
+    monkeypatch.setattr(plan, "UNIT_MAX_BYTES", cap)
+    data = "".join(parts).encode("utf-8")
+    path = tmp_path_factory.mktemp("p") / ("x.txt.gz" if gz else "x.txt")
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=dps, doc_sep=doc_sep, max_doc_mb=0.001),
+                exact=doc_sep == "line" and cap > len(data))
