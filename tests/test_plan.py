@@ -84,9 +84,8 @@ def test_text_plans_read_back_exactly_one_document_a_line(tmp_path, name, dps):
 def test_blank_line_documents_are_cut_at_their_first_line(tmp_path, name, dps):
     path = tmp_path / f"{name}.txt"
     path.write_bytes(TEXTS[name].encode("utf-8"))
-    # whitespace-only separators are not cut at (units may then hold more documents)
-    _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=dps, doc_sep="blank", max_doc_mb=0.001),
-                exact=name != "crlf")
+    # lines of spaces separate documents too; pieces of long documents count as documents
+    _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=dps, doc_sep="blank", max_doc_mb=0.001))
 
 
 def test_a_unit_that_ends_exactly_at_a_newline_and_units_across_files(tmp_path):
@@ -109,6 +108,21 @@ def test_a_long_line_is_cut_into_units_at_its_pieces(tmp_path, monkeypatch):
     descs = _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=1000, max_doc_mb=0.001), exact=False)
     assert len(descs) >= 4 and any(s.open_end for d in descs for s in d.segments)
     assert any(s.piece > 0 for d in descs for s in d.segments)
+
+
+def test_a_long_blank_line_document_is_cut_into_units_at_its_pieces(tmp_path, monkeypatch):
+    """A blank-line document longer than the unit cap (a file without blank lines read with
+    --doc-sep blank) is cut into units at the reader's pieces: a range ends inside the
+    document and the next starts at its piece k (ids <file>:<first line>#<k> as before)."""
+    monkeypatch.setattr(plan, "UNIT_MAX_BYTES", 3_000)
+    path = tmp_path / "book.txt"
+    path.write_text(SENT + "\n\n" + "\n".join([SENT] * 150) + "\n" + LONG + "\n  \n" + SENT + "\n", encoding="utf-8")
+    cfg = BuildConfig(inputs=[str(path)], docs_per_shard=1000, doc_sep="blank", max_doc_mb=0.001)
+    descs = _check_plan(cfg, exact=False)
+    segs = [s for d in descs for s in d.segments]
+    assert len(descs) >= 4 and any(s.ends_in_doc for s in segs) and any(s.doc_line == 3 and s.doc_piece for s in segs)
+    assert all(len(read_unit(cfg, d).raws) <= 5 for d in descs)  # about 3,000 bytes of pieces of up to 1,000
+    assert read_unit(cfg, descs[1]).raws[0].id.startswith("book.txt:3#")
 
 
 def test_jsonl_and_gzip_plans(tmp_path, fixtures):
@@ -233,4 +247,4 @@ def test_any_text_plans_back_to_the_whole_files_documents(tmp_path_factory, monk
     path = tmp_path_factory.mktemp("p") / ("x.txt.gz" if gz else "x.txt")
     path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
     _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=dps, doc_sep=doc_sep, max_doc_mb=0.001),
-                exact=doc_sep == "line" and cap > len(data))
+                exact=cap > len(data))

@@ -13,12 +13,13 @@ Planning, per format:
 
 - text and JSONL: the file's bytes in blocks (decompressed for .gz and .zst), newlines found
   with numpy; a document starts at every line (text ``--doc-sep line``), at every non-empty
-  line (JSONL: a record), at a non-empty line after an empty one (``--doc-sep blank``).  A
-  line longer than ``--max-doc-mb`` is read again through :func:`~zhmask.steps.read.iter_lines`
-  to find its pieces, which count as documents and may start a unit, as when the driver read
-  the documents itself.  Not counted as the readers count: lines of only spaces (a separator
-  for blank-line documents, no record in JSONL: the planner never cuts there) and the pieces
-  of a long blank-line document or JSONL record (one document for the planner);
+  line (JSONL: a record), at a line after a blank one (``--doc-sep blank``: empty or of
+  whitespace only).  A line longer than ``--max-doc-mb`` is read again through
+  :func:`~zhmask.steps.read.iter_lines` to find its pieces, and a blank-line document's
+  pieces follow the reader's rule on its line lengths (:class:`_BlankDocs`); pieces count as
+  documents and may start a unit, as when the driver read the documents itself.  Not counted
+  as the reader counts: a JSONL line of only spaces (no record) and the pieces of a JSONL
+  record longer than ``--max-doc-mb`` (one document for the planner, which parses nothing);
 - Parquet and Arrow: the row groups' or record batches' row counts and the named columns'
   sizes (metadata, memory-mapped buffers): a unit is a range of records.
 
@@ -37,7 +38,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -120,6 +121,25 @@ def read_unit(config: BuildConfig, desc: UnitDescriptor) -> UnitInput:
 
 
 # ---------------------------------------------------------------------------- driver side
+class _Starts(NamedTuple):
+    """Where documents start, in order: position (byte offset, or record index), line number (or
+    record index), piece of that line, input byte offset, and, for a piece of a blank-line
+    document, the document's first line and the piece's index (0, 0 at a document's start)."""
+    pos: np.ndarray
+    line: np.ndarray
+    piece: np.ndarray
+    byte: np.ndarray
+    doc_line: np.ndarray
+    doc_piece: np.ndarray
+
+
+def _starts(pos: np.ndarray, line: np.ndarray, piece: np.ndarray | None = None, byte: np.ndarray | None = None,
+            doc_line: np.ndarray | None = None, doc_piece: np.ndarray | None = None) -> _Starts:
+    zero = np.zeros(len(pos), dtype=np.int64)
+    return _Starts(pos, line, zero if piece is None else piece, pos if byte is None else byte,
+                   zero if doc_line is None else doc_line, zero if doc_piece is None else doc_piece)
+
+
 class _Cutter:
     """Closes units at document starts as the planner finds them (:meth:`add`), across files."""
 
@@ -130,38 +150,41 @@ class _Cutter:
         self.docs = 0  # documents in the current unit
         self.size = 0  # input bytes of its finished segments
         self.file: tuple[str, str, str] = ("", "", "")
-        self.start = self.line = self.piece = self.byte0 = 0  # the open segment's start
+        self.at = (0, 1, 0, 0, 0)  # the open segment's start: position, line, piece, doc_line, doc_piece
+        self.byte0 = 0  # and its input byte offset
 
     def open(self, f: InputFile, fmt: str) -> None:
         self.file = (str(f.path), f.name, fmt)
-        self.start, self.line, self.piece, self.byte0 = 0, 1 if fmt in ("text", "jsonl") else 0, 0, 0
+        self.at, self.byte0 = (0, 1 if fmt in ("text", "jsonl") else 0, 0, 0, 0), 0
 
-    def add(self, pos: np.ndarray, line: np.ndarray, piece: np.ndarray, byte: np.ndarray) -> Iterator[UnitDescriptor]:
-        """Documents start at ``pos`` (byte offset or record index; with their line number or
-        record index, piece index, and input byte offset), in order: the units they close."""
-        i, n = 0, len(pos)
+    def add(self, s: _Starts) -> Iterator[UnitDescriptor]:
+        """Documents that start at ``s``: the units they close."""
+        i, n = 0, len(s.pos)
         while i < n:
             if self.docs == 0:  # the first document of a unit never closes it
                 self.docs, i = 1, i + 1
                 continue
             by_count = i + self.per_unit - self.docs
-            by_size = i + int(np.searchsorted(byte[i:], self.byte0 + self.max_bytes - self.size, "left"))
+            by_size = i + int(np.searchsorted(s.byte[i:], self.byte0 + self.max_bytes - self.size, "left"))
             k = min(by_count, by_size)
             if k >= n:
                 self.docs += n - i
                 return
-            p = int(pos[k])
-            yield self._close(p, int(piece[k]) > 0)
-            self.start, self.line, self.piece, self.byte0 = p, int(line[k]), int(piece[k]), int(byte[k])
+            at = (int(s.pos[k]), int(s.line[k]), int(s.piece[k]), int(s.doc_line[k]), int(s.doc_piece[k]))
+            yield self._close(at[0], at[2] > 0, at[3] > 0)
+            self.at, self.byte0 = at, int(s.byte[k])
             i = k
 
+    def _segment(self, end: int, open_end: bool = False, ends_in_doc: bool = False) -> Segment:
+        start, line, piece, doc_line, doc_piece = self.at
+        return Segment(*self.file, start, end, line, piece, open_end, doc_line, doc_piece, ends_in_doc)
+
     def end_file(self, end: int, end_byte: int) -> None:
-        self.segments.append(Segment(*self.file, self.start, end, self.line, self.piece))
+        self.segments.append(self._segment(end))
         self.size += end_byte - self.byte0
 
-    def _close(self, end: int, open_end: bool) -> UnitDescriptor:
-        desc = UnitDescriptor(self.unit, (*self.segments, Segment(*self.file, self.start, end, self.line, self.piece,
-                                                                   open_end)))
+    def _close(self, end: int, open_end: bool, ends_in_doc: bool) -> UnitDescriptor:
+        desc = UnitDescriptor(self.unit, (*self.segments, self._segment(end, open_end, ends_in_doc)))
         self.unit, self.segments, self.docs, self.size = self.unit + 1, [], 0, 0
         return desc
 
@@ -191,7 +214,7 @@ def plan_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict
             else:
                 starts = _table_starts(f, fmt, fields, end)
             for chunk in starts:
-                yield from cut.add(*chunk)
+                yield from cut.add(chunk)
         except BadInputFile as exc:
             if not config.skip_bad_files:
                 raise
@@ -211,33 +234,44 @@ def check_fields(config: BuildConfig, f: InputFile) -> None:
         return
 
 
-_Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def _table_starts(f: InputFile, fmt: str, fields: dict[str, str], end: list[int]) -> Iterator[_Chunk]:
+def _table_starts(f: InputFile, fmt: str, fields: dict[str, str], end: list[int]) -> Iterator[_Starts]:
     """Every record starts a document; the named columns' bytes spread evenly over a chunk's records."""
     row = size = 0
     for rows, nbytes in table_chunks(f, fmt, fields):
         idx = np.arange(rows, dtype=np.int64)
         pos = row + idx
-        yield pos, pos, np.zeros(rows, dtype=np.int64), size + (idx * nbytes) // max(rows, 1)
+        yield _starts(pos, pos, byte=size + (idx * nbytes) // max(rows, 1))
         row, size = row + rows, size + nbytes
         end[0], end[1] = row, size
 
 
-def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list[int]) -> Iterator[_Chunk]:
+_WS = np.zeros(256, dtype=bool)
+_WS[list(b" \t\n\r\x0b\x0c")] = True  # what bytes.strip() strips: a line of these separates blank-line documents
+
+
+class _Lines(NamedTuple):
+    """The lines that end in one block: start offset, line number, length in the reader (no
+    newline, no trailing \r, no BOM), whether the reader takes it for a blank line."""
+    start: np.ndarray
+    number: np.ndarray
+    length: np.ndarray
+    blank: np.ndarray
+
+
+def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list[int]) -> Iterator[_Starts]:
     """Where documents start in a text or JSONL file, a block at a time; ``end`` follows the
     last complete line (so that a file that fails part-way is planned up to there)."""
     mode = "jsonl" if fmt == "jsonl" else doc_sep  # line, blank or jsonl
     where = [0]
     lines = 0  # lines complete so far
     line_end = -1  # offset of the last newline seen
-    prev_blank = True  # the line before the next one was empty (a file starts a document)
     last_byte = -1  # the previous block's last byte
+    ink = 0  # bytes other than whitespace of the unfinished line so far
     offset = bom = 0
-    block_iter = _blocks(f.path, where)  # blocks of READ_BLOCK: the numpy arrays stay small
+    docs = _BlankDocs(f, max_bytes)
+    blocks = _blocks(f.path, where)  # blocks of READ_BLOCK: the numpy arrays stay small
     while True:
-        block = next(block_iter, None)
+        block = next(blocks, None)
         final = block is None
         if final:
             if offset == line_end + 1:  # the file ends with a newline (or is empty)
@@ -249,64 +283,158 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
             ends = np.flatnonzero(arr == 10).astype(np.int64) + offset
             if offset == 0 and block.startswith(b"\xef\xbb\xbf"):
                 bom = 3
+        inked = np.zeros(arr.size + 1, dtype=np.int64)  # non-whitespace bytes before each offset of the block
+        if mode == "blank" and arr.size:
+            marks = ~_WS[arr]
+            if offset == 0 and bom:
+                marks[:3] = False
+            np.cumsum(marks, out=inked[1:])
         if ends.size:
             starts = np.empty_like(ends)
             starts[0] = line_end + 1
             starts[1:] = ends[:-1] + 1
-            length = ends - starts
+            before = ends - 1 - offset  # the byte before each newline: a \r the reader drops
+            last = np.full(ends.size, last_byte, dtype=np.int64)
+            last[before >= 0] = arr[before[before >= 0]]
+            length = ends - starts - ((ends > starts) & (last == 13)) - np.where(starts == 0, bom, 0)
             numbers = np.arange(lines + 1, lines + 1 + ends.size, dtype=np.int64)
-            if mode == "line":
-                keep = np.ones(ends.size, dtype=bool)
-            else:
-                one = np.flatnonzero(length == 1)  # a line of just "\r" is empty too
-                at = starts[one] - offset  # -1: the previous block's last byte
-                first = np.full(at.size, last_byte, dtype=np.int64)
-                first[at >= 0] = arr[at[at >= 0]]
-                cr = first == 13
-                empty = length == 0
-                empty[one[cr]] = True
-                if mode == "jsonl":
-                    keep = ~empty
-                else:
-                    before = np.empty_like(empty)
-                    before[0] = prev_blank
-                    before[1:] = empty[:-1]
-                    keep = ~empty & before
-                    prev_blank = bool(empty[-1])
-            pos, num = starts[keep], numbers[keep]
-            piece = np.zeros(pos.size, dtype=np.int64)
-            if mode == "line" and int(length.max()) > max_bytes:
-                pos, num, piece = _with_pieces(f, pos, num, length, max_bytes, final, bom)
+            if mode == "blank":
+                line_ink = inked[ends - offset] - inked[np.maximum(starts - offset, 0)]
+                line_ink[0] += ink if starts[0] < offset else 0
+                blank = (line_ink == 0) & (length <= max_bytes)
+                got = docs.starts(_Lines(starts, numbers, length, blank), ends + 1 - final, bom)
+            elif mode == "jsonl":  # a record a line that is not empty
+                keep = length > 0
+                got = _starts(starts[keep], numbers[keep])
+            else:  # a document a line, or a piece of one
+                got = _starts(starts, numbers)
+                if int(length.max()) > max_bytes:
+                    got = _with_pieces(f, starts, numbers, length, ends + 1 - final, max_bytes, bom)
             lines += ends.size
             line_end = int(ends[-1])
             where[0] = lines
             end[0] = end[1] = line_end + 1 if not final else offset
-            if pos.size:
-                yield pos, num, piece, pos
+            if got.pos.size:
+                yield got
         if final:
             return
+        ink = (0 if ends.size else ink) + int(inked[-1] - inked[max(line_end + 1 - offset, 0)])
         offset += len(block)
         last_byte = int(arr[-1]) if arr.size else last_byte
 
 
-def _with_pieces(f: InputFile, pos: np.ndarray, num: np.ndarray, length: np.ndarray, max_bytes: int,
-                 last_open: bool, bom: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Line starts with the starts of the pieces of each line longer than ``max_bytes``, found
-    by reading those lines again through the reader's own cutter (:func:`iter_lines`).
-    ``last_open``: the last line has no newline (the end of the file)."""
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+def _line_pieces(f: InputFile, start: int, stop: int, number: int, max_bytes: int,
+                 bom: int) -> tuple[list[int], list[int]]:
+    """(offsets, lengths) of the pieces of the line at ``[start, stop)`` (its newline included
+    when it has one), read again through the reader's own cutter (:func:`iter_lines`)."""
+    at = start + (bom if start == 0 else 0)  # the reader drops a BOM at the start of the file
+    cuts, sizes = [], []
+    for ln in iter_lines(f.path, max_bytes, Segment(str(f.path), f.name, "text", start, stop, number)):
+        cuts.append(at)
+        sizes.append(len(ln.data))
+        at += len(ln.data)
+    return cuts, sizes
+
+
+def _with_pieces(f: InputFile, starts: np.ndarray, numbers: np.ndarray, length: np.ndarray, stops: np.ndarray,
+                 max_bytes: int, bom: int) -> _Starts:
+    """A document a line (``[starts, stops)``), and one a piece of each line longer than ``max_bytes``."""
+    pos, num, piece = [], [], []
     done = 0
     for k in np.flatnonzero(length > max_bytes).tolist():
-        parts.append((pos[done:k], num[done:k], np.zeros(k - done, dtype=np.int64)))
-        start = int(pos[k])
-        stop = start + int(length[k]) + (0 if last_open and k == len(pos) - 1 else 1)
-        at = start + (bom if start == 0 else 0)  # the reader drops a BOM at the start of the file
-        cuts = []
-        for ln in iter_lines(f.path, max_bytes, Segment(str(f.path), f.name, "text", start, stop, int(num[k]))):
-            cuts.append(at)
-            at += len(ln.data)
-        parts.append((np.array(cuts, dtype=np.int64), np.full(len(cuts), int(num[k]), dtype=np.int64),
-                      np.arange(len(cuts), dtype=np.int64)))
+        pos.append(starts[done:k])
+        num.append(numbers[done:k])
+        piece.append(np.zeros(k - done, dtype=np.int64))
+        cuts, _ = _line_pieces(f, int(starts[k]), int(stops[k]), int(numbers[k]), max_bytes, bom)
+        pos.append(np.array(cuts, dtype=np.int64))
+        num.append(np.full(len(cuts), int(numbers[k]), dtype=np.int64))
+        piece.append(np.arange(len(cuts), dtype=np.int64))
         done = k + 1
-    parts.append((pos[done:], num[done:], np.zeros(len(pos) - done, dtype=np.int64)))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+    pos.append(starts[done:])
+    num.append(numbers[done:])
+    piece.append(np.zeros(len(starts) - done, dtype=np.int64))
+    return _starts(np.concatenate(pos), np.concatenate(num), np.concatenate(piece))
+
+
+class _BlankDocs:
+    """Where blank-line documents (``--doc-sep blank``) and their pieces start, a block of lines
+    at a time.  A document starts at a line after a blank one (empty or of whitespace only, as
+    the reader sees it); the reader cuts a document into pieces when the next line (or piece of
+    an over-long line) would take it past ``max_bytes``: :meth:`starts` finds the same cuts
+    (numpy over the lines, a step per piece), so a unit can end inside a long document."""
+
+    def __init__(self, f: InputFile, max_bytes: int) -> None:
+        self.f, self.max_bytes = f, max_bytes
+        self.prev_blank = True  # the line before the next one was blank (a file starts a document)
+        self.size = 0  # bytes of the open document's current piece (each line counts its length + 1)
+        self.piece = 0  # that piece's index
+        self.line = 0  # the open document's first line
+
+    def starts(self, ls: _Lines, stops: np.ndarray, bom: int) -> _Starts:
+        """The document and piece starts among lines ``ls`` (line ``i`` at ``[ls.start[i], stops[i])``)."""
+        before = np.empty_like(ls.blank)
+        before[0] = self.prev_blank
+        before[1:] = ls.blank[:-1]
+        self.prev_blank = bool(ls.blank[-1])
+        first = ~ls.blank & before
+        # the reader's items: each line that is not blank, or its pieces when longer than max_bytes
+        keep = np.flatnonzero(~ls.blank)
+        pos, num, piece, size, head = (ls.start[keep], ls.number[keep], np.zeros(keep.size, dtype=np.int64),
+                                       ls.length[keep], first[keep])
+        if keep.size and int(size.max()) > self.max_bytes:
+            parts = []
+            done = 0
+            for k in np.flatnonzero(size > self.max_bytes).tolist():
+                parts.append((pos[done:k], num[done:k], piece[done:k], size[done:k], head[done:k]))
+                i = int(keep[k])
+                cuts, sizes = _line_pieces(self.f, int(ls.start[i]), int(stops[i]), int(ls.number[i]),
+                                           self.max_bytes, bom)
+                n = len(cuts)
+                parts.append((np.array(cuts, dtype=np.int64), np.full(n, int(ls.number[i]), dtype=np.int64),
+                              np.arange(n, dtype=np.int64), np.array(sizes, dtype=np.int64),
+                              np.arange(n) == 0 if bool(head[k]) else np.zeros(n, dtype=bool)))
+                done = k + 1
+            parts.append((pos[done:], num[done:], piece[done:], size[done:], head[done:]))
+            pos, num, piece, size, head = (np.concatenate([p[c] for p in parts]) for c in range(5))
+        if not pos.size:
+            return _starts(pos, num)
+        heads = np.flatnonzero(head)
+        total = np.cumsum(size + 1)  # bytes of the items up to each, as the reader counts them
+        base = np.empty(heads.size + 1, dtype=np.int64)
+        base[0] = -self.size  # items before the first head continue the open document
+        base[1:] = np.where(heads > 0, total[heads - 1], 0)
+        doc = np.cumsum(head)
+        over = np.unique(doc[total - base[doc] > self.max_bytes])  # documents the reader cuts into pieces
+        cut_at, cut_line, cut_piece = [], [], []
+        ends_open = (self.size, self.piece, self.line)
+        for d in over.tolist():
+            a = int(heads[d - 1]) if d else 0
+            b = int(heads[d]) if d < heads.size else pos.size
+            acc, k, line = (self.size, self.piece, self.line) if d == 0 else (0, 0, int(num[a]))
+            i = a
+            while True:  # the reader's rule: a new piece before the item that takes it past max_bytes
+                upto = int(total[i - 1]) if i else 0
+                j = i + int(np.searchsorted(total[i:b], upto + self.max_bytes - acc, "right"))
+                if acc == 0:
+                    j = max(j, i + 1)  # never an empty piece
+                if j >= b:
+                    acc += int(total[b - 1]) - upto
+                    break
+                k, acc, i = k + 1, 0, j
+                cut_at.append(j)
+                cut_line.append(line)
+                cut_piece.append(k)
+            if b == pos.size:
+                ends_open = (acc, k, line)
+        last = int(doc[-1])
+        if last not in over.tolist():  # the last document's state, for the next block
+            ends_open = (int(total[-1] - base[last]), self.piece if last == 0 else 0,
+                         self.line if last == 0 else int(num[heads[last - 1]]))
+        self.size, self.piece, self.line = ends_open
+        at = np.array(cut_at, dtype=np.int64)
+        order = np.concatenate([heads, at])
+        doc_line = np.concatenate([np.zeros(heads.size, dtype=np.int64), np.array(cut_line, dtype=np.int64)])
+        doc_piece = np.concatenate([np.zeros(heads.size, dtype=np.int64), np.array(cut_piece, dtype=np.int64)])
+        rank = np.argsort(order, kind="stable")
+        idx = order[rank]
+        return _starts(pos[idx], num[idx], piece[idx], None, doc_line[rank], doc_piece[rank])

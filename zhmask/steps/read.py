@@ -69,7 +69,9 @@ class Segment:
     Text and JSONL: bytes ``[start, end)`` (of the decompressed stream for .gz/.zst), starting
     at line ``line`` (1-based) or, with ``piece`` > 0, at that piece of an over-long line, and
     ending at a line end or, with ``open_end``, at a piece cut inside a line.  Parquet and
-    Arrow: records ``[start, end)`` (``line`` is ``start``)."""
+    Arrow: records ``[start, end)`` (``line`` is ``start``).  Blank-line documents
+    (``--doc-sep blank``): ``doc_line`` > 0 when the range starts inside the document that
+    starts at that line, at its piece ``doc_piece``; ``ends_in_doc`` when it ends inside one."""
     path: str
     name: str
     fmt: str  # text, jsonl, parquet or arrow (never auto)
@@ -78,6 +80,9 @@ class Segment:
     line: int = 1
     piece: int = 0
     open_end: bool = False
+    doc_line: int = 0
+    doc_piece: int = 0
+    ends_in_doc: bool = False
 
 
 def expand_inputs(inputs: list[str], fmt: str = "auto") -> list[InputFile]:
@@ -476,8 +481,10 @@ def _piece_events(piece: int | None, hard: bool) -> tuple[str, ...]:
 def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment | None = None,
               digest: Any = None) -> Iterator[RawDoc]:
-    """The documents of a text file (of its range ``seg``: see :func:`iter_lines`; with blank-line
-    documents a range starts at a document's first line)."""
+    """The documents of a text file (of its range ``seg``: see :func:`iter_lines`).  With
+    blank-line documents a range starts at a document's first line or, with ``seg.doc_line``,
+    at piece ``seg.doc_piece`` of the document that starts at that line, and ends after a
+    document or, with ``seg.ends_in_doc``, after one of a document's pieces."""
     if doc_sep == "line":
         for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
             where = f"{f.path}:{n}"
@@ -488,8 +495,8 @@ def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
     # past max_doc_bytes is emitted in pieces <file>:<first line>#k
     buf: list[bytes] = []
     size = 0
-    start = 0
-    k = 0
+    start = seg.doc_line if seg is not None else 0
+    k = seg.doc_piece if seg is not None else 0
     for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
         if piece is None and not line.strip():
             if buf:
@@ -504,7 +511,7 @@ def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
         buf.append(line)
         size += len(line) + 1
     if buf:
-        yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
+        yield _blank_doc(f, start, buf, on_decode_error, k if k or (seg is not None and seg.ends_in_doc) else None)
 
 
 def _blank_doc(f: InputFile, start: int, buf: list[bytes], mode: str, piece: int | None) -> RawDoc:
