@@ -301,3 +301,25 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     assert all(set(item) == {"unit", "job"} and len(item["job"]) < 400 for item in fake.items)
     assert [UnitDescriptor.from_json(item["job"]).unit for item in fake.items] == list(range(30))
     assert not any("红星" in item["job"] for item in fake.items)  # the first record's text
+
+
+def test_a_task_on_another_node_reads_relative_inputs_from_the_driver_directory(tmp_path, monkeypatch):
+    """Relative input paths are the driver's: a task whose process runs elsewhere (another
+    node) moves to the driver's directory before reading, or fails in one line."""
+    from zhmask import __version__
+    from zhmask.config import BuildConfig
+    from zhmask.engines.base import config_json, payload
+    from zhmask.engines.ray_engine import _unit_job
+    from zhmask.steps.plan import UnitDescriptor
+    from zhmask.steps.read import Segment
+
+    (tmp_path / "in.txt").write_text(f"{SENT}\n{SENT}\n", encoding="utf-8")
+    (tmp_path / "node").mkdir()
+    monkeypatch.chdir(tmp_path / "node")  # not where the driver was
+    job = payload(UnitDescriptor(0, (Segment("in.txt", "in.txt", "text", 0, (tmp_path / "in.txt").stat().st_size),)))
+    cfg = config_json(BuildConfig(segmenter="char", entities="none", masking="none", tasks=["mlm"], shuffle=False))
+    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path))
+    assert res["error"] == "" and json.loads(res["stats"])["documents_read"] == 2
+    assert Path.cwd() == tmp_path
+    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path / "nowhere"))
+    assert res["kind"] == "ZhmaskError" and "cannot enter the driver's directory" in res["error"]
