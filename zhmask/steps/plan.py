@@ -50,6 +50,7 @@ from zhmask.steps.read import (InputFile, RawDoc, Segment, _blocks, detect_forma
 # A unit is also closed once its records reach this many bytes (still cut by the input alone),
 # so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
 UNIT_MAX_BYTES = 16 << 20
+TABLE_STEP = 1 << 16  # records of a table planned at once
 
 
 @dataclass(frozen=True)
@@ -238,9 +239,9 @@ def _table_starts(f: InputFile, fmt: str, fields: dict[str, str], end: list[int]
     """Every record starts a document; the named columns' bytes spread evenly over a chunk's records."""
     row = size = 0
     for rows, nbytes in table_chunks(f, fmt, fields):
-        idx = np.arange(rows, dtype=np.int64)
-        pos = row + idx
-        yield _starts(pos, pos, byte=size + (idx * nbytes) // max(rows, 1))
+        for lo in range(0, rows, TABLE_STEP):  # a row group of millions of records: arrays of at most TABLE_STEP
+            idx = np.arange(lo, min(rows, lo + TABLE_STEP), dtype=np.int64)
+            yield _starts(row + idx, row + idx, byte=size + (idx * nbytes) // rows)
         row, size = row + rows, size + nbytes
         end[0], end[1] = row, size
 
