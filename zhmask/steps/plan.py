@@ -284,21 +284,24 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
             ends = np.flatnonzero(arr == 10).astype(np.int64) + offset
             if offset == 0 and block.startswith(b"\xef\xbb\xbf"):
                 bom = 3
-        inked = np.zeros(arr.size + 1, dtype=np.int64)  # non-whitespace bytes before each offset of the block
-        if mode == "blank" and arr.size:
-            marks = ~_WS[arr]
-            if offset == 0 and bom:
-                marks[:3] = False
-            np.cumsum(marks, out=inked[1:])
+        if mode == "blank":  # non-whitespace bytes before each offset of the block
+            inked = np.zeros(arr.size + 1, dtype=np.int64)
+            if arr.size:
+                marks = ~_WS[arr]
+                if offset == 0 and bom:
+                    marks[:3] = False
+                np.cumsum(marks, out=inked[1:])
         if ends.size:
             starts = np.empty_like(ends)
             starts[0] = line_end + 1
             starts[1:] = ends[:-1] + 1
-            before = ends - 1 - offset  # the byte before each newline: a \r the reader drops
-            last = np.full(ends.size, last_byte, dtype=np.int64)
-            last[before >= 0] = arr[before[before >= 0]]
-            length = ends - starts - ((ends > starts) & (last == 13)) - np.where(starts == 0, bom, 0)
+            length = ends - starts
             numbers = np.arange(lines + 1, lines + 1 + ends.size, dtype=np.int64)
+            if mode != "line":  # the length the reader sees: without a trailing \r, or a BOM
+                before = ends - 1 - offset  # the byte before each newline
+                last = np.full(ends.size, last_byte, dtype=np.int64)
+                last[before >= 0] = arr[before[before >= 0]]
+                length -= ((length > 0) & (last == 13)) + np.where(starts == 0, bom, 0)
             if mode == "blank":
                 line_ink = inked[ends - offset] - inked[np.maximum(starts - offset, 0)]
                 line_ink[0] += ink if starts[0] < offset else 0
@@ -307,8 +310,8 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
             elif mode == "jsonl":  # a record a line that is not empty
                 keep = length > 0
                 got = _starts(starts[keep], numbers[keep])
-            else:  # a document a line, or a piece of one
-                got = _starts(starts, numbers)
+            else:  # a document a line, or a piece of one (a line longer than max_bytes with its \r and
+                got = _starts(starts, numbers)  # BOM may still be whole: its reading again says so)
                 if int(length.max()) > max_bytes:
                     got = _with_pieces(f, starts, numbers, length, ends + 1 - final, max_bytes, bom)
             lines += ends.size
@@ -319,7 +322,8 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
                 yield got
         if final:
             return
-        ink = (0 if ends.size else ink) + int(inked[-1] - inked[max(line_end + 1 - offset, 0)])
+        if mode == "blank":
+            ink = (0 if ends.size else ink) + int(inked[-1] - inked[max(line_end + 1 - offset, 0)])
         offset += len(block)
         last_byte = int(arr[-1]) if arr.size else last_byte
 

@@ -765,21 +765,20 @@ def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
         idx = idx or 0
     else:
         batches, idx = (b.select(cols) for b in src.batches()), 0
-    for batch in _checked_batches(f, fmt, batches, idx):
+    for batch in _checked_batches(f, fmt, batches, idx):  # idx: the batch's first record
         if stop is not None and idx >= stop:
             break
-        lo, hi = max(first - idx, 0), batch.num_rows if stop is None else min(batch.num_rows, stop - idx)
-        rows = batch.slice(lo, hi - lo).to_pylist() if hi > lo else []
-        idx += lo
-        for rec in rows:
+        n = batch.num_rows
+        lo = min(max(first - idx, 0), n)  # the batch's records in the range: [lo, hi)
+        hi = n if stop is None else max(lo, min(n, stop - idx))
+        for row, rec in enumerate(batch.slice(lo, hi - lo).to_pylist() if hi > lo else [], idx + lo):
             if digest is not None:
                 digest.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str)
                               .encode("utf-8", "surrogatepass") + b"\n")
-            doc = _record_doc(rec, f"{f.name}:{idx}", f"{f.path}:{idx}", text_field, title_field)
+            doc = _record_doc(rec, f"{f.name}:{row}", f"{f.path}:{row}", text_field, title_field)
             doc.nbytes = len(doc.text.encode("utf-8", "replace"))
             yield from _split_doc(doc, max_doc_bytes)
-            idx += 1
-        idx += batch.num_rows - max(hi, lo)
+        idx += n
 
 
 class _ArrowBatches:
