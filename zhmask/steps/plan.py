@@ -44,8 +44,8 @@ import numpy as np
 
 from zhmask.config import BuildConfig
 from zhmask.errors import BadInputFile
-from zhmask.steps.read import (InputFile, RawDoc, Segment, _blocks, detect_format,
-                               iter_lines, named_fields, read_file, table_chunks)
+from zhmask.steps.read import (InputFile, RawDoc, Segment, detect_format, iter_lines, named_fields,
+                               read_blocks, read_file, table_chunks)
 
 # A unit is also closed once its records reach this many bytes (still cut by the input alone),
 # so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
@@ -270,7 +270,7 @@ def _text_starts(f: InputFile, fmt: str, doc_sep: str, max_bytes: int, end: list
     ink = 0  # bytes other than whitespace of the unfinished line so far
     offset = bom = 0
     docs = _BlankDocs(f, max_bytes)
-    blocks = _blocks(f.path, where)  # blocks of READ_BLOCK: the numpy arrays stay small
+    blocks = read_blocks(f.path, where)  # blocks of READ_BLOCK: the numpy arrays stay small
     while True:
         block = next(blocks, None)
         final = block is None

@@ -309,8 +309,8 @@ def is_compressed(path: Path) -> bool:
     return path.name.lower().endswith((".gz", ".zst", ".zstd"))
 
 
-def _blocks(path: Path, where: list[int], start: int = 0, end: int | None = None,
-            digest: Any = None) -> Iterator[bytes]:
+def read_blocks(path: Path, where: list[int], start: int = 0, end: int | None = None,
+                digest: Any = None) -> Iterator[bytes]:
     """The file's bytes ``[start, end)`` in blocks (of the decompressed stream for .gz and .zst:
     decompressed and dropped up to ``start``, which cannot be seeked to); each block is added to
     ``digest`` (a hashlib object) as read.  Read errors become BadInputFile naming the file, and
@@ -423,7 +423,7 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment 
 
     head = b""
     first = start == 0  # a BOM only at the start of the file
-    for block in _blocks(path, where, start, end, digest):
+    for block in read_blocks(path, where, start, end, digest):
         if first:  # the BOM may straddle tiny first blocks of a compressed stream
             head += block
             if len(head) < 3:
