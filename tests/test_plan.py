@@ -248,3 +248,26 @@ def test_any_text_plans_back_to_the_whole_files_documents(tmp_path_factory, monk
     path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
     _check_plan(BuildConfig(inputs=[str(path)], docs_per_shard=dps, doc_sep=doc_sep, max_doc_mb=0.001),
                 exact=cap > len(data))
+
+
+def test_a_worker_decompresses_a_file_once_for_its_ranges_in_order(tmp_path, monkeypatch):
+    """A .gz range starts where the previous range of the file in the same process ended (the
+    stream is kept open), instead of decompressing the file from its start for every unit;
+    a range before it opens the file again.  The documents are the same either way."""
+    from zhmask.steps import read
+
+    data = ("\n".join(f"{SENT}{i}" for i in range(60)) + "\n").encode("utf-8")
+    path = tmp_path / "a.txt.gz"
+    path.write_bytes(gzip.compress(data))
+    cfg = BuildConfig(inputs=[str(path)], docs_per_shard=7)
+    descs = list(plan_units(cfg, _inputs(cfg)[0], []))
+    opened = []
+    real = read.open_binary
+    monkeypatch.setattr(read, "open_binary", lambda p: opened.append(p) or real(p))
+    monkeypatch.setattr(read, "_LEFT_OPEN", {})
+    in_order = [read_unit(cfg, d) for d in descs]
+    assert len(descs) == 9 and len(opened) == 1
+    assert [r["sha256"] for u in in_order for r in u.ranges] == \
+        [hashlib.sha256(data[s.start:s.end]).hexdigest() for d in descs for s in d.segments]
+    backwards = [read_unit(cfg, d).raws for d in reversed(descs)]
+    assert len(opened) == 1 + len(descs) and backwards[::-1] == [u.raws for u in in_order]

@@ -309,27 +309,65 @@ def is_compressed(path: Path) -> bool:
     return path.name.lower().endswith((".gz", ".zst", ".zstd"))
 
 
+# Per process: the decompressed stream a range of a .gz/.zst input was last read from, left at
+# the range's end, so that the next range of the same file at or after it goes on from there
+# instead of decompressing the file from its start again (a worker given the file's units in
+# order decompresses it once).  Keyed by path, size and modification time.
+_LEFT_OPEN: dict[str, Any] = {}
+
+
+def _stream_at(path: Path, start: int) -> tuple[Any, int]:
+    """(an open stream of ``path``, its position): the one left by the last range when it is at
+    or before ``start`` and the file has not changed, else a new one at 0."""
+    left = _LEFT_OPEN.pop("stream", None)
+    if left is not None:
+        key, fh, pos = left
+        if key == _stream_key(path) and pos <= start:
+            return fh, pos
+        _close(fh)
+    return open_binary(path), 0
+
+
+def _stream_key(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _close(fh: Any) -> None:
+    try:
+        fh.close()
+    except Exception:
+        pass
+
+
 def read_blocks(path: Path, where: list[int], start: int = 0, end: int | None = None,
                 digest: Any = None) -> Iterator[bytes]:
-    """The file's bytes ``[start, end)`` in blocks (of the decompressed stream for .gz and .zst:
-    decompressed and dropped up to ``start``, which cannot be seeked to); each block is added to
-    ``digest`` (a hashlib object) as read.  Read errors become BadInputFile naming the file, and
-    so does a file that ends before ``end`` (it changed since the build planned its units)."""
-    fh = open_binary(path)
+    """The file's bytes ``[start, end)`` in blocks (of the decompressed stream for .gz and .zst,
+    which cannot be seeked: decompressed and dropped up to ``start``, from where the previous
+    range of the file in this process ended when it can, see :data:`_LEFT_OPEN`); each block is
+    added to ``digest`` (a hashlib object) as read.  Read errors become BadInputFile naming the
+    file, and so does a file that ends before ``end`` (it changed since the build planned its
+    units)."""
+    compressed = is_compressed(path)
+    fh, pos = _stream_at(path, start) if compressed and end is not None else (open_binary(path), 0)
     left = None if end is None else end - start
+    keep = False
 
     def read(n: int) -> bytes:
         try:
             return fh.read(n)
         except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
-            what = "corrupt or truncated compressed data" if is_compressed(path) else "read error"
+            what = "corrupt or truncated compressed data" if compressed else "read error"
             raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
 
     try:
-        if start and not is_compressed(path):
+        if start and not compressed:
             fh.seek(start)
-        elif start:
-            skip = start
+        else:
+            skip = start - pos
             while skip > 0:
                 dropped = read(min(READ_BLOCK, skip))
                 if not dropped:
@@ -346,11 +384,12 @@ def read_blocks(path: Path, where: list[int], start: int = 0, end: int | None = 
             if digest is not None:
                 digest.update(block)
             yield block
+        keep = compressed and end is not None  # the range was read: the next may go on from its end
     finally:
-        try:
-            fh.close()
-        except Exception:
-            pass
+        if keep:
+            _LEFT_OPEN["stream"] = (_stream_key(path), fh, end)
+        else:
+            _close(fh)
 
 
 class Line(NamedTuple):
