@@ -274,3 +274,16 @@ def test_a_worker_decompresses_a_file_once_for_its_ranges_in_order(tmp_path, mon
         [hashlib.sha256(data[s.start:s.end]).hexdigest() for d in descs for s in d.segments]
     backwards = [read_unit(cfg, d).raws for d in reversed(descs)]
     assert len(opened) == 1 + len(descs) and backwards[::-1] == [u.raws for u in in_order]
+
+
+def test_a_crlf_line_one_byte_over_the_limit_reads_alike_whatever_the_blocks(tmp_path, monkeypatch):
+    """A line of exactly --max-doc-mb bytes before its CRLF is one document, also when a read
+    block ends between its \\r and its newline (the reader keeps a byte in reserve), so a
+    worker whose blocks start elsewhere reads it as the whole file does."""
+    from zhmask.steps import read
+
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"a" * 1000 + b"\r\n" + SENT.encode("utf-8") + b"\r\n")
+    whole = list(read.iter_lines(path, 1000))
+    monkeypatch.setattr(read, "READ_BLOCK", 1001)  # the first block ends with the \r
+    assert list(read.iter_lines(path, 1000)) == whole and whole[0].piece is None and len(whole[0].data) == 1000

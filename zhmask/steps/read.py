@@ -421,7 +421,11 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment 
     carry = bytearray()
     piece = seg.piece if seg is not None else 0  # pieces of the current line already emitted
 
-    def emit(line: bytes | bytearray, final: bool) -> Iterator[Line]:
+    def emit(line: bytes | bytearray, final: bool, at_cut: bool = False) -> Iterator[Line]:
+        """The pieces of ``line``: all of them when ``final`` (the line ends), or when
+        ``at_cut`` (the range ends at a cut inside the line: the rest is its last piece);
+        else (more of the line to come) those that cannot change, keeping one byte in
+        reserve, which may be a \r that the line's end drops."""
         nonlocal piece
         if final and line.endswith(b"\r"):
             line = line[:-1]
@@ -429,13 +433,17 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment 
             yield Line(n, None, bytes(line), False, True)
             return
         start = 0
-        while len(line) - start > max_bytes:
+        while len(line) - start > max_bytes + (not (final or at_cut)):
             cut, hard = cut_point(bytes(line[start:start + max_bytes + 1]), max_bytes)
             yield Line(n, piece, bytes(line[start:start + cut]), hard, False)
             piece += 1
             start += cut
         if final:
             yield Line(n, piece, bytes(line[start:]), False, True)
+        elif at_cut:
+            if len(line) > start:  # hard: no sentence end in it (else the cut would be after one)
+                rest = bytes(line[start:])
+                yield Line(n, piece, rest, not any(m in rest for m in _SENT_ENDS), False)
         elif start:
             del line[:start]  # type: ignore[arg-type]
 
@@ -472,9 +480,8 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment 
         yield from lines_of(block)
     if first and head:  # a file of fewer than three bytes
         yield from lines_of(head)
-    if seg is not None and seg.open_end:  # the range ends at a cut: what is left is one piece
-        if carry:
-            yield Line(n, piece, bytes(carry), not any(m in carry for m in _SENT_ENDS), False)
+    if seg is not None and seg.open_end:  # the range ends at a cut inside its last line
+        yield from emit(carry, final=False, at_cut=True)
         return
     if carry or piece:
         yield from emit(carry, final=True)
