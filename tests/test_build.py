@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -40,10 +41,13 @@ def test_default_build_summary_and_manifest(default_build):
     assert m["documents_read"] == 400
     assert m["documents_read"] == m["documents_written"] + sum(m["documents_rejected"].values())
     assert m["config"]["seed"] == 12345
-    assert m["inputs"][0]["name"] == "pd1998_sample.txt" and len(m["inputs"][0]["sha256"]) == 64
     from zhmask.paths import default_corpus
 
-    assert m["inputs"][0]["size"] == default_corpus().stat().st_size
+    # one unit reads the whole file: the input's checksum is the sha256 of that range's sha256
+    data = default_corpus().read_bytes()
+    assert m["inputs"][0]["name"] == "pd1998_sample.txt" and m["inputs"][0]["ranges"] == 1
+    assert m["inputs"][0]["sha256_of_ranges"] == hashlib.sha256(hashlib.sha256(data).digest()).hexdigest()
+    assert m["inputs"][0]["size"] == len(data)
     assert m["tokens_written"] == sum(len(r["input_ids"]) for p in sorted((out / "data").glob("*.arrow"))
                                       for r in ipc.open_stream(p).read_all().to_pylist())
     rows = sum(s["rows"] for s in m["shards"])

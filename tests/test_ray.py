@@ -248,9 +248,11 @@ class _FakeRay:
 
     def __init__(self):
         self.sizes = []
+        self.items = []
         self.data = self
 
     def from_items(self, items, override_num_blocks=None):
+        self.items += items
         return _FakeDataset(self, items)
 
     def TaskPoolStrategy(self, size):  # noqa: N802 (Ray's name)
@@ -271,21 +273,22 @@ class _FakeDataset:
 
 
 def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
-    """Units are read lazily: never more than three windows ahead of the finished ones, and no
-    window asks for more than --workers concurrent tasks."""
-    from zhmask.api import iter_units, _inputs
+    """Units are planned lazily: never more than three windows ahead of the finished ones, and no
+    window asks for more than --workers concurrent tasks.  Tasks get descriptors, not documents."""
+    from zhmask.api import _inputs
     from zhmask.config import BuildConfig
     from zhmask.engines.ray_engine import WINDOW_PER_WORKER, RayEngine, _Driver
+    from zhmask.steps.plan import UnitDescriptor, plan_units
 
     cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=5, workers=2, out=str(tmp_path))
     window = WINDOW_PER_WORKER * cfg.workers
     read, done, held = [], [], []
 
     def units():
-        for unit, raws in iter_units(cfg, _inputs(cfg)[0], []):
-            read.append(unit)
+        for desc in plan_units(cfg, _inputs(cfg)[0], []):
+            read.append(desc.unit)
             held.append(len(read) - len(done))
-            yield unit, raws
+            yield desc
 
     fake = _FakeRay()
     engine = RayEngine(cfg, tmp_path, lambda st: done.append(st["unit"]))
@@ -294,3 +297,29 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     assert sorted(done) == list(range(30)) and len(read) == 30
     assert window < max(held) <= 3 * window  # the next window is read while one runs, no more
     assert max(fake.sizes) == cfg.workers and all(s <= cfg.workers for s in fake.sizes)
+    # each task's row is the unit's descriptor (JSON, bounded), never its documents' text
+    assert all(set(item) == {"unit", "job"} and len(item["job"]) < 400 for item in fake.items)
+    assert [UnitDescriptor.from_json(item["job"]).unit for item in fake.items] == list(range(30))
+    assert not any("红星" in item["job"] for item in fake.items)  # the first record's text
+
+
+def test_a_task_on_another_node_reads_relative_inputs_from_the_driver_directory(tmp_path, monkeypatch):
+    """Relative input paths are the driver's: a task whose process runs elsewhere (another
+    node) moves to the driver's directory before reading, or fails in one line."""
+    from zhmask import __version__
+    from zhmask.config import BuildConfig
+    from zhmask.engines.base import config_json, payload
+    from zhmask.engines.ray_engine import _unit_job
+    from zhmask.steps.plan import UnitDescriptor
+    from zhmask.steps.read import Segment
+
+    (tmp_path / "in.txt").write_text(f"{SENT}\n{SENT}\n", encoding="utf-8")
+    (tmp_path / "node").mkdir()
+    monkeypatch.chdir(tmp_path / "node")  # not where the driver was
+    job = payload(UnitDescriptor(0, (Segment("in.txt", "in.txt", "text", 0, (tmp_path / "in.txt").stat().st_size),)))
+    cfg = config_json(BuildConfig(segmenter="char", entities="none", masking="none", tasks=["mlm"], shuffle=False))
+    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path))
+    assert res["error"] == "" and json.loads(res["stats"])["documents_read"] == 2
+    assert Path.cwd() == tmp_path
+    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path / "nowhere"))
+    assert res["kind"] == "ZhmaskError" and "cannot enter the driver's directory" in res["error"]

@@ -4,6 +4,7 @@ manifest, the fingerprint and ``zhmask verify``'s checks come from the registrie
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -159,29 +160,48 @@ def test_engines_share_the_base():
         assert "find_killer" not in vars(cls) and {"rerun_dies", "first_killer", "run"} <= set(vars(cls))
 
 
-def test_job_errors_become_one_line(tmp_path, pipeline):
-    """run_job turns a worker's failure into data; Engine.result raises it as one line of the
-    right class, or collects the stats."""
-    from zhmask.engines.base import Engine, run_job
+def test_job_errors_become_one_line(tmp_path, pipeline, monkeypatch):
+    """run_job reads its unit (a descriptor) and turns a worker's failure into data;
+    Engine.result raises it as one line of the right class, or collects the stats."""
+    from zhmask.engines.base import Engine, payload, run_job
     from zhmask.errors import BuildFailed
-    from zhmask.steps.read import RawDoc
+    from zhmask.steps.plan import UnitDescriptor
+    from zhmask.steps.read import Segment
 
-    class Broken(str):  # a text the normaliser cannot handle: not a real str
-        def translate(self, *_):
-            raise ValueError("cannot translate")
+    class Breaking:  # the normaliser, failing on one document's text
+        def __init__(self, inner):
+            self.inner = inner
 
-    raws = [RawDoc("x.txt:9", Broken("好。\u3000"))]
-    res = run_job(pipeline, 0, raws, tmp_path)
-    assert res["kind"] == "crash" and res["stats"] is None
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, text, **kw):
+            if "坏" in text:
+                raise ValueError("cannot translate")
+            return self.inner(text, **kw)
+
+    def unit(n: int, name: str, text: str, end: int | None = None) -> str:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        size = path.stat().st_size
+        return payload(UnitDescriptor(n, (Segment(str(path), name, "text", 0, size if end is None else end),)))
+
+    monkeypatch.setattr(pipeline, "normalizer", Breaking(pipeline.normalizer))
+    res = run_job(pipeline, unit(0, "x.txt", "今天天气很好。\n" * 8 + "坏。\n"), tmp_path)
+    assert res["kind"] == "crash" and res["stats"] is None and res["span"] == "x.txt:1 .. x.txt:9"
     eng = Engine(BuildConfig(), tmp_path, lambda st: None)
     with pytest.raises(BuildFailed, match="document x.txt:9 crashed the pipeline: ValueError"):
-        eng.result(res, raws)
+        eng.result(res)
     with pytest.raises(BuildFailed, match=r"unit 7 \(documents x.txt:9 .. x.txt:9\) failed in a worker process: K"):
-        eng.result({"unit": 7, "stats": None, "error": "KeyError: 'k'", "kind": "other"}, raws)
+        eng.result({"unit": 7, "stats": None, "error": "KeyError: 'k'", "kind": "other", "span": "x.txt:9 .. x.txt:9"})
     with pytest.raises(ZhmaskError, match="disk full") as info:
-        eng.result({"unit": 1, "stats": None, "error": "disk full", "kind": "BadInputFile"}, [])
+        eng.result({"unit": 1, "stats": None, "error": "disk full", "kind": "BadInputFile", "span": ""})
     assert type(info.value).__name__ == "BadInputFile"
+    res = run_job(pipeline, unit(2, "short.txt", "今天天气很好。\n", end=999), tmp_path)  # the file shrank
+    assert res["kind"] == "BadInputFile" and "short.txt: ends before byte 999" in res["error"]
     got = []
-    res = run_job(pipeline, 3, [RawDoc("y.txt:1", "今天天气很好。")], tmp_path)
-    Engine(BuildConfig(), tmp_path, got.append).result(res, [])
+    res = run_job(pipeline, unit(3, "y.txt", "今天天气很好。\n"), tmp_path)
+    Engine(BuildConfig(), tmp_path, got.append).result(res)
     assert got[0]["unit"] == 3 and got[0]["documents_written"] == 1
+    assert got[0]["input_ranges"] == [{"name": "y.txt", "start": 0, "end": 22,
+                                       "sha256": hashlib.sha256("今天天气很好。\n".encode()).hexdigest()}]

@@ -1,10 +1,11 @@
 """Library entry point: ``build_corpus(config) -> BuildResult``.
 
 The input is cut into work units by the input alone (every ``docs_per_shard`` documents, in
-input order); one unit becomes one shard named by its index.  Engines run units in any order
-on any number of workers; the manifest is assembled from the units' stats in unit order, so
-the output is the same for 1, 4 or 400 workers.  A unit whose shard and stats file exist is
-skipped on a rerun (resume).
+input order): the driver plans them as descriptors (file and byte or record ranges,
+:mod:`zhmask.steps.plan`) and each worker reads its own; one unit becomes one shard named by
+its index.  Engines run units in any order on any number of workers; the manifest is
+assembled from the units' stats in unit order, so the output is the same for 1, 4 or 400
+workers.  A unit whose shard and stats file exist is skipped on a rerun (resume).
 """
 from __future__ import annotations
 
@@ -19,20 +20,17 @@ from typing import Any, Callable, Iterator
 from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.masking.unigram import TABLE_DIR
-from zhmask.errors import BadInputFile, ZhmaskError
+from zhmask.errors import ZhmaskError
 from zhmask.pipeline import merge_stats, new_stats
 from zhmask.registry import OUTPUT_KINDS, part_versions
 from zhmask.rng import RNG_VERSION
 from zhmask.schema import SCHEMA_VERSION
-from zhmask.steps.read import (InputFile, RawDoc, check_input, file_fingerprint, list_inputs, named_fields,
-                               read_file)
+from zhmask.steps.plan import UnitDescriptor, plan_units, read_unit
+from zhmask.steps.read import InputFile, RawDoc, check_input, list_inputs
 from zhmask.write.shards import sha256_file, shard_file, shard_name, unit_dir, write_json_atomic
 
 BUILD_FILE = "build.json"
 MANIFEST = "manifest.json"
-# A unit is also closed once its records reach this many bytes (still cut by the input alone),
-# so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
-UNIT_MAX_BYTES = 16 << 20
 MAX_REPORTED = 100  # decode error locations and [UNK] characters listed in the manifest
 
 
@@ -70,34 +68,14 @@ def _inputs(config: BuildConfig) -> tuple[list[InputFile], list[dict[str, str]]]
     return list_inputs(config.inputs, config.format)
 
 
-def read_fields(config: BuildConfig) -> dict[str, str]:
-    """The record fields (JSONL keys, table columns) the build reads, each with the option that
-    named it: a file whose records have none of one stops the build naming it."""
-    return named_fields(config.source_field or config.text_field, config.title_field, config.target_field,
-                        "--source-field" if config.source_field else "--text-field")
-
-
 def iter_units(config: BuildConfig, files: list[InputFile], bad_files: list[dict[str, str]]) -> Iterator[tuple[int, list[RawDoc]]]:
-    """(unit index, raw records) in input order; bad files are skipped with --skip-bad-files."""
-    unit, buf, size = 0, [], 0
-    fields = read_fields(config)
-    for f in files:
-        try:
-            for raw in read_file(f, fmt=config.format, doc_sep=config.doc_sep,
-                                 text_field=config.source_field or config.text_field,  # seq2seq: source is the text
-                                 title_field=config.title_field, on_decode_error=config.on_decode_error,
-                                 max_doc_bytes=int(config.max_doc_mb * 1_000_000), fields=fields):
-                buf.append(raw)
-                size += raw.nbytes
-                if len(buf) >= config.docs_per_shard or size >= UNIT_MAX_BYTES:
-                    yield unit, buf
-                    unit, buf, size = unit + 1, [], 0
-        except BadInputFile as exc:
-            if not config.skip_bad_files:
-                raise
-            bad_files.append({"file": str(f.path), "error": str(exc)})
-    if buf or unit == 0:
-        yield unit, buf
+    """(unit index, raw records) in input order, read here (for commands that need the documents
+    themselves, not a build: a build's workers read their own units); bad files are skipped
+    with --skip-bad-files."""
+    for desc in plan_units(config, files, bad_files):
+        got = read_unit(config, desc)
+        bad_files += got.bad_files
+        yield desc.unit, got.raws
 
 
 def input_state(files: list[InputFile]) -> dict[str, list[int]]:
@@ -228,18 +206,18 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
     results: dict[int, dict[str, Any]] = {}
     skipped = 0
 
-    def units() -> Iterator[tuple[int, list[RawDoc]]]:
+    def units() -> Iterator[UnitDescriptor]:
         nonlocal skipped
-        for unit, raws in iter_units(config, files, bad_files):
-            done = unit_done(out, unit, config.shuffle)
+        for desc in plan_units(config, files, bad_files):
+            done = unit_done(out, desc.unit, config.shuffle)
             if done is not None:
-                results[unit] = done
+                results[desc.unit] = done
                 skipped += 1
                 timing.append(_unit_timing(done, t0, reused=True))
                 if progress:
                     progress(done)
                 continue
-            yield unit, raws
+            yield desc
 
     def collect(stats: dict[str, Any]) -> None:
         results[stats["unit"]] = stats
@@ -340,6 +318,23 @@ def record_run(out: Path, config: BuildConfig, seconds: float, timing: list[dict
         pass  # timing is informative: a build that wrote its manifest has succeeded
 
 
+def ranges_checksum(ranges: list[dict[str, Any]]) -> dict[str, Any]:
+    """An input's checksum from its units' ranges, as the workers hashed them while reading:
+    ``sha256_of_ranges`` is the sha256 of the ranges' sha256 digests (32 bytes each, in input
+    order), and ``ranges`` how many there are; empty unless the ranges cover the input from its
+    start without a gap (a file skipped part-way has none).  Not the file's sha256:
+    the input is never read a second time to hash it (docs/schema.md)."""
+    import hashlib
+
+    ranges = sorted(ranges, key=lambda r: (r["start"], r["end"]))
+    if not ranges or ranges[0]["start"] != 0 or any(a["end"] != b["start"] for a, b in zip(ranges, ranges[1:])):
+        return {}  # no range, or some not read (a bad file skipped part-way): no checksum of the input
+    h = hashlib.sha256()
+    for r in ranges:
+        h.update(bytes.fromhex(r["sha256"]))
+    return {"sha256_of_ranges": h.hexdigest(), "ranges": len(ranges)}
+
+
 def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict[int, dict[str, Any]],
                       bad_files: list[dict[str, str]],
                       unreadable: list[tuple[InputFile, str]] = (),  # type: ignore[assignment]
@@ -347,10 +342,15 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
     total = new_stats()
     shards = []
     tables = []
+    ranges: dict[str, list[dict[str, Any]]] = {}
+    bad_files = list(bad_files)
     for unit in sorted(results):
         st = dict(results[unit])
         shard = st.pop("shard")
         st.pop("unit", None)
+        for r in st.pop("input_ranges", []):
+            ranges.setdefault(r["name"], []).append(r)
+        bad_files += [b for b in st.pop("bad_files", []) if b["file"] not in {x["file"] for x in bad_files}]
         table = st.pop("unigram", None)
         if table is not None:
             tables.append({"unit": unit, **table})
@@ -358,12 +358,16 @@ def assemble_manifest(config: BuildConfig, files: list[InputFile], results: dict
         shards.append(shard)
     cfg = config.to_dict()
     inputs = []
+    errors = {b["file"]: b["error"] for b in bad_files}
     for f in files:
-        entry = {"file": str(f.path), "name": f.name}
+        entry: dict[str, Any] = {"file": str(f.path), "name": f.name}
         try:
-            entry.update(file_fingerprint(f.path))
-        except BadInputFile as exc:
-            entry["error"] = str(exc)
+            entry["size"] = f.path.stat().st_size
+        except OSError as exc:
+            entry["error"] = f"cannot stat {f.path}: {exc.strerror or exc}"
+        entry.update(ranges_checksum(ranges.get(f.name, [])))
+        if str(f.path) in errors:
+            entry["error"] = errors[str(f.path)]
         inputs.append(entry)
     for f, why in unreadable:
         inputs.append({"file": str(f.path), "name": f.name, "error": why})

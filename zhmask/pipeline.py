@@ -550,12 +550,14 @@ class Pipeline:
         return [(seed, ex.example_id, "mask", k) for ex in exs for k in range(n)]
 
     # ------------------------------------------------------------------ one unit
-    def run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
-        """One work unit -> one shard and its stats (``data/shard-NNNNN.arrow`` and ``.stats.json``)."""
+    def run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One work unit -> one shard and its stats (``data/shard-NNNNN.arrow`` and ``.stats.json``);
+        ``extra``: more entries of the stats file (the unit's input ranges and their checksums)."""
         with fewer_collections():
-            return self._run_unit(unit, raws, out_dir)
+            return self._run_unit(unit, raws, out_dir, extra or {})
 
-    def _run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path) -> dict[str, Any]:
+    def _run_unit(self, unit: int, raws: list[RawDoc], out_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
         from zhmask.schema import schema_with_metadata
         from zhmask.write import FORMAT
         from zhmask.write.shards import ShardWriter, shard_file, unit_dir, write_json_atomic
@@ -664,6 +666,7 @@ class Pipeline:
             stats["mapped_chars"] = dict(sorted(self.normalizer.mapped.items()))
         stats["shard"] = {"file": shard.relative_to(out_dir).as_posix(), **w.record()}
         stats["unit"] = unit
+        stats.update(extra)
         write_json_atomic(shard.with_suffix(".stats.json"), stats)
         return stats
 

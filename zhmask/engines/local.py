@@ -1,6 +1,8 @@
 """The local engine: units in this process (``--workers 1``) or in a pool of processes.
 
-At most ``2 * workers`` units are in flight, so memory stays bounded whatever the input size.
+Each unit goes to a worker as its descriptor (:func:`~zhmask.engines.base.payload`), and the
+worker reads its own input.  At most ``2 * workers`` units are in flight, so memory stays
+bounded whatever the input size.
 A worker that raises names the document that crashed it; a worker process that dies ends the
 build with the document that kills it (:mod:`zhmask.engines.base`).  Either way the build fails
 rather than dropping work.
@@ -11,12 +13,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zhmask.config import BuildConfig
-from zhmask.engines.base import Engine, Units, config_json, probe_job, run_job, worker_pipeline
+from zhmask.engines.base import Engine, Units, config_json, payload, probe_job, run_job, worker_pipeline
+from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
 
 
-def _job(config_js: str, unit: int, raws: list[RawDoc], out: str) -> dict[str, Any]:
-    return run_job(worker_pipeline(config_js), unit, raws, out)
+def _job(config_js: str, job: str, out: str) -> dict[str, Any]:
+    return run_job(worker_pipeline(config_js), job, out)
 
 
 def _probe(config_js: str, raw: RawDoc) -> None:
@@ -41,44 +44,44 @@ class LocalEngine(Engine):
             from zhmask.pipeline import Pipeline
 
             pipe = None
-            for unit, raws in units:
+            for desc in units:
                 if pipe is None:
                     pipe = Pipeline(self.config)
-                self.result(run_job(pipe, unit, raws, self.out), raws, where="this process")
+                self.result(run_job(pipe, payload(desc), self.out), where="this process")
             return
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         with self._pool(self.config.workers) as pool:
-            inflight: dict[Any, tuple[int, list[RawDoc]]] = {}
+            inflight: dict[Any, UnitDescriptor] = {}
 
             def drain(block_until: int) -> None:
                 while len(inflight) > block_until:
                     done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                     for fut in done:
-                        unit, raws = inflight.pop(fut)
+                        desc = inflight.pop(fut)
                         try:
                             res = fut.result()
                         except BrokenProcessPool:
-                            suspects = [(unit, raws)] + list(inflight.values())
+                            suspects = [desc] + list(inflight.values())
                             inflight.clear()
                             pool.shutdown(wait=True, cancel_futures=True)
                             raise self.died(suspects) from None
-                        self.result(res, raws)
+                        self.result(res)
 
-            for unit, raws in units:
-                fut = pool.submit(_job, self.config_js, unit, raws, str(self.out))
-                inflight[fut] = (unit, raws)
+            for desc in units:
+                fut = pool.submit(_job, self.config_js, payload(desc), str(self.out))
+                inflight[fut] = desc
                 drain(2 * self.config.workers - 1)
             drain(0)
 
-    def rerun_dies(self, unit: int, raws: list[RawDoc]) -> bool:
+    def rerun_dies(self, desc: UnitDescriptor) -> bool:
         """The unit in a fresh single-process pool."""
         from concurrent.futures.process import BrokenProcessPool
 
         try:
             with self._pool(1) as pool:
-                pool.submit(_job, self.config_js, unit, raws, str(self.out)).result()
+                pool.submit(_job, self.config_js, payload(desc), str(self.out)).result()
         except BrokenProcessPool:
             return True
         return False

@@ -4,13 +4,13 @@
 with ``--ray-address ADDR`` (or the ``RAY_ADDRESS`` environment variable, as ``ray job submit``
 sets it).  A Ray already initialised in the calling process is used as it is and left running.
 
-Units stream through Ray Data in windows: the driver reads ``WINDOW_PER_WORKER * workers``
-units, turns them into a dataset of one block per unit (``ray.data.from_items``) and maps
-:func:`_unit_job` over it with ``--workers`` concurrent tasks.  The next window starts when the
+Units stream through Ray Data in windows: the driver plans ``WINDOW_PER_WORKER * workers``
+units (descriptors: file ranges, never documents), turns them into a dataset of one block per
+unit (``ray.data.from_items``) and maps :func:`_unit_job` over it with ``--workers`` concurrent
+tasks; each task reads and decodes its own unit's input.  The next window starts when the
 current one is down to its last ``workers`` units (so no CPU waits for a window's slowest
-unit), and the driver reads it while the current one runs; at most two windows run at once and
-a third is being read, so memory is bounded by ``3 * window * (docs_per_shard documents or
-16 MiB)`` whatever the input size.  Each worker process builds one
+unit), and the driver plans it while the current one runs; at most two windows run at once
+and a third is being planned.  Each worker process builds one
 :class:`~zhmask.pipeline.Pipeline` (segmenter, tokenizer, lexicons) and keeps it for every
 later unit of the build.
 
@@ -24,8 +24,8 @@ Failures never lose work silently: a document that crashes the pipeline ends the
 ``BuildFailed`` naming it (the worker returns the message instead of raising, so no Ray
 traceback is printed); a worker process that dies (segfault, killed, out of memory) is retried
 by Ray ``MAX_RETRIES`` times, then the units still in flight are rerun one at a time as plain
-Ray tasks, then the guilty unit's documents (as the local engine does with its pool), to name
-the document that kills a worker.
+Ray tasks, then the guilty unit's documents (read again by the driver, each sent to its own
+probe task, as the local engine does with its pool), to name the document that kills a worker.
 """
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ from typing import Any, Callable, Iterator
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
-from zhmask.engines.base import Engine, Units, config_json, probe_job, run_job, worker_pipeline
+from zhmask.engines.base import Engine, Units, config_json, payload, probe_job, run_job, worker_pipeline
 from zhmask.errors import BuildFailed, ZhmaskError
+from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
 
 WINDOW_PER_WORKER = 2  # units of a window per worker; bounds memory (see the module docstring)
@@ -59,8 +60,9 @@ _TUPLE_FIELDS = {f.name for f in dataclasses.fields(RawDoc) if isinstance(f.defa
 
 
 def encode_raws(raws: list[RawDoc]) -> bytes:
-    """A unit's records as UTF-8 JSON (one Arrow binary cell): exact for every text the readers
-    produce, lone surrogates included (``surrogatepass``), and no pickle."""
+    """Records as UTF-8 JSON (what a probe task gets, to find a document that kills a worker):
+    exact for every text the readers produce, lone surrogates included (``surrogatepass``), and
+    no pickle.  Units themselves travel as descriptors (:func:`~zhmask.engines.base.payload`)."""
     rows = [[getattr(r, f) for f in _RAW_FIELDS] for r in raws]
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
 
@@ -93,15 +95,25 @@ def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
     return worker_pipeline(config_js)
 
 
-def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str) -> dict[str, Any]:
-    """One unit -> its shard and stats file under ``out``: :func:`~zhmask.engines.base.run_job`'s
-    result with the stats as JSON (a Ray Data row)."""
+def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str,
+              cwd: str = "") -> dict[str, Any]:
+    """One unit (a row ``{"unit", "job"}``: its descriptor as JSON) -> its input read here, its
+    shard and stats file under ``out``: :func:`~zhmask.engines.base.run_job`'s result with the
+    stats as JSON (a Ray Data row).  Input paths as the user gave them are relative to the
+    driver's working directory ``cwd``: a worker elsewhere (another node) moves there first."""
     unit = int(row["unit"])
     try:
+        if cwd and os.getcwd() != cwd:
+            try:
+                os.chdir(cwd)  # this process only runs this build's tasks
+            except OSError as exc:
+                raise ZhmaskError(f"a Ray worker cannot enter the driver's directory {cwd} (relative input paths "
+                                  f"are read from there; give absolute paths on a shared filesystem): "
+                                  f"{exc.strerror or exc}") from None
         pipe = _pipeline(config_json, modules, version)
     except ZhmaskError as exc:
-        return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__}
-    res = run_job(pipe, unit, decode_raws(row["raws"]), out)
+        return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__, "span": ""}
+    res = run_job(pipe, row["job"], out)
     res["stats"] = json.dumps(res["stats"]) if res["stats"] is not None else ""
     return res
 
@@ -239,7 +251,7 @@ class RayEngine(Engine):
         super().__init__(config, Path(out).resolve(), collect)  # tasks run in other directories, on other nodes
         self.ray: Any = None
         self.job_kwargs = {"config_json": config_json(config), "out": str(self.out),
-                           "modules": registrant_modules(config), "version": __version__}
+                           "modules": registrant_modules(config), "version": __version__, "cwd": os.getcwd()}
 
     def run(self, units: Units) -> None:
         self.ray = _import_ray()
@@ -251,12 +263,12 @@ class RayEngine(Engine):
             session.threads = driver.threads
             driver.run(itertools.chain([first], units))
 
-    def rerun_dies(self, unit: int, raws: list[RawDoc]) -> bool:
+    def rerun_dies(self, desc: UnitDescriptor) -> bool:
         from ray.exceptions import RayError, RayTaskError
 
         run = self.ray.remote(num_cpus=1, max_retries=0)(_unit_job)
         try:
-            self.ray.get(run.remote({"unit": unit, "raws": encode_raws(raws)}, **self.job_kwargs))
+            self.ray.get(run.remote({"unit": desc.unit, "job": payload(desc)}, **self.job_kwargs))
         except RayTaskError:
             return False
         except RayError:
@@ -286,10 +298,10 @@ class RayEngine(Engine):
 
 
 
-def _windows(units: Iterator[tuple[int, list[RawDoc]]], size: int) -> Iterator[dict[int, list[RawDoc]]]:
-    window: dict[int, list[RawDoc]] = {}
-    for unit, raws in units:
-        window[unit] = raws
+def _windows(units: Units, size: int) -> Iterator[dict[int, UnitDescriptor]]:
+    window: dict[int, UnitDescriptor] = {}
+    for desc in units:
+        window[desc.unit] = desc
         if len(window) >= size:
             yield window
             window = {}
@@ -299,7 +311,7 @@ def _windows(units: Iterator[tuple[int, list[RawDoc]]], size: int) -> Iterator[d
 
 class _Driver:
     """Windows of units on Ray Data, the next one started while the last units of the previous
-    one finish (so no CPU waits for a window's slowest unit, and the driver reads the next
+    one finish (so no CPU waits for a window's slowest unit, and the driver plans the next
     window while the current one runs).  At most two windows run at once."""
 
     def __init__(self, engine: RayEngine) -> None:
@@ -307,10 +319,10 @@ class _Driver:
         self.ray, self.config, self.job_kwargs = engine.ray, engine.config, engine.job_kwargs
         self.results: queue.Queue = queue.Queue()
         self.stop = threading.Event()
-        self.active: dict[int, dict[int, list[RawDoc]]] = {}  # window -> its unfinished units
+        self.active: dict[int, dict[int, UnitDescriptor]] = {}  # window -> its unfinished units
         self.threads: list[threading.Thread] = []
 
-    def run(self, units: Iterator[tuple[int, list[RawDoc]]]) -> None:
+    def run(self, units: Units) -> None:
         ok = False
         try:
             for k, window in enumerate(_windows(units, WINDOW_PER_WORKER * self.config.workers)):
@@ -328,8 +340,8 @@ class _Driver:
                 for t in self.threads:  # the units still running finish (their shards are valid), then stop
                     t.join()
 
-    def _start(self, k: int, window: dict[int, list[RawDoc]]) -> None:
-        items = [{"unit": unit, "raws": encode_raws(raws)} for unit, raws in window.items()]
+    def _start(self, k: int, window: dict[int, UnitDescriptor]) -> None:
+        items = [{"unit": unit, "job": payload(desc)} for unit, desc in window.items()]
         try:  # one unit a block, so a task a unit
             ds = self.ray.data.from_items(items, override_num_blocks=len(items))
         except TypeError:  # Ray < 2.10
@@ -367,7 +379,7 @@ class _Driver:
             if "No module named" in reason or "ModuleNotFoundError" in reason:
                 raise ZhmaskError(f"Ray workers cannot import zhmask's Ray engine ({reason}): install this zhmask "
                                   f"({__version__}) on every node") from None
-            raise self.engine.died(sorted(pending.items()), reason)
+            raise self.engine.died([pending[u] for u in sorted(pending)], reason)
         if row is None:  # the window's dataset is exhausted
             del self.active[k]
             if pending:  # Ray Data returned fewer rows than units: never drop work silently
@@ -375,11 +387,11 @@ class _Driver:
                                   "finished shards are kept: rerun to resume")
             return
         unit = int(row["unit"])
-        raws = pending.pop(unit)
+        pending.pop(unit)
         if not row["error"]:
             row = {**row, "stats": json.loads(row["stats"])}
             _check_visible(self.engine.out, row["stats"])
-        self.engine.result(row, raws)
+        self.engine.result(row)
 
 
 def _check_visible(out: Path, stats: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Unit unigram tables: where ``--random-tokens unigram`` draws the 10% random branch.
 
-A build's work unit (``--docs-per-shard`` documents, fixed by the input: :func:`zhmask.api.iter_units`)
+A build's work unit (``--docs-per-shard`` documents, fixed by the input: :func:`zhmask.steps.plan.plan_units`)
 counts the non-special token ids of its tokenised documents (the texts as read, before any
 example is cut from them or masked): its :class:`UnitTable`.  A random replacement is drawn from
 the table of the row's unit with the replaced token's own count left out (the original stays

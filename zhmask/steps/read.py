@@ -17,6 +17,11 @@ the input: a line (or a record's text) longer than ``max_doc_bytes`` (``--max-do
 into pieces of at most that size, at the last sentence end inside the limit (a hard cut at a
 UTF-8 character boundary when there is none), and each piece becomes a document with the id
 ``<file>:<line>#<k>`` (counted as ``long_line_piece`` / ``long_line_hard_cut`` events).
+
+Every reader also reads a range of its file (a :class:`Segment`: bytes of text and JSONL,
+records of tables), which is how a build's workers read their own units
+(:mod:`zhmask.steps.plan`); a range's documents are exactly those the whole file gives there,
+and its input is added to a hashlib ``digest`` as it is read.
 """
 from __future__ import annotations
 
@@ -55,6 +60,29 @@ class RawDoc:
 class InputFile:
     path: Path
     name: str  # stable name used in document ids
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A range of one input file that a worker reads (see :mod:`zhmask.steps.plan`).
+
+    Text and JSONL: bytes ``[start, end)`` (of the decompressed stream for .gz/.zst), starting
+    at line ``line`` (1-based) or, with ``piece`` > 0, at that piece of an over-long line, and
+    ending at a line end or, with ``open_end``, at a piece cut inside a line.  Parquet and
+    Arrow: records ``[start, end)`` (``line`` is ``start``).  Blank-line documents
+    (``--doc-sep blank``): ``doc_line`` > 0 when the range starts inside the document that
+    starts at that line, at its piece ``doc_piece``; ``ends_in_doc`` when it ends inside one."""
+    path: str
+    name: str
+    fmt: str  # text, jsonl, parquet or arrow (never auto)
+    start: int
+    end: int
+    line: int = 1
+    piece: int = 0
+    open_end: bool = False
+    doc_line: int = 0
+    doc_piece: int = 0
+    ends_in_doc: bool = False
 
 
 def expand_inputs(inputs: list[str], fmt: str = "auto") -> list[InputFile]:
@@ -276,25 +304,92 @@ def split_bytes(data: bytes | bytearray, limit: int) -> Iterator[tuple[bytes, bo
     yield bytes(data[start:]), False
 
 
-def _blocks(path: Path, where: list[int]) -> Iterator[bytes]:
-    """The file's bytes in blocks; read errors become BadInputFile naming the file."""
-    fh = open_binary(path)
+def is_compressed(path: Path) -> bool:
+    """Whether :func:`open_binary` decompresses ``path`` (then a byte offset cannot be seeked to)."""
+    return path.name.lower().endswith((".gz", ".zst", ".zstd"))
+
+
+# Per process: the decompressed stream a range of a .gz/.zst input was last read from, left at
+# the range's end, so that the next range of the same file at or after it goes on from there
+# instead of decompressing the file from its start again (a worker given the file's units in
+# order decompresses it once).  Keyed by path, size and modification time.
+_LEFT_OPEN: dict[str, Any] = {}
+
+
+def _stream_at(path: Path, start: int) -> tuple[Any, int]:
+    """(an open stream of ``path``, its position): the one left by the last range when it is at
+    or before ``start`` and the file has not changed, else a new one at 0."""
+    left = _LEFT_OPEN.pop("stream", None)
+    if left is not None:
+        key, fh, pos = left
+        if key == _stream_key(path) and pos <= start:
+            return fh, pos
+        _close(fh)
+    return open_binary(path), 0
+
+
+def _stream_key(path: Path) -> tuple[str, int, int] | None:
     try:
-        while True:
-            try:
-                block = fh.read(READ_BLOCK)
-            except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
-                what = "corrupt or truncated compressed data" if path.name.lower().endswith((".gz", ".zst", ".zstd")) \
-                    else "read error"
-                raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
-            if not block:
-                return
-            yield block
-    finally:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _close(fh: Any) -> None:
+    try:
+        fh.close()
+    except Exception:
+        pass
+
+
+def read_blocks(path: Path, where: list[int], start: int = 0, end: int | None = None,
+                digest: Any = None) -> Iterator[bytes]:
+    """The file's bytes ``[start, end)`` in blocks (of the decompressed stream for .gz and .zst,
+    which cannot be seeked: decompressed and dropped up to ``start``, from where the previous
+    range of the file in this process ended when it can, see :data:`_LEFT_OPEN`); each block is
+    added to ``digest`` (a hashlib object) as read.  Read errors become BadInputFile naming the
+    file, and so does a file that ends before ``end`` (it changed since the build planned its
+    units)."""
+    compressed = is_compressed(path)
+    fh, pos = _stream_at(path, start) if compressed and end is not None else (open_binary(path), 0)
+    left = None if end is None else end - start
+    keep = False
+
+    def read(n: int) -> bytes:
         try:
-            fh.close()
-        except Exception:
-            pass
+            return fh.read(n)
+        except Exception as exc:  # OSError, EOFError, zlib.error, zstandard.ZstdError ...
+            what = "corrupt or truncated compressed data" if compressed else "read error"
+            raise BadInputFile(f"{path}: {what} after line {where[0]} ({type(exc).__name__}: {exc})") from None
+
+    try:
+        if start and not compressed:
+            fh.seek(start)
+        else:
+            skip = start - pos
+            while skip > 0:
+                dropped = read(min(READ_BLOCK, skip))
+                if not dropped:
+                    break
+                skip -= len(dropped)
+        while left is None or left > 0:
+            block = read(READ_BLOCK if left is None else min(READ_BLOCK, left))
+            if not block:
+                if left:
+                    raise BadInputFile(f"{path}: ends before byte {end:,} (changed since the build started?)")
+                return
+            if left is not None:
+                left -= len(block)
+            if digest is not None:
+                digest.update(block)
+            yield block
+        keep = compressed and end is not None  # the range was read: the next may go on from its end
+    finally:
+        if keep:
+            _LEFT_OPEN["stream"] = (_stream_key(path), fh, end)
+        else:
+            _close(fh)
 
 
 class Line(NamedTuple):
@@ -305,20 +400,32 @@ class Line(NamedTuple):
     last: bool  # the line's last piece (always True for a whole line)
 
 
-def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[Line]:
-    """The lines of ``path``, read in blocks, as :class:`Line` tuples.
+def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment | None = None,
+               digest: Any = None) -> Iterator[Line]:
+    """The lines of ``path`` (of its range ``seg``, default the whole file), read in blocks, as
+    :class:`Line` tuples.
 
     Lines are split on ``b"\n"`` only; a trailing ``\r`` and a UTF-8 BOM at the start of the
     file are removed.  A line longer than ``max_bytes`` comes as pieces 0, 1, ... of at most
     ``max_bytes`` (see :func:`cut_point`).  At most ``max_bytes`` plus one block is held in
     memory, whatever the length of a line.
-    """
-    where = [0]
-    n = 1  # the current (unfinished) line
-    carry = bytearray()
-    piece = 0  # pieces of the current line already emitted
 
-    def emit(line: bytes | bytearray, final: bool) -> Iterator[Line]:
+    A range starts at the start of line ``seg.line`` or, with ``seg.piece`` > 0, at that piece
+    of it, and ends at a line end or, with ``seg.open_end``, at a piece cut inside its last
+    line: either way its lines and pieces are those of the whole file's (a cut depends only on
+    the bytes from the previous cut on).  The range's bytes are added to ``digest``.
+    """
+    start, end = (seg.start, seg.end) if seg is not None else (0, None)
+    n = seg.line if seg is not None else 1  # the current (unfinished) line
+    where = [n - 1]
+    carry = bytearray()
+    piece = seg.piece if seg is not None else 0  # pieces of the current line already emitted
+
+    def emit(line: bytes | bytearray, final: bool, at_cut: bool = False) -> Iterator[Line]:
+        """The pieces of ``line``: all of them when ``final`` (the line ends), or when
+        ``at_cut`` (the range ends at a cut inside the line: the rest is its last piece);
+        else (more of the line to come) those that cannot change, keeping one byte in
+        reserve, which may be a \r that the line's end drops."""
         nonlocal piece
         if final and line.endswith(b"\r"):
             line = line[:-1]
@@ -326,13 +433,17 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[L
             yield Line(n, None, bytes(line), False, True)
             return
         start = 0
-        while len(line) - start > max_bytes:
+        while len(line) - start > max_bytes + (not (final or at_cut)):
             cut, hard = cut_point(bytes(line[start:start + max_bytes + 1]), max_bytes)
             yield Line(n, piece, bytes(line[start:start + cut]), hard, False)
             piece += 1
             start += cut
         if final:
             yield Line(n, piece, bytes(line[start:]), False, True)
+        elif at_cut:
+            if len(line) > start:  # hard: no sentence end in it (else the cut would be after one)
+                rest = bytes(line[start:])
+                yield Line(n, piece, rest, not any(m in rest for m in _SENT_ENDS), False)
         elif start:
             del line[:start]  # type: ignore[arg-type]
 
@@ -358,8 +469,8 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[L
             start = nl + 1
 
     head = b""
-    first = True
-    for block in _blocks(path, where):
+    first = start == 0  # a BOM only at the start of the file
+    for block in read_blocks(path, where, start, end, digest):
         if first:  # the BOM may straddle tiny first blocks of a compressed stream
             head += block
             if len(head) < 3:
@@ -369,6 +480,9 @@ def iter_lines(path: Path, max_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[L
         yield from lines_of(block)
     if first and head:  # a file of fewer than three bytes
         yield from lines_of(head)
+    if seg is not None and seg.open_end:  # the range ends at a cut inside its last line
+        yield from emit(carry, final=False, at_cut=True)
+        return
     if carry or piece:
         yield from emit(carry, final=True)
 
@@ -411,9 +525,14 @@ def _piece_events(piece: int | None, hard: bool) -> tuple[str, ...]:
 
 
 def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
-              max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES) -> Iterator[RawDoc]:
+              max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, seg: Segment | None = None,
+              digest: Any = None) -> Iterator[RawDoc]:
+    """The documents of a text file (of its range ``seg``: see :func:`iter_lines`).  With
+    blank-line documents a range starts at a document's first line or, with ``seg.doc_line``,
+    at piece ``seg.doc_piece`` of the document that starts at that line, and ends after a
+    document or, with ``seg.ends_in_doc``, after one of a document's pieces."""
     if doc_sep == "line":
-        for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes):
+        for n, piece, line, hard, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
             where = f"{f.path}:{n}"
             doc_id = f"{f.name}:{n}" if piece is None else f"{f.name}:{n}#{piece}"
             yield _decoded_doc(doc_id, where, line, on_decode_error, _piece_events(piece, hard))
@@ -422,9 +541,9 @@ def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
     # past max_doc_bytes is emitted in pieces <file>:<first line>#k
     buf: list[bytes] = []
     size = 0
-    start = 0
-    k = 0
-    for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes):
+    start = seg.doc_line if seg is not None else 0
+    k = seg.doc_piece if seg is not None else 0
+    for n, piece, line, _, _ in iter_lines(f.path, max_doc_bytes, seg, digest):
         if piece is None and not line.strip():
             if buf:
                 yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
@@ -438,7 +557,7 @@ def read_text(f: InputFile, doc_sep: str, on_decode_error: str,
         buf.append(line)
         size += len(line) + 1
     if buf:
-        yield _blank_doc(f, start, buf, on_decode_error, k if k else None)
+        yield _blank_doc(f, start, buf, on_decode_error, k if k or (seg is not None and seg.ends_in_doc) else None)
 
 
 def _blank_doc(f: InputFile, start: int, buf: list[bytes], mode: str, piece: int | None) -> RawDoc:
@@ -463,20 +582,29 @@ def _record_doc(rec: Any, doc_id: str, where: str, text_field: str, title_field:
 
 
 def read_jsonl(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    checked = _check_fields(f, _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes),
-                            fields if fields is not None else named_fields(text_field, title_field))
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None,
+               seg: Segment | None = None, digest: Any = None) -> Iterator[RawDoc]:
+    """The records of a JSONL file, or of its range ``seg`` (which starts at a line start).  A
+    whole file is checked for the named fields (:func:`_check_fields`); a range is not: the
+    driver checks each file before any of its ranges is read (:mod:`zhmask.steps.plan`)."""
+    records = _jsonl_records(f, text_field, title_field, on_decode_error, max_doc_bytes, seg, digest)
+    if seg is not None:
+        checked: Iterator[RawDoc] = (doc for doc, _ in records)
+    else:
+        checked = _check_fields(f, records, fields if fields is not None else named_fields(text_field, title_field))
     for doc in checked:
         yield from _split_doc(doc, max_doc_bytes)
 
 
 def _jsonl_records(f: InputFile, text_field: str, title_field: str | None, on_decode_error: str,
-                   max_doc_bytes: int) -> Iterator[tuple[RawDoc, list[str] | None]]:
-    """(record, its keys -- None when the line is not a JSON object) for each record of the file."""
+                   max_doc_bytes: int, seg: Segment | None = None,
+                   digest: Any = None) -> Iterator[tuple[RawDoc, list[str] | None]]:
+    """(record, its keys -- None when the line is not a JSON object) for each record of the file
+    (of its range ``seg``)."""
     parts: list[bytes] = []
     size = 0
     too_large = False
-    for n, piece, chunk, _, last in iter_lines(f.path, max_doc_bytes):
+    for n, piece, chunk, _, last in iter_lines(f.path, max_doc_bytes, seg, digest):
         if piece is not None:  # a record longer than max_doc_bytes: gather it up to MAX_RECORD_BYTES
             if piece == 0:
                 parts, size, too_large = [], 0, False
@@ -620,44 +748,115 @@ def _split_doc(doc: RawDoc, limit: int) -> Iterator[RawDoc]:
                      where=doc.where, nbytes=len(piece), events=doc.events + _piece_events(k, hard))
 
 
-def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
-               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    """The records of a Parquet file or an Arrow IPC stream or file, a record batch at a time;
-    every named field must be a column (checked on the schema, before any record is read)."""
+def _open_table(f: InputFile, fmt: str, named: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """(the opened Parquet file or Arrow reader, the named columns), once every named field is
+    checked to be a column (on the schema, before any record is read)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         if fmt == "parquet":
-            pf = pq.ParquetFile(f.path)
-            names = pf.schema_arrow.names
-            batches = pf.iter_batches(batch_size=2048)
+            src: Any = pq.ParquetFile(f.path)
+            names = src.schema_arrow.names
         else:
-            names, batches = _arrow_batches(f.path)
+            src = _ArrowBatches(f.path)
+            names = src.names
     except (pa.ArrowInvalid, OSError) as exc:
         raise BadInputFile(f"{f.path}: not a readable {fmt} file ({exc})") from None
-    named = fields if fields is not None else named_fields(text_field, title_field)
     for name, option in named.items():
         if name and name not in names:
             raise _no_field(f, name, option, list(names), "the columns")
-    idx = 0
+    return src, list(dict.fromkeys(name for name in named if name))
 
-    def safe(it):
-        while True:
-            try:
-                yield next(it)
-            except StopIteration:
-                return
-            except (pa.ArrowException, OSError) as exc:
-                raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {idx} ({exc})") from None
 
-    for batch in safe(iter(batches)):
-        rows = batch.to_pylist()
-        for rec in rows:
-            doc = _record_doc(rec, f"{f.name}:{idx}", f"{f.path}:{idx}", text_field, title_field)
+def table_chunks(f: InputFile, fmt: str, named: Mapping[str, str]) -> Iterator[tuple[int, int]]:
+    """(records, bytes of the named columns) of each row group (Parquet, from its metadata:
+    uncompressed size) or record batch (Arrow, memory-mapped: its buffers' size), in order:
+    what :mod:`zhmask.steps.plan` cuts a table's units by, without reading a record."""
+    src, cols = _open_table(f, fmt, named)
+    if fmt == "parquet":
+        md = src.metadata
+        for i in range(md.num_row_groups):
+            rg = md.row_group(i)
+            size = sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns)
+                       if rg.column(j).path_in_schema.split(".")[0] in cols)
+            yield rg.num_rows, size
+        return
+    for batch in _checked_batches(f, fmt, src.batches(), 0):
+        yield batch.num_rows, batch.select(cols).nbytes
+
+
+def read_table(f: InputFile, fmt: str, text_field: str, title_field: str | None,
+               max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES, fields: Mapping[str, str] | None = None,
+               seg: Segment | None = None, digest: Any = None) -> Iterator[RawDoc]:
+    """The records of a Parquet file or an Arrow IPC stream or file (its records ``[seg.start,
+    seg.end)``), a record batch at a time, reading only the named columns (``fields``: the text,
+    title and target fields); every named field must be a column (checked on the schema, before
+    any record is read).  The records read, as canonical JSON, are added to ``digest``."""
+    import json
+
+    named = fields if fields is not None else named_fields(text_field, title_field)
+    src, cols = _open_table(f, fmt, named)
+    first, stop = (seg.start, seg.end) if seg is not None else (0, None)
+    if fmt == "parquet":
+        md = src.metadata
+        groups, idx, row0 = [], None, 0
+        for i in range(md.num_row_groups):
+            n = md.row_group(i).num_rows
+            if row0 + n > first and (stop is None or row0 < stop):
+                groups.append(i)
+                idx = row0 if idx is None else idx
+            row0 += n
+        batches = src.iter_batches(batch_size=2048, row_groups=groups, columns=cols) if groups else iter(())
+        idx = idx or 0
+    else:
+        batches, idx = (b.select(cols) for b in src.batches()), 0
+    for batch in _checked_batches(f, fmt, batches, idx):  # idx: the batch's first record
+        if stop is not None and idx >= stop:
+            break
+        n = batch.num_rows
+        lo = min(max(first - idx, 0), n)  # the batch's records in the range: [lo, hi)
+        hi = n if stop is None else max(lo, min(n, stop - idx))
+        for row, rec in enumerate(batch.slice(lo, hi - lo).to_pylist() if hi > lo else [], idx + lo):
+            if digest is not None:
+                digest.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str)
+                              .encode("utf-8", "surrogatepass") + b"\n")
+            doc = _record_doc(rec, f"{f.name}:{row}", f"{f.path}:{row}", text_field, title_field)
             doc.nbytes = len(doc.text.encode("utf-8", "replace"))
             yield from _split_doc(doc, max_doc_bytes)
-            idx += 1
+        idx += n
+
+
+class _ArrowBatches:
+    """An Arrow IPC stream (what Hugging Face ``datasets`` writes) or an Arrow IPC file
+    (Feather v2), memory-mapped: its column names and its record batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.names, first = _arrow_batches(path)
+        close = getattr(first, "close", None)
+        if close is not None:
+            close()
+
+    def batches(self) -> Iterator[Any]:
+        return iter(_arrow_batches(self.path)[1])
+
+
+def _checked_batches(f: InputFile, fmt: str, batches: Iterator[Any], row: int) -> Iterator[Any]:
+    """``batches`` (the first starting at record ``row``); corrupt data becomes BadInputFile
+    naming the file and the record."""
+    import pyarrow as pa
+
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputFile(f"{f.path}: corrupt {fmt} data after record {row} ({exc})") from None
+        row += batch.num_rows
+        yield batch
 
 
 def _arrow_batches(path: Path) -> tuple[list[str], Iterator[Any]]:
@@ -676,17 +875,19 @@ def _arrow_batches(path: Path) -> tuple[list[str], Iterator[Any]]:
 
 def read_file(f: InputFile, *, fmt: str, doc_sep: str, text_field: str, title_field: str | None,
               on_decode_error: str, max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
-              fields: Mapping[str, str] | None = None) -> Iterator[RawDoc]:
-    """The records of one input file.  ``fields`` maps each field the build reads (JSONL keys,
-    table columns) to the option that named it, for the error when a file has no such field
-    (default: the text and title fields)."""
-    kind = detect_format(f.path, fmt)
+              fields: Mapping[str, str] | None = None, seg: Segment | None = None,
+              digest: Any = None) -> Iterator[RawDoc]:
+    """The records of one input file, or of its range ``seg`` (a worker's part of a unit:
+    :mod:`zhmask.steps.plan`), whose input is added to ``digest`` as read.  ``fields`` maps
+    each field the build reads (JSONL keys, table columns) to the option that named it, for
+    the error when a file has no such field (default: the text and title fields)."""
+    kind = seg.fmt if seg is not None else detect_format(f.path, fmt)
     if kind == "text":
-        yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes)
+        yield from read_text(f, doc_sep, on_decode_error, max_doc_bytes, seg, digest)
     elif kind == "jsonl":
-        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes, fields)
+        yield from read_jsonl(f, text_field, title_field, on_decode_error, max_doc_bytes, fields, seg, digest)
     else:
-        yield from read_table(f, kind, text_field, title_field, max_doc_bytes, fields)
+        yield from read_table(f, kind, text_field, title_field, max_doc_bytes, fields, seg, digest)
 
 
 def check_input(path: Path) -> str | None:
@@ -717,17 +918,3 @@ def check_input(path: Path) -> str | None:
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
     return None
-
-
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    """Size and sha256 of an input file, for the manifest."""
-    import hashlib
-
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise BadInputFile(f"cannot read {path}: {exc.strerror or exc}") from None
-    return {"size": os.path.getsize(path), "sha256": h.hexdigest()}
