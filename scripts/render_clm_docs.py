@@ -5,7 +5,7 @@ Usage: python scripts/render_clm_docs.py [docs/autoregressive.md]
 The block between ``<!-- clm-example:start -->`` and ``<!-- clm-example:end -->`` is replaced by
 the row the real task produces (default configuration, ``max_seq_length`` 40) from three short
 documents written here: each part of the row with its ``doc_bounds``, and the labels (``·`` where
-a label is -100).  tests/test_clm.py checks that the page shows what this script renders.
+a label is -100).  tests/labels/test_clm.py checks that the page shows what this script renders.
 """
 from __future__ import annotations
 

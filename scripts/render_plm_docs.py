@@ -5,7 +5,7 @@ Usage: python scripts/render_plm_docs.py [docs/autoregressive.md]
 The block between ``<!-- plm-example:start -->`` and ``<!-- plm-example:end -->`` is replaced by
 the rows the real task produces (default configuration) from one short document written here:
 the row's tokens, its factorisation order (``|`` between units, ``‖`` where the predicted suffix
-starts) and the tokens predicted, for ``--plm-units word`` and ``token``.  tests/test_plm.py
+starts) and the tokens predicted, for ``--plm-units word`` and ``token``.  tests/labels/test_plm.py
 checks that the page shows what this script renders.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tasks that fail on one document, for tests/test_ray.py.
+"""Tasks that fail on one document, for tests/engines/test_ray.py.
 
 Ray workers are fresh processes, so a task a test registers must come from a module they can
 import (the Ray engine imports the module that registered each selected task in every worker).

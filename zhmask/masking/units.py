@@ -21,7 +21,7 @@ word, an n-gram of words, an entity); everything else is here and identical for 
 sequential, the random values (:func:`zhmask.rng.random_rows`), labels, fates, output ids and
 statistics run over the batch's concatenation; only the n-gram selection loop runs row by row.
 One example is a batch of one, so a row's mask does not depend on the batch it is in
-(tests/test_fast_masking.py), and tests/oracle.py keeps the plain per-example versions as
+(tests/masking/test_units.py), and tests/oracle.py keeps the plain per-example versions as
 oracles.  ``knowledge`` and ``mac`` decide one example at a time (``Masker.strategy(choose=)``).
 """
 from __future__ import annotations

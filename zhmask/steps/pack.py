@@ -182,7 +182,7 @@ def build_example(segments: Sequence[tuple[Document, list[tuple[int, int]]]], *,
 # order as above, and every example of the unit is then assembled by a few numpy calls over the
 # documents' token arrays laid end to end (:class:`TokenTable`).  The results equal those of
 # sentence_token_ranges / pack_ranges / entity_token_spans / build_example, which stay the
-# reference (tests/test_fast_packing.py compares them).
+# reference (tests/steps/test_pack.py compares them).
 _DOC_SHIFT = 32  # token table keys: document index << 32 | character offset
 
 

@@ -3,7 +3,7 @@
 :mod:`zhmask.schema` declares the columns and their types; this module turns what the pipeline
 produces (row dicts, or :class:`Block` columns) into the record batches of that schema, which a
 writer (:mod:`zhmask.write`) encodes.  The batches built from blocks are those built from the
-same rows, byte for byte (tests/test_fast_masking.py).
+same rows, byte for byte (tests/masking/test_units.py).
 """
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.
 # A mask batch hands the writer its rows as columns (flat arrays + lengths for the list<int>
 # columns, plain lists for the others) instead of one dict per row; the record batches built
 # from blocks are those rows_to_batch builds from the same rows, byte for byte
-# (tests/test_fast_masking.py).
+# (tests/masking/test_units.py).
 
 class ListColumn:
     """A list<int> column of ``len(lens)`` rows: the values of row i are

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from tests.conftest import run_cli
 from tests.test_properties import SETTINGS, TEXT
-from tests.test_clm import _build as clm_build
-from tests.test_clm import corpus  # noqa: F401  (the fixture: 40 iNews records)
+from tests.labels.test_clm import _build as clm_build
+from tests.labels.test_clm import corpus  # noqa: F401  (the fixture: 40 iNews records)
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 from zhmask.labels.plm import check_plm, factorisation_order, perm_mask, predicted_positions, xlnet_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["num_layers=2", "hidden_size=32", "num_heads=2", "intermediate_size=64", "batch_size=4", "lr=3e-3",
         "warmup=0", "threads=1", "validation=0.1", "eval_batches=2", "save_every=0", "max_steps=3"]
 

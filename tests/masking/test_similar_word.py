@@ -169,7 +169,7 @@ def _build_synonyms():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / "build_synonyms.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "build_synonyms.py"
     spec = importlib.util.spec_from_file_location("build_synonyms", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -21,7 +21,7 @@ from zhmask.write.shards import sha256_file
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'zhmask[ray]')")
 pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'zhmask[ray]')")
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/, where ray_plugin_tasks.py lives
 SENT = "今天北京的天气很好，我们去天安门广场散步。"
 
 

@@ -13,7 +13,7 @@ from zhmask.api import build_corpus
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INEWS = ROOT / "tests" / "fixtures" / "inews_150.jsonl"
 TINY = ["num_layers=2", "hidden_size=32", "num_heads=2", "intermediate_size=64", "batch_size=4", "lr=3e-3",
         "warmup=0", "threads=1", "validation=0.1", "eval_batches=2", "save_every=0", "max_steps=4",
@@ -27,7 +27,7 @@ def corpus(tmp_path_factory) -> Path:
     return p
 
 
-def _build(corpus: Path, out: Path, tasks=("clm",), **kw):   # (tests/test_plm.py builds plm rows with it)
+def _build(corpus: Path, out: Path, tasks=("clm",), **kw):   # (tests/labels/test_plm.py builds plm rows with it)
     return build_corpus(BuildConfig(inputs=[str(corpus)], out=str(out), tasks=list(tasks), max_seq_length=64,
                                     text_field="text", docs_per_shard=10, **kw))
 

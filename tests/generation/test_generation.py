@@ -25,7 +25,7 @@ from zhmask.rng import rng_for
 from zhmask.steps.normalize import Normalizer, vocab_equivalents
 from zhmask.steps.read import RawDoc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rows_of(out: Path) -> list[dict]:

@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 from zhmask.api import build_corpus  # noqa: E402
 from zhmask.config import BuildConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "inews_150.jsonl"
 TINY = ["num_layers=2", "hidden_size=64", "num_heads=2", "intermediate_size=128", "batch_size=16",
         "lr=2e-3", "warmup=2", "threads=1", "validation=0.05", "eval_batches=2", "save_every=0", "max_steps=4"]
