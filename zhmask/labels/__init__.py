@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from zhmask.registry import Registry
 
-TASKS = Registry("task", traits=("pairs", "sentence_label", "token_labels", "generation", "unmasked", "full_packing"))
+TASKS = Registry("task", traits=("pairs", "sentence_label", "token_labels", "generation", "unmasked", "full_packing",
+                                 "other_documents"))
 # ``@register(name, options={knob: default}, validate=fn, traits=(...), version=1, help=...)``; read
 # knobs with ``TASKS.option(name, config, knob)``.  Traits: ``pairs`` (rows hold two segments,
 # [CLS] A [SEP] B [SEP]), ``sentence_label`` (a class per row), ``token_labels`` (a class per
 # token), ``generation`` (source and target rows), ``unmasked`` (rows carry no masks: --masking
-# none), ``full_packing`` (rows may be filled across documents, so --packing full applies).  A
+# none), ``full_packing`` (rows may be filled across documents, so --packing full applies),
+# ``other_documents`` (an example draws on other documents of its unit: another document's
+# sentences, the unit's passages, rows filled across documents; a task without it gives a unit
+# the examples its documents give as units of one, tests/labels/test_units_of_one.py).  A
 # task that declares the ``span_bounds`` column writes it itself; ``--masking span`` keeps them.
 register = TASKS.register
 # ``columns=(...)``: the shard columns a task fills besides those every row has

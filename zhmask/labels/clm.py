@@ -33,7 +33,7 @@ def _validate(config) -> None:
 
 
 @register("clm", validate=_validate, columns=("segment_sources", "doc_bounds"),
-          traits=("unmasked", "full_packing"), help="causal language modelling rows (GPT)")
+          traits=("unmasked", "full_packing", "other_documents"), help="causal language modelling rows (GPT)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     return iter(clm_examples(docs, ctx, ctx.events))
 

@@ -233,7 +233,7 @@ def chunk_terms(doc: Document, chunks: list[Ranges]) -> list[list[str]]:
 
 @register(TASK, options=OPTIONS, validate=_validate,
           columns=("segment_sources",),
-          traits=("pairs", "sentence_label"), help="title/body relevance in three classes (ERNIE 2.0)")
+          traits=("pairs", "sentence_label", "other_documents"), help="title/body relevance in three classes (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     if not docs:
         return

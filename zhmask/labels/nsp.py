@@ -21,7 +21,7 @@ CLASSES = {0: "B follows A in the document", 1: "B comes from another document"}
 
 
 @register(TASK, columns=("segment_sources",),
-          traits=("pairs", "sentence_label"), help="next sentence prediction (BERT)")
+          traits=("pairs", "sentence_label", "other_documents"), help="next sentence prediction (BERT)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
     return iter(batched(lambda part, events: unit_examples(part, ctx, events), docs, ctx, TASK))
 
