@@ -566,3 +566,27 @@ def test_segments_are_their_sources_on_arbitrary_unicode():
 
     prop()
     assert all(seen[t] >= 5 for t in ("nsp", "sop", "sentence_reorder", "sentence_distance", "ir_relevance")), seen
+
+
+def test_title_matcher_finds_what_the_whitespace_free_regex_finds():
+    """ir_relevance finds a title in texts without compiling a regular expression per document;
+    it must find exactly what the expression of the title's characters joined by ``\\s*`` finds
+    (occurrences left to right, and whether one lies inside a window)."""
+    import random
+    import re
+
+    rnd = random.Random(0)
+    alpha = "ab 。\u3000\t好?*(["
+    for _ in range(3000):
+        title = "".join(rnd.choice(alpha) for _ in range(rnd.randint(0, 4)))
+        text = "".join(rnd.choice(alpha) for _ in range(rnd.randint(0, 30)))
+        chars = [c for c in title if not c.isspace()]
+        want = re.compile(r"\s*".join(map(re.escape, chars))) if chars else None
+        got = title_pattern(title)
+        assert (want is None) == (got is None)
+        if want is None:
+            continue
+        assert [m.span() for m in want.finditer(text)] == list(got.finditer(text)), (title, text)
+        a = rnd.randint(0, len(text))
+        b = rnd.randint(a, len(text))
+        assert (want.search(text, a, b) is not None) == got.search(text, a, b), (title, text, a, b)

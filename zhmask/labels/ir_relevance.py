@@ -35,7 +35,7 @@ for any ``--workers``; a unit of one document has no class-1 candidate
 from __future__ import annotations
 
 import math
-import re
+from bisect import bisect_left
 from collections import Counter
 from typing import Any, Iterator
 
@@ -177,14 +177,52 @@ def _validate(config) -> None:
     _int_option(config, "ir_irrelevant_skip_top", 0, 1000)
 
 
-def title_pattern(title: str) -> re.Pattern | None:
-    """A regular expression for ``title`` in a text, whitespace ignored ("为何说奇瑞是技术达人?
-    看了" is the same title as "...达人?看了"); None for an empty title."""
-    chars = [ch for ch in title if not ch.isspace()]
-    return re.compile(r"\s*".join(map(re.escape, chars))) if chars else None
+class TitleMatcher:
+    """Where ``title`` occurs in a text, whitespace ignored on both sides ("为何说奇瑞是技术达人?
+    看了" is the same title as "...达人?看了"): what the regular expression of the title's
+    characters joined by ``\\s*`` finds, without compiling an expression per document.  The
+    text is searched with its whitespace removed (an index back into the text kept, one per
+    text: the unit's documents are searched again for every query)."""
+
+    __slots__ = ("key",)
+    _squeezed: dict = {}
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    @classmethod
+    def squeeze(cls, text: str) -> tuple[str, list[int]]:
+        """``text`` without whitespace, and the position in ``text`` of each character left."""
+        got = cls._squeezed.get(text)
+        if got is None:
+            if len(cls._squeezed) > 4096:  # a unit's documents: never many at once
+                cls._squeezed.clear()
+            where = [i for i, ch in enumerate(text) if not ch.isspace()]
+            got = cls._squeezed[text] = ("".join(text[i] for i in where), where)
+        return got
+
+    def finditer(self, text: str) -> Iterator[tuple[int, int]]:
+        """(start, end) of each occurrence, left to right, never overlapping."""
+        s, where = self.squeeze(text)
+        k, n = self.key, len(self.key)
+        i = s.find(k)
+        while i >= 0:
+            yield where[i], where[i + n - 1] + 1
+            i = s.find(k, i + n)
+
+    def search(self, text: str, pos: int, endpos: int) -> bool:
+        """Whether an occurrence lies wholly inside ``text[pos:endpos]``."""
+        s, where = self.squeeze(text)
+        return s.find(self.key, bisect_left(where, pos), bisect_left(where, endpos)) >= 0
 
 
-def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -> tuple[list[Ranges], int]:
+def title_pattern(title: str) -> TitleMatcher | None:
+    """The :class:`TitleMatcher` of ``title``; None for a title of whitespace only."""
+    key = "".join(ch for ch in title if not ch.isspace())
+    return TitleMatcher(key) if key else None
+
+
+def title_free_ranges(doc: Document, title: TitleMatcher | None, ranges: Ranges) -> tuple[list[Ranges], int]:
     """``ranges`` (sentence token ranges of ``doc``) without the sentences that overlap an
     occurrence of the title (:func:`title_pattern`) in the text, as runs of the sentences left
     between two dropped ones, and how many sentences were dropped: a passage never contains the
@@ -194,8 +232,8 @@ def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -
     if title is None or not len(ranges) or sents is None or not len(sents):
         return ([list(ranges)] if len(ranges) else []), 0
     drop = np.zeros(len(sents), dtype=bool)
-    for m in title.finditer(doc.text):
-        drop |= (sents[:, 0] < m.end()) & (sents[:, 1] > m.start())
+    for a, b in title.finditer(doc.text):
+        drop |= (sents[:, 0] < b) & (sents[:, 1] > a)
     if not drop.any():
         return [list(ranges)], 0
     first = np.array([a for a, _ in ranges], dtype=np.int64)
@@ -214,7 +252,7 @@ def title_free_ranges(doc: Document, title: re.Pattern | None, ranges: Ranges) -
     return runs, int(drop.sum())
 
 
-def holds(doc: Document, ranges: Ranges, title: re.Pattern | None) -> bool:
+def holds(doc: Document, ranges: Ranges, title: TitleMatcher | None) -> bool:
     """Whether one of the token ranges of ``doc`` holds the title."""
     st, en = doc.tokens.starts, doc.tokens.ends
     return title is not None and any(title.search(doc.text, int(st[a]), int(en[b - 1])) for a, b in ranges)
@@ -248,7 +286,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     # per document: the words its query comes from, and its passages: its text without the title
     # (or without its first sentence when it has no title), in chunks of consecutive sentences
     query_words: list[list[str]] = []
-    patterns: list[re.Pattern | None] = []
+    patterns: list[TitleMatcher | None] = []
     chunk_ranges: list[Ranges] = []
     chunk_doc: list[int] = []
     doc_chunks: list[list[int]] = []
