@@ -87,6 +87,53 @@ def run_build(path: Path, out: Path, workers: int, extra: list[str]) -> tuple[fl
     return float(secs), int(rss_kb) * 1024, manifest, float(cpu)
 
 
+def trace_build(path: Path, out: Path, every: float = 0.25) -> tuple[list[tuple[float, int]], float | None]:
+    """(seconds since the start, resident bytes) of a ``--workers 1`` build's process, sampled from
+    /proc every ``every`` seconds: where in the build the memory grows; and when the build-wide
+    shuffle began (its first scatter file appeared in ``OUT/units``; None if never seen)."""
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(path), "--masking", "wwm", "--out", str(out), "-q"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    samples, shuffle = [], None
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT))
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for ln in status.read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    samples.append((time.perf_counter() - t0, int(ln.split()[1]) * 1024))
+        except OSError:  # the process just ended
+            pass
+        if shuffle is None and any((out / "units").glob("scatter-*")):
+            shuffle = time.perf_counter() - t0
+        time.sleep(every)
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed ({proc.returncode})")
+    return samples, shuffle
+
+
+def trace_row(size: float, samples: list[tuple[float, int]], shuffle: float | None) -> str:
+    """RSS at (the sample nearest) each tenth of the build's time, when the peak came, and the
+    highest RSS before the shuffle began."""
+    if not samples:
+        return f"| {size:.1f} MB | (no samples) |"
+    end = samples[-1][0]
+    cells = []
+    for k in range(1, 11):
+        t_k, r_k = min(samples, key=lambda x: abs(x[0] - end * k / 10))
+        cells.append(f"{r_k / 2**20:.0f}")
+    t_peak, peak = max(samples, key=lambda x: x[1])
+    if shuffle is None:
+        units = "(not seen)"
+    else:
+        before = [r for t, r in samples if t < shuffle]
+        units = f"{max(before) / 2**20:.0f} MiB; shuffle from {shuffle / end:.0%}" if before else "(no samples)"
+    return (f"| {size:.1f} MB | " + " | ".join(cells) + f" | {peak / 2**20:.0f} MiB at {t_peak / end:.0%} of "
+            f"{end:.0f} s | {units} |")
+
+
 def shard_hashes(out: Path) -> dict[str, str]:
     """sha256 of each ``data/*.arrow`` shard of a build, by file name."""
     hashes = {}
@@ -122,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ray", action="store_true",
                     help="also time --engine ray --workers 2 on the first --scaling input and compare its shards "
                          "with the local build's (skipped, with a note, when ray is not importable)")
+    ap.add_argument("--trace", action="store_true",
+                    help="instead of the table: sample the build's resident memory over time (/proc, --workers 1) "
+                         "for each --sizes input: the RSS at each tenth of the build's time, and the peak")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     try:
@@ -139,6 +189,19 @@ def main(argv: list[str] | None = None) -> None:
              "|---:|---:|---:|---:|---:|---:|---:|"]
     goals: list[tuple[str, str, str, bool]] = []
     peaks = []
+    if args.trace:
+        rows = ["| input | " + " | ".join(f"{k}0%" for k in range(1, 11)) + " | peak | peak before the shuffle |",
+                "|---:|" + "---:|" * 12]
+        for mb in sizes:
+            path, _ = make_input(args.corpus, mb, work / f"in-{mb:g}.txt", work)
+            rows.append(trace_row(path.stat().st_size / 1e6, *trace_build(path, work / f"out-{mb:g}")))
+            print(rows[-1], flush=True)
+            path.unlink()
+            shutil.rmtree(work / f"out-{mb:g}")
+        print("\nMiB, the resident memory of the build's process at each tenth of its wall time:\n")
+        print("\n".join(rows))
+        shutil.rmtree(work, ignore_errors=True)
+        return
     for mb in sizes:
         path, distinct = make_input(args.corpus, mb, work / f"in-{mb:g}.txt", work)
         size = path.stat().st_size / 1e6
@@ -194,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
                 t_tiny = {e: run_build(tiny, work / f"tiny-{e}", w, ["--engine", e])[0] for e, w in (("ray", 2),
                                                                                                     ("local", 1))}
                 print(f"20 documents: --engine ray {t_tiny['ray']:.1f} s, local {t_tiny['local']:.1f} s", flush=True)
+                text.append("")
                 text.append(f"Ray on {size:.1f} MB: `--engine ray --workers 2` (a local Ray of 2 CPUs, its start-up "
                             f"included) {t_ray:.1f} s wall ({size / t_ray:.2f} MB/s): {t[1] / t_ray:.2f}x "
                             f"`--engine local --workers 1`; shards {'byte-identical' if same else 'DIFFERENT'} "
