@@ -412,6 +412,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="add a cProfile of an in-process `wwm --tasks mlm,sop` build and of `--pipeline ernie2`")
     args = ap.parse_args(argv)
 
+    unknown = [n for n in _names(args.builds) if n not in BUILDS]
+    if unknown or not _names(args.builds):
+        raise SystemExit(f"--builds: unknown build {unknown[0] if unknown else args.builds!r}; "
+                         f"known: {'; '.join(BUILDS)}")
+    wanted = [n for n in BUILDS if n in _names(args.builds)]
+    if not args.corpus.is_file():
+        raise SystemExit(f"--corpus: no such file: {args.corpus}")
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     work = Path(tempfile.mkdtemp(prefix="zhmask-bench-"))
@@ -421,11 +428,6 @@ def main(argv: list[str] | None = None) -> None:
     lines = lines_of(corpus)
     print(f"corpus: {args.corpus} -> {len(lines)} documents, {mb:.2f} MB of UTF-8; {host}", flush=True)
 
-    unknown = [n for n in _names(args.builds) if n not in BUILDS]
-    if unknown or not _names(args.builds):
-        raise SystemExit(f"--builds: unknown build {unknown[0] if unknown else args.builds!r}; "
-                         f"known: {'; '.join(BUILDS)}")
-    wanted = [n for n in BUILDS if n in _names(args.builds)]
     notes = ["MB/s (CPU) is MB per CPU-second of the process (of all the build's processes for (c)): "
              "what one process does on a core of its own; ratios use it, since other jobs share the cores."]
     if not sop_registered():
