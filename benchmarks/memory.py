@@ -11,12 +11,22 @@ after the first pass (the distinct text is stated in the report).
 Each build runs ``zhmask build-corpus FILE --masking wwm`` in a child process; its peak resident
 memory is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` read by a fresh wrapper process, i.e. the
 largest single process of the build (with ``--workers N``, the largest worker or the parent).
-``--scaling`` also times one input with ``--workers 1`` and ``--workers 2``.
+``--scaling 40,5`` also times an input of each size with ``--workers 1`` and ``--workers 2``;
+``--ray`` adds ``--engine ray --workers 2`` (a local Ray of 2 CPUs) on the first of them and
+checks that its shards are byte-identical (sha256 of ``data/*.arrow``) to the local ones.  The
+report ends with the issue-16 targets these figures decide (peak below 1 GB, flat within 20%,
+``--workers 2`` at least 1.8 times ``--workers 1``, Ray identical and at least 1.6 times one local
+worker), each met or not.  Speed-ups are wall-time ratios: on a shared machine they are only
+meaningful near load 0, so the load average before and after each pair is given.
+
+    python benchmarks/memory.py --corpus ../shared/corpora/pd1998_pos_train.txt \\
+        --corpus ../shared/corpora/inews_docs.jsonl --sizes 10,200 --scaling 40,5 --ray --out docs/performance.md
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import shlex
@@ -30,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.throughput import machine, prepare_corpus, write_section  # noqa: E402
+from benchmarks.throughput import machine, prepare_corpus, targets_table, write_section  # noqa: E402
 
 _WRAPPER = r"""
 import resource, subprocess, sys, time
@@ -76,22 +86,111 @@ def run_build(path: Path, out: Path, workers: int, extra: list[str]) -> tuple[fl
     return float(secs), int(rss_kb) * 1024, manifest, float(cpu)
 
 
+def trace_build(path: Path, out: Path, every: float = 0.25) -> tuple[list[tuple[float, int]], float | None]:
+    """(seconds since the start, resident bytes) of a ``--workers 1`` build's process, sampled from
+    /proc every ``every`` seconds: where in the build the memory grows; and when the build-wide
+    shuffle began (its first scatter file appeared in ``OUT/units``; None if never seen)."""
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(path), "--masking", "wwm", "--out", str(out), "-q"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    samples, shuffle = [], None
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=str(ROOT))
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for ln in status.read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    samples.append((time.perf_counter() - t0, int(ln.split()[1]) * 1024))
+        except OSError:  # the process just ended
+            pass
+        if shuffle is None and any((out / "units").glob("scatter-*")):
+            shuffle = time.perf_counter() - t0
+        time.sleep(every)
+    if proc.returncode != 0:
+        raise SystemExit(f"build failed ({proc.returncode})")
+    return samples, shuffle
+
+
+def trace_row(size: float, samples: list[tuple[float, int]], shuffle: float | None) -> str:
+    """RSS at (the sample nearest) each tenth of the build's time, when the peak came, and the
+    highest RSS before the shuffle began."""
+    if not samples:
+        return f"| {size:.1f} MB | (no samples) |"
+    end = samples[-1][0]
+    cells = []
+    for k in range(1, 11):
+        t_k, r_k = min(samples, key=lambda x: abs(x[0] - end * k / 10))
+        cells.append(f"{r_k / 2**20:.0f}")
+    t_peak, peak = max(samples, key=lambda x: x[1])
+    if shuffle is None:
+        units = "(not seen)"
+    else:
+        before = [r for t, r in samples if t < shuffle]
+        units = f"{max(before) / 2**20:.0f} MiB; shuffle from {shuffle / end:.0%}" if before else "(no samples)"
+    return (f"| {size:.1f} MB | " + " | ".join(cells) + f" | {peak / 2**20:.0f} MiB at {t_peak / end:.0%} of "
+            f"{end:.0f} s | {units} |")
+
+
+def shard_hashes(out: Path) -> dict[str, str]:
+    """sha256 of each ``data/*.arrow`` shard of a build, by file name."""
+    from zhmask.write.shards import sha256_file
+
+    return {shard.name: sha256_file(shard) for shard in sorted((out / "data").glob("*.arrow"))}
+
+
+def load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", action="append", type=Path, required=True)
     ap.add_argument("--sizes", default="10,200", help="input sizes in MB, comma-separated")
     ap.add_argument("--workers", type=int, default=1, help="workers of the memory builds")
-    ap.add_argument("--scaling", type=float, default=0, help="also time --workers 1 vs 2 on an input of this many MB")
+    ap.add_argument("--scaling", default="", metavar="MB[,MB...]",
+                    help="also time --workers 1 vs 2 on an input of each of these sizes (MB, comma-separated)")
+    ap.add_argument("--ray", action="store_true",
+                    help="also time --engine ray --workers 2 on the first --scaling input and compare its shards "
+                         "with the local build's (skipped, with a note, when ray is not importable)")
+    ap.add_argument("--trace", action="store_true",
+                    help="instead of the table: sample the build's resident memory over time (/proc, --workers 1) "
+                         "for each --sizes input: the RSS at each tenth of the build's time, and the peak")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    try:
+        sizes = [float(x) for x in args.sizes.split(",") if x.strip()]
+        scaling = [float(x) for x in args.scaling.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit("--sizes and --scaling take sizes in MB separated by commas, e.g. 10,200") from None
+    if args.ray and not scaling:
+        raise SystemExit("--ray needs --scaling (it runs on the first scaling input)")
 
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     work = Path(tempfile.mkdtemp(prefix="zhmask-mem-"))
     lines = ["| input | distinct text | workers | seconds | MB/s | peak RSS (largest process) | examples |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
+    goals: list[tuple[str, str, str, bool | None]] = []
     peaks = []
-    for mb in [float(x) for x in args.sizes.split(",") if x]:
+    if args.trace:
+        rows = ["| input | " + " | ".join(f"{k}0%" for k in range(1, 11)) + " | peak | peak before the shuffle |",
+                "|---:|" + "---:|" * 12]
+        for mb in sizes:
+            path, _ = make_input(args.corpus, mb, work / f"in-{mb:g}.txt", work)
+            rows.append(trace_row(path.stat().st_size / 1e6, *trace_build(path, work / f"out-{mb:g}")))
+            print(rows[-1], flush=True)
+            path.unlink()
+            shutil.rmtree(work / f"out-{mb:g}")
+        print("\nMiB, the resident memory of the build's process at each tenth of its wall time:\n")
+        print("\n".join(rows))
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for mb in sizes:
         path, distinct = make_input(args.corpus, mb, work / f"in-{mb:g}.txt", work)
         size = path.stat().st_size / 1e6
         secs, peak, man, _ = run_build(path, work / f"out-{mb:g}", args.workers, [])
@@ -100,26 +199,70 @@ def main(argv: list[str] | None = None) -> None:
                f"{peak / 2**20:.0f} MiB | {man['examples_written']} |")
         print(row, flush=True)
         lines.append(row)
+        goals.append((f"peak RSS below 1 GB, {size:.1f} MB input", f"{peak / 2**20:.0f} MiB", "< 1 GB (954 MiB)",
+                      peak < 1e9))
         path.unlink()
         shutil.rmtree(work / f"out-{mb:g}")
     text = [f"<!-- generated by benchmarks/memory.py on {when} -->",
             f"Command: `python benchmarks/memory.py {shlex.join(argv if argv is not None else sys.argv[1:])}`  ",
             f"Date: {when}  ", f"Machine: {host}", "", *((lines + [""]) if peaks else [])]
     if len(peaks) >= 2:
-        text.append(f"Largest peak / smallest peak: {max(peaks) / min(peaks):.2f}.")
-    if args.scaling:
-        path, _ = make_input(args.corpus, args.scaling, work / "scale.txt", work)
+        ratio = max(peaks) / min(peaks)
+        text.append(f"Largest peak / smallest peak: {ratio:.2f}.")
+        goals.append((f"peak RSS flat from {min(sizes):g} MB to {max(sizes):g} MB (largest / smallest)",
+                      f"{ratio:.2f}", "<= 1.20", ratio <= 1.2))
+    for k, mb in enumerate(scaling):
+        path, _ = make_input(args.corpus, mb, work / f"scale-{mb:g}.txt", work)
         size = path.stat().st_size / 1e6
         t, cpu = {}, {}
-        load0 = os.getloadavg()[0]
+        load0 = load()
         for w in (1, 2):
             t[w], _, _, cpu[w] = run_build(path, work / f"scale-{w}", w, [])
-            print(f"workers {w}: {t[w]:.1f} s wall, {cpu[w]:.1f} CPU s", flush=True)
-        load = os.getloadavg()[0]
-        text += [""] * bool(peaks) + [f"Scaling on {size:.1f} MB: `--workers 1` {t[1]:.1f} s wall ({size / t[1]:.2f} MB/s, {cpu[1]:.1f} CPU s), "
-                 f"`--workers 2` {t[2]:.1f} s wall ({size / t[2]:.2f} MB/s, {cpu[2]:.1f} CPU s, all processes): "
-                 f"{t[1] / t[2]:.2f}x wall; load average {load0:.2f} before, {load:.2f} after (other processes share "
-                 "the cores: the wall ratio is only meaningful near load 0)."]
+            print(f"{size:.1f} MB, workers {w}: {t[w]:.1f} s wall, {cpu[w]:.1f} CPU s", flush=True)
+        load1 = load()
+        same = shard_hashes(work / "scale-1") == shard_hashes(work / "scale-2")
+        text += [""] * bool(peaks or k) + [
+            f"Scaling on {size:.1f} MB: `--workers 1` {t[1]:.1f} s wall ({size / t[1]:.2f} MB/s, {cpu[1]:.1f} CPU s), "
+            f"`--workers 2` {t[2]:.1f} s wall ({size / t[2]:.2f} MB/s, {cpu[2]:.1f} CPU s, all processes): "
+            f"{t[1] / t[2]:.2f}x wall; at most {2 * cpu[1] / cpu[2]:.2f}x on two idle cores (2 x the CPU ratio); "
+            f"shards {'byte-identical' if same else 'DIFFERENT'}; load average {load0:.2f} before, {load1:.2f} "
+            "after (other processes share the cores: the wall ratio is only meaningful near load 0)."]
+        goals.append((f"`--workers 2` vs `--workers 1` on {size:.1f} MB (wall; load {load0:.1f} -> {load1:.1f})",
+                      f"{t[1] / t[2]:.2f}x", ">= 1.8x", t[1] / t[2] >= 1.8))
+        if args.ray and k == 0:
+            if importlib.util.find_spec("ray") is None:
+                text.append("Ray: not run (`ray` is not importable here; `pip install 'zhmask[ray]'`).")
+            else:
+                load0 = load()
+                t_ray, _, _, _ = run_build(path, work / "scale-ray", 2, ["--engine", "ray"])
+                load1 = load()
+                print(f"{size:.1f} MB, --engine ray --workers 2: {t_ray:.1f} s wall", flush=True)
+                same = shard_hashes(work / "scale-ray") == shard_hashes(work / "scale-1")
+                # Ray's own start-up and shut-down: the same command on the first 20 documents
+                tiny = work / "tiny.txt"
+                with open(path, encoding="utf-8") as fh:
+                    tiny.write_text("".join(next(fh) for _ in range(20)), encoding="utf-8")
+                t_tiny = {e: run_build(tiny, work / f"tiny-{e}", w, ["--engine", e])[0] for e, w in (("ray", 2),
+                                                                                                    ("local", 1))}
+                print(f"20 documents: --engine ray {t_tiny['ray']:.1f} s, local {t_tiny['local']:.1f} s", flush=True)
+                text.append("")
+                text.append(f"Ray on {size:.1f} MB: `--engine ray --workers 2` (a local Ray of 2 CPUs, its start-up "
+                            f"included) {t_ray:.1f} s wall ({size / t_ray:.2f} MB/s): {t[1] / t_ray:.2f}x "
+                            f"`--engine local --workers 1`; shards {'byte-identical' if same else 'DIFFERENT'} "
+                            f"(sha256 of data/*.arrow); load average {load0:.2f} before, {load1:.2f} after. The same "
+                            f"commands on 20 documents (start-up and shut-down): Ray {t_tiny['ray']:.1f} s, local "
+                            f"{t_tiny['local']:.1f} s wall; with both subtracted, "
+                            f"{(t[1] - t_tiny['local']) / max(t_ray - t_tiny['ray'], 1e-9):.2f}x.")
+                goals.append((f"Ray, local 2-CPU instance, on {size:.1f} MB: byte-identical to local",
+                              "identical" if same else "different", "identical", same))
+                goals.append((f"Ray, local 2-CPU instance, on {size:.1f} MB: vs one local worker (wall; load "
+                              f"{load0:.1f} -> {load1:.1f})", f"{t[1] / t_ray:.2f}x", ">= 1.6x", t[1] / t_ray >= 1.6))
+                shutil.rmtree(work / "scale-ray")
+        path.unlink()
+        for w in (1, 2):
+            shutil.rmtree(work / f"scale-{w}")
+    if goals:
+        text += ["", "The issue-16 targets these figures decide:", "", targets_table(goals)]
     report = "\n".join(text)
     print(report)
     if args.out:  # a scaling-only run (--sizes "") has its own section

@@ -1,7 +1,8 @@
-"""Throughput of zhmask against the floor and the recipe users run today, one process.
+"""Throughput of zhmask against the floor and the recipe users run today, one process, and the
+issue-16 targets computed from the figures of that one run.
 
-    python benchmarks/throughput.py --corpus ../shared/corpora/pd1998_pos_train.txt --mb 4 \\
-        --out docs/performance.md
+    python benchmarks/throughput.py --corpus ../shared/corpora/pd1998_pos_train.txt --mb 5 \\
+        --repeat 3 --build-repeat 3 --profile --out docs/performance.md
 
 Measures MB of UTF-8 input per second per process, all on the same text:
 
@@ -13,15 +14,21 @@ Measures MB of UTF-8 input per second per process, all on the same text:
     ``DataCollatorForLanguageModeling(
     whole_word_mask=True)`` over batches of 64;
 (c) ``zhmask build-corpus`` end to end in a fresh process (start-up included), ``--workers 1``,
-    whole-word (``wwm``) and n-gram (``ngram``) masking, ``--tasks mlm,sop`` when the ``sop``
-    task is registered (``--tasks mlm`` otherwise, with a note), shards written;
+    shards written: ``--masking wwm`` and ``--masking ngram``, each with ``--tasks mlm`` and
+    ``--tasks mlm,sop`` (when the ``sop`` task is registered), and ``--pipeline ernie2``; each
+    also on the first 20 documents (its start-up), which is subtracted for the rate on a large
+    input;
 (d) each zhmask stage alone, in process (read, normalise, sentences, segment, entities,
     tokenise, pack, mask, write), so the bottleneck is visible.
+
+Then the targets of issue 16 (``TARGETS`` below): each one's figure from this run, its
+threshold, met or not.  Ratios use MB per CPU-second (of all the build's processes for (c)).
 
 ``--corpus`` takes plain text (one document a line), the PKU ``word/tag`` format (tags and spaces
 are stripped, as ``sed -E 's#/[a-zA-Z]+##g; s/ +//g; s/\\[|\\]//g'`` does) or JSONL (``text``
 field).  The first ``--mb`` MB of documents are written to a temporary file that every
-measurement reads.  ``--profile`` adds a cProfile of an in-process build.
+measurement reads.  ``--profile`` adds a cProfile of an in-process build of ``wwm --tasks
+mlm,sop`` and of ``--pipeline ernie2``.
 """
 from __future__ import annotations
 
@@ -159,24 +166,32 @@ def bench_recipe(lines: list[str], max_len: int, batch: int = 64) -> tuple[tuple
 
 
 # ---------------------------------------------------------------------- (c) end to end
+# name -> build-corpus options; the targets below refer to these names
+BUILDS: dict[str, tuple[str, ...]] = {
+    "wwm mlm": ("--masking", "wwm", "--tasks", "mlm"),
+    "wwm mlm,sop": ("--masking", "wwm", "--tasks", "mlm,sop"),
+    "ngram mlm": ("--masking", "ngram", "--tasks", "mlm"),
+    "ngram mlm,sop": ("--masking", "ngram", "--tasks", "mlm,sop"),
+    "ernie2": ("--pipeline", "ernie2"),
+}
+
+
 def sop_registered() -> bool:
     from zhmask.labels import TASKS
 
     return "sop" in TASKS
 
 
-def bench_build(corpus: Path, masking: str, tasks: str, work: Path, workers: int = 1,
-                extra: tuple[str, ...] = ()) -> tuple[tuple[float, float], dict]:
-    """(wall, CPU of the build's processes) seconds and the manifest."""
+def bench_build(corpus: Path, options: tuple[str, ...], work: Path, workers: int = 1) -> tuple[tuple[float, float], dict]:
+    """(wall, CPU of the build's processes) seconds and the manifest of ``build-corpus CORPUS OPTIONS``."""
     import resource
+    import shutil
 
-    out = work / f"build-{masking}-{workers}"
-    cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(corpus), "--masking", masking, "--tasks", tasks,
-           "--workers", str(workers), "--out", str(out), "--overwrite", "-q", *extra]
+    out = work / f"build-{workers}"
+    cmd = [sys.executable, "-m", "zhmask.cli", "build-corpus", str(corpus), *options,
+           "--workers", str(workers), "--out", str(out), "--overwrite", "-q"]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -185,6 +200,58 @@ def bench_build(corpus: Path, masking: str, tasks: str, work: Path, workers: int
     secs = (time.perf_counter() - t0, ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     return secs, manifest
+
+
+def median_build(corpus: Path, options: tuple[str, ...], work: Path, repeat: int) -> tuple[tuple[float, float], dict]:
+    """The run with the median CPU time of ``repeat`` runs of ``bench_build``."""
+    runs = sorted((bench_build(corpus, options, work) for _ in range(max(1, repeat))), key=lambda r: r[0][1])
+    return runs[len(runs) // 2]
+
+
+# ---------------------------------------------------------------------- the issue's targets
+def targets(rate: dict[str, float], large: dict[str, float], startup_cpu: dict[str, float], floor: float,
+            recipe: float | None) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 16's single-process targets as (target, figure, threshold, met) from this run's figures:
+    ``rate`` MB per CPU-s of each (c) build (start-up included), ``large`` the same with its start-up
+    subtracted, ``startup_cpu`` CPU-s of each build on 20 documents, ``floor`` rjieba ``cut``'s MB per
+    CPU-s, ``recipe`` the transformers recipe's (None: not measured).  Met is None when a figure
+    is missing."""
+    rows: list[tuple[str, str, str, bool | None]] = []
+    for name in ("wwm mlm", "wwm mlm,sop"):
+        if name not in rate:
+            continue
+        cmd = f"`--masking wwm --tasks {name.split()[1]}`"
+        if recipe:
+            x = rate[name] / recipe
+            rows.append((f"{cmd}, whole process: vs the transformers recipe (b)", f"{x:.1f}x", ">= 12x", x >= 12))
+        else:
+            rows.append((f"{cmd}, whole process: vs the transformers recipe (b)", "(b) not run", ">= 12x", None))
+        x = rate[name] / floor
+        rows.append((f"{cmd}, whole process: share of rjieba `cut` (a)", f"{x:.1%}", ">= 20%", x >= 0.20))
+        x = large[name] / floor
+        rows.append((f"{cmd}, start-up subtracted: share of rjieba `cut` (a)", f"{x:.1%}", ">= 25%", x >= 0.25))
+    for tasks in ("mlm", "mlm,sop"):
+        if f"ngram {tasks}" in rate and f"wwm {tasks}" in rate:
+            x = rate[f"ngram {tasks}"] / rate[f"wwm {tasks}"]
+            rows.append((f"`--masking ngram --tasks {tasks}` within 15% of `wwm` (rate ngram / wwm)", f"{x:.2f}",
+                         ">= 0.85", x >= 0.85))
+    if "ernie2" in rate and "wwm mlm" in rate:
+        x = rate["wwm mlm"] / rate["ernie2"]
+        rows.append(("`--pipeline ernie2` within 3 times of `wwm` mlm (how many times slower)",
+                     f"{x:.1f}x ({rate['ernie2']:.2f} MB/CPU-s)", "<= 3x", x <= 3))
+    if "wwm mlm" in startup_cpu:
+        x = startup_cpu["wwm mlm"]
+        rows.append(("start-up: `--masking wwm --tasks mlm` on 20 documents", f"{x:.2f} CPU-s", "<= 0.3 CPU-s",
+                     x <= 0.3))
+    return rows
+
+
+def targets_table(rows: list[tuple[str, str, str, bool | None]]) -> str:
+    out = ["| target | figure | threshold | status |", "|---|---:|---:|---|"]
+    for what, fig, thr, met in rows:
+        status = "n/a" if met is None else ("met" if met else "**not met**")
+        out.append(f"| {what} | {fig} | {thr} | {status} |")
+    return "\n".join(out)
 
 
 # ---------------------------------------------------------------------- (d) stages
@@ -300,11 +367,18 @@ def bench_stages(corpus: Path, masking: str, tasks: list[str], work: Path) -> di
     return t
 
 
-def profile_build(corpus: Path, masking: str, tasks: list[str], work: Path, top: int = 25) -> str:
+def profile_build(corpus: Path, options: tuple[str, ...], work: Path, top: int = 25) -> str:
+    """cProfile of an in-process build with the options of a (c) row (``--pipeline P`` or
+    ``--masking M --tasks T``), by own time and by cumulative time."""
     from zhmask.api import build_corpus
     from zhmask.config import BuildConfig
 
-    cfg = BuildConfig(inputs=[str(corpus)], masking=masking, tasks=tasks, out=str(work / "profile"), overwrite=True)
+    opts = dict(zip(options[::2], options[1::2]))
+    common = dict(inputs=[str(corpus)], out=str(work / "profile"), overwrite=True)
+    if "--pipeline" in opts:
+        cfg = BuildConfig.from_preset(opts["--pipeline"], **common)
+    else:
+        cfg = BuildConfig(masking=opts["--masking"], tasks=opts["--tasks"].split(","), **common)
     prof = cProfile.Profile()
     prof.enable()
     build_corpus(cfg)
@@ -330,11 +404,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the fast measurements; the median is kept")
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--build-repeat", type=int, default=3,
-                    help="runs of each (c) build and of the start-up build; the median by CPU is kept (default 3)")
+                    help="runs of each (c) build and of its start-up build; the median by CPU is kept (default 3)")
+    ap.add_argument("--builds", default="; ".join(BUILDS), metavar="NAMES",
+                    help="the (c) builds, names separated by ';' (default all: " + "; ".join(BUILDS) + ")")
     ap.add_argument("--skip-recipe", action="store_true", help="skip (b), the slow one")
-    ap.add_argument("--profile", action="store_true", help="add a cProfile of an in-process wwm build")
+    ap.add_argument("--profile", action="store_true",
+                    help="add a cProfile of an in-process `wwm --tasks mlm,sop` build and of `--pipeline ernie2`")
     args = ap.parse_args(argv)
 
+    unknown = [n for n in _names(args.builds) if n not in BUILDS]
+    if unknown or not _names(args.builds):
+        raise SystemExit(f"--builds: unknown build {unknown[0] if unknown else args.builds!r}; "
+                         f"known: {'; '.join(BUILDS)}")
+    wanted = [n for n in BUILDS if n in _names(args.builds)]
+    if not args.corpus.is_file():
+        raise SystemExit(f"--corpus: no such file: {args.corpus}")
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     host = machine()
     work = Path(tempfile.mkdtemp(prefix="zhmask-bench-"))
@@ -344,12 +428,12 @@ def main(argv: list[str] | None = None) -> None:
     lines = lines_of(corpus)
     print(f"corpus: {args.corpus} -> {len(lines)} documents, {mb:.2f} MB of UTF-8; {host}", flush=True)
 
-    tasks = "mlm,sop" if sop_registered() else "mlm"
     notes = ["MB/s (CPU) is MB per CPU-second of the process (of all the build's processes for (c)): "
              "what one process does on a core of its own; ratios use it, since other jobs share the cores."]
-    if tasks == "mlm":
-        notes.append("The `sop` task is not registered in this checkout: (c) runs `--tasks mlm` only.")
-        print("note: the sop task is not registered: (c) runs --tasks mlm only", flush=True)
+    if not sop_registered():
+        wanted = [n for n in wanted if "sop" not in n]
+        notes.append("The `sop` task is not registered in this checkout: the `--tasks mlm,sop` builds are left out.")
+        print("note: the sop task is not registered: no --tasks mlm,sop builds", flush=True)
 
     a = bench_rjieba(lines, args.repeat)
     print(f"(a) rjieba cut {mb / a['cut'][1]:.1f} MB/CPU-s, tag {mb / a['tag'][1]:.1f} MB/CPU-s", flush=True)
@@ -357,23 +441,19 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_recipe:
         b_secs, b_parts, b_seq = bench_recipe(lines, args.max_seq_length)
         print(f"(b) transformers recipe {mb / b_secs[1]:.3f} MB/CPU-s ({b_seq} sequences)", flush=True)
-    builds = {}
-    for masking in ("wwm", "ngram"):
-        runs = [bench_build(corpus, masking, tasks, work) for _ in range(max(1, args.build_repeat))]
-        runs.sort(key=lambda r: r[0][1])
-        secs, man = runs[len(runs) // 2]  # the median by CPU time
-        builds[masking] = (secs, man)
-        print(f"(c) build {masking} --tasks {tasks}: {secs[0]:.2f} s wall, {secs[1]:.2f} CPU s, "
-              f"{mb / secs[1]:.2f} MB/CPU-s, {man['examples_written']} examples", flush=True)
-    # start-up: the same command on the first 20 documents (imports, dictionaries, the vocabulary,
-    # one shard and the manifest); what remains of (c) is the cost of the input itself
+    # each build on the whole input, and the same command on the first 20 documents (imports,
+    # dictionaries, the vocabulary, one shard and the manifest): what remains is the input's cost
     tiny = work / "tiny.txt"
     tiny.write_text("\n".join(lines[:20]) + "\n", encoding="utf-8")
-    runs = sorted((bench_build(tiny, "wwm", tasks, work)[0] for _ in range(max(1, args.build_repeat))),
-                  key=lambda r: r[1])
-    startup = runs[len(runs) // 2]
-    print(f"(c) start-up (20 documents): {startup[0]:.2f} s wall, {startup[1]:.2f} CPU s", flush=True)
-    stages = bench_stages(corpus, "wwm", tasks.split(","), work)
+    builds, startups = {}, {}
+    for name in wanted:
+        secs, man = median_build(corpus, BUILDS[name], work, args.build_repeat)
+        builds[name] = (secs, man)
+        startups[name] = median_build(tiny, BUILDS[name], work, args.build_repeat)[0]
+        print(f"(c) build {name}: {secs[0]:.2f} s wall, {secs[1]:.2f} CPU s, {mb / secs[1]:.2f} MB/CPU-s, "
+              f"{man['examples_written']} examples; start-up {startups[name][1]:.2f} CPU s", flush=True)
+    stage_tasks = ["mlm", "sop"] if sop_registered() else ["mlm"]
+    stages = bench_stages(corpus, "wwm", stage_tasks, work)
     print("(d) " + ", ".join(f"{k} {v[1]:.2f}s" for k, v in stages.items()), flush=True)
 
     floor = mb / a["cut"][1]
@@ -386,6 +466,9 @@ def main(argv: list[str] | None = None) -> None:
         r_b = (f"{rate / recipe:.1f}x" if recipe else "n/a") if ratio else ""
         return f"| {what} | {wall:.2f} | {cpu:.2f} | {mb / wall:.2f} | {rate:.2f} | {r_a} | {r_b} |"
 
+    def command(name: str) -> str:
+        return "`zhmask build-corpus " + " ".join(BUILDS[name]) + "`"
+
     table = ["| measurement | wall s | CPU s | MB/s (wall) | MB/s (CPU) | share of (a) | vs (b) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     table.append(line("(a) rjieba `cut` alone (the floor)", a["cut"]))
@@ -394,35 +477,61 @@ def main(argv: list[str] | None = None) -> None:
         table.append(line(f"(b) transformers whole-word recipe, {b_seq} sequences of <= {args.max_seq_length}", b_secs))
         for k, v in b_parts.items():
             table.append(f"| &nbsp;&nbsp;(b) {k} | {v:.2f} | | {mb / v:.2f} | | | |")
-    for masking, (secs, man) in builds.items():
-        table.append(line(f"(c) `zhmask build-corpus --masking {masking} --tasks {tasks}` (new process, "
-                          f"{man['examples_written']} examples)", secs))
-    table.append(f"| &nbsp;&nbsp;(c) start-up: the same command on 20 documents | {startup[0]:.2f} | {startup[1]:.2f} "
-                 "| | | | |")
-    for masking, (secs, man) in builds.items():
-        table.append(line(f"&nbsp;&nbsp;(c) {masking}, start-up subtracted (the rate on a large input)",
-                          (secs[0] - startup[0], secs[1] - startup[1])))
+    large = {}
+    for name, (secs, man) in builds.items():
+        table.append(line(f"(c) {command(name)} (new process, {man['examples_written']} examples)", secs))
+    for name, (secs, man) in builds.items():
+        st = startups[name]
+        table.append(f"| &nbsp;&nbsp;(c) start-up: {command(name)} on 20 documents | {st[0]:.2f} | {st[1]:.2f} "
+                     "| | | | |")
+    for name, (secs, man) in builds.items():
+        st = startups[name]
+        large[name] = mb / max(secs[1] - st[1], 1e-9)
+        table.append(line(f"&nbsp;&nbsp;(c) {name}, start-up subtracted (the rate on a large input)",
+                          (secs[0] - st[0], secs[1] - st[1])))
     total_cpu = sum(v[1] for v in stages.values())
     for k, v in stages.items():
-        table.append(line(f"(d) {k} ({v[1] / total_cpu:.0%} of stage CPU)", v, ratio=False))
+        table.append(line(f"(d) {k}, `wwm --tasks {','.join(stage_tasks)}` ({v[1] / total_cpu:.0%} of stage CPU)",
+                          v, ratio=False))
     report = "\n".join(table)
+    rate = {name: mb / secs[1] for name, (secs, _) in builds.items()}
+    goals = targets_table(targets(rate, large, {n: s[1] for n, s in startups.items()}, floor, recipe))
     print()
     print(report)
+    print()
+    print(goals)
     if args.out:
         cmd = "python benchmarks/throughput.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-        prof = profile_build(corpus, "wwm", tasks.split(","), work) if args.profile else None
+        profs = []
+        if args.profile:
+            for name in ("wwm mlm,sop", "ernie2"):
+                if name in wanted:
+                    print(f"profiling {name} ...", flush=True)
+                    profs.append((name, profile_build(corpus, BUILDS[name], work)))
+        try:
+            load = f"{os.getloadavg()[0]:.2f}"
+        except OSError:
+            load = "unknown"
         text = [f"<!-- generated by benchmarks/throughput.py on {when} -->",
-                f"Command: `{cmd}`  ", f"Date: {when}  ", f"Machine: {host}  ",
+                f"Command: `{cmd}`  ", f"Date: {when}  ", f"Machine: {host}; at the end {load}  ",
                 f"Input: the first {args.mb:g} MB of `{args.corpus}` ({len(lines)} documents, {mb:.2f} MB of "
                 f"UTF-8), one process.", "", report, ""]
         text += [f"Note: {n}" for n in notes]
-        if prof:
-            text += ["", "### Profile of an in-process `--masking wwm` build (cProfile)", "", prof]
+        text += ["", "### The issue-16 targets, from the figures above", "",
+                 "Rates are MB per CPU-second (start-up included unless said); (a) is rjieba `cut`, (b) the "
+                 "transformers recipe, both from the table above.", "", goals, ""]
+        for name, prof in profs:
+            text += ["", f"### Profile of an in-process {command(name)} build (cProfile)", "", prof]
         write_section(args.out, "throughput", "\n".join(text))
         print(f"wrote {args.out}")
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)  # the corpus copy and the builds
+
+
+def _names(spec: str) -> list[str]:
+    """``--builds``: names separated by ';' (a name may hold a comma: ``wwm mlm,sop``)."""
+    return [n.strip() for n in spec.split(";") if n.strip()]
 
 
 if __name__ == "__main__":
