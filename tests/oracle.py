@@ -219,58 +219,6 @@ def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
     return np.asarray(taken, dtype=np.int64), skipped
 
 
-def reference_apply(m, example, ids, starts, ends, rng, stats, n_cand, budget):
-    """Masker.apply as it was before it became apply_rows on a batch of one: the units sorted,
-    one fate each (``rng.random(k)``), then one random token per replaced position."""
-    from zhmask.masking.base import MaskResult
-    from zhmask.masking.units import MASK, RANDOM, pick_tokens, replacement_bounds
-
-    units = sorted(zip(starts.tolist(), ends.tolist()))
-    fate = np.searchsorted(m.cum, rng.random(len(units)), side="right").astype(np.int8)
-    labels = np.full(len(ids), -100, dtype=np.int32)
-    out = ids.copy()
-    stats["examples"] += 1
-    stats["candidate_tokens"] += int(n_cand)
-    stats["budget_tokens"] += int(budget)
-    stats["units"] += len(units)
-    if not units:
-        return MaskResult(out, labels, stats)
-    pos: list[int] = []
-    masked: list[int] = []
-    rnd: list[int] = []
-    for (a, b), f in zip(units, fate.tolist()):
-        pos += range(a, b)
-        if f == MASK:
-            masked += range(a, b)
-        elif f == RANDOM:
-            rnd += range(a, b)
-        name = ("mask", "random", "keep")[f]
-        stats[f"units_{name}"] += 1
-        stats[f"tokens_{name}"] += b - a
-    stats["predicted_tokens"] += len(pos)
-    labels[pos] = ids[pos]
-    if masked:
-        out[masked] = m.mask_id
-    if rnd:
-        at = np.asarray(rnd)
-        if m.unigram:
-            tables, _ = m.unit_tables([example.extra.get("unit")])
-            d = replacement_bounds(tables, np.zeros(len(at), dtype=np.int64), ids[at])
-            out[at] = pick_tokens(d, rng.integers(0, np.maximum(d.high, 1)))
-        elif not m.row_pool:
-            out[at] = m.replaceable[rng.integers(0, len(m.replaceable), size=len(at))]
-        else:
-            pool = np.sort(ids[~m.special_table[ids]])
-            orig = ids[at]
-            lo = np.searchsorted(pool, orig, side="left")
-            same = np.searchsorted(pool, orig, side="right") - lo
-            high = len(pool) - same
-            v = rng.integers(0, np.maximum(high, 1))
-            pick = v + np.where(v < lo, 0, same)
-            out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
-    return MaskResult(out, labels, stats)
-
-
 def reference_mask(config, ctx):
     """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram`` or ``span``) as a function of
     one example at a time, the way the package decided before its one batched implementation:
@@ -289,12 +237,12 @@ def reference_mask(config, ctx):
         if skipped:
             stats["units_skipped_over_budget"] += skipped
         sel = order[taken]
-        return reference_apply(m, example, ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
+        return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
 
     def char(example, ids, wid, cand, n_cand, budget, rng, stats):
         pos = np.flatnonzero(cand)
         chosen = pos[rng.permutation(len(pos))[:budget]]
-        return reference_apply(m, example, ids, chosen, chosen + 1, rng, stats, n_cand, budget)
+        return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
 
     def ngrams(probs, unit_word, gap):
         def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
@@ -302,7 +250,7 @@ def reference_mask(config, ctx):
             sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
             for n, c in zip(*np.unique(nw, return_counts=True)):
                 stats[f"{unit_word}_units_n{int(n)}"] += int(c)
-            return reference_apply(m, example, ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
+            return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
         return choose
 
     if name == "ngram":

@@ -201,7 +201,7 @@ def _chooser(m: Masker, weights: np.ndarray):
                     stats[f"knowledge_units_{u_type[k]}"] += 1
                 if r == 0:
                     break
-        return m.apply(example, ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
+        return m.apply(ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
                        n_cand, budget)
 
     return choose

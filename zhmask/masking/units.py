@@ -13,7 +13,7 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   of the row's work unit other than the one replaced (``--random-tokens unigram``, the default:
   :mod:`zhmask.masking.unigram`), from ``tok.replaceable_ids`` (``vocab``; never special or
   ``[unused]`` tokens), or from the row's own tokens (``row``: builds made before unit tables):
-  :meth:`Masker.apply_rows`;
+  :meth:`Masker.random_ids`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
 ``wwm``, ``ngram``, ``span`` and ``char`` have one implementation, over a batch of rows
@@ -569,7 +569,7 @@ class Masker:
                 out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)] - row[at] * V, ids[at])
             else:
                 out[at] = self.replaceable[integers_rows(gens, per, len(self.replaceable))]
-        # the statistics of every row (count_common's, over the batch)
+        # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
             stats["not_masked_generation_layout"] += g
@@ -639,23 +639,78 @@ class Masker:
         which = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
         return [src.get(u) for u in seen], which
 
+    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: Draws, unit=None) -> np.ndarray:
+        """Random replacements for positions ``at`` (ascending) of a row whose original tokens
+        are ``ids``.  ``--random-tokens unigram``: a token of the unigram table of the row's unit
+        (``unit``) other than the one replaced, each as often as the unit's text holds it (the
+        original stays where the table holds no other token): one draw per position.  ``vocab``:
+        any replaceable vocabulary entry, uniformly.  ``row``: the same draw from the row's own
+        non-special tokens (builds made before unit tables)."""
+        if self.unigram:
+            tables, _ = self.unit_tables([unit])
+            d = replacement_bounds(tables, np.zeros(len(at), dtype=np.int64), ids[at])
+            return pick_tokens(d, rng.integers(0, np.maximum(d.high, 1)))
+        if not self.row_pool:
+            return self.replaceable[rng.integers(0, len(self.replaceable), size=len(at))]
+        pool = np.sort(ids[~self.special_table[ids]])
+        orig = ids[at]
+        lo = np.searchsorted(pool, orig, side="left")
+        same = np.searchsorted(pool, orig, side="right") - lo
+        high = len(pool) - same
+        v = rng.integers(0, np.maximum(high, 1))
+        pick = v + np.where(v < lo, 0, same)
+        return np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
+
     def fates(self, n_units: int, rng: Draws) -> np.ndarray:
         return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
 
-    def apply(self, example: Example, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: Draws,
+    def apply(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: Draws,
               stats: Counter, n_cand: int, budget: int) -> MaskResult:
-        """Predict the units [starts, ends) of one example (any order, non-overlapping), one fate
-        each: :meth:`apply_rows` on a batch of that example, for strategies that choose their
-        units one example at a time."""
-        order = np.argsort(starts, kind="stable")
-        n = len(ids)
-        rb = RowBatch([example], np.array([n], dtype=np.int64), np.zeros(1, dtype=np.int64),
-                      np.array([n], dtype=np.int64), ids, None, None, np.zeros(1, dtype=bool))
-        rb.n_cand = np.array([n_cand], dtype=np.int64)
-        rb.budget = np.array([budget], dtype=np.int64)
-        out, labels = self.apply_rows(rb, [rng], np.asarray(starts, dtype=np.int64)[order],
-                                      np.asarray(ends, dtype=np.int64)[order], stats)
+        """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
+        # a few dozen predicted tokens per example: plain lists beat a dozen numpy calls here
+        units = sorted(zip(starts.tolist(), ends.tolist()))  # starts are distinct: = a stable argsort
+        fate = self.fates(len(units), rng)
+        labels = np.full(len(ids), -100, dtype=np.int32)
+        out = ids.copy()
+        if units:
+            pos: list[int] = []
+            masked: list[int] = []
+            rnd: list[int] = []
+            n_units = [0, 0, 0]
+            n_toks = [0, 0, 0]
+            for (a, b), f in zip(units, fate.tolist()):
+                r = range(a, b)
+                pos += r
+                if f == MASK:
+                    masked += r
+                elif f == RANDOM:
+                    rnd += r
+                n_units[f] += 1
+                n_toks[f] += b - a
+            labels[pos] = ids[pos]
+            if masked:
+                out[masked] = self.mask_id
+            if rnd:
+                out[rnd] = self.random_ids(ids, np.asarray(rnd), rng, self._unit)
+            count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
+        else:
+            count_totals(stats, n_cand, budget, 0, None, None)
         return MaskResult(out, labels, stats)
+
+
+def count_totals(stats: Counter, n_cand: int, budget: int, predicted: int, n_units: list[int] | None,
+                 n_toks: list[int] | None, names: tuple[str, str, str] = FATES) -> None:
+    """:func:`count_common` from per-fate unit and token counts."""
+    stats["examples"] += 1
+    stats["candidate_tokens"] += int(n_cand)
+    stats["budget_tokens"] += int(budget)
+    stats["units"] += sum(n_units) if n_units else 0
+    if n_units and sum(n_units):
+        stats["predicted_tokens"] += predicted
+        for f, name in enumerate(names):
+            if n_units[f]:
+                stats[f"units_{name}"] += n_units[f]
+                stats[f"tokens_{name}"] += n_toks[f]  # type: ignore[index]
 
 
 def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, lens: np.ndarray,
