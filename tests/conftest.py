@@ -49,6 +49,16 @@ def inews_docs(fixtures) -> list[dict]:
     return [json.loads(ln) for ln in (fixtures / "inews_150.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+def crash_input(tmp_path: Path, sentence: str) -> Path:
+    """25 lines of ``sentence`` with one other sentence at line 18 (index 17): the document a
+    test task crashes or kills a worker on (tests/test_reliability.py, tests/engines/test_ray.py)."""
+    src = tmp_path / "in.txt"
+    lines = [sentence] * 25
+    lines[17] = "演员梁朝伟出演了这部电影。"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return src
+
+
 def run_cli(*args: str):
     """Run the zhmask CLI in-process; returns (exit code, stdout, stderr)."""
     import contextlib

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from conftest import run_cli
+from conftest import crash_input, run_cli
 from zhmask.api import build_corpus
 from zhmask.commands.verify import verify_build
 from zhmask.config import BuildConfig
@@ -554,11 +554,7 @@ def crashing_task():
 
 
 def _crash_input(tmp_path: Path) -> Path:
-    src = tmp_path / "in.txt"
-    lines = [SENT] * 25
-    lines[17] = "演员梁朝伟出演了这部电影。"
-    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return src
+    return crash_input(tmp_path, SENT)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import crash_input, run_cli
 from zhmask.write.shards import sha256_file
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'zhmask[ray]')")
@@ -151,11 +151,7 @@ def test_finished_build_does_not_start_ray(local_build, tmp_path, fixtures, monk
 
 
 def _crash_input(tmp_path: Path) -> Path:
-    src = tmp_path / "in.txt"
-    lines = [SENT] * 25
-    lines[17] = "演员梁朝伟出演了这部电影。"
-    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return src
+    return crash_input(tmp_path, SENT)
 
 
 def test_ray_crash_names_the_document(ray_local, plugin_tasks, tmp_path):
