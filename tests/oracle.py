@@ -12,6 +12,10 @@ from typing import Iterator
 import numpy as np
 
 from zhmask.labels.pairs import Ranges, Segment, UnitDocs, balanced_classes, pair_example
+from zhmask.masking.base import MaskResult
+from zhmask.masking.knowledge import ENTITY_TYPES, LEVELS, PHRASE_TYPES
+from zhmask.masking.unigram import pick_tokens, replacement_bounds
+from zhmask.masking.units import FATES, MASK, RANDOM
 from zhmask.record import Document, Example, Words
 from zhmask.steps.pack import build_example, pack_ranges, sentence_token_ranges
 from zhmask.steps.read import RawDoc
@@ -220,14 +224,16 @@ def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
 
 
 def reference_mask(config, ctx):
-    """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram`` or ``span``) as a function of
-    one example at a time, the way the package decided before its one batched implementation:
+    """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram``, ``span`` or ``knowledge``) as a
+    function of one example at a time, the way the package decided before its one batched implementation:
     the same units and the same random values, so its rows must equal the package's."""
     from zhmask.masking.span import span_probs
     from zhmask.masking.units import Masker, sample_word_ngrams
 
     m = Masker(config, ctx)
     name = config.masking
+    if name == "knowledge":
+        return reference_knowledge(m, config)
 
     def wwm(example, ids, wid, cand, n_cand, budget, rng, stats):
         wt = m.word_table(example, wid, cand)
@@ -237,12 +243,12 @@ def reference_mask(config, ctx):
         if skipped:
             stats["units_skipped_over_budget"] += skipped
         sel = order[taken]
-        return m.apply(ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget)
+        return apply_one(m, ids, wt.start[sel], wt.end[sel], rng, stats, n_cand, budget, example.extra.get("unit"))
 
     def char(example, ids, wid, cand, n_cand, budget, rng, stats):
         pos = np.flatnonzero(cand)
         chosen = pos[rng.permutation(len(pos))[:budget]]
-        return m.apply(ids, chosen, chosen + 1, rng, stats, n_cand, budget)
+        return apply_one(m, ids, chosen, chosen + 1, rng, stats, n_cand, budget, example.extra.get("unit"))
 
     def ngrams(probs, unit_word, gap):
         def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
@@ -250,7 +256,8 @@ def reference_mask(config, ctx):
             sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
             for n, c in zip(*np.unique(nw, return_counts=True)):
                 stats[f"{unit_word}_units_n{int(n)}"] += int(c)
-            return m.apply(ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget)
+            return apply_one(m, ids, wt.start[sw], wt.end[sw + nw - 1], rng, stats, n_cand, budget,
+                             example.extra.get("unit"))
         return choose
 
     if name == "ngram":
@@ -262,3 +269,175 @@ def reference_mask(config, ctx):
     else:
         chooser = {"wwm": wwm, "char": char}[name]
     return m.strategy(choose=chooser)
+
+
+# ---------------------------------------------------------------------- one example's units, applied
+def count_totals(stats: Counter, n_cand: int, budget: int, predicted: int, n_units: list[int] | None,
+                 n_toks: list[int] | None, names: tuple[str, str, str] = FATES) -> None:
+    """:func:`count_common` from per-fate unit and token counts."""
+    stats["examples"] += 1
+    stats["candidate_tokens"] += int(n_cand)
+    stats["budget_tokens"] += int(budget)
+    stats["units"] += sum(n_units) if n_units else 0
+    if n_units and sum(n_units):
+        stats["predicted_tokens"] += predicted
+        for f, name in enumerate(names):
+            if n_units[f]:
+                stats[f"units_{name}"] += n_units[f]
+                stats[f"tokens_{name}"] += n_toks[f]  # type: ignore[index]
+
+
+def random_ids(m, ids: np.ndarray, at: np.ndarray, rng, unit=None) -> np.ndarray:
+    """Random replacements for positions ``at`` (ascending) of a row whose original tokens
+    are ``ids``.  ``--random-tokens unigram``: a token of the unigram table of the row's unit
+    (``unit``) other than the one replaced, each as often as the unit's text holds it (the
+    original stays where the table holds no other token): one draw per position.  ``vocab``:
+    any replaceable vocabulary entry, uniformly.  ``row``: the same draw from the row's own
+    non-special tokens (builds made before unit tables)."""
+    if m.unigram:
+        tables, _ = m.unit_tables([unit])
+        d = replacement_bounds(tables, np.zeros(len(at), dtype=np.int64), ids[at])
+        return pick_tokens(d, rng.integers(0, np.maximum(d.high, 1)))
+    if not m.row_pool:
+        return m.replaceable[rng.integers(0, len(m.replaceable), size=len(at))]
+    pool = np.sort(ids[~m.special_table[ids]])
+    orig = ids[at]
+    lo = np.searchsorted(pool, orig, side="left")
+    same = np.searchsorted(pool, orig, side="right") - lo
+    high = len(pool) - same
+    v = rng.integers(0, np.maximum(high, 1))
+    pick = v + np.where(v < lo, 0, same)
+    return np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
+
+
+def apply_one(m, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng, stats: Counter,
+              n_cand: int, budget: int, unit=None) -> MaskResult:
+    """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
+    # a few dozen predicted tokens per example: plain lists beat a dozen numpy calls here
+    units = sorted(zip(starts.tolist(), ends.tolist()))  # starts are distinct: = a stable argsort
+    fate = m.fates(len(units), rng)
+    labels = np.full(len(ids), -100, dtype=np.int32)
+    out = ids.copy()
+    if units:
+        pos: list[int] = []
+        masked: list[int] = []
+        rnd: list[int] = []
+        n_units = [0, 0, 0]
+        n_toks = [0, 0, 0]
+        for (a, b), f in zip(units, fate.tolist()):
+            r = range(a, b)
+            pos += r
+            if f == MASK:
+                masked += r
+            elif f == RANDOM:
+                rnd += r
+            n_units[f] += 1
+            n_toks[f] += b - a
+        labels[pos] = ids[pos]
+        if masked:
+            out[masked] = m.mask_id
+        if rnd:
+            out[rnd] = random_ids(m, ids, np.asarray(rnd), rng, unit)
+        count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
+    else:
+        count_totals(stats, n_cand, budget, 0, None, None)
+    return MaskResult(out, labels, stats)
+
+
+def knowledge_chooser(m, weights: np.ndarray):
+    """ERNIE 1.0's unit selection: the example is cut into knowledge units (its entities and
+    phrases, each whole, then the words outside them, then tokens where the char level is on),
+    and units are predicted in a random order, weighted per unit by its level's weight, until
+    the budget is spent (a unit that no longer fits is skipped, never cut).  With equal weights
+    every unit is equally likely: an entity is masked at the rate of a word."""
+    use = weights > 0
+    char_overlaps = bool(use[3] and use[:3].any())  # tokens lie inside the other units
+
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
+        n = len(ids)
+        ccand = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(~cand, out=ccand[1:])
+        covered = np.zeros(n + 1, dtype=np.int64)
+        u_s: list[np.ndarray] = []
+        u_e: list[np.ndarray] = []
+        u_lv: list[np.ndarray] = []
+        u_type: list[str] = []  # the entity or phrase type of the first units (levels 0 and 1)
+        for li, types in ((0, ENTITY_TYPES), (1, PHRASE_TYPES)):
+            sp = [(s, e, t) for s, e, t in example.entities if t in types and 0 <= s < e <= n]
+            s = np.asarray([x[0] for x in sp], dtype=np.int64)
+            e = np.asarray([x[1] for x in sp], dtype=np.int64)
+            ok = (ccand[e] - ccand[s]) == 0 if len(s) else np.zeros(0, dtype=bool)
+            stats[f"knowledge_{LEVELS[li]}_units_available"] += int(ok.sum())
+            if use[li] and ok.any():
+                u_s.append(s[ok])
+                u_e.append(e[ok])
+                u_lv.append(np.full(int(ok.sum()), li, dtype=np.int64))
+                u_type += [x[2] for x, k in zip(sp, ok.tolist()) if k]
+                for a, b in zip(s[ok].tolist(), e[ok].tolist()):
+                    covered[a + 1:b + 1] = 1
+        if use[2]:
+            wt = m.word_table(example, wid, cand)
+            ws, we = wt.start[wt.ok], wt.end[wt.ok]
+            if u_s:  # the words outside the entities and phrases
+                cc = np.cumsum(covered)
+                free = cc[we] == cc[ws]
+                ws, we = ws[free], we[free]
+            u_s.append(ws)
+            u_e.append(we)
+            u_lv.append(np.full(len(ws), 2, dtype=np.int64))
+            stats["knowledge_word_units_available"] += len(ws)
+        if use[3]:
+            cp = np.flatnonzero(cand)
+            u_s.append(cp)
+            u_e.append(cp + 1)
+            u_lv.append(np.full(len(cp), 3, dtype=np.int64))
+        us = np.concatenate(u_s) if u_s else np.zeros(0, dtype=np.int64)
+        ue = np.concatenate(u_e) if u_e else np.zeros(0, dtype=np.int64)
+        lv = np.concatenate(u_lv) if u_lv else np.zeros(0, dtype=np.int64)
+        got_s: list[int] = []
+        got_e: list[int] = []
+        if len(us) and budget > 0:
+            # a weighted random order without replacement (Efraimidis-Spirakis keys u ** (1 / w));
+            # with equal weights, a uniform shuffle
+            keys = np.log(rng.random(len(us))) / weights[lv]
+            order = np.argsort(-keys, kind="stable")
+            occ = np.zeros(n, dtype=bool) if char_overlaps else None
+            r = budget
+            for k, a, b, li in zip(order.tolist(), us[order].tolist(), ue[order].tolist(), lv[order].tolist()):
+                if b - a > r or (occ is not None and occ[a:b].any()):
+                    continue
+                if occ is not None:
+                    occ[a:b] = True
+                got_s.append(a)
+                got_e.append(b)
+                r -= b - a
+                stats[f"knowledge_units_{LEVELS[li]}"] += 1
+                if li < 2:
+                    stats[f"knowledge_units_{u_type[k]}"] += 1
+                if r == 0:
+                    break
+        return apply_one(m, ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
+                         n_cand, budget, example.extra.get("unit"))
+
+    return choose
+
+
+def reference_knowledge(m, config):
+    """``knowledge`` one example at a time, as the package masked before its batched path: one
+    chooser per stage, the stage picked by the copy, the stage's counters added per example."""
+    from zhmask.masking.knowledge import stage_of, stage_probs
+
+    masks = [m.strategy(choose=knowledge_chooser(m, p)) for p in stage_probs(config)]
+    if len(masks) == 1:
+        return masks[0]
+
+    def mask(example, rng, copy: int = 0):
+        s = stage_of(copy, len(masks), config.dupe_factor)
+        res = masks[s](example, rng)
+        for key in [k for k in res.stats if k.startswith("knowledge_units_")]:
+            res.stats[f"knowledge_stage{s}_{key[len('knowledge_'):]}"] += res.stats[key]
+        res.stats[f"knowledge_stage{s}_rows"] += 1
+        return res
+
+    mask.per_copy = True
+    return mask

@@ -370,7 +370,7 @@ def test_dynamic_masking_through_the_collator_equals_the_static_build(built):
     masker._build()
     calls = []
     fast = masker._fn.mask_rows
-    masker._fn.mask_rows = lambda exs, gens: (calls.append(len(exs)), fast(exs, gens))[1]
+    masker._fn.mask_rows = lambda exs, gens, copies=None: (calls.append(len(exs)), fast(exs, gens, copies))[1]
     dynamic = Collator(b.pad_id, masker=masker)
     static = Collator(b.pad_id)
     dynamic.set_epoch(0)
@@ -399,9 +399,9 @@ def test_collator_masks_example_by_example_without_a_batched_path(built):
     from zhmask.reader import ShardDataset
 
     ds = ShardDataset(built, split=None, tasks=["mlm"])
-    masker = DynamicMasking.from_build(built, masking="knowledge", return_tensors="np")
+    masker = DynamicMasking.from_build(built, masking="mac", return_tensors="np")
     masker._build()
-    assert not hasattr(masker._fn, "mask_rows")  # knowledge masking has no batched path
+    assert not hasattr(masker._fn, "mask_rows")  # mac decides one example at a time
     rows = [ds[i] for i in range(20)]
     got = masker(rows)  # DynamicMasking as a collate_fn: the reader's Collator
     assert got["input_ids"].shape[1] == max(len(r["input_ids"]) for r in rows)  # no rounding by default

@@ -438,7 +438,8 @@ class Pipeline:
         rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
         fast = getattr(self.mask, "mask_rows", None)
         if fast is not None:
-            res = fast(rows, rngs.rows())  # ValueError on a malformed row: the caller bisects
+            copies = np.tile(np.arange(n), len(exs))  # row i is copy i % n (knowledge's stages read it)
+            res = fast(rows, rngs.rows(), copies)  # ValueError on a malformed row: the caller bisects
             rb, lens = res.rows, res.lens
             input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
             word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)

@@ -18,8 +18,8 @@ from zhmask.record import Example
 from zhmask.rng import DrawsBatch
 from zhmask.steps.read import RawDoc
 
-BATCHED = ("wwm", "ngram", "span", "char")
-PER_EXAMPLE = ("mac", "knowledge", "none")
+BATCHED = ("wwm", "ngram", "span", "char", "knowledge")
+PER_EXAMPLE = ("mac", "none")
 ODD_TEXTS = [
     "iPhone12很好用 hello world 😀😀 Café", "ＣＰＵ温度达到８０℃，GPU也很热！", "𠀀𠀁是扩展B区的汉字",
     "中华人民共和国全国人民代表大会常务委员会委员长会议在北京举行。" * 3, "好", "。", "a", "\u0000\u0001控制字符\ufeff",
@@ -187,6 +187,44 @@ def test_one_implementation_equals_the_per_example_oracle(docs, masking):
         predicted += int((want.labels != -100).sum())
     assert {k: int(v) for k, v in batch.stats.items() if v} == {k: int(v) for k, v in stats.items() if v}
     assert predicted > 1000
+
+
+@pytest.mark.parametrize("options,dupe", [
+    ({"knowledge_levels": {"entity": 2, "phrase": 1, "word": 1, "char": 1}}, 1),  # characters inside the units
+    ({"knowledge_levels": {"entity": 1}}, 1),
+    ({"knowledge_levels": {"char": 1}, "masked_lm_prob": 0.3}, 1),
+    ({"knowledge_stages": [{"char": 1}, {"phrase": 1, "word": 1}, {"entity": 1, "word": 0.5}]}, 3),
+])
+def test_knowledge_levels_and_stages_equal_the_per_example_oracle(docs, options, dupe):
+    """knowledge's batched path, for each level mix and for staged copies (each row's copy picks
+    its stage), equals the per-example original (tests/oracle.py), counters included."""
+    from oracle import reference_mask
+
+    from zhmask.masking.base import call_mask
+    from zhmask.rng import rng_for
+
+    opts = dict(options)
+    extra = {"masked_lm_prob": opts.pop("masked_lm_prob")} if "masked_lm_prob" in opts else {}
+    cfg = BuildConfig(masking="knowledge", dupe_factor=dupe, options=opts, **extra).validate()
+    pipe = Pipeline(cfg)
+    ref = reference_mask(cfg, pipe.ctx)
+    exs = examples(pipe, docs)[:200] + odd_examples(pipe.tok)
+    assert sum(len(ex.entities) for ex in exs) > 100
+    rows = [(ex, k) for ex in exs for k in range(dupe)]
+    keys = [(cfg.seed, ex.example_id, "mask", k) for ex, k in rows]
+    batch = pipe.mask.mask_rows([ex for ex, _ in rows], [rng_for(*k) for k in keys], [k for _, k in rows])
+    stats: Counter = Counter()
+    for i, ((ex, k), key) in enumerate(zip(rows, keys)):
+        want = call_mask(ref, ex, rng_for(*key), k)
+        alone = call_mask(pipe.mask, ex, rng_for(*key), k)
+        a, b = int(batch.lens[:i].sum()), int(batch.lens[:i + 1].sum())
+        assert alone.input_ids.tolist() == batch.input_ids[a:b].tolist() == want.input_ids.tolist(), ex.example_id
+        assert alone.labels.tolist() == batch.labels[a:b].tolist() == want.labels.tolist(), ex.example_id
+        stats.update(want.stats)
+    assert dict(batch.stats) == dict(stats)
+    assert stats["predicted_tokens"] > 300 and stats["knowledge_units_entity"] + stats["knowledge_units_char"] > 100
+    if dupe > 1:
+        assert all(stats[f"knowledge_stage{s}_rows"] == len(exs) for s in range(3))
 
 
 @pytest.mark.parametrize("masking", BATCHED + PER_EXAMPLE)
@@ -485,10 +523,10 @@ def test_a_masking_crash_is_narrowed_to_its_example_never_hidden(tmp_path, sampl
     real = broken.mask.mask_rows
     victim = {}
 
-    def boom(exs, gens):
+    def boom(exs, gens, copies=None):
         if victim.setdefault("id", exs[len(exs) // 2].example_id) in {ex.example_id for ex in exs}:
             raise RuntimeError("cannot mask this one")
-        return real(exs, gens)
+        return real(exs, gens, copies)
 
     broken.mask.mask_rows = boom
     with pytest.raises(DocumentCrash, match="masking wwm crashed on example (\\S+) .*RuntimeError: cannot mask this one") as exc:
@@ -496,7 +534,7 @@ def test_a_masking_crash_is_narrowed_to_its_example_never_hidden(tmp_path, sampl
     assert f"example {victim['id']} " in str(exc.value)
 
     always = Pipeline(cfg)
-    always.mask.mask_rows = lambda exs, gens: (_ for _ in ()).throw(RuntimeError("broken for all"))
+    always.mask.mask_rows = lambda exs, gens, copies=None: (_ for _ in ()).throw(RuntimeError("broken for all"))
     with pytest.raises(DocumentCrash, match="crashed on example p:0#mlm0"):  # the first example fails alone
         always.run_unit(0, raws, tmp_path / "always")
 

@@ -227,7 +227,7 @@ class DynamicMasking:
         if fast is not None:
             def run(part: list[Example]):
                 seed(part)
-                return fast(part, gb.rows())
+                return fast(part, gb.rows(), [e] * len(part))  # the epoch stands for the copy
 
             try:
                 res = run(exs)

@@ -38,7 +38,8 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.units import Masker, word_table
+from zhmask.masking.units import Masker, ranges_to_positions
+from zhmask.rng import random_rows
 
 LEVELS = ("entity", "phrase", "word", "char")
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -110,101 +111,124 @@ def row_levels(config: dict, example_id: str) -> dict:
           help="entities, phrases, words (and characters) by level (ERNIE 1.0)")
 def make(config, ctx):
     m = Masker(config, ctx)
-    stages = stage_probs(config)
-    masks = [m.strategy(choose=_chooser(m, p)) for p in stages]
-    if len(masks) == 1:
-        return masks[0]
-
-    def mask(example, rng, copy: int = 0):
-        s = stage_of(copy, len(masks), config.dupe_factor)
-        res = masks[s](example, rng)
-        for key in [k for k in res.stats if k.startswith("knowledge_units_")]:
-            res.stats[f"knowledge_stage{s}_{key[len('knowledge_'):]}"] += res.stats[key]
-        res.stats[f"knowledge_stage{s}_rows"] += 1
-        return res
-
-    mask.per_copy = True  # type: ignore[attr-defined]
-    mask.prepare_batch = m.prepare_batch  # type: ignore[attr-defined]
-    mask.release = m.release  # type: ignore[attr-defined]
-    return mask
+    weights = np.stack(stage_probs(config))  # (stages, levels)
+    return m.strategy(choose_rows=_chooser(m, weights, config.dupe_factor), per_copy=len(weights) > 1)
 
 
-def _chooser(m: Masker, weights: np.ndarray):
-    """ERNIE 1.0's unit selection: the example is cut into knowledge units (its entities and
-    phrases, each whole, then the words outside them, then tokens where the char level is on),
-    and units are predicted in a random order, weighted per unit by its level's weight, until
-    the budget is spent (a unit that no longer fits is skipped, never cut).  With equal weights
-    every unit is equally likely: an entity is masked at the rate of a word."""
-    use = weights > 0
-    char_overlaps = bool(use[3] and use[:3].any())  # tokens lie inside the other units
+_LEVEL_OF_TYPE = {**{t: 0 for t in ENTITY_TYPES}, **{t: 1 for t in PHRASE_TYPES}}
+_TYPES = ENTITY_TYPES + PHRASE_TYPES
 
-    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        n = len(ids)
-        ccand = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(~cand, out=ccand[1:])
-        covered = np.zeros(n + 1, dtype=np.int64)
-        u_s: list[np.ndarray] = []
-        u_e: list[np.ndarray] = []
-        u_lv: list[np.ndarray] = []
-        u_type: list[str] = []  # the entity or phrase type of the first units (levels 0 and 1)
-        for li, types in ((0, ENTITY_TYPES), (1, PHRASE_TYPES)):
-            sp = [(s, e, t) for s, e, t in example.entities if t in types and 0 <= s < e <= n]
-            s = np.asarray([x[0] for x in sp], dtype=np.int64)
-            e = np.asarray([x[1] for x in sp], dtype=np.int64)
-            ok = (ccand[e] - ccand[s]) == 0 if len(s) else np.zeros(0, dtype=bool)
-            stats[f"knowledge_{LEVELS[li]}_units_available"] += int(ok.sum())
-            if use[li] and ok.any():
-                u_s.append(s[ok])
-                u_e.append(e[ok])
-                u_lv.append(np.full(int(ok.sum()), li, dtype=np.int64))
-                u_type += [x[2] for x, k in zip(sp, ok.tolist()) if k]
-                for a, b in zip(s[ok].tolist(), e[ok].tolist()):
-                    covered[a + 1:b + 1] = 1
-        if use[2]:
-            wt = m.word_table(example, wid, cand)
-            ws, we = wt.start[wt.ok], wt.end[wt.ok]
-            if u_s:  # the words outside the entities and phrases
-                cc = np.cumsum(covered)
-                free = cc[we] == cc[ws]
-                ws, we = ws[free], we[free]
-            u_s.append(ws)
-            u_e.append(we)
-            u_lv.append(np.full(len(ws), 2, dtype=np.int64))
+
+def _chooser(m: Masker, weights: np.ndarray, dupe_factor: int):
+    """ERNIE 1.0's unit selection for a batch of rows (``weights``: each stage's level weights;
+    a row's stage comes from its copy, :func:`stage_of`).  Each row is cut into knowledge units
+    (its entities and phrases, each whole, then the words outside them, then tokens where the
+    char level is on), and a row's units are predicted in a random order, weighted per unit by
+    its level's weight, until the budget is spent (a unit that no longer fits is skipped, never
+    cut).  With equal weights every unit is equally likely: an entity is masked at the rate of a
+    word.  The order is a weighted shuffle without replacement (Efraimidis-Spirakis keys
+    ``u ** (1 / w)``, one value per unit; a uniform shuffle for equal weights)."""
+    n_stages = len(weights)
+
+    def choose_rows(rb, gens, stats):
+        n = len(rb)
+        stage = np.zeros(n, dtype=np.int64)
+        if n_stages > 1:
+            stage = np.minimum(rb.copies * n_stages // max(int(dupe_factor), 1), n_stages - 1)
+            for s_, c in enumerate(np.bincount(stage, minlength=n_stages).tolist()):
+                if c:
+                    stats[f"knowledge_stage{s_}_rows"] += c
+        live = ~rb.gen  # rows in the ERNIE-GEN layout are not masked
+        use = (weights[stage] > 0) & live[:, None]  # (rows, levels)
+        starts = rb.starts
+        notc = np.zeros(len(rb.ids) + 1, dtype=np.int64)
+        np.cumsum(~rb.cand, out=notc[1:])
+        # entity and phrase spans (in each row: its entities, then its phrases, each in order)
+        er: list[int] = []
+        es: list[int] = []
+        ee: list[int] = []
+        elv: list[int] = []
+        et: list[int] = []
+        for i, (ex, L, off) in enumerate(zip(rb.exs, rb.lens.tolist(), starts.tolist())):
+            if not ex.entities or not live[i]:
+                continue
+            for li in (0, 1):
+                for a, b, t in ex.entities:
+                    if _LEVEL_OF_TYPE.get(t) == li and 0 <= a < b <= L:
+                        er.append(i)
+                        es.append(off + a)
+                        ee.append(off + b)
+                        elv.append(li)
+                        et.append(_TYPES.index(t))
+        er_, es_, ee_, elv_, et_ = (np.asarray(x, dtype=np.int64) for x in (er, es, ee, elv, et))
+        ok = notc[ee_] == notc[es_]  # every token a candidate
+        if live.any():
+            for li in (0, 1):
+                stats[f"knowledge_{LEVELS[li]}_units_available"] += int((ok & (elv_ == li)).sum())
+        sel = ok & use[er_, elv_]
+        parts = [(er_[sel], es_[sel], ee_[sel], elv_[sel], et_[sel])]
+        # words outside the entities and phrases in use
+        if use[:, 2].any():
+            wsel = rb.ok & use[rb.wrow, 2]
+            ws, we, wr = rb.ws[wsel], rb.we[wsel], rb.wrow[wsel]
+            if sel.any():
+                cov = np.zeros(len(rb.ids) + 1, dtype=np.int64)
+                cov[ranges_to_positions(es_[sel], ee_[sel]) + 1] = 1
+                np.cumsum(cov, out=cov)
+                free = cov[we] == cov[ws]
+                ws, we, wr = ws[free], we[free], wr[free]
+            parts.append((wr, ws, we, np.full(len(ws), 2), np.full(len(ws), -1)))
             stats["knowledge_word_units_available"] += len(ws)
-        if use[3]:
-            cp = np.flatnonzero(cand)
-            u_s.append(cp)
-            u_e.append(cp + 1)
-            u_lv.append(np.full(len(cp), 3, dtype=np.int64))
-        us = np.concatenate(u_s) if u_s else np.zeros(0, dtype=np.int64)
-        ue = np.concatenate(u_e) if u_e else np.zeros(0, dtype=np.int64)
-        lv = np.concatenate(u_lv) if u_lv else np.zeros(0, dtype=np.int64)
-        got_s: list[int] = []
-        got_e: list[int] = []
-        if len(us) and budget > 0:
-            # a weighted random order without replacement (Efraimidis-Spirakis keys u ** (1 / w));
-            # with equal weights, a uniform shuffle
-            keys = np.log(rng.random(len(us))) / weights[lv]
-            order = np.argsort(-keys, kind="stable")
-            occ = np.zeros(n, dtype=bool) if char_overlaps else None
-            r = budget
-            for k, a, b, li in zip(order.tolist(), us[order].tolist(), ue[order].tolist(), lv[order].tolist()):
-                if b - a > r or (occ is not None and occ[a:b].any()):
-                    continue
-                if occ is not None:
-                    occ[a:b] = True
-                got_s.append(a)
-                got_e.append(b)
-                r -= b - a
-                stats[f"knowledge_units_{LEVELS[li]}"] += 1
-                if li < 2:
-                    stats[f"knowledge_units_{u_type[k]}"] += 1
-                if r == 0:
-                    break
-        return m.apply(ids, np.asarray(got_s, dtype=np.int64), np.asarray(got_e, dtype=np.int64), rng, stats,
-                       n_cand, budget)
+        if use[:, 3].any():  # one token each
+            trow = np.repeat(np.arange(n), rb.lens)
+            cp = np.flatnonzero(rb.cand & use[trow, 3])
+            parts.append((trow[cp], cp, cp + 1, np.full(len(cp), 3), np.full(len(cp), -1)))
+        ur, us, ue, ulv, utp = (np.concatenate(x).astype(np.int64) for x in zip(*parts))
+        keep = rb.budget[ur] > 0
+        if not keep.all():
+            ur, us, ue, ulv, utp = ur[keep], us[keep], ue[keep], ulv[keep], utp[keep]
+        o = np.argsort(ur, kind="stable")  # each row's units: entities, phrases, words, characters
+        ur, us, ue, ulv, utp = ur[o], us[o], ue[o], ulv[o], utp[o]
+        counts = np.bincount(ur, minlength=n)
+        with np.errstate(divide="ignore"):
+            keys = np.log(random_rows(gens, counts)) / weights[stage[ur], ulv]
+        o = np.lexsort((-keys, ur))  # each row's units in their random scanning order
+        ur, us, ue, ulv, utp = ur[o], us[o], ue[o], ulv[o], utp[o]
+        taken, _ = m.take_rows(rb, o, counts, ue - us)
+        # rows where character units lie inside the other units: a unit is skipped once one of
+        # its tokens is taken (row by row; only with the char level and another one both on)
+        overlap = np.flatnonzero(use[:, 3] & use[:, :3].any(axis=1) & (counts > 0))
+        if len(overlap):
+            off = np.cumsum(counts) - counts
+            for r in overlap.tolist():
+                occ: set[int] = set()
+                left = int(rb.budget[r])
+                for j in range(int(off[r]), int(off[r] + counts[r])):
+                    a, b = int(us[j]), int(ue[j])
+                    taken[j] = left > 0 and b - a <= left and occ.isdisjoint(range(a, b))
+                    if taken[j]:
+                        occ.update(range(a, b))
+                        left -= b - a
+        ur, us, ue, ulv, utp = ur[taken], us[taken], ue[taken], ulv[taken], utp[taken]
+        _count_units(stats, "knowledge_units_", ulv, utp)
+        if n_stages > 1:
+            for s_ in np.unique(stage[ur]).tolist():
+                at = stage[ur] == s_
+                _count_units(stats, f"knowledge_stage{s_}_units_", ulv[at], utp[at])
+        o = np.argsort(us, kind="stable")
+        return us[o], ue[o]
 
-    return choose
+    return choose_rows
+
+
+def _count_units(stats, prefix: str, lv: np.ndarray, tp: np.ndarray) -> None:
+    """Units taken per level and per entity or phrase type."""
+    for li, c in enumerate(np.bincount(lv, minlength=len(LEVELS)).tolist()):
+        if c:
+            stats[prefix + LEVELS[li]] += c
+    for k, c in enumerate(np.bincount(tp[tp >= 0], minlength=len(_TYPES)).tolist()):
+        if c:
+            stats[prefix + _TYPES[k]] += c
 
 
 @STRATEGIES.add_check("knowledge")

@@ -13,16 +13,17 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   of the row's work unit other than the one replaced (``--random-tokens unigram``, the default:
   :mod:`zhmask.masking.unigram`), from ``tok.replaceable_ids`` (``vocab``; never special or
   ``[unused]`` tokens), or from the row's own tokens (``row``: builds made before unit tables):
-  :meth:`Masker.random_ids`;
+  :meth:`Masker.apply_rows`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
-``wwm``, ``ngram``, ``span`` and ``char`` have one implementation, over a batch of rows
-(:meth:`Masker.mask_rows`): candidates, budgets, word tables, unit selection where it is not
-sequential, the random values (:func:`zhmask.rng.random_rows`), labels, fates, output ids and
-statistics run over the batch's concatenation; only the n-gram selection loop runs row by row.
-One example is a batch of one, so a row's mask does not depend on the batch it is in
-(tests/masking/test_units.py), and tests/oracle.py keeps the plain per-example versions as
-oracles.  ``knowledge`` and ``mac`` decide one example at a time (``Masker.strategy(choose=)``).
+``wwm``, ``ngram``, ``span``, ``char`` and ``knowledge`` have one implementation, over a batch
+of rows (:meth:`Masker.mask_rows`): candidates, budgets, word tables, unit selection where it is
+not sequential, the random values (:func:`zhmask.rng.random_rows`), labels, fates, output ids
+and statistics run over the batch's concatenation; only the n-gram selection loop (and
+knowledge's where character units overlap the others) runs row by row.  One example is a batch
+of one, so a row's mask does not depend on the batch it is in (tests/masking/test_units.py), and
+tests/oracle.py keeps the plain per-example versions as oracles.  ``mac`` decides one example at
+a time (``Masker.strategy(choose=)``).
 """
 from __future__ import annotations
 
@@ -316,6 +317,7 @@ class RowBatch:
         self.ids, self.wid, self.cand, self.gen = ids, wid, cand, gen
         self.ws = self.we = self.ok = self.joined = self.w0 = self.wn = self.wrow = None
         self.n_cand = self.budget = None
+        self.copies = None  # per row, its --dupe-factor copy (or dynamic epoch): see Masker.mask_rows
 
     def __len__(self) -> int:
         return len(self.lens)
@@ -365,7 +367,6 @@ class Masker:
         self.unigram = config.random_tokens == "unigram"
         self.row_pool = config.random_tokens == "row"
         self._resources = ctx.resources
-        self._unit = None  # the unit of the example being masked (per-example path)
         self.p = float(config.masked_lm_prob)
         self.max_pred = int(config.max_predictions_per_seq)
         ratios = ratios if ratios is not None else config.mask_ratios
@@ -427,34 +428,37 @@ class Masker:
             return pre[4]
         return word_table(wid, cand)
 
-    def strategy(self, choose_rows=None, choose=None):
+    def strategy(self, choose_rows=None, choose=None, per_copy: bool = False):
         """A strategy's ``mask(example, rng)`` from the part that differs between strategies:
         give exactly one of the two.
 
         ``choose_rows(rows, gens, stats) -> (starts, ends)`` picks the units of a batch of rows
         at once (:class:`RowBatch`, one :class:`~zhmask.rng.Draws` per row): token ranges in
         concatenation positions, ascending.  It is the strategy's only implementation:
-        ``mask.mask_rows(examples, gens)`` masks a batch (:class:`RowsResult`), and
-        ``mask(example, rng)`` is the batch of that one example.
+        ``mask.mask_rows(examples, gens, copies=None)`` masks a batch (:class:`RowsResult`), and
+        ``mask(example, rng, copy=0)`` is the batch of that one example.  ``per_copy``: the
+        strategy reads each row's copy (``rows.copies``; ``knowledge``'s stages), so callers
+        pass it (:func:`~zhmask.masking.base.call_mask`).
 
         ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` is for
-        strategies that decide one example at a time (``knowledge``, ``mac``): it sees an
+        strategies that decide one example at a time (``mac``): it sees an
         ordinary example with its candidates (``cand``: not special, inside a word) and its token
         budget.  Either way, rows in the ERNIE-GEN / seq2seq layout are returned unmasked and
         counted."""
         if (choose_rows is None) == (choose is None):
             raise TypeError("Masker.strategy: give choose_rows or choose")
         if choose_rows is not None:
-            def one(example: Example, rng: Draws) -> MaskResult:
-                res = self.mask_rows([example], [rng], choose_rows)
+            def one(example: Example, rng: Draws, copy: int = 0) -> MaskResult:
+                res = self.mask_rows([example], [rng], choose_rows, [copy])
                 return MaskResult(res.input_ids, res.labels, res.stats)
 
-            one.mask_rows = lambda exs, gens: self.mask_rows(exs, gens, choose_rows)  # type: ignore[attr-defined]
+            one.mask_rows = (lambda exs, gens, copies=None:  # type: ignore[attr-defined]
+                             self.mask_rows(exs, gens, choose_rows, copies))
+            one.per_copy = per_copy  # type: ignore[attr-defined]
             return one
 
         def mask(example: Example, rng: Draws) -> MaskResult:
             ids, wid, cand = self.prepare(example)
-            self._unit = example.extra.get("unit")
             stats: Counter = Counter()
             if is_generation(example):
                 stats["not_masked_generation_layout"] += 1
@@ -518,10 +522,13 @@ class Masker:
             rb.budget = b
         return rb
 
-    def mask_rows(self, exs: list[Example], gens: list, choose_rows) -> "RowsResult":
-        """The masked rows of ``exs`` (row i drawn from ``gens[i]``), all at once (ValueError on a
-        malformed row: see :meth:`row_batch`)."""
+    def mask_rows(self, exs: list[Example], gens: list, choose_rows, copies=None) -> "RowsResult":
+        """The masked rows of ``exs`` (row i drawn from ``gens[i]``; ``copies[i]``: its
+        ``--dupe-factor`` copy or dynamic epoch, for strategies that stage by copy), all at once
+        (ValueError on a malformed row: see :meth:`row_batch`)."""
         rb = self.row_batch(exs)
+        rb.copies = (np.zeros(len(exs), dtype=np.int64) if copies is None
+                     else np.asarray(copies, dtype=np.int64).reshape(len(exs)))
         stats: Counter = Counter()
         us, ue = choose_rows(rb, gens, stats)
         # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read
@@ -529,11 +536,15 @@ class Masker:
         return RowsResult(out, labels, rb.lens, stats, rb)
 
     def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter):
-        """:meth:`apply` for every row: predict the units [us, ue) (concatenation positions,
-        ascending, so grouped by row in start order as ``apply`` sorts them); per row, one fate
-        per unit (``rng.random(k)``) then the random tokens (``rng.integers``), as ``apply``
-        draws them.  Returns (input_ids, labels) of the concatenation and adds the statistics of
-        every row to ``stats``."""
+        """Predict the units [us, ue) of every row (concatenation positions, ascending, so grouped
+        by row in start order); per row, one fate per unit (``rng.random(k)``), then the random
+        tokens (``rng.integers``) for the units whose fate is a random token: from the unigram
+        table of the row's unit other than the token replaced, each as often as the unit's text
+        holds it (the original stays where the table holds no other token: ``unigram``), from any
+        replaceable vocabulary entry (``vocab``), or the same draw from the row's own
+        non-special tokens (``row``).  Returns (input_ids, labels) of the concatenation and adds
+        the statistics of every row to ``stats`` (tests/oracle.py's ``apply_one`` is one row's
+        plain version)."""
         n = len(rb.lens)
         urow = np.searchsorted(rb.ends, us, side="right")
         k = np.bincount(urow, minlength=n).tolist()
@@ -551,7 +562,7 @@ class Masker:
         if rnd.any():
             per = np.bincount(urow[rnd], weights=ulen[rnd], minlength=n).astype(np.int64).tolist()
             at = ranges_to_positions(us[rnd], ue[rnd])
-            if self.unigram:  # random_ids for every row: one draw over the tables of the rows' units
+            if self.unigram:  # one draw over the tables of the rows' units
                 tables, which = self.unit_tables([ex.extra.get("unit") for ex in rb.exs])
                 d = replacement_bounds(tables, np.repeat(which, per), ids[at])
                 out[at] = pick_tokens(d, integers_rows(gens, per, np.maximum(d.high, 1)))
@@ -569,7 +580,6 @@ class Masker:
                 out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)] - row[at] * V, ids[at])
             else:
                 out[at] = self.replaceable[integers_rows(gens, per, len(self.replaceable))]
-        # the statistics count_totals adds row by row
         g = int(rb.gen.sum())
         if g:
             stats["not_masked_generation_layout"] += g
@@ -639,79 +649,8 @@ class Masker:
         which = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
         return [src.get(u) for u in seen], which
 
-    def random_ids(self, ids: np.ndarray, at: np.ndarray, rng: Draws, unit=None) -> np.ndarray:
-        """Random replacements for positions ``at`` (ascending) of a row whose original tokens
-        are ``ids``.  ``--random-tokens unigram``: a token of the unigram table of the row's unit
-        (``unit``) other than the one replaced, each as often as the unit's text holds it (the
-        original stays where the table holds no other token): one draw per position.  ``vocab``:
-        any replaceable vocabulary entry, uniformly.  ``row``: the same draw from the row's own
-        non-special tokens (builds made before unit tables)."""
-        if self.unigram:
-            tables, _ = self.unit_tables([unit])
-            d = replacement_bounds(tables, np.zeros(len(at), dtype=np.int64), ids[at])
-            return pick_tokens(d, rng.integers(0, np.maximum(d.high, 1)))
-        if not self.row_pool:
-            return self.replaceable[rng.integers(0, len(self.replaceable), size=len(at))]
-        pool = np.sort(ids[~self.special_table[ids]])
-        orig = ids[at]
-        lo = np.searchsorted(pool, orig, side="left")
-        same = np.searchsorted(pool, orig, side="right") - lo
-        high = len(pool) - same
-        v = rng.integers(0, np.maximum(high, 1))
-        pick = v + np.where(v < lo, 0, same)
-        return np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)], orig)
-
     def fates(self, n_units: int, rng: Draws) -> np.ndarray:
         return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
-
-    def apply(self, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng: Draws,
-              stats: Counter, n_cand: int, budget: int) -> MaskResult:
-        """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
-        # a few dozen predicted tokens per example: plain lists beat a dozen numpy calls here
-        units = sorted(zip(starts.tolist(), ends.tolist()))  # starts are distinct: = a stable argsort
-        fate = self.fates(len(units), rng)
-        labels = np.full(len(ids), -100, dtype=np.int32)
-        out = ids.copy()
-        if units:
-            pos: list[int] = []
-            masked: list[int] = []
-            rnd: list[int] = []
-            n_units = [0, 0, 0]
-            n_toks = [0, 0, 0]
-            for (a, b), f in zip(units, fate.tolist()):
-                r = range(a, b)
-                pos += r
-                if f == MASK:
-                    masked += r
-                elif f == RANDOM:
-                    rnd += r
-                n_units[f] += 1
-                n_toks[f] += b - a
-            labels[pos] = ids[pos]
-            if masked:
-                out[masked] = self.mask_id
-            if rnd:
-                out[rnd] = self.random_ids(ids, np.asarray(rnd), rng, self._unit)
-            count_totals(stats, n_cand, budget, len(pos), n_units, n_toks)
-        else:
-            count_totals(stats, n_cand, budget, 0, None, None)
-        return MaskResult(out, labels, stats)
-
-
-def count_totals(stats: Counter, n_cand: int, budget: int, predicted: int, n_units: list[int] | None,
-                 n_toks: list[int] | None, names: tuple[str, str, str] = FATES) -> None:
-    """:func:`count_common` from per-fate unit and token counts."""
-    stats["examples"] += 1
-    stats["candidate_tokens"] += int(n_cand)
-    stats["budget_tokens"] += int(budget)
-    stats["units"] += sum(n_units) if n_units else 0
-    if n_units and sum(n_units):
-        stats["predicted_tokens"] += predicted
-        for f, name in enumerate(names):
-            if n_units[f]:
-                stats[f"units_{name}"] += n_units[f]
-                stats[f"tokens_{name}"] += n_toks[f]  # type: ignore[index]
-
 
 def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, lens: np.ndarray,
                  names: tuple[str, str, str] = FATES) -> None:
