@@ -7,6 +7,7 @@ as oracles for tests: the package never calls them.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -15,7 +16,8 @@ from zhmask.labels.pairs import Ranges, Segment, UnitDocs, balanced_classes, pai
 from zhmask.masking.base import MaskResult
 from zhmask.masking.knowledge import ENTITY_TYPES, LEVELS, PHRASE_TYPES
 from zhmask.masking.unigram import pick_tokens, replacement_bounds
-from zhmask.masking.units import FATES, MASK, RANDOM
+from zhmask.rng import Draws
+from zhmask.masking.units import FATES, MASK, RANDOM, _first_live, _runs, _walk_ngrams, _word_bounds, count_units
 from zhmask.record import Document, Example, Words
 from zhmask.steps.pack import build_example, pack_ranges, sentence_token_ranges
 from zhmask.steps.read import RawDoc
@@ -224,19 +226,21 @@ def take_in_order(lengths: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
 
 
 def reference_mask(config, ctx):
-    """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram``, ``span`` or ``knowledge``) as a
-    function of one example at a time, the way the package decided before its one batched implementation:
+    """The strategy ``config.masking`` (``wwm``, ``char``, ``ngram``, ``span``, ``knowledge`` or
+    ``mac``) as a function of one example at a time, the way the package decided before its one batched implementation:
     the same units and the same random values, so its rows must equal the package's."""
     from zhmask.masking.span import span_probs
-    from zhmask.masking.units import Masker, sample_word_ngrams
+    from zhmask.masking.units import Masker
 
     m = Masker(config, ctx)
     name = config.masking
     if name == "knowledge":
         return reference_knowledge(m, config)
+    if name == "mac":
+        return reference_mac(m, config, ctx)
 
     def wwm(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = m.word_table(example, wid, cand)
+        wt = word_table(wid, cand)
         elig = np.flatnonzero(wt.ok)
         order = elig[rng.permutation(len(elig))]
         taken, skipped = take_in_order(wt.ntok[order], budget)
@@ -252,7 +256,7 @@ def reference_mask(config, ctx):
 
     def ngrams(probs, unit_word, gap):
         def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-            wt = m.word_table(example, wid, cand)
+            wt = word_table(wid, cand)
             sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats, unit_word, gap)
             for n, c in zip(*np.unique(nw, return_counts=True)):
                 stats[f"{unit_word}_units_n{int(n)}"] += int(c)
@@ -268,7 +272,7 @@ def reference_mask(config, ctx):
         chooser = ngrams(span_probs(config), "span", 1)
     else:
         chooser = {"wwm": wwm, "char": char}[name]
-    return m.strategy(choose=chooser)
+    return one_at_a_time(m, chooser)
 
 
 # ---------------------------------------------------------------------- one example's units, applied
@@ -315,7 +319,7 @@ def apply_one(m, ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, rng, sta
     """Predict the units [starts, ends) (any order, non-overlapping) with one fate each."""
     # a few dozen predicted tokens per example: plain lists beat a dozen numpy calls here
     units = sorted(zip(starts.tolist(), ends.tolist()))  # starts are distinct: = a stable argsort
-    fate = m.fates(len(units), rng)
+    fate = np.searchsorted(m.cum, rng.random(len(units)), side="right").astype(np.int8)
     labels = np.full(len(ids), -100, dtype=np.int32)
     out = ids.copy()
     if units:
@@ -376,7 +380,7 @@ def knowledge_chooser(m, weights: np.ndarray):
                 for a, b in zip(s[ok].tolist(), e[ok].tolist()):
                     covered[a + 1:b + 1] = 1
         if use[2]:
-            wt = m.word_table(example, wid, cand)
+            wt = word_table(wid, cand)
             ws, we = wt.start[wt.ok], wt.end[wt.ok]
             if u_s:  # the words outside the entities and phrases
                 cc = np.cumsum(covered)
@@ -427,7 +431,7 @@ def reference_knowledge(m, config):
     chooser per stage, the stage picked by the copy, the stage's counters added per example."""
     from zhmask.masking.knowledge import stage_of, stage_probs
 
-    masks = [m.strategy(choose=knowledge_chooser(m, p)) for p in stage_probs(config)]
+    masks = [one_at_a_time(m, knowledge_chooser(m, p)) for p in stage_probs(config)]
     if len(masks) == 1:
         return masks[0]
 
@@ -441,3 +445,139 @@ def reference_knowledge(m, config):
 
     mask.per_copy = True
     return mask
+
+
+# ---------------------------------------------------------------------- one example at a time
+@dataclass
+class WordTable:
+    """The example's words as token ranges (``start[k]``, ``end[k]``) in order."""
+
+    start: np.ndarray
+    end: np.ndarray
+    ok: np.ndarray  # every token of the word is a candidate
+    joined: np.ndarray  # len W-1: word k+1 starts where word k ends (no special token between)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def ntok(self) -> np.ndarray:
+        return self.end - self.start
+
+
+def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
+    if len(wid) == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return WordTable(e, e, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
+    return WordTable(*_word_bounds(wid, cand))
+
+
+def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: Draws,
+                       stats: Counter, prefix: str = "ngram", gap: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-overlapping units of n consecutive words, selected one after another.
+
+    Each step draws n from ``probs`` (``probs[i]`` is the probability of n = i + 1), then a
+    start uniformly among the places where n consecutive free words (eligible, not yet taken,
+    not separated by a special token) fit in the remaining budget.  When no place fits, that
+    draw is skipped (counted ``<prefix>_skipped_n<k>``) and the next one tried; selection ends
+    when the budget is spent or not even one word fits.  Among the places that fit, those that
+    spend the remaining budget exactly are preferred, so that the last units of an example are
+    not biased towards short n.  ``gap=1``: the words next to a unit are never taken, so units
+    never touch (SpanBERT's spans).  Returns (first word, n, unit tokens).
+    """
+    W = len(wt)
+    if W == 0 or budget <= 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    # An example has a few dozen words and a handful of units: each step is a pass over plain
+    # lists (the places inside the runs of free joined words); the draws are taken exactly as
+    # before (a block of (n, place) pairs, more blocks when exhausted).  Masker.mask_rows runs the
+    # same loop (_walk_ngrams) for a batch of examples.
+    ctok = [0]
+    ctok += np.cumsum(wt.ntok).tolist()
+    rs, re_ = _runs(wt.ok, wt.joined)
+    runs = list(zip(rs.tolist(), re_.tolist()))
+    cum = np.cumsum(probs)
+    N = len(probs)
+    big = np.sort(wt.ntok[wt.ok])[::-1][:N]  # the longest eligible words: a bound on n of them
+    bound = np.cumsum(big).tolist() + [-1] * (N - len(big))  # fewer than n eligible words: no place
+    draws = rng.random((4 * budget + 8, 2))
+    ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
+    us = draws[:, 1].tolist()
+    out: list = []
+    _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, bound, rng, stats, prefix,
+                 out, gap)
+    if not out:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    sw = np.asarray([x[0] for x in out], dtype=np.int64)
+    nw = np.asarray([x[1] for x in out], dtype=np.int64)
+    c = np.asarray(ctok, dtype=np.int64)
+    return sw, nw, c[sw + nw] - c[sw]
+
+
+def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, lens: np.ndarray,
+                 names: tuple[str, str, str] = FATES) -> None:
+    stats["examples"] += 1
+    stats["candidate_tokens"] += int(n_cand)
+    stats["budget_tokens"] += int(budget)
+    count_units(stats, fate, lens, names)
+
+
+def one_at_a_time(m, choose):
+    """``mask(example, rng)`` from ``choose(example, ids, wid, cand, n_cand, budget, rng, stats)
+    -> MaskResult``, which sees one ordinary example with its candidates (``cand``: not special,
+    inside a word) and its token budget; rows in the ERNIE-GEN / seq2seq layout are returned
+    unmasked and counted (as the package decided before its batched paths)."""
+    from zhmask.masking.units import is_generation, token_ids
+
+    def mask(example, rng):
+        ids = token_ids(example.input_ids, m.tok.vocab_size)
+        wid = np.asarray(example.word_ids, dtype=np.int64)
+        if len(wid) != len(ids):
+            raise ValueError(f"{len(ids)} input_ids but {len(wid)} word_ids")
+        cand = (wid >= 0) & ~m.special_table[ids]
+        stats: Counter = Counter()
+        if is_generation(example):
+            stats["not_masked_generation_layout"] += 1
+            return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats)
+        n_cand = int(cand.sum())
+        budget = 0 if n_cand <= 0 or m.p <= 0 else int(min(m.max_pred, max(1, int(round(n_cand * m.p))), n_cand))
+        return choose(example, ids, wid, cand, n_cand, budget, rng, stats)
+
+    return mask
+
+
+def reference_mac(m, config, ctx):
+    """``mac`` one example at a time, as the package masked before its batched path."""
+    from zhmask.masking.ngram import ngram_probs
+    from zhmask.masking.similar_word import KEEP, SIMILAR, replacer
+    from zhmask.masking.units import ranges_to_positions
+
+    probs = ngram_probs("mac", config)
+    replace = replacer(config, ctx)
+
+    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
+        wt = word_table(wid, cand)
+        sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats)
+        order = np.argsort(sw, kind="stable")
+        sw, nw = sw[order], nw[order]
+        for n, c in zip(*np.unique(nw, return_counts=True)):
+            stats[f"ngram_units_n{int(n)}"] += int(c)
+        fate = np.searchsorted(m.cum, rng.random(len(sw)), side="right").astype(np.int8)
+        starts, ends = wt.start[sw], wt.end[sw + nw - 1]
+        pos = ranges_to_positions(starts, ends)
+        labels = np.full(len(ids), -100, dtype=np.int32)
+        labels[pos] = ids[pos]
+        out = ids.copy()
+        for u in np.flatnonzero(fate != KEEP).tolist():
+            similar = bool(fate[u] == SIMILAR)
+            for k in range(int(sw[u]), int(sw[u] + nw[u])):
+                s, e = int(wt.start[k]), int(wt.end[k])
+                out[s:e] = replace(ids[s:e], similar, rng, stats)
+        stats["mac_words_keep"] += int(nw[fate == KEEP].sum())
+        count_common(stats, n_cand, budget, fate, ends - starts, names=("similar", "random", "keep"))
+        return MaskResult(out, labels, stats)
+
+    return one_at_a_time(m, choose)

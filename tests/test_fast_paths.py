@@ -78,9 +78,13 @@ def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs
     assert sum(len(chinese_ref(a, b, table)) for a, b in zip(ids, wid)) > 1000  # the rows do have refs
 
 
-def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+def test_row_batch_words_equal_each_rows_own(pipeline, sample_lines, inews_docs):
+    """The word tables of a batch's concatenation, cut per row, equal each row's own (words never
+    run across two rows, nor across a special token)."""
+    from oracle import word_table
+
     from zhmask.config import BuildConfig
-    from zhmask.masking.units import Masker, word_table
+    from zhmask.masking.units import Masker
     from zhmask.record import Example
 
     m = Masker(BuildConfig(), pipeline.ctx)
@@ -95,29 +99,27 @@ def test_masker_prepare_batch_equals_per_example(pipeline, sample_lines, inews_d
     cls, sep = int(pipeline.tok.cls_id), int(pipeline.tok.sep_id)
     odds = [odd([], []), odd([800], [0]), odd([800, 801, 802, 803], [0, 0, 1, 1]), odd([cls, 800, sep, 801, 802], [-1, 0, -1, 0, 0]),
             odd([800, unk, 801, 802], [0, 0, 1, 2]), odd([cls, 800, cls, 801, sep], [-1, 0, 0, 1, -1]), odd([800, 900], [5, 5])]
-    for batch in (exs, odds + exs[:40] + odds, exs[:1], []):
-        m.prepare_batch(batch)
-        assert len(m._batch) == len({id(ex) for ex in batch if len(ex.input_ids)})
-        for ex in batch:
-            got = m.prepare(ex), m.word_table(ex, None, None) if id(ex) in m._batch else None
-            m_plain = Masker(BuildConfig(), pipeline.ctx)
-            ids, wid, cand = m_plain.prepare(ex)
-            for g, w in zip(got[0], (ids, wid, cand)):
-                assert g.dtype == w.dtype and g.tolist() == w.tolist()
-            if got[1] is not None:
-                want = word_table(wid, cand)
-                for f in ("start", "end", "ok", "joined"):
-                    g, w = getattr(got[1], f), getattr(want, f)
-                    assert g.dtype == w.dtype and g.tolist() == w.tolist(), f
-        m.release()
-        assert not m._batch
+    words = 0
+    for batch in (exs, odds + exs[:40] + odds, exs[:1], odds[:1]):
+        rb = m.row_batch(batch)
+        for i, ex in enumerate(batch):
+            a, b, w0, wn = int(rb.starts[i]), int(rb.ends[i]), int(rb.w0[i]), int(rb.wn[i])
+            wid = np.asarray(ex.word_ids, dtype=np.int64)
+            cand = (wid >= 0) & ~m.special_table[np.asarray(ex.input_ids)]
+            assert rb.cand[a:b].tolist() == cand.tolist()
+            want = word_table(wid, cand)
+            assert (rb.ws[w0:w0 + wn] - a).tolist() == want.start.tolist()
+            assert (rb.we[w0:w0 + wn] - a).tolist() == want.end.tolist()
+            assert rb.ok[w0:w0 + wn].tolist() == want.ok.tolist()
+            assert rb.joined[w0:w0 + max(wn - 1, 0)].tolist() == want.joined.tolist()
+            words += wn
+    assert words > 5000
     # ids outside the vocabulary or word ids short of the ids: an error, never a clip or a cast
-    with pytest.raises(ValueError, match="token id 1000000 outside the vocabulary"):
-        m.prepare_batch([odd([800, 10 ** 6], [0, 0])] + exs[:3])
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        m.prepare(odd([800, -1], [0, 0]))
+    for bad, msg in (([800, 10 ** 6], "token id 1000000 outside the vocabulary"), ([800, -1], "outside the vocabulary")):
+        with pytest.raises(ValueError, match=msg):
+            m.row_batch([odd(bad, [0, 0])] + exs[:3])
     with pytest.raises(ValueError, match="input_ids and word_ids of different lengths"):
-        m.prepare_batch([odd([800, 801], [0])] + exs[:3])
+        m.row_batch([odd([800, 801], [0])] + exs[:3])
 
 
 def test_context_rng_prefetched_equals_rng_for():

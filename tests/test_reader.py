@@ -401,7 +401,8 @@ def test_collator_masks_example_by_example_without_a_batched_path(built):
     ds = ShardDataset(built, split=None, tasks=["mlm"])
     masker = DynamicMasking.from_build(built, masking="mac", return_tensors="np")
     masker._build()
-    assert not hasattr(masker._fn, "mask_rows")  # mac decides one example at a time
+    batched = masker._fn
+    masker._fn = lambda ex, rng: batched(ex, rng)  # a plugin's strategy: one example at a time, no mask_rows
     rows = [ds[i] for i in range(20)]
     got = masker(rows)  # DynamicMasking as a collate_fn: the reader's Collator
     assert got["input_ids"].shape[1] == max(len(r["input_ids"]) for r in rows)  # no rounding by default

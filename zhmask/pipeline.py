@@ -418,7 +418,7 @@ class Pipeline:
         ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
         block, and their masking statistics: (Block, dict), or None where an example's extra
         columns replace a base column (then :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
-        batch's concatenation; the others mask example by example.  The block holds exactly the
+        batch's concatenation; a strategy without one (``none``, a plugin's) masks example by example.  The block holds exactly the
         rows' values."""
         import pyarrow as pa
 
@@ -444,16 +444,9 @@ class Pipeline:
             input_ids, labels = ListColumn(res.input_ids, lens), ListColumn(res.labels, lens)
             word_ids = ListColumn(rb.wid.astype(np.int32), lens)  # the rows' word ids (int32 already)
             mstats = res.stats
-        else:  # a strategy without a batched path: example by example, written as columns all the same
+        else:  # a strategy without a batched path (none, a plugin's): example by example, written as columns all the same
             rb = None
-            prep = getattr(self.mask, "prepare_batch", None)
-            if prep is not None:
-                prep(exs)
-            try:
-                got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.rows()))]
-            finally:
-                if prep is not None:
-                    self.mask.release()
+            got = [call_mask(self.mask, ex, g, i % n) for i, (ex, g) in enumerate(zip(rows, rngs.rows()))]
             mstats = {}
             for r in got:
                 for key, c in r.stats.items():

@@ -24,8 +24,8 @@ It is, at the same time,
   ``labels`` and keeps every other column (``next_sentence_label``, ``token_labels``, ...).
 
 A batch is masked at once through the strategy's batched path (``mask.mask_rows``, the one the
-static build uses; :meth:`DynamicMasking.mask_batch`), example by example for strategies
-without one; the results are those of :meth:`DynamicMasking.mask_row` row by row.
+static build uses; :meth:`DynamicMasking.mask_batch`), example by example for a strategy
+without one (a plugin's); the results are those of :meth:`DynamicMasking.mask_row` row by row.
 
 Call :meth:`DynamicMasking.set_epoch` between epochs (or build one per epoch with
 ``masker.for_epoch(e)``).  The object pickles as its configuration, so DataLoader workers and
@@ -241,19 +241,12 @@ class DynamicMasking:
             self.stats.update(res.stats)
             ends = np.cumsum(res.lens)
             return [(res.input_ids[b - n:b], res.labels[b - n:b]) for b, n in zip(ends.tolist(), res.lens.tolist())]
-        seed(exs)  # a strategy without a batched path: example by example
-        prep = getattr(self._fn, "prepare_batch", None)
-        if prep is not None:
-            prep(exs)
-        try:
-            out = []
-            for ex, g in zip(exs, gb.rows()):
-                r = call_mask(self._fn, ex, g, e)
-                self.stats.update(r.stats)
-                out.append((r.input_ids, r.labels))
-        finally:
-            if prep is not None:
-                self._fn.release()
+        seed(exs)  # a strategy without a batched path (none, a plugin's): example by example
+        out = []
+        for ex, g in zip(exs, gb.rows()):
+            r = call_mask(self._fn, ex, g, e)
+            self.stats.update(r.stats)
+            out.append((r.input_ids, r.labels))
         return out
 
     # ------------------------------------------------------------------ collate_fn / map

@@ -2,11 +2,12 @@
 
 Units are 1 to ``ngram_max`` consecutive words (default 4) with probabilities ``ngram_probs``
 (default 0.4/0.3/0.2/0.1, MacBERT's), selected one after another so that they never overlap
-(:func:`zhmask.masking.units.sample_word_ngrams`).  An n-gram never spans a [SEP].  The
+(:func:`zhmask.masking.units.sample_rows_ngrams`).  An n-gram never spans a [SEP].  The
 [MASK]/random/keep fate is drawn once per n-gram.
 """
 from __future__ import annotations
 
+import functools
 
 import numpy as np
 
@@ -34,9 +35,12 @@ def ngram_probs(name: str, config) -> np.ndarray:
     return p / p.sum()
 
 
-def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = "ngram", gap: int = 0):
+def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = "ngram", gap: int = 0,
+                    apply_rows=None):
     """The strategy that masks n-grams of words with lengths ``probs``; ``gap=1`` keeps one
-    unpredicted word between units (see :func:`sample_word_ngrams`)."""
+    unpredicted word between units (see :func:`sample_rows_ngrams`); ``apply_rows(masker,
+    rows, gens, starts, ends, stats)``: what becomes of the units (default: [MASK], random
+    or kept tokens, :meth:`Masker.apply_rows`)."""
     m = Masker(config, ctx)
 
     def choose_rows(rb, gens, stats):  # the units of every row (sample_rows_ngrams)
@@ -50,7 +54,7 @@ def make_ngram_mask(name: str, config, ctx, probs: np.ndarray, unit_word: str = 
         return us[order], ue[order]
 
 
-    return m.strategy(choose_rows)
+    return m.strategy(choose_rows, apply_rows=functools.partial(apply_rows, m) if apply_rows else None)
 
 
 @register("ngram", options=NGRAM_OPTIONS, validate=lambda cfg: ngram_probs("ngram", cfg),

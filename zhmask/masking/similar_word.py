@@ -41,9 +41,9 @@ import numpy as np
 
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
-from zhmask.masking.base import MaskResult
-from zhmask.masking.ngram import NGRAM_OPTIONS, ngram_probs
-from zhmask.masking.units import Masker, cjk_token_table, count_common, ranges_to_positions, sample_word_ngrams
+from zhmask.masking.ngram import NGRAM_OPTIONS, make_ngram_mask, ngram_probs
+from zhmask.masking.units import cjk_token_table, ranges_to_positions
+from zhmask.rng import random_rows
 
 SIMILAR, RANDOM, KEEP = 0, 1, 2
 OPTIONS = {**NGRAM_OPTIONS, "synonyms": []}
@@ -198,11 +198,9 @@ def _validate(config) -> None:
             raise ZhmaskError(f"--option synonyms: file not found: {p}")
 
 
-@register("mac", options=OPTIONS, validate=_validate, traits=("whole_word", "uses_segmentation"),
-          help="whole-word n-grams replaced by similar words, no [MASK] (MacBERT)")
-def make(config, ctx):
-    m = Masker(config, ctx)
-    probs = ngram_probs("mac", config)
+def replacer(config, ctx):
+    """``replace(word, similar, rng, stats)``: the replacement of one word (its token ids) of a
+    *similar* (``similar=True``) or *random* unit, drawn from ``rng`` (see the module's text)."""
     lex = lexicon_for(config, ctx)
     kind, pools = token_kinds(ctx.tok)
     cjk_pool = pools[CJK]
@@ -264,29 +262,35 @@ def make(config, ctx):
         stats[f"mac_same_kind_{what}"] += 1
         return same_kind(word, kinds, rng)
 
-    def choose(example, ids, wid, cand, n_cand, budget, rng, stats):
-        wt = m.word_table(example, wid, cand)
-        sw, nw, _ = sample_word_ngrams(wt, probs, budget, rng, stats)
-        order = np.argsort(sw, kind="stable")
-        sw, nw = sw[order], nw[order]
-        for n, c in zip(*np.unique(nw, return_counts=True)):
-            stats[f"ngram_units_n{int(n)}"] += int(c)
-        fate = m.fates(len(sw), rng)
-        starts, ends = wt.start[sw], wt.end[sw + nw - 1]
-        pos = ranges_to_positions(starts, ends)
+    return replace
+
+
+@register("mac", options=OPTIONS, validate=_validate, traits=("whole_word", "uses_segmentation"),
+          help="whole-word n-grams replaced by similar words, no [MASK] (MacBERT)")
+def make(config, ctx):
+    replace = replacer(config, ctx)
+
+    def apply_rows(m, rb, gens, us, ue, stats):
+        """The rows with their units' words replaced: one fate per unit (similar / random /
+        keep), then each replaced word's draws, units in order, from its row's values."""
+        urow = np.searchsorted(rb.ends, us, side="right")
+        fate = np.searchsorted(m.cum, random_rows(gens, np.bincount(urow, minlength=len(rb))), side="right")
+        ids = rb.ids
         labels = np.full(len(ids), -100, dtype=np.int32)
+        pos = ranges_to_positions(us, ue)
         labels[pos] = ids[pos]
         out = ids.copy()
+        w0, w1 = np.searchsorted(rb.ws, us), np.searchsorted(rb.ws, ue)  # each unit's words
+        ws, we = rb.ws.tolist(), rb.we.tolist()
         for u in np.flatnonzero(fate != KEEP).tolist():
-            similar = bool(fate[u] == SIMILAR)
-            for k in range(int(sw[u]), int(sw[u] + nw[u])):
-                s, e = int(wt.start[k]), int(wt.end[k])
-                out[s:e] = replace(ids[s:e], similar, rng, stats)
-        stats["mac_words_keep"] += int(nw[fate == KEEP].sum())
-        count_common(stats, n_cand, budget, fate, ends - starts, names=("similar", "random", "keep"))
-        return MaskResult(out, labels, stats)
+            similar, rng = bool(fate[u] == SIMILAR), gens[urow[u]]
+            for k in range(int(w0[u]), int(w1[u])):
+                out[ws[k]:we[k]] = replace(ids[ws[k]:we[k]], similar, rng, stats)
+        if m.count_rows(rb, stats, fate.astype(np.int8), ue - us, names=("similar", "random", "keep")):
+            stats["mac_words_keep"] += int((w1 - w0)[fate == KEEP].sum())
+        return out, labels
 
-    return m.strategy(choose=choose)
+    return make_ngram_mask("mac", config, ctx, ngram_probs("mac", config), apply_rows=apply_rows)
 
 
 @STRATEGIES.add_check("mac")

@@ -7,7 +7,7 @@ are selected one after another without overlap and never cross a [SEP]; the
 [MASK]/random/keep fate is drawn once per span, as in the paper.
 
 Spans never touch: the words on either side of a span stay unpredicted (``gap=1`` in
-:func:`zhmask.masking.units.sample_word_ngrams`), so every span has two unmasked boundary
+:func:`zhmask.masking.units.sample_rows_ngrams`), so every span has two unmasked boundary
 tokens for SpanBERT's span boundary objective, and a span is exactly a maximal run of predicted
 positions.  The spans are stored in the ``span_bounds`` column with the layout ERNIE-GEN uses:
 cumulative offsets ``[0, b1, ..., P]`` into the row's predicted tokens (``P`` = positions with

@@ -16,14 +16,14 @@ word, an n-gram of words, an entity); everything else is here and identical for 
   :meth:`Masker.apply_rows`;
 * ``labels`` hold the original id at predicted positions and -100 elsewhere.
 
-``wwm``, ``ngram``, ``span``, ``char`` and ``knowledge`` have one implementation, over a batch
+``wwm``, ``ngram``, ``span``, ``char``, ``knowledge`` and ``mac`` have one implementation, over a batch
 of rows (:meth:`Masker.mask_rows`): candidates, budgets, word tables, unit selection where it is
 not sequential, the random values (:func:`zhmask.rng.random_rows`), labels, fates, output ids
 and statistics run over the batch's concatenation; only the n-gram selection loop (and
 knowledge's where character units overlap the others) runs row by row.  One example is a batch
 of one, so a row's mask does not depend on the batch it is in (tests/masking/test_units.py), and
-tests/oracle.py keeps the plain per-example versions as oracles.  ``mac`` decides one example at
-a time (``Masker.strategy(choose=)``).
+tests/oracle.py keeps the plain per-example versions as oracles.  ``mac`` shares ``ngram``'s
+selection and replaces the words of its units row by row (``apply_rows`` of its own).
 """
 from __future__ import annotations
 
@@ -42,30 +42,10 @@ MASK, RANDOM, KEEP = 0, 1, 2
 FATES = ("mask", "random", "keep")
 
 
-@dataclass
-class WordTable:
-    """The example's words as token ranges (``start[k]``, ``end[k]``) in order."""
-
-    start: np.ndarray
-    end: np.ndarray
-    ok: np.ndarray  # every token of the word is a candidate
-    joined: np.ndarray  # len W-1: word k+1 starts where word k ends (no special token between)
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    @property
-    def ntok(self) -> np.ndarray:
-        return self.end - self.start
-
-
 def is_generation(ex: Example) -> bool:
     """Rows in the ERNIE-GEN / seq2seq layout (target fragments after the source) are not masked."""
     return ex.extra.get("source_ids") is not None
 
-
-def candidates(ids: np.ndarray, wid: np.ndarray, special_ids: np.ndarray) -> np.ndarray:
-    return (wid >= 0) & ~np.isin(ids, special_ids)
 
 
 def _word_bounds(wid: np.ndarray, cand: np.ndarray, breaks: np.ndarray | None = None):
@@ -90,13 +70,6 @@ def _word_bounds(wid: np.ndarray, cand: np.ndarray, breaks: np.ndarray | None = 
     else:
         ok = np.ones(len(starts), dtype=bool)
     return starts, ends, ok, ends[:-1] == starts[1:]
-
-
-def word_table(wid: np.ndarray, cand: np.ndarray) -> WordTable:
-    if len(wid) == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return WordTable(e, e, np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
-    return WordTable(*_word_bounds(wid, cand))
 
 
 def ranges_to_positions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -134,7 +107,7 @@ def _runs(ok: np.ndarray, joined: np.ndarray, row_first: np.ndarray | None = Non
 def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: int, cum: np.ndarray, N: int,
                  first: int, ctok: list, bound: list, rng: Draws, skipped: Counter, prefix: str,
                  out: list, gap: int = 0) -> None:
-    """The selection loop of :func:`sample_word_ngrams` on one example: ``runs`` (mutable list of
+    """The selection loop of the n-gram strategies on one example: ``runs`` (mutable list of
     [start, end) word ranges, free and joined), ``ctok`` (tokens before word k), the pre-drawn
     ``ns``/``us`` from index ``di`` to ``end`` (a block of draws, drawn again from ``rng``
     when exhausted); appends (first word, n) pairs to ``out``.  Words are numbered as in
@@ -200,10 +173,20 @@ def _walk_ngrams(runs: list, W: int, r: int, ns: list, us: list, di: int, end: i
 
 def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Counter, prefix: str = "ngram",
                        gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sample_word_ngrams` for every row of a batch (row i draws from ``gens[i]``, as the
-    per-example version draws): the numpy parts (word tables, runs, the first block of draws
-    turned into n) over the whole batch, the selection loop per row.  Returns (first word, n) of
-    every unit, words numbered over the batch, rows in order."""
+    """Non-overlapping units of n consecutive words in every row of a batch, selected one after
+    another (row i draws from ``gens[i]``).
+
+    Each step draws n from ``probs`` (``probs[i]`` is the probability of n = i + 1), then a
+    start uniformly among the places where n consecutive free words (eligible, not yet taken,
+    not separated by a special token) fit in the remaining budget.  When no place fits, that
+    draw is skipped (counted ``<prefix>_skipped_n<k>``) and the next one tried; selection ends
+    when the budget is spent or not even one word fits.  Among the places that fit, those that
+    spend the remaining budget exactly are preferred, so that the last units of a row are not
+    biased towards short n.  ``gap=1``: the words next to a unit are never taken, so units
+    never touch (SpanBERT's spans).  The numpy parts (runs, the first block of draws turned into
+    n) run over the whole batch, the selection loop (:func:`_walk_ngrams`) per row;
+    tests/oracle.py's ``sample_word_ngrams`` is the one-example version.  Returns (first word, n)
+    of every unit, words numbered over the batch, rows in order."""
     n = len(rb)
     W = rb.wn.tolist()
     b = rb.budget.tolist()
@@ -257,51 +240,6 @@ def sample_rows_ngrams(rb: RowBatch, gens: list, probs: np.ndarray, stats: Count
 def _first_live(probs: np.ndarray) -> int:
     pos = np.flatnonzero(np.asarray(probs) > 0)
     return int(pos[0]) + 1 if len(pos) else len(probs) + 1
-
-
-def sample_word_ngrams(wt: WordTable, probs: np.ndarray, budget: int, rng: Draws,
-                       stats: Counter, prefix: str = "ngram", gap: int = 0
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-overlapping units of n consecutive words, selected one after another.
-
-    Each step draws n from ``probs`` (``probs[i]`` is the probability of n = i + 1), then a
-    start uniformly among the places where n consecutive free words (eligible, not yet taken,
-    not separated by a special token) fit in the remaining budget.  When no place fits, that
-    draw is skipped (counted ``<prefix>_skipped_n<k>``) and the next one tried; selection ends
-    when the budget is spent or not even one word fits.  Among the places that fit, those that
-    spend the remaining budget exactly are preferred, so that the last units of an example are
-    not biased towards short n.  ``gap=1``: the words next to a unit are never taken, so units
-    never touch (SpanBERT's spans).  Returns (first word, n, unit tokens).
-    """
-    W = len(wt)
-    if W == 0 or budget <= 0:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
-    # An example has a few dozen words and a handful of units: each step is a pass over plain
-    # lists (the places inside the runs of free joined words); the draws are taken exactly as
-    # before (a block of (n, place) pairs, more blocks when exhausted).  Masker.mask_rows runs the
-    # same loop (_walk_ngrams) for a batch of examples.
-    ctok = [0]
-    ctok += np.cumsum(wt.ntok).tolist()
-    rs, re_ = _runs(wt.ok, wt.joined)
-    runs = list(zip(rs.tolist(), re_.tolist()))
-    cum = np.cumsum(probs)
-    N = len(probs)
-    big = np.sort(wt.ntok[wt.ok])[::-1][:N]  # the longest eligible words: a bound on n of them
-    bound = np.cumsum(big).tolist() + [-1] * (N - len(big))  # fewer than n eligible words: no place
-    draws = rng.random((4 * budget + 8, 2))
-    ns = np.minimum(np.searchsorted(cum, draws[:, 0], side="right") + 1, N).tolist()
-    us = draws[:, 1].tolist()
-    out: list = []
-    _walk_ngrams(runs, W, budget, ns, us, 0, len(ns), cum, N, _first_live(probs), ctok, bound, rng, stats, prefix,
-                 out, gap)
-    if not out:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e, e
-    sw = np.asarray([x[0] for x in out], dtype=np.int64)
-    nw = np.asarray([x[1] for x in out], dtype=np.int64)
-    c = np.asarray(ctok, dtype=np.int64)
-    return sw, nw, c[sw + nw] - c[sw]
 
 
 class RowBatch:
@@ -371,104 +309,33 @@ class Masker:
         self.max_pred = int(config.max_predictions_per_seq)
         ratios = ratios if ratios is not None else config.mask_ratios
         self.cum = np.cumsum(np.asarray(ratios, dtype=float))[:2]
-        self._batch: dict[int, tuple] = {}  # id(example) -> (example, ids, wid, cand, word table)
 
     @functools.cached_property
     def replaceable(self) -> np.ndarray:
         """The ids ``--random-tokens vocab`` draws from (the tokenizer makes them on first use)."""
         return np.asarray(self.tok.replaceable_ids)
 
-    def budget(self, n_cand: int) -> int:
-        if n_cand <= 0 or self.p <= 0:
-            return 0
-        return int(min(self.max_pred, max(1, int(round(n_cand * self.p))), n_cand))
-
-    def prepare(self, ex: Example) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pre = self._batch.get(id(ex))
-        if pre is not None and pre[0] is ex:
-            return pre[1], pre[2], pre[3]
-        ids = token_ids(ex.input_ids, self.tok.vocab_size)
-        wid = np.asarray(ex.word_ids, dtype=np.int64)
-        if len(wid) != len(ids):
-            raise ValueError(f"{len(ids)} input_ids but {len(wid)} word_ids")
-        return ids, wid, (wid >= 0) & ~self.special_table[ids]
-
-    def prepare_batch(self, exs: list[Example]) -> None:
-        """:meth:`prepare` and :meth:`word_table` of many examples (a mask batch) at once, over
-        their concatenation: a dozen numpy calls for the batch instead of a dozen per example,
-        then a few slices each.  The results equal the per-example ones (tests/test_fast_paths.py);
-        they are kept until the next call or :meth:`release`."""
-        self._batch = {}
-        exs = [ex for ex in exs if len(ex.input_ids)]
-        if not exs:
-            return
-        lens = np.array([len(ex.input_ids) for ex in exs], dtype=np.int64)
-        ends = np.cumsum(lens)
-        starts = ends - lens
-        ids = token_ids(np.concatenate([np.asarray(ex.input_ids) for ex in exs]), self.tok.vocab_size)
-        wid = np.concatenate([np.asarray(ex.word_ids, dtype=np.int64) for ex in exs])
-        if len(ids) != len(wid) or any(len(ex.word_ids) != n for ex, n in zip(exs, lens.tolist())):
-            raise ValueError("input_ids and word_ids of different lengths")
-        cand = (wid >= 0) & ~self.special_table[ids]
-        ws, we, ok, joined = _word_bounds(wid, cand, breaks=starts)
-        k0 = np.searchsorted(ws, starts).tolist()
-        k1 = np.searchsorted(ws, ends).tolist()
-        batch = self._batch
-        for ex, a, b, ka, kb in zip(exs, starts.tolist(), ends.tolist(), k0, k1):
-            wt = WordTable(ws[ka:kb] - a, we[ka:kb] - a, ok[ka:kb], joined[ka:max(ka, kb - 1)])
-            batch[id(ex)] = (ex, ids[a:b], wid[a:b], cand[a:b], wt)
-
-    def release(self) -> None:
-        self._batch = {}
-
-    def word_table(self, ex: Example, wid: np.ndarray, cand: np.ndarray) -> WordTable:
-        """``word_table(wid, cand)``, from :meth:`prepare_batch` when it prepared ``ex``."""
-        pre = self._batch.get(id(ex))
-        if pre is not None and pre[0] is ex:
-            return pre[4]
-        return word_table(wid, cand)
-
-    def strategy(self, choose_rows=None, choose=None, per_copy: bool = False):
-        """A strategy's ``mask(example, rng)`` from the part that differs between strategies:
-        give exactly one of the two.
+    def strategy(self, choose_rows, per_copy: bool = False, apply_rows=None):
+        """A strategy's ``mask(example, rng)`` from the part that differs between strategies.
 
         ``choose_rows(rows, gens, stats) -> (starts, ends)`` picks the units of a batch of rows
         at once (:class:`RowBatch`, one :class:`~zhmask.rng.Draws` per row): token ranges in
-        concatenation positions, ascending.  It is the strategy's only implementation:
+        concatenation positions, ascending.  ``apply_rows(rows, gens, starts, ends, stats) ->
+        (input_ids, labels)`` turns them into the masked rows (default :meth:`apply_rows`; ``mac``
+        replaces words instead).  They are the strategy's only implementation:
         ``mask.mask_rows(examples, gens, copies=None)`` masks a batch (:class:`RowsResult`), and
         ``mask(example, rng, copy=0)`` is the batch of that one example.  ``per_copy``: the
-        strategy reads each row's copy (``rows.copies``; ``knowledge``'s stages), so callers
-        pass it (:func:`~zhmask.masking.base.call_mask`).
+        strategy reads each row's copy (``rows.copies``; ``knowledge``'s stages), so callers pass
+        it (:func:`~zhmask.masking.base.call_mask`).  Rows in the ERNIE-GEN / seq2seq layout have
+        no candidates: they stay unmasked and are counted."""
+        def one(example: Example, rng: Draws, copy: int = 0) -> MaskResult:
+            res = self.mask_rows([example], [rng], choose_rows, [copy], apply_rows)
+            return MaskResult(res.input_ids, res.labels, res.stats)
 
-        ``choose(example, ids, wid, cand, n_cand, budget, rng, stats) -> MaskResult`` is for
-        strategies that decide one example at a time (``mac``): it sees an
-        ordinary example with its candidates (``cand``: not special, inside a word) and its token
-        budget.  Either way, rows in the ERNIE-GEN / seq2seq layout are returned unmasked and
-        counted."""
-        if (choose_rows is None) == (choose is None):
-            raise TypeError("Masker.strategy: give choose_rows or choose")
-        if choose_rows is not None:
-            def one(example: Example, rng: Draws, copy: int = 0) -> MaskResult:
-                res = self.mask_rows([example], [rng], choose_rows, [copy])
-                return MaskResult(res.input_ids, res.labels, res.stats)
-
-            one.mask_rows = (lambda exs, gens, copies=None:  # type: ignore[attr-defined]
-                             self.mask_rows(exs, gens, choose_rows, copies))
-            one.per_copy = per_copy  # type: ignore[attr-defined]
-            return one
-
-        def mask(example: Example, rng: Draws) -> MaskResult:
-            ids, wid, cand = self.prepare(example)
-            stats: Counter = Counter()
-            if is_generation(example):
-                stats["not_masked_generation_layout"] += 1
-                return self.unmasked(ids, stats)
-            n_cand = int(cand.sum())
-            return choose(example, ids, wid, cand, n_cand, self.budget(n_cand), rng, stats)
-
-        mask.prepare_batch = self.prepare_batch  # type: ignore[attr-defined]
-        mask.release = self.release  # type: ignore[attr-defined]
-        return mask
+        one.mask_rows = (lambda exs, gens, copies=None:  # type: ignore[attr-defined]
+                         self.mask_rows(exs, gens, choose_rows, copies, apply_rows))
+        one.per_copy = per_copy  # type: ignore[attr-defined]
+        return one
 
     # ------------------------------------------------------------------ a batch of rows at once
     def row_batch(self, exs: list[Example]) -> "RowBatch":
@@ -522,7 +389,7 @@ class Masker:
             rb.budget = b
         return rb
 
-    def mask_rows(self, exs: list[Example], gens: list, choose_rows, copies=None) -> "RowsResult":
+    def mask_rows(self, exs: list[Example], gens: list, choose_rows, copies=None, apply_rows=None) -> "RowsResult":
         """The masked rows of ``exs`` (row i drawn from ``gens[i]``; ``copies[i]``: its
         ``--dupe-factor`` copy or dynamic epoch, for strategies that stage by copy), all at once
         (ValueError on a malformed row: see :meth:`row_batch`)."""
@@ -532,7 +399,7 @@ class Masker:
         stats: Counter = Counter()
         us, ue = choose_rows(rb, gens, stats)
         # a choose_rows that takes only 64-bit draws (random floats) says so: no state to read
-        out, labels = self.apply_rows(rb, gens, us, ue, stats)
+        out, labels = (apply_rows or self.apply_rows)(rb, gens, us, ue, stats)
         return RowsResult(out, labels, rb.lens, stats, rb)
 
     def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter):
@@ -580,15 +447,24 @@ class Masker:
                 out[at] = np.where(high > 0, pool[np.minimum(pick, len(pool) - 1)] - row[at] * V, ids[at])
             else:
                 out[at] = self.replaceable[integers_rows(gens, per, len(self.replaceable))]
-        g = int(rb.gen.sum())
+        self.count_rows(rb, stats, fate, ulen)
+        return out, labels
+
+    @staticmethod
+    def count_rows(rb: "RowBatch", stats: Counter, fate: np.ndarray, ulen: np.ndarray,
+                   names: tuple[str, str, str] = FATES) -> bool:
+        """The statistics every strategy keeps for a batch: rows left unmasked in the generation
+        layout, then, over the other rows, examples, candidate and budget tokens, and the units
+        per fate (:func:`count_units`).  Returns whether the batch holds such other rows."""
+        n, g = len(rb), int(rb.gen.sum())
         if g:
             stats["not_masked_generation_layout"] += g
         if g < n:
             stats["examples"] += n - g
             stats["candidate_tokens"] += int(rb.n_cand.sum())
             stats["budget_tokens"] += int(rb.budget.sum())
-            count_units(stats, fate, ulen)
-        return out, labels
+            count_units(stats, fate, ulen, names)
+        return g < n
 
     def take_rows(self, rb: "RowBatch", order: np.ndarray, counts: np.ndarray, lengths: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -636,9 +512,6 @@ class Masker:
                 idx = idx[keep[urow[idx]] & (idx >= nxt[urow[idx]])]
         return taken, skipped
 
-    def unmasked(self, ids: np.ndarray, stats: Counter | None = None) -> MaskResult:
-        return MaskResult(ids.copy(), np.full(len(ids), -100, dtype=np.int32), stats if stats is not None else Counter())
-
     def unit_tables(self, units: list) -> tuple[list, np.ndarray]:
         """(distinct tables, index of each unit's table) of the units of some rows."""
         src = self._resources.get(RESOURCE)
@@ -648,16 +521,6 @@ class Masker:
         seen: dict = {}
         which = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
         return [src.get(u) for u in seen], which
-
-    def fates(self, n_units: int, rng: Draws) -> np.ndarray:
-        return np.searchsorted(self.cum, rng.random(n_units), side="right").astype(np.int8)
-
-def count_common(stats: Counter, n_cand: int, budget: int, fate: np.ndarray, lens: np.ndarray,
-                 names: tuple[str, str, str] = FATES) -> None:
-    stats["examples"] += 1
-    stats["candidate_tokens"] += int(n_cand)
-    stats["budget_tokens"] += int(budget)
-    count_units(stats, fate, lens, names)
 
 
 def count_units(stats: Counter, fate: np.ndarray, lens: np.ndarray, names: tuple[str, str, str] = FATES) -> None:
