@@ -19,6 +19,7 @@ them.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import numpy as np
@@ -70,7 +71,8 @@ CLASSES = {i: f"{name}: {desc}" for i, (name, desc, _) in enumerate(RELATIONS)}
 AFTER = set("，,、：:")  # punctuation removed together with a connective
 
 _LOOKUP: dict[str, int] = {c: i for i, (_, _, cs) in enumerate(RELATIONS) for c in cs}
-_BY_LENGTH = sorted(_LOOKUP, key=len, reverse=True)
+# the connective opening a sentence (whitespace skipped): the longest first
+_OPENING = re.compile(r"\s*(" + "|".join(map(re.escape, sorted(_LOOKUP, key=len, reverse=True))) + ")")
 
 
 def _leading(doc: Document, start: int, end: int, words: list[str]) -> int | None:
@@ -133,9 +135,10 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         n = 0
         for i in range(len(sents) - 1):
             (sa, ea), (sb, eb) = sents[i], sents[i + 1]
-            word_b = next((c for c in _BY_LENGTH if doc.text[sb:eb].lstrip().startswith(c)), None)
-            if word_b is None:
+            m = _OPENING.match(doc.text, sb, eb)
+            if m is None:
                 continue
+            word_b = m[1]
             cut_b = _leading(doc, sb, eb, [word_b])
             if cut_b is None:  # inside a longer word, or an ambiguous connective without its comma
                 ctx.events["discourse_relation_connective_not_taken"] += 1

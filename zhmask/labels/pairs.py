@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -151,12 +152,12 @@ def balanced_classes(n: int, k: int, rng: Draws) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------- documents
-_SPACE = re.compile(r"\s+")
+SPACE = re.compile(r"\s+")  # whitespace, as str.isspace() finds it
 
 
 def text_key(text: str) -> int:
     """Identity of a document's text: identical texts (up to whitespace) are one document."""
-    h = hashlib.blake2b(_SPACE.sub("", text).encode("utf-8"), digest_size=8)
+    h = hashlib.blake2b(SPACE.sub("", text).encode("utf-8"), digest_size=8)
     return int.from_bytes(h.digest(), "little")
 
 
@@ -183,7 +184,9 @@ class UnitDocs:
     def pick_other(self, i: int, rng: Draws, exclude: set[int] | None = None) -> int | None:
         cand = self.others(i)
         if exclude:
-            cand = cand[~np.isin(cand, list(exclude))]
+            keep = np.ones(len(self.docs), dtype=bool)
+            keep[list(exclude)] = False
+            cand = cand[keep[cand]]
         if len(cand) == 0:
             return None
         return int(cand[int(rng.integers(len(cand)))])
@@ -236,8 +239,10 @@ def query_doc(ctx, doc_id: str, words: list[str]) -> Document:
     return doc
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_punct_word(text: str) -> bool:
-    """A word made only of punctuation, symbols or spaces."""
+    """A word made only of punctuation, symbols or spaces (cached: words repeat, and the tasks
+    ask about every word of a unit)."""
     return all(unicodedata.category(ch)[0] in "PSZC" for ch in text)
 
 
