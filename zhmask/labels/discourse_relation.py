@@ -26,7 +26,7 @@ import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import Segment, check_pair, is_punct_word, pair_example
+from zhmask.labels.pairs import PairExamples, Segment, check_pair, is_punct_word
 from zhmask.record import Document, Example
 
 TASK = "discourse_relation"
@@ -128,6 +128,7 @@ def _tokens_from(doc: Document, a: int, b: int, cut: int) -> tuple[int, int]:
 @register(TASK, columns=("segment_sources",),
           traits=("pairs", "sentence_label"), help="the discourse relation a connective marks (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    pairs = PairExamples(ctx, TASK)
     for doc in docs:
         toks = doc.tokens
         sents = doc.sentences.tolist()
@@ -158,9 +159,10 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
                     or ra[1] <= ra[0]:
                 ctx.events["discourse_relation_nothing_left"] += 1
                 continue
-            yield pair_example(Segment(doc, [ra]), Segment(doc, [rb]), ctx, task=TASK,
-                               example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
+            pairs.add(Segment(doc, [ra]), Segment(doc, [rb]), example_id=f"{doc.id}#{TASK}{n}", label=label,
+                      doc_id=doc.id)
             n += 1
+    yield from pairs.build()
 
 
 @register_check(TASK)

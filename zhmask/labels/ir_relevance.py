@@ -45,8 +45,8 @@ import numpy as np
 from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
-from zhmask.labels.pairs import (SPACE, Ranges, Segment, UnitDocs, balanced_classes, check_pair, is_punct_word,
-                                 mini_docs, pair_example, query_doc)
+from zhmask.labels.pairs import (SPACE, PairExamples, Ranges, Segment, UnitDocs, balanced_classes, check_pair,
+                                 is_punct_word, mini_docs, query_doc)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.rng import Draws
 from zhmask.steps.pack import pack_ranges
@@ -348,6 +348,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         hits.append(ranked)
     labels = assign_classes([len(h) > 0 for h in hits], ctx.rng(docs[0].id, "ir_relevance_label", len(docs)))
 
+    pairs = PairExamples(ctx, TASK)
     for (i, q), ranked, label in zip(queries, hits, labels):
         doc = docs[i]
         rng = ctx.rng(doc.id, "ir_relevance_pick")
@@ -375,7 +376,8 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             ctx.events["ir_relevance_no_query"] += 1
             continue
         passage = Segment(docs[chunk_doc[c]], chunk_ranges[c])
-        yield pair_example(a, passage, ctx, task=TASK, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+        pairs.add(a, passage, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+    yield from pairs.build()
 
 
 @register_check(TASK)

@@ -10,8 +10,8 @@
 * :func:`truncate_pair`: BERT-style truncation of two segments, the longer trimmed first, at
   word boundaries; segment A loses tokens at its front and B at its back, so that the junction
   between them (what NSP, SOP, sentence distance and discourse relations are about) survives.
-* :func:`pair_example`: ``[CLS] A [SEP] B [SEP]`` with token types 0/1 and word ids numbered
-  across the example.
+* :class:`PairExamples`: ``[CLS] A [SEP] B [SEP]`` with token types 0/1 and word ids numbered
+  across the example, a unit's pairs assembled at once.
 * :func:`balanced_classes`: class labels drawn before the example is built, balanced per
   document (or per unit): every class gets ``floor(n/k)`` or ``ceil(n/k)`` of the ``n`` draws,
   the classes that get one more chosen at random, the order a random permutation.  Each label
@@ -33,7 +33,7 @@ import numpy as np
 
 from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
 from zhmask.rng import Draws
-from zhmask.steps.pack import build_example, sentence_token_ranges
+from zhmask.steps.pack import build_example, build_examples, sentence_token_ranges
 
 Ranges = list[tuple[int, int]]
 
@@ -136,10 +136,28 @@ def segments_example(segments: Sequence[Segment], ctx, *, task: str, example_id:
     return ex
 
 
-def pair_example(a: Segment, b: Segment, ctx, *, task: str, example_id: str, label: int, doc_id: str) -> Example:
-    """``[CLS] A [SEP] B [SEP]``, truncated to ``--max-seq-length``."""
-    a, b = truncate_pair(a, b, ctx.config.max_seq_length - 3, ctx.events)
-    return segments_example([a, b], ctx, task=task, example_id=example_id, label=label, doc_id=doc_id)
+class PairExamples:
+    """A unit's ``[CLS] A [SEP] B [SEP]`` examples: :meth:`add` truncates a pair to
+    ``--max-seq-length`` (counting into ``events``, default ``ctx.events``, as it goes), and
+    :meth:`build` assembles them all at once (:func:`zhmask.steps.pack.build_examples`)."""
+
+    def __init__(self, ctx, task: str, events=None) -> None:
+        self.ctx, self.task = ctx, task
+        self.events = ctx.events if events is None else events
+        self.items: list[tuple] = []
+        self.sources: list[list[dict[str, Any]]] = []
+
+    def add(self, a: Segment, b: Segment, *, example_id: str, label: int, doc_id: str) -> None:
+        a, b = truncate_pair(a, b, self.ctx.config.max_seq_length - 3, self.events)
+        self.items.append(([(a.doc, a.ranges), (b.doc, b.ranges)], self.task, example_id, doc_id, label))
+        self.sources.append([a.source(), b.source()])
+
+    def build(self) -> list[Example]:
+        ctx = self.ctx
+        exs = build_examples(self.items, cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, ent_cache=ctx.ent_cache)
+        for ex, src in zip(exs, self.sources):
+            ex.extra["segment_sources"] = src
+        return exs
 
 
 # ---------------------------------------------------------------------------------- classes
