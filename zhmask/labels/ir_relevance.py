@@ -289,7 +289,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     skip_top = _int_option(ctx.config, "ir_irrelevant_skip_top", 0, 1000)
     max_tokens = ctx.config.max_seq_length - 3
     budget = max(1, max_tokens - min(max_tokens // 4, 3 * k))  # room left for the query
-    unit = UnitDocs(docs, max_tokens)
+    unit = UnitDocs(docs, max_tokens, ctx.ent_cache)
     with_title = [d for d in docs if d.title]
     made = dict(zip([d.id for d in with_title], mini_docs(ctx, [(f"{d.id}#title", d.title) for d in with_title])))
     titles = [made.get(d.id) for d in docs]

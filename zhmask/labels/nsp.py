@@ -30,7 +30,7 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``nsp`` examples: chunks, splits, labels and other documents drawn per
     document as in the per-document oracle (tests/oracle.py), the examples assembled at once."""
     max_tokens = ctx.config.max_seq_length - 3
-    unit = UnitDocs(docs, max_tokens)
+    unit = UnitDocs(docs, max_tokens, ctx.ent_cache)
     ur, per_doc = unit_two_part_chunks(docs, ctx, TASK, events)
     a_l, b_l, off = ur.a.tolist(), ur.b.tolist(), ur.table.off.tolist()
     pairs = PairExamples(ctx, TASK, events)

@@ -33,7 +33,7 @@ import numpy as np
 
 from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
 from zhmask.rng import Draws
-from zhmask.steps.pack import build_example, build_examples, sentence_token_ranges
+from zhmask.steps.pack import build_example, build_examples, unit_table
 
 Ranges = list[tuple[int, int]]
 
@@ -182,18 +182,25 @@ def text_key(text: str) -> int:
 class UnitDocs:
     """The documents of one work unit, for draws from "another document"."""
 
-    def __init__(self, docs: list[Document], max_tokens: int) -> None:
+    def __init__(self, docs: list[Document], max_tokens: int, ent_cache: dict | None = None) -> None:
         self.docs = docs
         self.max_tokens = max_tokens
+        self.ent_cache = ent_cache  # the unit's, to share its token table and ranges with other tasks
         self.keys = np.array([text_key(d.text) for d in docs], dtype=np.uint64)
         self._ranges: dict[int, Ranges] = {}
 
     def ranges(self, i: int) -> Ranges:
-        """Sentence token ranges of document i (long sentences cut at word starts)."""
+        """Sentence token ranges of document i (long sentences cut at word starts), as
+        :func:`zhmask.steps.pack.sentence_token_ranges` gives them, from the unit's
+        :class:`zhmask.steps.pack.UnitRanges`."""
         r = self._ranges.get(i)
         if r is None:
-            r = self._ranges[i] = sentence_token_ranges(self.docs[i], self.max_tokens)
+            r = self._ranges[i] = self._unit_ranges.doc_ranges(i)
         return r
+
+    @functools.cached_property
+    def _unit_ranges(self):
+        return unit_table(self.docs, self.ent_cache).ranges(self.max_tokens)
 
     def others(self, i: int) -> np.ndarray:
         """Indices of the documents whose text differs from document i's."""
@@ -338,8 +345,6 @@ def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[
     :class:`zhmask.steps.pack.UnitRanges` and an iterator over the documents giving, per document,
     ``(r0, rm, r1)`` indices into those ranges (A = ranges r0..rm, B = rm..r1), with the same
     draws; each document's events are counted when the iterator reaches it."""
-    from zhmask.steps.pack import unit_table
-
     ur = unit_table(docs, ctx.ent_cache).ranges(ctx.config.max_seq_length - 3)
     return ur, _iter_two_part_chunks(docs, ctx, task, events, ur)
 

@@ -29,7 +29,7 @@ CLASSES = {0: "adjacent sentences of one document", 1: "same document, not adjac
 @register(TASK, columns=("segment_sources",),
           traits=("pairs", "sentence_label", "other_documents"), help="adjacent, same document or another document (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
-    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
+    unit = UnitDocs(docs, ctx.config.max_seq_length - 3, ctx.ent_cache)
     pairs = PairExamples(ctx, TASK)
     for i, doc in enumerate(docs):
         r = unit.ranges(i)
