@@ -12,13 +12,13 @@ from typing import Iterator
 
 import numpy as np
 
-from zhmask.labels.pairs import Ranges, Segment, UnitDocs, balanced_classes, pair_example
+from zhmask.labels.pairs import Ranges, Segment, UnitDocs, balanced_classes, segments_example, truncate_pair
 from zhmask.masking.base import MaskResult
 from zhmask.masking.knowledge import ENTITY_TYPES, LEVELS, PHRASE_TYPES
 from zhmask.masking.unigram import pick_tokens, replacement_bounds
-from zhmask.rng import Draws
 from zhmask.masking.units import FATES, MASK, RANDOM, _first_live, _runs, _walk_ngrams, _word_bounds, count_units
 from zhmask.record import Document, Example, Words
+from zhmask.rng import Draws
 from zhmask.steps.pack import build_example, pack_ranges, sentence_token_ranges
 from zhmask.steps.read import RawDoc
 from zhmask.steps.sentences import _END
@@ -184,6 +184,13 @@ def nsp_each(docs: list[Document], ctx) -> Iterator[Example]:
                 b = Segment(docs[j], unit.random_run(j, len(b), rng))
             yield pair_example(a, b, ctx, task="nsp", example_id=f"{doc.id}#nsp{n}", label=label, doc_id=doc.id)
             n += 1
+
+
+def pair_example(a: Segment, b: Segment, ctx, *, task: str, example_id: str, label: int, doc_id: str) -> Example:
+    """``[CLS] A [SEP] B [SEP]`` truncated to ``--max-seq-length``, one example (the oracle of
+    ``pairs.pair_examples``)."""
+    a, b = truncate_pair(a, b, ctx.config.max_seq_length - 3, ctx.events)
+    return segments_example([a, b], ctx, task=task, example_id=example_id, label=label, doc_id=doc_id)
 
 
 def sop_each(docs: list[Document], ctx) -> Iterator[Example]:

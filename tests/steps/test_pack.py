@@ -14,7 +14,7 @@ from zhmask.pipeline import Pipeline
 from zhmask.record import Document, Span, Tokens
 from zhmask.steps.read import RawDoc
 from zhmask.steps import pack
-from oracle import mlm_each, nsp_each, sop_each
+from oracle import mlm_each, nsp_each, pair_example, sop_each
 
 EACH = {"mlm": mlm_each, "nsp": nsp_each, "sop": sop_each}
 
@@ -78,6 +78,45 @@ def test_unit_examples_equal_per_document(setup, task):
         assert list(ev_ref.items()) == list(ev.items())
         assert c_ref == c and list(c_ref) == list(c)
     assert len(ref) or not unit
+
+
+def test_pair_examples_equal_pair_example(setup):
+    """PairExamples (what sentence_distance, ir_relevance, discourse_relation and nsp build with)
+    equals pair_example pair by pair: arrays, entities, segment sources, events in their order,
+    ent_cache; pairs across documents, long ones truncated, spans that are not contiguous."""
+    from zhmask.labels.pairs import PairExamples, Segment
+
+    pipe, docs = setup
+    ctx = pipe.ctx
+    r = random.Random(5)
+    docs = [d for d in docs if len(d.tokens)]
+    pairs = []
+    for k in range(300):
+        segs = []
+        for _ in range(2):
+            d = r.choice(docs)
+            n = len(d.tokens)
+            cuts = sorted(r.sample(range(n + 1), 2)) if n > 1 else [0, n]
+            ranges = [(cuts[0], cuts[1])]
+            if r.random() < 0.3 and cuts[1] - cuts[0] > 2:  # two ranges with a gap
+                ranges = [(cuts[0], cuts[0] + 1), (cuts[0] + 2, cuts[1])]
+            segs.append(Segment(d, ranges))
+        pairs.append((*segs, f"p{k}", k % 3, segs[0].doc.id))
+    runs = []
+    for batched in (False, True):
+        ctx.ent_cache, ctx.events = {}, Counter()
+        pe = PairExamples(ctx, "pairs")
+        exs = []
+        for a, b, example_id, label, doc_id in pairs:
+            if batched:
+                pe.add(a, b, example_id=example_id, label=label, doc_id=doc_id)
+            else:
+                exs.append(pair_example(a, b, ctx, task="pairs", example_id=example_id, label=label, doc_id=doc_id))
+        runs.append((exs or pe.build(), list(ctx.events.items()), ctx.ent_cache))
+    (ref, ev_ref, c_ref), (got, ev, c) = runs
+    assert len(ref) == len(got) == len(pairs) and ev_ref == ev and ev_ref and c_ref == c
+    for x, y in zip(ref, got):
+        _same(x, y)
 
 
 def test_pipeline_examples_equal_per_document(setup):

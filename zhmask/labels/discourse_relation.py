@@ -19,13 +19,14 @@ them.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import Segment, check_pair, is_punct_word, pair_example
+from zhmask.labels.pairs import PairExamples, Segment, check_pair, is_punct_word
 from zhmask.record import Document, Example
 
 TASK = "discourse_relation"
@@ -70,7 +71,8 @@ CLASSES = {i: f"{name}: {desc}" for i, (name, desc, _) in enumerate(RELATIONS)}
 AFTER = set("，,、：:")  # punctuation removed together with a connective
 
 _LOOKUP: dict[str, int] = {c: i for i, (_, _, cs) in enumerate(RELATIONS) for c in cs}
-_BY_LENGTH = sorted(_LOOKUP, key=len, reverse=True)
+# the connective opening a sentence (whitespace skipped): the longest first
+_OPENING = re.compile(r"\s*(" + "|".join(map(re.escape, sorted(_LOOKUP, key=len, reverse=True))) + ")")
 
 
 def _leading(doc: Document, start: int, end: int, words: list[str]) -> int | None:
@@ -126,6 +128,7 @@ def _tokens_from(doc: Document, a: int, b: int, cut: int) -> tuple[int, int]:
 @register(TASK, columns=("segment_sources",),
           traits=("pairs", "sentence_label"), help="the discourse relation a connective marks (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
+    pairs = PairExamples(ctx, TASK)
     for doc in docs:
         toks = doc.tokens
         sents = doc.sentences.tolist()
@@ -133,9 +136,10 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         n = 0
         for i in range(len(sents) - 1):
             (sa, ea), (sb, eb) = sents[i], sents[i + 1]
-            word_b = next((c for c in _BY_LENGTH if doc.text[sb:eb].lstrip().startswith(c)), None)
-            if word_b is None:
+            m = _OPENING.match(doc.text, sb, eb)
+            if m is None:
                 continue
+            word_b = m[1]
             cut_b = _leading(doc, sb, eb, [word_b])
             if cut_b is None:  # inside a longer word, or an ambiguous connective without its comma
                 ctx.events["discourse_relation_connective_not_taken"] += 1
@@ -155,9 +159,10 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
                     or ra[1] <= ra[0]:
                 ctx.events["discourse_relation_nothing_left"] += 1
                 continue
-            yield pair_example(Segment(doc, [ra]), Segment(doc, [rb]), ctx, task=TASK,
-                               example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
+            pairs.add(Segment(doc, [ra]), Segment(doc, [rb]), example_id=f"{doc.id}#{TASK}{n}", label=label,
+                      doc_id=doc.id)
             n += 1
+    yield from pairs.build()
 
 
 @register_check(TASK)

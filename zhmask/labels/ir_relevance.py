@@ -34,18 +34,19 @@ for any ``--workers``; a unit of one document has no class-1 candidate
 """
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from zhmask.checks import register_check
 from zhmask.errors import ZhmaskError
 from zhmask.labels import TASKS, register
-from zhmask.labels.pairs import (Ranges, Segment, UnitDocs, balanced_classes, check_pair, is_punct_word, mini_docs,
-                                 pair_example, query_doc)
+from zhmask.labels.pairs import (SPACE, PairExamples, Ranges, Segment, UnitDocs, balanced_classes, check_pair,
+                                 is_punct_word, mini_docs, query_doc)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 from zhmask.rng import Draws
 from zhmask.steps.pack import pack_ranges
@@ -94,17 +95,15 @@ def _parse_idf() -> dict[str, Any]:
 def keywords(words: list[str], k: int) -> list[str]:
     """The ``k`` words with the highest TF-IDF weight, in order of first appearance."""
     idf, median, stop = idf_table()
-    cand = [w for w in words if not is_punct_word(w) and w.strip() and w.lower() not in stop]
+    cand = [w for w in words if (t := _term(w)) is not None and t not in stop]
     long = [w for w in cand if len(w.strip()) >= 2]
     cand = long or cand
     if not cand:
         return []
-    tf = Counter(cand)
-    first = {}
-    for i, w in enumerate(cand):
-        first.setdefault(w, i)
-    best = sorted(tf, key=lambda w: (-tf[w] * idf.get(w, median), first[w]))[:k]
-    return sorted(best, key=first.__getitem__)
+    tf = Counter(cand)  # its words in order of first appearance
+    order = list(tf)
+    best = sorted(range(len(order)), key=lambda j: (-tf[order[j]] * idf.get(order[j], median), j))[:k]
+    return [order[j] for j in sorted(best)]
 
 
 class BM25:
@@ -115,17 +114,19 @@ class BM25:
         self.k1, self.b = k1, b
         self.dl = np.array([len(t) for t in docs_terms], dtype=np.float64)
         self.avgdl = float(self.dl.mean()) if self.n and self.dl.sum() else 1.0
-        post: dict[str, tuple[list[int], list[int]]] = {}
-        for i, terms in enumerate(docs_terms):
-            for t, c in Counter(terms).items():
-                p = post.setdefault(t, ([], []))
-                p[0].append(i)
-                p[1].append(c)
-        self.postings = {t: (np.array(d, dtype=np.int64), np.array(c, dtype=np.float64)) for t, (d, c) in post.items()}
+        # postings of every term at once: (term id, document) pairs counted by np.unique, sorted
+        # by term then document; term -> its [lo, hi) slice of the document and tf arrays
+        vocab: dict[str, int] = {}
+        ids = np.array([vocab.setdefault(t, len(vocab)) for terms in docs_terms for t in terms], dtype=np.int64)
+        n = max(self.n, 1)
+        pairs, tf = np.unique(ids * n + np.repeat(np.arange(self.n), self.dl.astype(np.int64)), return_counts=True)
+        self.doc, self.tf = pairs % n, tf.astype(np.float64)
+        bounds = np.searchsorted(pairs // n, np.arange(len(vocab) + 1)).tolist()
+        self.postings = dict(zip(vocab, zip(bounds[:-1], bounds[1:])))
 
     def idf(self, term: str) -> float:
-        df = len(self.postings[term][0]) if term in self.postings else 0
-        return math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
+        lo, hi = self.postings.get(term, (0, 0))
+        return math.log(1.0 + (self.n - (hi - lo) + 0.5) / (hi - lo + 0.5))
 
     def scores(self, query: list[str]) -> np.ndarray:
         s = np.zeros(self.n, dtype=np.float64)
@@ -133,7 +134,7 @@ class BM25:
             p = self.postings.get(t)
             if p is None:
                 continue
-            idx, tf = p
+            idx, tf = self.doc[p[0]:p[1]], self.tf[p[0]:p[1]]
             norm = tf + self.k1 * (1.0 - self.b + self.b * self.dl[idx] / self.avgdl)
             s[idx] += self.idf(t) * tf * (self.k1 + 1.0) / norm
         return s
@@ -161,8 +162,14 @@ def assign_classes(has_hit: list[bool], rng: Draws) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _term(word: str) -> str | None:
+    """A word's BM25 term, lower-cased; None for spaces and punctuation (cached: words repeat)."""
+    return word.lower() if word.strip() and not is_punct_word(word) else None
+
+
 def _terms(words: list[str]) -> list[str]:
-    return [w.lower() for w in words if w.strip() and not is_punct_word(w)]
+    return [t for w in words if (t := _term(w)) is not None]
 
 
 def _int_option(config, key: str, lo: int, hi: int) -> int:
@@ -191,14 +198,17 @@ class TitleMatcher:
         self.key = key
 
     @classmethod
-    def squeeze(cls, text: str) -> tuple[str, list[int]]:
+    def squeeze(cls, text: str) -> tuple[str, Sequence[int]]:
         """``text`` without whitespace, and the position in ``text`` of each character left."""
         got = cls._squeezed.get(text)
         if got is None:
             if len(cls._squeezed) > 4096:  # a unit's documents: never many at once
                 cls._squeezed.clear()
-            where = [i for i, ch in enumerate(text) if not ch.isspace()]
-            got = cls._squeezed[text] = ("".join(text[i] for i in where), where)
+            if SPACE.search(text) is None:  # most texts: nothing to remove
+                got = cls._squeezed[text] = (text, range(len(text)))
+            else:
+                where = [i for i, ch in enumerate(text) if not ch.isspace()]
+                got = cls._squeezed[text] = ("".join(text[i] for i in where), where)
         return got
 
     def finditer(self, text: str) -> Iterator[tuple[int, int]]:
@@ -218,7 +228,7 @@ class TitleMatcher:
 
 def title_pattern(title: str) -> TitleMatcher | None:
     """The :class:`TitleMatcher` of ``title``; None for a title of whitespace only."""
-    key = "".join(ch for ch in title if not ch.isspace())
+    key = SPACE.sub("", title)
     return TitleMatcher(key) if key else None
 
 
@@ -258,14 +268,14 @@ def holds(doc: Document, ranges: Ranges, title: TitleMatcher | None) -> bool:
     return title is not None and any(title.search(doc.text, int(st[a]), int(en[b - 1])) for a, b in ranges)
 
 
-def chunk_terms(doc: Document, chunks: list[Ranges]) -> list[list[str]]:
-    """BM25 terms of the words of each passage (token ranges) of ``doc``."""
-    texts = doc.word_texts()
+def chunk_terms(doc: Document, words: list[str], chunks: list[Ranges]) -> list[list[str]]:
+    """BM25 terms of the words of each passage (token ranges) of ``doc`` (``words``: its word texts)."""
+    terms = [_term(w) for w in words]
     out = []
     for ranges in chunks:
         w = np.concatenate([doc.tokens.word[a:b] for a, b in ranges])
         w = w[np.r_[True, w[1:] != w[:-1]]]  # a word once per occurrence, not once per token
-        out.append(_terms([texts[i] for i in w.tolist()]))
+        out.append([t for i in w.tolist() if (t := terms[i]) is not None])
     return out
 
 
@@ -279,7 +289,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     skip_top = _int_option(ctx.config, "ir_irrelevant_skip_top", 0, 1000)
     max_tokens = ctx.config.max_seq_length - 3
     budget = max(1, max_tokens - min(max_tokens // 4, 3 * k))  # room left for the query
-    unit = UnitDocs(docs, max_tokens)
+    unit = UnitDocs(docs, max_tokens, ctx.ent_cache)
     with_title = [d for d in docs if d.title]
     made = dict(zip([d.id for d in with_title], mini_docs(ctx, [(f"{d.id}#title", d.title) for d in with_title])))
     titles = [made.get(d.id) for d in docs]
@@ -292,12 +302,13 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
     doc_chunks: list[list[int]] = []
     chunk_words: list[list[str]] = []
     for i, (d, t) in enumerate(zip(docs, titles)):
+        words = d.word_texts()
         if t is not None and len(t.tokens):
             query_words.append(t.word_texts())
             title = d.title or ""
         else:  # no title: the first sentence stands for it
             end = int(d.sentences[0, 1])
-            query_words.append([w for w, s in zip(d.word_texts(), d.words.starts.tolist()) if s < end])
+            query_words.append([w for w, s in zip(words, d.words.starts.tolist()) if s < end])
             title = d.text[int(d.sentences[0, 0]):end]
         patterns.append(title_pattern(title))
         runs, dropped = title_free_ranges(d, patterns[-1], unit.ranges(i))
@@ -308,7 +319,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         doc_chunks.append(list(range(len(chunk_ranges), len(chunk_ranges) + len(chunks))))
         chunk_ranges += chunks
         chunk_doc += [i] * len(chunks)
-        chunk_words += chunk_terms(d, chunks) if chunks else []
+        chunk_words += chunk_terms(d, words, chunks) if chunks else []
     index = BM25(chunk_words)
     chunk_key = unit.keys[np.array(chunk_doc, dtype=np.int64)] if chunk_doc else unit.keys[:0]
     no_passage = {i for i, c in enumerate(doc_chunks) if not c}
@@ -337,6 +348,7 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
         hits.append(ranked)
     labels = assign_classes([len(h) > 0 for h in hits], ctx.rng(docs[0].id, "ir_relevance_label", len(docs)))
 
+    pairs = PairExamples(ctx, TASK)
     for (i, q), ranked, label in zip(queries, hits, labels):
         doc = docs[i]
         rng = ctx.rng(doc.id, "ir_relevance_pick")
@@ -364,7 +376,8 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
             ctx.events["ir_relevance_no_query"] += 1
             continue
         passage = Segment(docs[chunk_doc[c]], chunk_ranges[c])
-        yield pair_example(a, passage, ctx, task=TASK, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+        pairs.add(a, passage, example_id=f"{doc.id}#{TASK}0", label=label, doc_id=doc.id)
+    yield from pairs.build()
 
 
 @register_check(TASK)

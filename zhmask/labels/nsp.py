@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, truncate_pair,
+from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, PairExamples,
                                  unit_two_part_chunks)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 
@@ -29,14 +29,11 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
 def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
     """All of the unit's ``nsp`` examples: chunks, splits, labels and other documents drawn per
     document as in the per-document oracle (tests/oracle.py), the examples assembled at once."""
-    from zhmask.steps.pack import build_examples
-
     max_tokens = ctx.config.max_seq_length - 3
-    unit = UnitDocs(docs, max_tokens)
+    unit = UnitDocs(docs, max_tokens, ctx.ent_cache)
     ur, per_doc = unit_two_part_chunks(docs, ctx, TASK, events)
     a_l, b_l, off = ur.a.tolist(), ur.b.tolist(), ur.table.off.tolist()
-    items: list[tuple] = []
-    sources: list[list] = []
+    pairs = PairExamples(ctx, TASK, events)
     for i, (doc, chunks) in enumerate(zip(docs, per_doc)):
         labels = balanced_classes(len(chunks), 2, ctx.rng(doc.id, "nsp_label"))
         rng = None
@@ -53,14 +50,9 @@ def unit_examples(docs: list[Document], ctx, events) -> list[Example]:
                     events["nsp_no_other_document"] += 1
                     continue
                 b = Segment(docs[j], unit.random_run(j, len(b), rng))
-            a, b = truncate_pair(a, b, max_tokens, events)
-            items.append(([(a.doc, a.ranges), (b.doc, b.ranges)], TASK, f"{doc.id}#{TASK}{n}", doc.id, label))
-            sources.append([a.source(), b.source()])
+            pairs.add(a, b, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
             n += 1
-    exs = build_examples(items, cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, ent_cache=ctx.ent_cache)
-    for ex, src in zip(exs, sources):
-        ex.extra["segment_sources"] = src
-    return exs
+    return pairs.build()
 
 
 @register_check(TASK)

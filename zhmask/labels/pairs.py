@@ -10,8 +10,8 @@
 * :func:`truncate_pair`: BERT-style truncation of two segments, the longer trimmed first, at
   word boundaries; segment A loses tokens at its front and B at its back, so that the junction
   between them (what NSP, SOP, sentence distance and discourse relations are about) survives.
-* :func:`pair_example`: ``[CLS] A [SEP] B [SEP]`` with token types 0/1 and word ids numbered
-  across the example.
+* :class:`PairExamples`: ``[CLS] A [SEP] B [SEP]`` with token types 0/1 and word ids numbered
+  across the example, a unit's pairs assembled at once.
 * :func:`balanced_classes`: class labels drawn before the example is built, balanced per
   document (or per unit): every class gets ``floor(n/k)`` or ``ceil(n/k)`` of the ``n`` draws,
   the classes that get one more chosen at random, the order a random permutation.  Each label
@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -32,7 +33,7 @@ import numpy as np
 
 from zhmask.record import SENTENCE_LABEL, Document, Example, Tokens, Words
 from zhmask.rng import Draws
-from zhmask.steps.pack import build_example, sentence_token_ranges
+from zhmask.steps.pack import build_example, build_examples, unit_table
 
 Ranges = list[tuple[int, int]]
 
@@ -135,10 +136,28 @@ def segments_example(segments: Sequence[Segment], ctx, *, task: str, example_id:
     return ex
 
 
-def pair_example(a: Segment, b: Segment, ctx, *, task: str, example_id: str, label: int, doc_id: str) -> Example:
-    """``[CLS] A [SEP] B [SEP]``, truncated to ``--max-seq-length``."""
-    a, b = truncate_pair(a, b, ctx.config.max_seq_length - 3, ctx.events)
-    return segments_example([a, b], ctx, task=task, example_id=example_id, label=label, doc_id=doc_id)
+class PairExamples:
+    """A unit's ``[CLS] A [SEP] B [SEP]`` examples: :meth:`add` truncates a pair to
+    ``--max-seq-length`` (counting into ``events``, default ``ctx.events``, as it goes), and
+    :meth:`build` assembles them all at once (:func:`zhmask.steps.pack.build_examples`)."""
+
+    def __init__(self, ctx, task: str, events=None) -> None:
+        self.ctx, self.task = ctx, task
+        self.events = ctx.events if events is None else events
+        self.items: list[tuple] = []
+        self.sources: list[list[dict[str, Any]]] = []
+
+    def add(self, a: Segment, b: Segment, *, example_id: str, label: int, doc_id: str) -> None:
+        a, b = truncate_pair(a, b, self.ctx.config.max_seq_length - 3, self.events)
+        self.items.append(([(a.doc, a.ranges), (b.doc, b.ranges)], self.task, example_id, doc_id, label))
+        self.sources.append([a.source(), b.source()])
+
+    def build(self) -> list[Example]:
+        ctx = self.ctx
+        exs = build_examples(self.items, cls_id=ctx.tok.cls_id, sep_id=ctx.tok.sep_id, ent_cache=ctx.ent_cache)
+        for ex, src in zip(exs, self.sources):
+            ex.extra["segment_sources"] = src
+        return exs
 
 
 # ---------------------------------------------------------------------------------- classes
@@ -151,30 +170,37 @@ def balanced_classes(n: int, k: int, rng: Draws) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------- documents
-_SPACE = re.compile(r"\s+")
+SPACE = re.compile(r"\s+")  # whitespace, as str.isspace() finds it
 
 
 def text_key(text: str) -> int:
     """Identity of a document's text: identical texts (up to whitespace) are one document."""
-    h = hashlib.blake2b(_SPACE.sub("", text).encode("utf-8"), digest_size=8)
+    h = hashlib.blake2b(SPACE.sub("", text).encode("utf-8"), digest_size=8)
     return int.from_bytes(h.digest(), "little")
 
 
 class UnitDocs:
     """The documents of one work unit, for draws from "another document"."""
 
-    def __init__(self, docs: list[Document], max_tokens: int) -> None:
+    def __init__(self, docs: list[Document], max_tokens: int, ent_cache: dict | None = None) -> None:
         self.docs = docs
         self.max_tokens = max_tokens
+        self.ent_cache = ent_cache  # the unit's, to share its token table and ranges with other tasks
         self.keys = np.array([text_key(d.text) for d in docs], dtype=np.uint64)
         self._ranges: dict[int, Ranges] = {}
 
     def ranges(self, i: int) -> Ranges:
-        """Sentence token ranges of document i (long sentences cut at word starts)."""
+        """Sentence token ranges of document i (long sentences cut at word starts), as
+        :func:`zhmask.steps.pack.sentence_token_ranges` gives them, from the unit's
+        :class:`zhmask.steps.pack.UnitRanges`."""
         r = self._ranges.get(i)
         if r is None:
-            r = self._ranges[i] = sentence_token_ranges(self.docs[i], self.max_tokens)
+            r = self._ranges[i] = self._unit_ranges.doc_ranges(i)
         return r
+
+    @functools.cached_property
+    def _unit_ranges(self):
+        return unit_table(self.docs, self.ent_cache).ranges(self.max_tokens)
 
     def others(self, i: int) -> np.ndarray:
         """Indices of the documents whose text differs from document i's."""
@@ -183,7 +209,9 @@ class UnitDocs:
     def pick_other(self, i: int, rng: Draws, exclude: set[int] | None = None) -> int | None:
         cand = self.others(i)
         if exclude:
-            cand = cand[~np.isin(cand, list(exclude))]
+            keep = np.ones(len(self.docs), dtype=bool)
+            keep[list(exclude)] = False
+            cand = cand[keep[cand]]
         if len(cand) == 0:
             return None
         return int(cand[int(rng.integers(len(cand)))])
@@ -236,8 +264,10 @@ def query_doc(ctx, doc_id: str, words: list[str]) -> Document:
     return doc
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_punct_word(text: str) -> bool:
-    """A word made only of punctuation, symbols or spaces."""
+    """A word made only of punctuation, symbols or spaces (cached: words repeat, and the tasks
+    ask about every word of a unit)."""
     return all(unicodedata.category(ch)[0] in "PSZC" for ch in text)
 
 
@@ -315,8 +345,6 @@ def unit_two_part_chunks(docs: list[Document], ctx, task: str, events) -> tuple[
     :class:`zhmask.steps.pack.UnitRanges` and an iterator over the documents giving, per document,
     ``(r0, rm, r1)`` indices into those ranges (A = ranges r0..rm, B = rm..r1), with the same
     draws; each document's events are counted when the iterator reaches it."""
-    from zhmask.steps.pack import unit_table
-
     ur = unit_table(docs, ctx.ent_cache).ranges(ctx.config.max_seq_length - 3)
     return ur, _iter_two_part_chunks(docs, ctx, task, events, ur)
 

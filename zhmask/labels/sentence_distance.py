@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import Segment, UnitDocs, balanced_classes, check_pair, pair_example
+from zhmask.labels.pairs import PairExamples, Segment, UnitDocs, balanced_classes, check_pair
 from zhmask.record import SENTENCE_LABEL, Document, Example
 
 TASK = "sentence_distance"
@@ -29,7 +29,8 @@ CLASSES = {0: "adjacent sentences of one document", 1: "same document, not adjac
 @register(TASK, columns=("segment_sources",),
           traits=("pairs", "sentence_label", "other_documents"), help="adjacent, same document or another document (ERNIE 2.0)")
 def generate(docs: list[Document], ctx) -> Iterator[Example]:
-    unit = UnitDocs(docs, ctx.config.max_seq_length - 3)
+    unit = UnitDocs(docs, ctx.config.max_seq_length - 3, ctx.ent_cache)
+    pairs = PairExamples(ctx, TASK)
     for i, doc in enumerate(docs):
         r = unit.ranges(i)
         if len(r) < 3:
@@ -52,9 +53,9 @@ def generate(docs: list[Document], ctx) -> Iterator[Example]:
                     continue
                 rj = unit.ranges(j)
                 b = Segment(docs[j], [rj[int(rng.integers(len(rj)))]])
-            yield pair_example(Segment(doc, [r[a]]), b, ctx, task=TASK, example_id=f"{doc.id}#{TASK}{n}",
-                               label=label, doc_id=doc.id)
+            pairs.add(Segment(doc, [r[a]]), b, example_id=f"{doc.id}#{TASK}{n}", label=label, doc_id=doc.id)
             n += 1
+    yield from pairs.build()
 
 
 @register_check(TASK)
