@@ -588,3 +588,32 @@ def reference_mac(m, config, ctx):
         return MaskResult(out, labels, stats)
 
     return one_at_a_time(m, choose)
+
+
+def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.ndarray:
+    """``zhmask.masking.units.chinese_ref`` of one example, the plain way: positions of tokens that
+    continue a Chinese word, as transformers' ``run_chinese_ref.py`` writes them: inside a word
+    of two or more tokens that are all CJK characters, every token but the first (positions
+    count [CLS], as the reference script's do); ids outside the table are clipped to it."""
+    n = len(ids)
+    if n < 2:
+        return np.zeros(0, dtype=np.int32)
+    wid = np.asarray(wid)
+    ids = np.asarray(ids)
+    try:
+        cjk = cjk_table[ids]
+    except IndexError:
+        cjk = cjk_table[np.clip(ids, 0, len(cjk_table) - 1)]
+    w = wid >= 0
+    cont = np.zeros(n, dtype=bool)
+    np.equal(wid[1:], wid[:-1], out=cont[1:])
+    cont &= w
+    sel = np.flatnonzero(cont)
+    if len(sel) == 0:
+        return np.zeros(0, dtype=np.int32)
+    non = w & ~cjk  # a word with a non-CJK token (a Latin piece, a digit) is not a Chinese word
+    if non.any():
+        badw = np.zeros(int(wid.max()) + 1, dtype=bool)
+        badw[wid[non]] = True
+        sel = sel[~badw[wid[sel]]]
+    return sel.astype(np.int32)

@@ -52,6 +52,8 @@ def test_vectorised_tokenize_equals_character_loop(pipeline, sample_lines, inews
 
 
 def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs):
+    from oracle import chinese_ref as one
+
     from zhmask.masking.units import chinese_ref, chinese_ref_batch
 
     table = pipeline._cjk_table
@@ -70,11 +72,11 @@ def test_chinese_ref_batch_equals_per_example(pipeline, sample_lines, inews_docs
     for rows_ids, rows_wid in ((ids, wid), (odd_ids + ids[:50], odd_wid + wid[:50]), (ids[:1], wid[:1]), ([], []),
                                (ids[:5] + [np.array([cjk, len(table) + 7], np.int32)],
                                 wid[:5] + [np.array([0, 0], np.int32)])):
-        want = [chinese_ref(a, b, table) for a, b in zip(rows_ids, rows_wid)]
+        want = [one(a, b, table) for a, b in zip(rows_ids, rows_wid)]
         got = chinese_ref_batch(rows_ids, rows_wid, table)
         assert len(got) == len(want)
-        for g, w in zip(got, want):
-            assert g.dtype == np.int32 and g.tolist() == w.tolist()
+        for g, w, a, b in zip(got, want, rows_ids, rows_wid):
+            assert g.dtype == np.int32 and g.tolist() == w.tolist() == chinese_ref(a, b, table).tolist()
     assert sum(len(chinese_ref(a, b, table)) for a, b in zip(ids, wid)) > 1000  # the rows do have refs
 
 

@@ -556,36 +556,20 @@ def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.n
     """Positions of tokens that continue a Chinese word, as transformers' ``run_chinese_ref.py``
     writes them: inside a word of two or more tokens that are all CJK characters, every token
     but the first (positions count [CLS], as the reference script's do)."""
-    n = len(ids)
-    if n < 2:
-        return np.zeros(0, dtype=np.int32)
-    wid = np.asarray(wid)
-    ids = np.asarray(ids)
-    try:
-        cjk = cjk_table[ids]
-    except IndexError:
-        cjk = cjk_table[np.clip(ids, 0, len(cjk_table) - 1)]
-    w = wid >= 0
-    cont = np.zeros(n, dtype=bool)
-    np.equal(wid[1:], wid[:-1], out=cont[1:])
-    cont &= w
-    sel = np.flatnonzero(cont)
-    if len(sel) == 0:
-        return np.zeros(0, dtype=np.int32)
-    non = w & ~cjk  # a word with a non-CJK token (a Latin piece, a digit) is not a Chinese word
-    if non.any():
-        badw = np.zeros(int(wid.max()) + 1, dtype=bool)
-        badw[wid[non]] = True
-        sel = sel[~badw[wid[sel]]]
-    return sel.astype(np.int32)
+    return chinese_ref_batch([ids], [wid], cjk_table)[0]
 
 
 def chinese_ref_rows(rb: RowBatch, cjk_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`chinese_ref` of every row of a batch as one column: (positions, int32, of all rows
-    in order; count per row), from the batch's concatenation (see :func:`chinese_ref_batch`)."""
-    n = len(rb)
-    ids, wid, lens, starts, ends = rb.ids, rb.wid, rb.lens, rb.starts, rb.ends
-    cjk = cjk_table[ids]  # IndexError for ids outside the table: the per-example path clips them
+    in order; count per row), from the batch's concatenation.  Word ids are offset per row, so
+    that a word of one row never meets a word of another; a row's first token never continues;
+    ids outside the table are clipped to it."""
+    return _chinese_ref_concat(rb.ids, rb.wid, rb.lens, rb.starts, rb.ends, cjk_table)
+
+
+def _chinese_ref_concat(ids, wid, lens, starts, ends, cjk_table) -> tuple[np.ndarray, np.ndarray]:
+    n = len(lens)
+    cjk = cjk_table[np.clip(ids, 0, len(cjk_table) - 1)]
     w = wid >= 0
     cont = np.zeros(len(wid), dtype=bool)
     if len(wid) > 1:
@@ -593,9 +577,9 @@ def chinese_ref_rows(rb: RowBatch, cjk_table: np.ndarray) -> tuple[np.ndarray, n
     cont &= w
     cont[starts[lens > 0]] = False  # a row's first token never continues
     sel = np.flatnonzero(cont)
-    non = w & ~cjk
+    non = w & ~cjk  # a word with a non-CJK token (a Latin piece, a digit) is not a Chinese word
     if len(sel) and non.any():
-        # a word with a non-CJK token is not a Chinese word: its id, offset per row
+        # the words with a non-CJK token: word ids offset per row
         top = np.zeros(n, dtype=np.int64)
         nz = lens > 0
         top[nz] = np.maximum.reduceat(wid, starts[nz]) + 1
@@ -610,44 +594,15 @@ def chinese_ref_rows(rb: RowBatch, cjk_table: np.ndarray) -> tuple[np.ndarray, n
 
 
 def chinese_ref_batch(ids_list, wid_list, cjk_table: np.ndarray) -> list[np.ndarray]:
-    """``[chinese_ref(ids, wid, cjk_table) for ids, wid in zip(ids_list, wid_list)]``, computed
-    with a dozen numpy calls over the concatenation of all the examples instead of a dozen per
-    example (a mask batch of 256 examples).  Word ids are offset per example, so that a word of
-    one example never meets a word of another; each example's first token never continues."""
+    """``[chinese_ref(ids, wid, cjk_table) for ids, wid in zip(ids_list, wid_list)]``, over the
+    examples' concatenation (:func:`chinese_ref_rows`' computation)."""
     k = len(ids_list)
-    out: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * k
-    keep = [i for i in range(k) if len(ids_list[i]) >= 2]  # shorter ones have no continuation
-    if not keep:
-        return out
-    lens = np.array([len(ids_list[i]) for i in keep], dtype=np.int64)
+    lens = np.fromiter(map(len, ids_list), dtype=np.int64, count=k)
     ends = np.cumsum(lens)
     starts = ends - lens
-    ids = np.concatenate([np.asarray(ids_list[i]) for i in keep])
-    wid = np.concatenate([np.asarray(wid_list[i]) for i in keep]).astype(np.int64)
-    try:
-        cjk = cjk_table[ids]
-    except IndexError:  # an id outside the table: the plain version clips it, example by example
-        return [chinese_ref(a, b, cjk_table) for a, b in zip(ids_list, wid_list)]
-    w = wid >= 0
-    cont = np.zeros(len(wid), dtype=bool)
-    np.equal(wid[1:], wid[:-1], out=cont[1:])
-    cont &= w
-    cont[starts] = False
-    sel = np.flatnonzero(cont)
-    non = w & ~cjk
-    if len(sel) and non.any():
-        # a word with a non-CJK token is not a Chinese word: its id, offset per example
-        top = np.maximum.reduceat(wid, starts) + 1
-        np.maximum(top, 0, out=top)
-        off = np.cumsum(top) - top
-        gw = wid + np.repeat(off, lens)
-        badw = np.zeros(int(top.sum()) + 1, dtype=bool)
-        badw[gw[non]] = True
-        sel = sel[~badw[gw[sel]]]
-    cut = np.searchsorted(sel, ends).tolist()
-    local = (sel - np.repeat(starts, np.diff(cut, prepend=0))).astype(np.int32)
-    a = 0
-    for i, b in zip(keep, cut):
-        out[i] = local[a:b]
-        a = b
-    return out
+    if int(lens.sum()) == 0:
+        return [np.zeros(0, dtype=np.int32) for _ in range(k)]
+    ids = np.concatenate([np.asarray(x) for x in ids_list])
+    wid = np.concatenate([np.asarray(x) for x in wid_list]).astype(np.int64)
+    pos, counts = _chinese_ref_concat(ids, wid, lens, starts, ends, cjk_table)
+    return np.split(pos, np.cumsum(counts)[:-1]) if k else []

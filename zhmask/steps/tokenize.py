@@ -436,11 +436,10 @@ class WordTokenizer:
         ids: list[int] = []
         starts: list[int] = []
         ends: list[int] = []
-        pos = 0
         char_id = self._char_ids
-        for m in self._run_re.finditer(text):  # type: ignore[union-attr]
-            a, b = m.span()
-            for k in range(pos, a):  # single-character pre-tokens between runs
+
+        def singles(a: int, b: int) -> None:  # single-character pre-tokens between runs
+            for k in range(a, b):
                 ch = text[k]
                 if ch == " " or ch == "\n":
                     continue
@@ -451,22 +450,17 @@ class WordTokenizer:
                     ids.append(tid)
                     starts.append(k)
                     ends.append(k + 1)
+
+        pos = 0
+        for m in self._run_re.finditer(text):  # type: ignore[union-attr]
+            a, b = m.span()
+            singles(pos, a)
             r_ids, r_s, r_e = self._run(m.group())
-            ids += r_ids
-            starts += [a + s for s in r_s]
-            ends += [a + e for e in r_e]
+            ids.extend(r_ids)
+            starts.extend([a + s for s in r_s])
+            ends.extend([a + e for e in r_e])
             pos = b
-        for k in range(pos, len(text)):
-            ch = text[k]
-            if ch == " " or ch == "\n":
-                continue
-            tid = char_id.get(ch)
-            if tid is None:
-                tid = self._char_id(ch)
-            if tid >= 0:
-                ids.append(tid)
-                starts.append(k)
-                ends.append(k + 1)
+        singles(pos, len(text))
         return self._finish(ids, starts, ends, words)
 
     def _tokenize_exact(self, text: str, words: Words) -> Tokens:
