@@ -423,3 +423,29 @@ def test_save_tokenizer_loads_with_transformers(built, tmp_path):
     assert tok.pad_token_id == b.pad_id and tok.mask_token_id == b.mask_id and len(tok) == b.vocab_size
     ids = tok("中文预训练")["input_ids"]
     assert ids[0] == b.cls_id and ids[-1] == b.sep_id and len(ids) == 7
+
+
+@pytest.mark.parametrize("masking", [None, "wwm", "knowledge"])
+def test_a_dataset_of_the_collators_columns_collates_as_one_of_all(built, masking):
+    """The trainers decode only the columns their collator declares (``Collator.columns``, with
+    its masker's): the batches equal those of rows with every column."""
+    from zhmask.masking.dynamic import DynamicMasking
+    from zhmask.reader import Collator, ShardDataset
+
+    b = Build(built)
+    masker = DynamicMasking.from_build(built, masking=masking, return_tensors="np") if masking else None
+    coll = Collator(pad_id=b.pad_id, masker=masker, return_tensors="np")
+    assert ("entities" in coll.columns) == (masking == "knowledge") and ("word_ids" in coll.columns) == bool(masking)
+    full = ShardDataset(built, split=None)
+    lean = ShardDataset(built, split=None, columns=coll.columns)
+    assert set(lean[0]) == set(coll.columns) < set(full[0])
+    for epoch in (0, 1):
+        coll.set_epoch(epoch)
+        for start in (0, 64, len(full) - 32):
+            a = coll([full[i] for i in range(start, start + 32)])
+            c = coll([lean[i] for i in range(start, start + 32)])
+            assert a.keys() == c.keys() and all(np.array_equal(a[k], c[k]) for k in a)
+    if masking == "knowledge":  # and the entities it declares do count: without them, other masks
+        blind = ShardDataset(built, split=None, columns=[c for c in coll.columns if c != "entities"])
+        rows = range(0, 256)
+        assert not np.array_equal(coll([full[i] for i in rows])["labels"], coll([blind[i] for i in rows])["labels"])

@@ -363,19 +363,21 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
 
         masker = DynamicMasking.from_build(build.out, masking=masking)
         val_masker = DynamicMasking.from_build(build.out, masking=masking)
-    train_ds = ShardDataset(build, split="train", validation=cfg.validation, tasks=tasks)
-    val_ds = ShardDataset(build, split="validation", validation=cfg.validation, tasks=tasks) if cfg.validation else None
+    if make_collator is not None:
+        collate, val_collate = make_collator(build, cfg), make_collator(build, cfg)
+    else:
+        collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
+        val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
+    columns = getattr(collate, "columns", None)   # only what the collator reads is decoded (all for a family's own)
+    train_ds = ShardDataset(build, split="train", validation=cfg.validation, tasks=tasks, columns=columns)
+    val_ds = (ShardDataset(build, split="validation", validation=cfg.validation, tasks=tasks, columns=columns)
+              if cfg.validation else None)
     if plan is not None:
         train_ds = plan.dataset(train_ds)
         val_ds = plan.dataset(val_ds) if val_ds is not None else None
     if len(train_ds) < world * cfg.batch_size:
         raise ZhmaskError(f"{data}: {len(train_ds)} training rows, fewer than one batch per process "
                           f"({world} x batch_size {cfg.batch_size})")
-    if make_collator is not None:
-        collate, val_collate = make_collator(build, cfg), make_collator(build, cfg)
-    else:
-        collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
-        val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
     val_collate.set_epoch(0)
     sampler = EpochSampler(n=len(train_ds), seed=cfg.seed, epoch=0, rank=rank, world_size=world, shuffle=True)
     batches_per_epoch = len(train_ds) // world // cfg.batch_size   # every rank the same number of batches

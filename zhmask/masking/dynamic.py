@@ -126,6 +126,16 @@ class DynamicMasking:
         self._fn = None
         self._tok = None
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The row columns :func:`row_to_example` reads for this strategy (``entities`` only for a
+        strategy that uses them: ``knowledge``)."""
+        from zhmask.masking import STRATEGIES
+
+        base = ("doc_id", "example_id", "task", "input_ids", "token_type_ids", "word_ids", "labels", SENTENCE_LABEL)
+        ents = ("entities",) if STRATEGIES.has(self.masking, "uses_entities", unknown=True) else ()
+        return base + ents + EXTRA_COLUMNS
+
     @classmethod
     def from_build(cls, out: "str | Path | Any", masking: str | None = None, **kw: Any) -> "DynamicMasking":
         """The configuration (vocabulary, seed, knobs) of the build in ``out`` (a directory or a
