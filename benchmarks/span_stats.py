@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from zhmask.config import BuildConfig  # noqa: E402
 from zhmask.masking.span import span_probs  # noqa: E402
-from zhmask.pipeline import Pipeline  # noqa: E402
+from zhmask.pipeline import MASK_BATCH, Pipeline  # noqa: E402
+from zhmask.rng import DrawsBatch  # noqa: E402
 from zhmask.steps.read import RawDoc  # noqa: E402
+from zhmask.write.arrays import blocks_to_batch  # noqa: E402
 
 
 def held_out_docs(path: Path, lines_per_doc: int, limit: int | None) -> list[tuple[str, str]]:
@@ -70,8 +72,9 @@ def measure(raw: list[tuple[str, str]], length: int, max_pred: int, seed: int) -
     rows = 0
     tokens = 0
     from_bounds = True
-    for ex in pipe.examples(docs):
-        for row in pipe.rows(ex, stats):
+    exs = list(pipe.examples(docs))
+    for i in range(0, len(exs), MASK_BATCH):  # the rows as the build writes them
+        for row in blocks_to_batch(pipe.mask_batch(exs[i:i + MASK_BATCH], DrawsBatch(), stats)).to_pylist():
             rows += 1
             tokens += len(row["input_ids"])
             runs += merged_runs(row)

@@ -617,3 +617,84 @@ def chinese_ref(ids: np.ndarray, wid: np.ndarray, cjk_table: np.ndarray) -> np.n
         badw[wid[non]] = True
         sel = sel[~badw[wid[sel]]]
     return sel.astype(np.int32)
+
+
+def example_rows(pipe, ex: Example, stats: dict, rngs=None, first: int = 0, ref: np.ndarray | None = None):
+    """Schema rows for one example, the plain way (what ``Pipeline.masked_block`` gives for a
+    batch): ``dupe_factor`` differently masked copies, the masking statistics added to
+    ``stats["masking"]``.
+
+    ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the values of key ``first + k``, the
+    same as ``rng_for(seed, example_id, "mask", k)``, more cheaply; ``ref`` (from
+    :meth:`chinese_refs`) is the example's ``chinese_ref``, computed here when not given."""
+    from zhmask.masking.base import call_mask
+    from zhmask.pipeline import example_row, label_columns
+    from zhmask.rng import rng_for
+
+    cfg = pipe.config
+    if ex.extra.get("chinese_ref") is not None:
+        ref = None
+    elif ref is None:  # whole-word interop column, from the unmasked ids
+        ref = chinese_ref(ex.input_ids, ex.word_ids, pipe._cjk_table)
+    masking = stats["masking"]
+    for k in range(cfg.dupe_factor):
+        if rngs is not None:
+            rng = rngs.get(first + k)
+        else:
+            rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
+        res = call_mask(pipe.mask, ex, rng, k)
+        for key, n in res.stats.items():
+            masking[key] = masking.get(key, 0) + int(n)
+        row = example_row(ex, res.input_ids, res.labels)
+        row["unit"] = pipe._unit
+        if ref is not None:
+            row["chinese_ref"] = ref
+        for key, (flat, _) in label_columns(pipe.mask, res.labels, [len(res.labels)]).items():
+            if row.get(key) is None:  # a task's own column (ERNIE-GEN's span_bounds) is kept
+                row[key] = flat
+        if cfg.dupe_factor > 1:
+            row["example_id"] = f"{ex.example_id}@{k}"
+        yield row
+
+
+# ---------------------------------------------------------------------- rows, one at a time
+def _list_array(values: list, typ):
+    """list<typ> from a list of numpy arrays / lists / None, built with one concatenate."""
+    from zhmask.write.arrays import _cast, _list_of, _np_dtype, prim_array
+    if values and all(v is None for v in values):  # a column this task does not fill: all null
+        return _list_of(np.zeros(len(values) + 1, dtype=np.int32), prim_array(np.zeros(0), typ),
+                        null=np.ones(len(values), dtype=bool))
+    valid = [v is not None for v in values]
+    lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int32)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    parts = [np.asarray(v) for v in values if v is not None and len(v)]
+    np_t = _np_dtype(typ)
+    flat = _cast(np.concatenate(parts), np_t) if parts else np.zeros(0, dtype=np_t)
+    if all(valid):
+        return _list_of(offsets, prim_array(flat, typ))
+    return _list_of(offsets, prim_array(flat, typ), null=~np.array(valid, dtype=bool))
+
+
+
+def rows_to_batch(rows: list[dict], schema=None):
+    """A record batch from row dicts (missing keys are null), one column at a time from the rows
+    (``zhmask.write.arrays.blocks_to_batch`` of the same rows as column blocks is the package's)."""
+    import pyarrow as pa
+
+    from zhmask.schema import SCHEMA
+    from zhmask.write.arrays import _entity_array, _is_entity, _scalar_array, _struct_list_array
+
+    schema = SCHEMA if schema is None else schema
+    arrays = []
+    for f in schema:
+        vals = [r.get(f.name) for r in rows]
+        if pa.types.is_list(f.type) and not pa.types.is_struct(f.type.value_type):
+            arrays.append(_list_array(vals, f.type.value_type))
+        elif pa.types.is_list(f.type) and _is_entity(f.type.value_type):
+            arrays.append(_entity_array(vals, f.type))
+        elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
+            arrays.append(_struct_list_array(vals, f.type))
+        else:
+            arrays.append(_scalar_array(vals, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

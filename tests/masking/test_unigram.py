@@ -97,8 +97,10 @@ def _random_rows(docs, random_tokens: str):
     """Rows of a wwm build where every predicted unit gets a random token: (row, original ids)."""
     pipe = Pipeline(BuildConfig(masking="wwm", mask_ratios=(0.0, 1.0, 0.0), random_tokens=random_tokens).validate())
     out = []
+    from oracle import example_rows
+
     for ex in pipe.examples(docs):
-        for row in pipe.rows(ex, {"masking": {}}):
+        for row in example_rows(pipe, ex, {"masking": {}}):
             out.append((row, np.asarray(ex.input_ids)))
     return pipe, out
 

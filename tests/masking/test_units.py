@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pyarrow.ipc as ipc
 import pytest
+from oracle import example_rows
 
 from zhmask.config import BuildConfig
 from zhmask.pipeline import Pipeline
@@ -72,13 +73,13 @@ def examples(pipe: Pipeline, docs) -> list[Example]:
 
 
 def per_example(pipe: Pipeline, batch: list[Example]):
-    """Rows and masking statistics of the per-example path (Pipeline.rows), as run_unit ran it."""
+    """Rows and masking statistics of tests/oracle.py's per-example writer (``example_rows``)."""
     rngs = DrawsBatch()
     rngs.prepare(pipe.mask_keys(batch))
     refs = pipe.chinese_refs(batch)
     stats = {"masking": {}}
     n = pipe.config.dupe_factor
-    rows = [r for i, ex in enumerate(batch) for r in pipe.rows(ex, stats, rngs, i * n, refs[i])]
+    rows = [r for i, ex in enumerate(batch) for r in example_rows(pipe, ex, stats, rngs, i * n, refs[i])]
     return rows, stats["masking"]
 
 
@@ -109,7 +110,9 @@ def ipc_bytes(batches) -> bytes:
 
 
 def assert_block_equals_rows(block, rows):
-    from zhmask.write.arrays import blocks_to_batch, rows_to_batch
+    from oracle import rows_to_batch
+
+    from zhmask.write.arrays import blocks_to_batch
 
     a, b = blocks_to_batch([block]), rows_to_batch(rows)
     assert a.to_pylist() == b.to_pylist()
@@ -253,11 +256,23 @@ def test_ids_outside_the_vocabulary_are_named_not_clipped(docs, pipeline):
         assert pipe.mask_batch(exs, DrawsBatch(), {"masking": {}})  # the others alone are fine
 
 
-def test_rows_that_replace_a_base_column_use_the_rows(docs):
-    pipe = Pipeline(BuildConfig(masking="wwm").validate())
+@pytest.mark.parametrize("dupe", [1, 2])
+def test_a_tasks_own_base_column_replaces_it_in_its_rows(docs, dupe):
+    """A task that sets a base column itself (clm's labels) has it written in its rows, in the
+    batch as in the per-example writer; the other rows keep theirs."""
+    pipe = Pipeline(BuildConfig(masking="wwm", dupe_factor=dupe).validate())
     exs = examples(pipe, docs[:5])
     exs[2].extra["labels"] = np.zeros(len(exs[2].input_ids), np.int32)
-    assert batched(pipe, exs) is None
+    exs[3].extra["token_type_ids"] = np.ones(len(exs[3].input_ids), np.int8)
+    exs[4].extra["task"] = "mine"
+    exs[5].extra["entities"] = [(0, 1, "PER")]
+    rows, want = per_example(pipe, exs)
+    block, stats = batched(pipe, exs)
+    assert_block_equals_rows(block, rows)
+    assert {k: int(v) for k, v in stats.items()} == want
+    got = {r["example_id"]: r for r in rows}
+    assert got[exs[2].example_id + ("@1" if dupe > 1 else "")]["labels"].tolist() == [0] * len(exs[2].input_ids)
+    assert any((np.asarray(r["labels"]) != -100).any() for r in rows[:2 * dupe])
 
 
 def test_many_tasks_batched(inews_docs):
@@ -404,7 +419,7 @@ def test_take_rows_equals_take_in_order(pipeline):
         budget = g.integers(-1, 25, size=rows)
         rb = RowBatch([], np.zeros(rows, np.int64), None, None, None, None, None, None)
         rb.budget = budget
-        taken, skipped = m.take_rows(rb, np.arange(len(lengths)), counts, lengths)
+        taken, skipped = m.take_rows(rb, counts, lengths)
         off = 0
         for i, c in enumerate(counts.tolist()):
             want, sk = take_in_order(lengths[off:off + c], int(budget[i]))
@@ -442,7 +457,9 @@ def _rows_for_writer(docs, pipeline) -> list[dict]:
 
 
 def test_blocks_to_batch_equals_rows_to_batch(docs, pipeline):
-    from zhmask.write.arrays import blocks_to_batch, rows_to_batch, rows_to_block
+    from oracle import rows_to_batch
+
+    from zhmask.write.arrays import blocks_to_batch, rows_to_block
 
     rows = _rows_for_writer(docs, pipeline)
     for parts in ([rows], [rows[:1], rows[1:3], rows[3:]], [rows[-4:], rows[:5]], [rows[:1]],
@@ -459,7 +476,7 @@ def test_blocks_to_batch_equals_rows_to_batch(docs, pipeline):
         assert ipc_bytes([blocks_to_batch([rows_to_block(rs[:2]), rows_to_block(rs[2:])])]) == ipc_bytes([rows_to_batch(rs)])
 
 
-def test_shard_writer_blocks_and_rows_give_the_same_file(tmp_path, docs, pipeline, monkeypatch):
+def test_shard_writer_gives_the_same_file_for_any_block_sizes(tmp_path, docs, pipeline, monkeypatch):
     import zhmask.write.shards as shards
     from zhmask.schema import SCHEMA
     from zhmask.write.arrays import rows_to_block
@@ -469,18 +486,14 @@ def test_shard_writer_blocks_and_rows_give_the_same_file(tmp_path, docs, pipelin
     rows = (rows * (1 + 100 // len(rows)))[:100]
     with shards.ShardWriter(tmp_path / "a.arrow", SCHEMA) as w:
         for r in rows:
-            w.write(r)
+            w.write_block(rows_to_block([r]))
     g = np.random.default_rng(5)
     for trial in range(6):
         with shards.ShardWriter(tmp_path / "b.arrow", SCHEMA) as w:
             i = 0
             while i < len(rows):
                 k = int(g.choice([0, 1, 3, 15, 16, 17, 40]))
-                if g.random() < 0.3:
-                    for r in rows[i:i + k]:
-                        w.write(r)
-                else:
-                    w.write_block(rows_to_block(rows[i:i + k]))
+                w.write_block(rows_to_block(rows[i:i + k]))
                 i += k
         assert (tmp_path / "b.arrow").read_bytes() == (tmp_path / "a.arrow").read_bytes()
         assert w.rows == len(rows)
@@ -498,7 +511,17 @@ def test_run_unit_equals_rows_written_one_by_one(tmp_path, sample_lines, masking
     fast = Pipeline(cfg)
     a = fast.run_unit(0, raws, tmp_path / "a")
     slow = Pipeline(cfg)
-    slow.masked_block = lambda *args: None
+
+    def one_by_one(exs, rngs, refs=None):  # the rows of tests/oracle.py's per-example writer
+        from oracle import example_rows
+
+        from zhmask.write.arrays import rows_to_block
+
+        stats = {"masking": {}}
+        rows = [r for i, ex in enumerate(exs) for r in example_rows(slow, ex, stats, rngs, i * cfg.dupe_factor)]
+        return rows_to_block(rows), stats["masking"]
+
+    slow.masked_block = one_by_one
     b = slow.run_unit(0, raws, tmp_path / "b")
     assert a["masking"] == b["masking"] and a["masking"]["examples"] > 500
     assert a["shard"]["sha256"] == b["shard"]["sha256"]

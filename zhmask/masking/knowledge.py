@@ -194,7 +194,7 @@ def _chooser(m: Masker, weights: np.ndarray, dupe_factor: int):
             keys = np.log(random_rows(gens, counts)) / weights[stage[ur], ulv]
         o = np.lexsort((-keys, ur))  # each row's units in their random scanning order
         ur, us, ue, ulv, utp = ur[o], us[o], ue[o], ulv[o], utp[o]
-        taken, _ = m.take_rows(rb, o, counts, ue - us)
+        taken, _ = m.take_rows(rb, counts, ue - us)
         # rows where character units lie inside the other units: a unit is skipped once one of
         # its tokens is taken (row by row; only with the char level and another one both on)
         overlap = np.flatnonzero(use[:, 3] & use[:, :3].any(axis=1) & (counts > 0))

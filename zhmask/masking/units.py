@@ -466,13 +466,12 @@ class Masker:
             count_units(stats, fate, ulen, names)
         return g < n
 
-    def take_rows(self, rb: "RowBatch", order: np.ndarray, counts: np.ndarray, lengths: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def take_rows(self, rb: "RowBatch", counts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BERT's budget loop for every row at once: scanning each row's units in order, a unit
         that would exceed what is left of the budget is skipped (not cut), until the budget is
-        spent.  ``order``/``lengths`` hold each row's units in scanning order (``counts[i]`` of
-        them for row i, rows in order, every length at least 1); returns (mask of the units
-        taken, units skipped per row).  (tests/oracle.py's take_in_order is the plain loop.)"""
+        spent.  ``lengths`` holds each row's units in scanning order (``counts[i]`` of them for
+        row i, rows in order, every length at least 1); returns (mask of the units taken, units
+        skipped per row).  (tests/oracle.py's take_in_order is the plain loop.)"""
         n = len(counts)
         budget = rb.budget
         urow = np.repeat(np.arange(n), counts)
@@ -489,7 +488,7 @@ class Masker:
         # then, row by row in rounds, the next unit that still fits; the ones passed are skipped
         act = np.flatnonzero((r > 0) & (p < counts))
         if len(act):
-            nxt = off + p  # next unit to scan (index into order)
+            nxt = off + p  # next unit to scan (index into lengths)
             stop = off + counts
             idx = ranges_to_positions(nxt[act], stop[act])
             while len(idx):

@@ -27,7 +27,7 @@ def make(config, ctx):
             e = np.zeros(0, dtype=np.int64)
             return e, e
         order = elig[np.repeat(np.cumsum(ne) - ne, ne) + permutations_rows(gens, ne)]
-        taken, skipped = m.take_rows(rb, order, ne, rb.ntok[order])
+        taken, skipped = m.take_rows(rb, ne, rb.ntok[order])
         sk = int(skipped.sum())
         if sk:
             stats["units_skipped_over_budget"] += sk

@@ -107,23 +107,6 @@ def _list_of(offsets: np.ndarray, child: pa.Array, typ: pa.DataType | None = Non
     return arr
 
 
-def _list_array(values: list, typ: pa.DataType) -> pa.Array:
-    """list<typ> from a list of numpy arrays / lists / None, built with one concatenate."""
-    if values and all(v is None for v in values):  # a column this task does not fill: all null
-        return _list_of(np.zeros(len(values) + 1, dtype=np.int32), prim_array(np.zeros(0), typ),
-                        null=np.ones(len(values), dtype=bool))
-    valid = [v is not None for v in values]
-    lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int32)
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(lens, out=offsets[1:])
-    parts = [np.asarray(v) for v in values if v is not None and len(v)]
-    np_t = _np_dtype(typ)
-    flat = _cast(np.concatenate(parts), np_t) if parts else np.zeros(0, dtype=np_t)
-    if all(valid):
-        return _list_of(offsets, prim_array(flat, typ))
-    return _list_of(offsets, prim_array(flat, typ), null=~np.array(valid, dtype=bool))
-
-
 def _is_entity(t: pa.DataType) -> bool:
     return pa.types.is_struct(t) and [f.name for f in t] == ["start", "end", "type"]
 
@@ -174,26 +157,10 @@ def _struct_list_array(values: list, typ: pa.DataType) -> pa.Array:
     ], type=typ)
 
 
-def rows_to_batch(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
-    """A record batch from row dicts (missing keys are null)."""
-    arrays = []
-    for f in schema:
-        vals = [r.get(f.name) for r in rows]
-        if pa.types.is_list(f.type) and not pa.types.is_struct(f.type.value_type):
-            arrays.append(_list_array(vals, f.type.value_type))
-        elif pa.types.is_list(f.type) and _is_entity(f.type.value_type):
-            arrays.append(_entity_array(vals, f.type))
-        elif pa.types.is_list(f.type):  # list<struct>: dicts, or tuples in the struct's field order
-            arrays.append(_struct_list_array(vals, f.type))
-        else:
-            arrays.append(_scalar_array(vals, f.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
 # ---------------------------------------------------------------------- column blocks
 # A mask batch hands the writer its rows as columns (flat arrays + lengths for the list<int>
 # columns, plain lists for the others) instead of one dict per row; the record batches built
-# from blocks are those rows_to_batch builds from the same rows, byte for byte
+# from blocks are those tests/oracle.py's rows_to_batch builds from the same rows, byte for byte
 # (tests/masking/test_units.py).
 
 class ListColumn:
@@ -211,7 +178,7 @@ class ListColumn:
 
     @classmethod
     def from_values(cls, values: list, typ: pa.DataType) -> "ListColumn":
-        """From per-row arrays / lists / None, as :func:`_list_array` reads them."""
+        """From per-row arrays / lists / None (a null row)."""
         lens = np.array([len(v) if v is not None else 0 for v in values], dtype=np.int64)
         parts = [np.asarray(v) for v in values if v is not None and len(v)]
         np_t = _np_dtype(typ)
@@ -263,7 +230,7 @@ def rows_to_block(rows: list[dict[str, Any]], schema: pa.Schema = SCHEMA) -> Blo
 
 
 def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
-    """:func:`_list_array` of the rows of several blocks' columns (ListColumn, lists of values,
+    """The list<int> array of the rows of several blocks' columns (ListColumn, lists of values,
     or None for all-null)."""
     cols = []
     for n, c in parts:
@@ -297,7 +264,8 @@ def _concat_list_column(parts: list, typ: pa.DataType) -> pa.Array:
 
 
 def blocks_to_batch(blocks: list[Block], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
-    """The record batch of the rows of ``blocks`` in order: ``rows_to_batch`` of the same rows."""
+    """The record batch of the rows of ``blocks`` in order (a column missing from a block is null
+    in its rows)."""
     arrays = []
     for f in schema:
         parts = [(b.n, b.cols.get(f.name)) for b in blocks]

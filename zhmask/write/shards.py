@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 
 from zhmask.errors import ZhmaskError
 from zhmask.write import FORMAT, register, writer_class
-from zhmask.write.arrays import Block, blocks_to_batch, rows_to_batch, rows_to_block
+from zhmask.write.arrays import Block, blocks_to_batch
 
 BATCH_ROWS = 2048
 
@@ -69,16 +69,16 @@ def sha256_file(path: Path) -> str:
 
 
 class ShardWriter:
-    """``with ShardWriter(path, schema) as w: w.write(row)``; renames into place on success,
-    then ``w.record()`` is what the manifest lists for the shard (its rows and sha256).
+    """``with ShardWriter(path, schema) as w: w.write_block(block)``; renames into place on
+    success, then ``w.record()`` is what the manifest lists for the shard (its rows and sha256).
 
     ``compression`` -- buffer compression, ``"zstd"`` or ``"lz4"`` (``lz4_frame``), or
     None / ``"none"``: uncompressed, so that ``datasets`` can memory-map the shard.
     ``fmt`` -- the registered writer (:data:`zhmask.write.WRITERS`) that encodes the batches.
 
-    ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.write.arrays.Block`);
-    rows and blocks may be mixed: the shard is the same as writing every row one by one (record
-    batches of ``BATCH_ROWS`` rows)."""
+    ``w.write_block(block)`` writes many rows given as columns (:class:`zhmask.write.arrays.Block`),
+    in record batches of ``BATCH_ROWS`` rows whatever the blocks' sizes; ``w.write_table(table)``
+    an Arrow table's."""
 
     def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None, fmt: str = FORMAT) -> None:
         self.path = Path(path)
@@ -87,8 +87,7 @@ class ShardWriter:
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
         self.schema = schema
         self.rows = 0
-        self._buf: list[dict[str, Any]] = []  # rows since the last block
-        self._blocks: list[Block] = []  # pending blocks (then the rows of _buf), fewer than BATCH_ROWS rows
+        self._blocks: list[Block] = []  # pending blocks, fewer than BATCH_ROWS rows
         self._pending = 0  # rows in _blocks
         self._sink = None
         self._writer: Any = None
@@ -108,16 +107,7 @@ class ShardWriter:
     def _open_sink(self):
         return pa.OSFile(str(self.tmp), "wb")
 
-    def write(self, row: dict[str, Any]) -> None:
-        self._buf.append(row)
-        if self._pending + len(self._buf) >= BATCH_ROWS:
-            self._flush()
-
     def write_block(self, block: Block) -> None:
-        if self._buf:
-            self._blocks.append(rows_to_block(self._buf, self.schema))
-            self._pending += len(self._buf)
-            self._buf = []
         a = 0
         while block.n - a >= BATCH_ROWS - self._pending:  # completes a record batch
             b = a + BATCH_ROWS - self._pending
@@ -138,19 +128,10 @@ class ShardWriter:
 
     def _flush(self) -> None:
         if self._blocks:
-            if self._buf:
-                self._blocks.append(rows_to_block(self._buf, self.schema))
-                self._pending += len(self._buf)
-                self._buf = []
-            batch = blocks_to_batch(self._blocks, self.schema)
-            self._writer.write_batch(batch)
+            self._writer.write_batch(blocks_to_batch(self._blocks, self.schema))
             self.rows += self._pending
             self._blocks = []
             self._pending = 0
-        elif self._buf:
-            self._writer.write_batch(rows_to_batch(self._buf, self.schema))
-            self.rows += len(self._buf)
-            self._buf = []
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
