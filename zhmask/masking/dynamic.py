@@ -59,7 +59,7 @@ from zhmask.reader import original_ids
 from zhmask.record import NO_LABEL, SENTENCE_LABEL, Example
 from zhmask.rng import Draws, rng_for
 
-MASK_STAGE = "mask"  # the stage name the static path (Pipeline.rows) uses
+MASK_STAGE = "mask"  # the stage name the static build (Pipeline.mask_keys) uses
 EXTRA_COLUMNS = ("chinese_ref", "token_labels", "source_ids", "target_ids", "fragment_bounds", "span_bounds",
                  "noise_positions", "unit")
 
