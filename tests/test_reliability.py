@@ -646,6 +646,7 @@ def test_verify_refuses_another_schema_version(small_build, tmp_path):
 
 def test_verify_finds_broken_rows(small_build, tmp_path, tok):
     from zhmask.schema import schema_with_metadata
+    from zhmask.write.arrays import rows_to_block
     from zhmask.write.shards import ShardWriter
 
     out = _copy(small_build[0], tmp_path)
@@ -663,8 +664,8 @@ def test_verify_finds_broken_rows(small_build, tmp_path, tok):
     rows[4]["token_type_ids"] = rows[4]["token_type_ids"][:-1]
     rows[5]["perm_order"] = list(range(len(rows[5]["input_ids"])))  # a column only plm declares
     with ShardWriter(shard, schema) as w:
-        for r in rows:
-            w.write({k: (np.asarray(v) if isinstance(v, list) and k != "entities" else v) for k, v in r.items()})
+        w.write_block(rows_to_block([{k: (np.asarray(v) if isinstance(v, list) and k != "entities" else v)
+                                      for k, v in r.items()} for r in rows], schema))
     m = json.loads((out / "manifest.json").read_text())
     m["shards"][0]["sha256"] = w.sha256
     (out / "manifest.json").write_text(json.dumps(m))
