@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import machine, write_section  # noqa: E402
-from pretrain_matrix import (budget_arguments, finetune_budget, finetune_sets, finetune_tag, finetune_tasks,  # noqa: E402
-                             pretrain_job, pretrain_sets, run, run_all, zhmask)
+from pretrain_matrix import (TASKS, budget_arguments, finetune_budget, finetune_sets, finetune_tag,  # noqa: E402
+                             finetune_tasks, pretrain_job, pretrain_sets, run, run_all, task_sets, zhmask)
 
 ARMS = {"mlm": "ernie2_mlm", "multitask": "ernie2_multitask", "sequential": "ernie2_stages"}
 HEADS = ("capitalization", "token_document_relation", "sentence_reorder", "sentence_distance",
@@ -95,7 +95,10 @@ def main(argv=None) -> None:
             work / "logs" / f"build-{data_tag}.log")
 
     sets = [x for x in pretrain_sets(args) if not x.startswith("eval_every=")]
-    sets += ["eval_every=0", f"max_position_embeddings={max(args.seq, args.max_length)}"]
+    # positions for the longest fine-tuning input too (a --task-set max_length such as iNews' 192)
+    longest = max([args.seq, args.max_length] + [int(kv.split("=", 1)[1]) for task in TASKS
+                                                 for kv in task_sets(args, task) if kv.startswith("max_length=")])
+    sets += ["eval_every=0", f"max_position_embeddings={longest}"]
     jobs = [pretrain_job(runs / f"{a}-s{s}", "ernie2", build, sets, s, work / "logs" / f"pretrain-{pre_tag}-{a}-s{s}.log",
                          "--plan", ARMS[a]) for a in arms for s in seeds]
     run_all([j for j in jobs if j], args.jobs)

@@ -123,6 +123,7 @@ def write(path: Path, text: str) -> Path:
     (lambda d: FIXTURE, ["--set", "label_field=stars"], "no field 'stars'"),
     (lambda d: FIXTURE, ["--set", "epochs=zero"], "expected int"),
     (lambda d: FIXTURE, ["--set", "colour=red"], "unknown setting"),
+    (lambda d: FIXTURE, ["--set", "max_length=4096"], "is more than the checkpoint's"),
 ])
 def test_bad_input_is_one_line_exit_2(checkpoints, tmp_path, make, args, msg):
     p = zhmask("finetune", checkpoints["bert"], "--train", make(tmp_path), "--out", tmp_path / "o", *args)
