@@ -153,8 +153,8 @@ def load_classifier(src: Path, num_labels: int, cfg: FinetuneConfig, from_scratc
 
     torch.manual_seed(cfg.seed)
     hf_cfg = AutoConfig.from_pretrained(str(src), num_labels=num_labels)
-    positions = getattr(hf_cfg, "max_position_embeddings", None)  # absolute positions (XLNet has none)
-    if positions is not None and cfg.max_length > positions:
+    positions = getattr(hf_cfg, "max_position_embeddings", None)  # absolute positions (XLNet: none, or -1)
+    if positions is not None and positions > 0 and cfg.max_length > positions:
         raise ZhmaskError(f"{src}: max_length {cfg.max_length} is more than the checkpoint's {positions} positions "
                           f"(--set max_length={positions}, or pretrain with --set max_position_embeddings={cfg.max_length})")
     if hf_cfg.model_type == "gpt2":   # GPT2ForSequenceClassification: the last non-padding token classifies
