@@ -21,7 +21,7 @@ from zhmask import __version__
 from zhmask.config import BuildConfig
 from zhmask.masking.base import call_mask
 from zhmask.record import SENTENCE_LABEL, Document, Example
-from zhmask.masking.units import chinese_ref, chinese_ref_batch, cjk_token_table
+from zhmask.masking.units import chinese_ref_batch, cjk_token_table
 from zhmask.rng import Draws, DrawsBatch, rng_for, stable_seeds
 from zhmask.steps.read import RawDoc
 
@@ -372,8 +372,8 @@ class Pipeline:
             yield from gen(docs, self.ctx)
 
     def chinese_refs(self, exs: list[Example]) -> list[np.ndarray | None]:
-        """The ``chinese_ref`` :meth:`rows` computes for each example (None where the example
-        carries its own), all at once."""
+        """Each example's ``chinese_ref`` from its unmasked ids (None where the example carries its
+        own), all at once."""
         todo = [i for i, ex in enumerate(exs) if ex.extra.get("chinese_ref") is None]
         refs: list[np.ndarray | None] = [None] * len(exs)
         got = chinese_ref_batch([exs[i].input_ids for i in todo], [exs[i].word_ids for i in todo], self._cjk_table)

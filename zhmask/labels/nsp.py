@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from zhmask.checks import register_check
 from zhmask.labels import register
-from zhmask.labels.pairs import (Segment, UnitDocs, balanced_classes, batched, check_pair, PairExamples,
+from zhmask.labels.pairs import (PairExamples, Segment, UnitDocs, balanced_classes, batched, check_pair,
                                  unit_two_part_chunks)
 from zhmask.record import SENTENCE_LABEL, Document, Example
 

@@ -42,8 +42,7 @@ import numpy as np
 from zhmask.errors import ZhmaskError
 from zhmask.masking import STRATEGIES, register
 from zhmask.masking.ngram import NGRAM_OPTIONS, make_ngram_mask, ngram_probs
-from zhmask.masking.units import cjk_token_table, ranges_to_positions
-from zhmask.rng import random_rows
+from zhmask.masking.units import cjk_token_table
 
 SIMILAR, RANDOM, KEEP = 0, 1, 2
 OPTIONS = {**NGRAM_OPTIONS, "synonyms": []}
@@ -273,12 +272,8 @@ def make(config, ctx):
     def apply_rows(m, rb, gens, us, ue, stats):
         """The rows with their units' words replaced: one fate per unit (similar / random /
         keep), then each replaced word's draws, units in order, from its row's values."""
-        urow = np.searchsorted(rb.ends, us, side="right")
-        fate = np.searchsorted(m.cum, random_rows(gens, np.bincount(urow, minlength=len(rb))), side="right")
+        urow, fate, labels = m.fates_rows(rb, gens, us, ue)
         ids = rb.ids
-        labels = np.full(len(ids), -100, dtype=np.int32)
-        pos = ranges_to_positions(us, ue)
-        labels[pos] = ids[pos]
         out = ids.copy()
         w0, w1 = np.searchsorted(rb.ws, us), np.searchsorted(rb.ws, ue)  # each unit's words
         ws, we = rb.ws.tolist(), rb.we.tolist()
@@ -286,7 +281,7 @@ def make(config, ctx):
             similar, rng = bool(fate[u] == SIMILAR), gens[urow[u]]
             for k in range(int(w0[u]), int(w1[u])):
                 out[ws[k]:we[k]] = replace(ids[ws[k]:we[k]], similar, rng, stats)
-        if m.count_rows(rb, stats, fate.astype(np.int8), ue - us, names=("similar", "random", "keep")):
+        if m.count_rows(rb, stats, fate, ue - us, names=("similar", "random", "keep")):
             stats["mac_words_keep"] += int((w1 - w0)[fate == KEEP].sum())
         return out, labels
 

@@ -402,6 +402,19 @@ class Masker:
         out, labels = (apply_rows or self.apply_rows)(rb, gens, us, ue, stats)
         return RowsResult(out, labels, rb.lens, stats, rb)
 
+    def fates_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of each unit, its fate, the labels of the concatenation) for the units [us, ue)
+        (ascending): one fate per unit from ``--mask-ratios``, drawn from its row's values
+        (``rng.random(k)`` per row), and the original id at every predicted position."""
+        urow = np.searchsorted(rb.ends, us, side="right")
+        fate = np.searchsorted(self.cum, random_rows(gens, np.bincount(urow, minlength=len(rb))),
+                               side="right").astype(np.int8)
+        labels = np.full(len(rb.ids), -100, dtype=np.int32)
+        pos = ranges_to_positions(us, ue)
+        labels[pos] = rb.ids[pos]
+        return urow, fate, labels
+
     def apply_rows(self, rb: "RowBatch", gens: list, us: np.ndarray, ue: np.ndarray, stats: Counter):
         """Predict the units [us, ue) of every row (concatenation positions, ascending, so grouped
         by row in start order); per row, one fate per unit (``rng.random(k)``), then the random
@@ -413,15 +426,10 @@ class Masker:
         the statistics of every row to ``stats`` (tests/oracle.py's ``apply_one`` is one row's
         plain version)."""
         n = len(rb.lens)
-        urow = np.searchsorted(rb.ends, us, side="right")
-        k = np.bincount(urow, minlength=n).tolist()
-        fate = np.searchsorted(self.cum, random_rows(gens, k), side="right").astype(np.int8)
+        urow, fate, labels = self.fates_rows(rb, gens, us, ue)
         ids = rb.ids
         out = ids.copy()
-        labels = np.full(len(ids), -100, dtype=np.int32)
         ulen = ue - us
-        pos = ranges_to_positions(us, ue)
-        labels[pos] = ids[pos]
         m = fate == MASK
         if m.any():
             out[ranges_to_positions(us[m], ue[m])] = self.mask_id
