@@ -369,6 +369,8 @@ def train(family: str, make_model: Callable, data: str | Path, out: str | Path, 
         collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=masker)
         val_collate = Collator(pad_id=build.pad_id, pad_to_multiple_of=cfg.pad_to_multiple_of, masker=val_masker)
     columns = getattr(collate, "columns", None)   # only what the collator reads is decoded (all for a family's own)
+    if columns is not None and plan is not None:
+        columns = (*columns, "task")   # a stage plan's dataset gives each row its task id
     train_ds = ShardDataset(build, split="train", validation=cfg.validation, tasks=tasks, columns=columns)
     val_ds = (ShardDataset(build, split="validation", validation=cfg.validation, tasks=tasks, columns=columns)
               if cfg.validation else None)

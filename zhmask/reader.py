@@ -823,7 +823,7 @@ class Collator:
         """The row columns this collator reads (with its masker's): what a dataset feeding it
         needs to decode (``ShardDataset(..., columns=collator.columns)``), leaving out the rest,
         such as the entity and source structs that cost most to turn into Python values."""
-        own = ("task", "input_ids", "token_type_ids", "labels", SENTENCE_LABEL, "token_labels", "doc_bounds")
+        own = ("input_ids", "token_type_ids", "labels", SENTENCE_LABEL, "token_labels", "doc_bounds")
         extra = self.masker.columns if self.masker is not None else ()
         return tuple(dict.fromkeys(own + tuple(extra)))
 
