@@ -83,7 +83,11 @@ def main(argv=None) -> None:
     t0, host = time.time(), machine()
     # folders are named after the settings that make their content: a changed budget never reuses another's
     data_tag = f"inews{args.text_mb:g}MB-seq{args.seq}"
-    pre_tag = f"{data_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}-st{args.pretrain_steps}"
+    # positions for the longest fine-tuning input too (a --task-set max_length such as iNews' 192)
+    longest = max([args.seq, args.max_length] + [int(kv.split("=", 1)[1]) for task in TASKS
+                                                 for kv in task_sets(args, task) if kv.startswith("max_length=")])
+    pre_tag = (f"{data_tag}-L{args.layers}-H{args.hidden}-h{args.heads}-b{args.batch}-lr{args.lr:g}"
+               f"-st{args.pretrain_steps}-pos{longest}")
     ft_tag = finetune_tag(args)
     runs, ft_dir = work / "runs" / pre_tag, work / "finetune" / f"{pre_tag}--{ft_tag}"
 
@@ -95,9 +99,6 @@ def main(argv=None) -> None:
             work / "logs" / f"build-{data_tag}.log")
 
     sets = [x for x in pretrain_sets(args) if not x.startswith("eval_every=")]
-    # positions for the longest fine-tuning input too (a --task-set max_length such as iNews' 192)
-    longest = max([args.seq, args.max_length] + [int(kv.split("=", 1)[1]) for task in TASKS
-                                                 for kv in task_sets(args, task) if kv.startswith("max_length=")])
     sets += ["eval_every=0", f"max_position_embeddings={longest}"]
     jobs = [pretrain_job(runs / f"{a}-s{s}", "ernie2", build, sets, s, work / "logs" / f"pretrain-{pre_tag}-{a}-s{s}.log",
                          "--plan", ARMS[a]) for a in arms for s in seeds]

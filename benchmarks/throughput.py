@@ -38,7 +38,6 @@ import datetime as dt
 import io
 import json
 import os
-import platform
 import pstats
 import re
 import shlex

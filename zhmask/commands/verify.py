@@ -154,7 +154,6 @@ def verify_build(out: str | Path, progress=None) -> list[str]:
 
     from zhmask.reader import listed_shards, open_shard, read_manifest, shard_schema_problems
     from zhmask.schema import SCHEMA_VERSION, undeclared_columns
-    from zhmask.write.shards import sha256_file
 
     out = Path(out)
     if not out.is_dir():
