@@ -340,6 +340,9 @@ def main(argv: list[str]) -> int:
                     help="word2vec tier: most frequent words used as contexts at each offset")
     ap.add_argument("--no-embeddings", action="store_true", help="Cilin tier only (no gensim)")
     a = ap.parse_args(argv)
+    for name in ("topk", "window", "contexts", "w2v_window", "w2v_topk", "rank_window", "rank_contexts"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     w2v = None if a.no_embeddings else a.w2v_min_sim
     table, why, _ = build_table(Path(a.shared), a.min_sim, a.topk, a.window, a.contexts, a.min_count,
                                 coarse=not a.exact_pos, w2v_min_sim=w2v, w2v_min_count=a.w2v_min_count,
