@@ -14,7 +14,11 @@ in the rows is one), reads the rows back and reports, over the words of similar 
 * (``--corpus pd``: the same on the held-out People's Daily lines, index % 5 == 4)
 * a sample of ``--sample`` replacements (words changed), drawn with ``--seed``, written as TSV
   for judging by hand (``--sample-out``); with ``--judged FILE`` (the same TSV with its ``ok``
-  column filled with 1 or 0), the share judged acceptable.
+  column filled with 1 or 0), the share judged acceptable;
+* with ``--positions FILE`` (a sample TSV written by this script), the words at that sample's
+  positions (its ``row`` and ``start`` columns) instead of a fresh draw, so that two tables are
+  judged on the same words: run it once per checkout (``PYTHONPATH``) with the same
+  ``--positions``.
 
 Runs with whichever ``zhmask`` is first on ``PYTHONPATH``, so the same command measures another
 checkout (the reasons need this checkout's table format and are skipped otherwise):
@@ -39,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 _CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff]+$")
-FIELDS = ["n", "doc_id", "outcome", "original", "replacement", "before", "after", "ok"]
+FIELDS = ["n", "doc_id", "row", "start", "outcome", "original", "replacement", "before", "after", "ok"]
 
 
 def log(msg: str) -> None:
@@ -84,7 +88,9 @@ def table_args(path: Path) -> dict | None:
     kw = {"coarse": "--exact-pos" not in a}
     names = {"--min-sim": ("min_sim", float), "--topk": ("topk", int), "--window": ("window", int),
              "--contexts": ("n_contexts", int), "--min-count": ("min_count", int),
-             "--w2v-min-sim": ("w2v_min_sim", float), "--w2v-min-count": ("w2v_min_count", int)}
+             "--w2v-min-sim": ("w2v_min_sim", float), "--w2v-min-count": ("w2v_min_count", int),
+             "--w2v-window": ("w2v_window", int), "--w2v-topk": ("w2v_topk", int),
+             "--rank-window": ("rank_window", int), "--rank-contexts": ("rank_contexts", int)}
     for i, x in enumerate(a):
         if x in names:
             k, f = names[x]
@@ -99,7 +105,8 @@ def lex_words(path: Path) -> list[str]:
 
 
 def words_of_rows(build):
-    """(doc_id, original ids, input ids, word starts/ends of predicted words) per row, streamed."""
+    """(doc_id, original ids, input ids, word starts/ends of predicted words) per row, streamed
+    in the build's row order (the same for any table: masking does not change the rows' tokens)."""
     from zhmask.reader import open_shard, original_ids
 
     for p in build.shards:
@@ -134,6 +141,9 @@ def main() -> int:
                     help="the word<TAB>reason file of build_synonyms.py --reasons-out for the shipped table "
                          "(else the table's filters are recomputed, minutes)")
     ap.add_argument("--judged", default=None, help="a judged sample TSV: report its share of ok == 1")
+    ap.add_argument("--positions", default=None,
+                    help="a sample TSV of this script: write the words at its positions (row, start) instead of a draw")
+    ap.add_argument("--no-reasons", action="store_true", help="skip the fallback reasons and the POS agreement")
     a = ap.parse_args()
 
     from zhmask.api import build_corpus
@@ -181,22 +191,28 @@ def main() -> int:
     outcomes: Counter = Counter()
     fallback_words: Counter = Counter()
     replacements = []
-    for doc, orig, inp, spans in words_of_rows(b):
+    wanted = None
+    if a.positions:
+        with open(a.positions, encoding="utf-8") as fh:
+            wanted = {(int(r["row"]), int(r["start"])): None for r in csv.DictReader(fh, delimiter="\t")}
+    for row, (doc, orig, inp, spans) in enumerate(words_of_rows(b)):
         for s, e in spans:
             o, r = orig[s:e], inp[s:e]
             oc = outcome(o, r)
             outcomes[oc] += 1
             if oc == "fallback":
                 fallback_words[text(o)] += 1
+            if wanted is not None and (row, s) in wanted:
+                wanted[row, s] = (doc, row, oc, s, e, orig, inp)
             if not (o == r).all():
-                replacements.append((doc, oc, s, e, orig, inp))
+                replacements.append((doc, row, oc, s, e, orig, inp))
     total = sum(outcomes.values())
     print(f"from the rows: {total:,} predicted words; " + ", ".join(
         f"{k} {v:,} ({v / total:.1%})" for k, v in outcomes.most_common()))
     print("most frequent fallback words: " + " ".join(f"{w}:{c}" for w, c in fallback_words.most_common(30)))
 
     kw = table_args(default_synonyms_path())
-    if kw is not None:
+    if kw is not None and not a.no_reasons:
         import rjieba
         from build_synonyms import build_table, pos_class, word_pos
 
@@ -221,17 +237,23 @@ def main() -> int:
         print(f"POS: rjieba's tag in the sentence has the table's POS class for {agree:,} of {seen:,} "
               f"occurrences of table words ({agree / max(seen, 1):.2%})")
 
-    rng = np.random.default_rng(a.seed)
-    pick = sorted(rng.choice(len(replacements), size=min(a.sample, len(replacements)), replace=False).tolist())
+    if wanted is not None:
+        missing = [k for k, v in wanted.items() if v is None]
+        if missing:
+            raise SystemExit(f"--positions: no predicted word at (row, start) {missing[:5]} (another corpus or --docs?)")
+        sample = list(wanted.values())
+    else:
+        rng = np.random.default_rng(a.seed)
+        pick = rng.choice(len(replacements), size=min(a.sample, len(replacements)), replace=False)
+        sample = [replacements[i] for i in sorted(pick.tolist())]
     if a.sample_out:
         with open(a.sample_out, "w", encoding="utf-8", newline="") as fh:
             w = csv.writer(fh, delimiter="\t", lineterminator="\n")
             w.writerow(FIELDS)
-            for n, i in enumerate(pick):
-                doc, oc, s, e, orig, inp = replacements[i]
-                w.writerow([n, doc, oc, text(orig[s:e]), text(inp[s:e]), text(orig[max(1, s - 15):s]),
+            for n, (doc, row, oc, s, e, orig, inp) in enumerate(sample):
+                w.writerow([n, doc, row, s, oc, text(orig[s:e]), text(inp[s:e]), text(orig[max(1, s - 15):s]),
                             text(orig[e:e + 15]).replace("[SEP]", " | "), ""])
-        log(f"wrote {len(pick)} replacements to {a.sample_out}")
+        log(f"wrote {len(sample)} replacements to {a.sample_out}")
     if a.judged:
         with open(a.judged, encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))

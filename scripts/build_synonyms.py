@@ -2,7 +2,8 @@
 
 Usage: python scripts/build_synonyms.py --shared ../shared [--out dictionaries/synonyms.txt]
        [--reasons-out FILE] [--min-sim 0.1] [--topk 3] [--window 2] [--contexts 3000]
-       [--min-count 3] [--exact-pos] [--w2v-min-sim 0.6] [--w2v-min-count 5] [--no-embeddings]
+       [--min-count 3] [--exact-pos] [--w2v-min-sim 0.6] [--w2v-min-count 5] [--w2v-window 2]
+       [--w2v-topk 1] [--rank-window 2] [--rank-contexts 10000] [--no-embeddings]
 
 MacBERT replaces a word by a similar word (word2vec neighbours through the Synonyms toolkit).
 A pooled synonym list mixes the senses of a string (的 ~ 鹄 "target"), and a neighbour alone is
@@ -22,11 +23,15 @@ often a related word, not a near-synonym, so the table has two tiers, the first 
      ``--min-count`` times or more in the tune split;
    ranked by that similarity.
 2. word2vec (for words of the tune split without a tier-1 candidate; ``--no-embeddings`` skips
-   it): gensim skip-gram vectors trained on the tune split (100 dimensions, window 5, 5 epochs,
-   words seen ``--w2v-min-count`` times or more); a word's nearest words of its own length and
-   POS class (proper-noun tags exactly, so a name is replaced by a name of the same kind),
-   cosine at least ``--w2v-min-sim``, leaving out antonym-like pairs that Cilin files under one
-   small category in different ``=`` groups (买/卖, 今天/明天, 男/女); ranked by cosine.
+   it): gensim skip-gram vectors trained on the tune split (100 dimensions, a narrow window of
+   ``--w2v-window`` words, 5 epochs, words seen ``--w2v-min-count`` times or more); a word's
+   nearest words of its own length and POS class (proper-noun tags exactly, so a name is replaced
+   by a name of the same kind), cosine at least ``--w2v-min-sim``, leaving out antonym-like pairs
+   that Cilin files under one small category in different ``=`` groups (买/卖, 今天/明天, 男/女);
+   re-ranked by how well the neighbour fills the word's *slots* (cosine of position-aware PPMI
+   vectors: the ``--rank-contexts`` most frequent words at each offset up to ``--rank-window``),
+   the ``--w2v-topk`` best kept.  Narrow and position-aware contexts give substitutable words
+   (民警 -> 警方 before 特警, 表示 -> 指出); a window of 5 gave topical ones (记者 -> 快报).
 
 The tune split is iNews ``split == "train"`` and People's Daily lines with index % 5 != 4;
 the held-out lines and iNews dev are never read.  Each word's ``--topk`` best candidates are
@@ -100,14 +105,21 @@ def pd_plain(line: str) -> str:
 
 
 class Cooccurrence:
-    """Positive-PMI co-occurrence vectors of ``targets`` over the ``n_contexts`` most frequent words."""
+    """Positive-PMI co-occurrence vectors of ``targets`` over the ``n_contexts`` most frequent words.
 
-    def __init__(self, docs: list[list[str]], targets: list[str], n_contexts: int, window: int) -> None:
+    With ``positional``, a context is a word *at an offset* (``-window .. -1, 1 .. window``: 的 one
+    word to the left and 的 one word to the right are two contexts), so two words are similar when
+    they fill the same slots, i.e. when one can stand in for the other (Levy & Goldberg 2014:
+    narrow and position-aware contexts give functional, not topical, similarity)."""
+
+    def __init__(self, docs: list[list[str]], targets: list[str], n_contexts: int, window: int,
+                 positional: bool = False) -> None:
         freq = Counter(w for d in docs for w in d)
         contexts = [w for w, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:n_contexts]]
         t_index = {w: i for i, w in enumerate(targets)}
         c_index = {w: i for i, w in enumerate(contexts)}
         C = len(contexts)
+        slots = 2 * window if positional else 1
         t_parts, c_parts = [], []
         gap = [-1] * window
         for d in docs:
@@ -117,14 +129,15 @@ class Cooccurrence:
         c = np.asarray(c_parts, dtype=np.int64)
         keys = []
         for off in range(1, window + 1):
-            for x, y in ((t[:-off], c[off:]), (t[off:], c[:-off])):
+            for side, (x, y) in enumerate(((t[:-off], c[off:]), (t[off:], c[:-off]))):
                 ok = (x >= 0) & (y >= 0)
-                keys.append(x[ok] * C + y[ok])
+                slot = (2 * (off - 1) + side) if positional else 0
+                keys.append(x[ok] * (C * slots) + slot * C + y[ok])
         key, n = np.unique(np.concatenate(keys), return_counts=True)
-        row, col = key // C, key % C
+        row, col = key // (C * slots), key % (C * slots)
         n = n.astype(np.float64)
         row_sum = np.bincount(row, weights=n, minlength=len(targets))
-        ctx = np.bincount(col, weights=n, minlength=C) ** 0.75
+        ctx = np.bincount(col, weights=n, minlength=C * slots) ** 0.75
         pmi = np.log(n * ctx.sum() / (row_sum[row] * ctx[col]))
         keep = pmi > 0
         self.row, self.col, self.val = row[keep], col[keep], pmi[keep]
@@ -216,9 +229,22 @@ def nearest(keys: list[str], vectors: np.ndarray, words: list[str], topn: int,
     return out
 
 
+def rank_neighbours(w: str, neighbours, pos: dict, codes: dict[str, set[str]], slots: Cooccurrence,
+                    min_sim: float, topk: int) -> tuple[list, list]:
+    """(passing, kept): the word vectors' ``neighbours`` of ``w`` (``(word, cosine)``) of its POS
+    class and not :func:`antonym_like`; of those with cosine at least ``min_sim``, the ``topk``
+    that best fill ``w``'s slots (``slots``: position-aware :class:`Cooccurrence`), ties by cosine
+    and then by the word."""
+    passing = [(m, s) for m, s in neighbours if pos.get(m) == pos[w] and not antonym_like(w, m, codes)]
+    kept = sorted(((m, s) for m, s in passing if s >= min_sim),
+                  key=lambda ms: (-slots.cosine(w, ms[0]), -ms[1], ms[0]))[:topk]
+    return passing, kept
+
+
 def build_table(shared: Path, min_sim: float, topk: int, window: int, n_contexts: int, min_count: int,
                 coarse: bool = True, w2v_min_sim: float | None = None, w2v_min_count: int = 5,
-                w2v_dim: int = 100, w2v_window: int = 5, w2v_epochs: int = 5, w2v_topn: int = 30):
+                w2v_dim: int = 100, w2v_window: int = 2, w2v_epochs: int = 5, w2v_topn: int = 30,
+                w2v_topk: int = 1, rank_window: int = 2, rank_contexts: int = 10000):
     """(table, why, pos): ``table[word]`` its candidates best first with their similarity;
     ``why[word]``, for a word without candidates, the first filter that removed them all.
 
@@ -227,7 +253,9 @@ def build_table(shared: Path, min_sim: float, topk: int, window: int, n_contexts
     Tier 2 (``w2v_min_sim`` not None): a word of the tune split (``w2v_min_count`` times or more)
     without tier-1 candidates gets its nearest word2vec neighbours (of the ``w2v_topn`` nearest)
     among the CJK words of its length, of the same POS class (proper nouns: the same tag), cosine at
-    least ``w2v_min_sim``, not :func:`antonym_like` (``why`` for words still without:
+    least ``w2v_min_sim``, not :func:`antonym_like`, ranked by the cosine of their position-aware
+    PPMI vectors (:class:`Cooccurrence`, ``rank_window``, ``rank_contexts``), then by the vectors'
+    cosine, the ``w2v_topk`` best kept (``why`` for words still without:
     ``w2v_no_pos`` jieba splits the word, ``w2v_rare`` too rare for vectors, ``w2v_no_neighbour``
     no neighbour passes; words in neither tier: ``no_cilin_entry``)."""
     import rjieba
@@ -260,6 +288,7 @@ def build_table(shared: Path, min_sim: float, topk: int, window: int, n_contexts
     if w2v_min_sim is None:
         return table, why, pos
     wv = word2vec(docs, w2v_dim, w2v_window, w2v_min_count, w2v_epochs)
+    slots = Cooccurrence(docs, vocab, rank_contexts, rank_window, positional=True)
     codes = cilin_codes(lex)
     neighbours = nearest(wv.index_to_key, wv.vectors, [w for w in sorted(set(why) | set(freq)) if w not in table and w in wv.key_to_index
                               and is_cjk_word(w)], w2v_topn)
@@ -272,9 +301,7 @@ def build_table(shared: Path, min_sim: float, topk: int, window: int, n_contexts
         if w not in wv.key_to_index or w not in pos:
             why.setdefault(w, "w2v_rare")
             continue
-        passing = [(m, s) for m, s in neighbours.get(w, ())
-                   if pos.get(m) == pos[w] and not antonym_like(w, m, codes)]
-        good = [(m, s) for m, s in passing if s >= w2v_min_sim][:topk]
+        passing, good = rank_neighbours(w, neighbours.get(w, ()), pos, codes, slots, w2v_min_sim, w2v_topk)
         if good:
             table[w] = good
             why.pop(w, None)
@@ -285,8 +312,9 @@ def build_table(shared: Path, min_sim: float, topk: int, window: int, n_contexts
 
 HEADER = ("# similar-word table of zhmask --masking mac: word<TAB>candidates, best first.\n"
           "# built by scripts/build_synonyms.py ({args}): HIT Tongyici Cilin (extended) '=' synonyms\n"
-          "# of the same length and jieba POS ranked by PPMI cosine, else word2vec neighbours of the same\n"
-          "# length and POS (tune split); see docs/masking.md and dictionaries/README.md (sources, licences).\n")
+          "# of the same length and jieba POS ranked by PPMI cosine, else narrow-window word2vec neighbours of\n"
+          "# the same length and POS ranked by position-aware PPMI cosine (tune split); see docs/masking.md\n"
+          "# and dictionaries/README.md (sources, licences).\n")
 
 
 def main(argv: list[str]) -> int:
@@ -304,14 +332,27 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--w2v-min-sim", type=float, default=W2V_MIN_SIM,
                     help="word2vec tier: least cosine of a neighbour (needs gensim)")
     ap.add_argument("--w2v-min-count", type=int, default=5, help="word2vec tier: least count of a word")
+    ap.add_argument("--w2v-window", type=int, default=2, help="word2vec tier: skip-gram window (narrow: substitutes)")
+    ap.add_argument("--w2v-topk", type=int, default=1, help="word2vec tier: neighbours kept per word")
+    ap.add_argument("--rank-window", type=int, default=2,
+                    help="word2vec tier: offsets either side of the position-aware PPMI vectors that rank neighbours")
+    ap.add_argument("--rank-contexts", type=int, default=10000,
+                    help="word2vec tier: most frequent words used as contexts at each offset")
     ap.add_argument("--no-embeddings", action="store_true", help="Cilin tier only (no gensim)")
     a = ap.parse_args(argv)
+    for name in ("topk", "window", "contexts", "w2v_window", "w2v_topk", "rank_window", "rank_contexts"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
     w2v = None if a.no_embeddings else a.w2v_min_sim
     table, why, _ = build_table(Path(a.shared), a.min_sim, a.topk, a.window, a.contexts, a.min_count,
-                                coarse=not a.exact_pos, w2v_min_sim=w2v, w2v_min_count=a.w2v_min_count)
+                                coarse=not a.exact_pos, w2v_min_sim=w2v, w2v_min_count=a.w2v_min_count,
+                                w2v_window=a.w2v_window, w2v_topk=a.w2v_topk, rank_window=a.rank_window,
+                                rank_contexts=a.rank_contexts)
     args = (f"--min-sim {a.min_sim} --topk {a.topk} --window {a.window} --contexts {a.contexts} "
             f"--min-count {a.min_count}" + (" --exact-pos" if a.exact_pos else "")
-            + (" --no-embeddings" if w2v is None else f" --w2v-min-sim {w2v} --w2v-min-count {a.w2v_min_count}"))
+            + (" --no-embeddings" if w2v is None else
+               f" --w2v-min-sim {w2v} --w2v-min-count {a.w2v_min_count} --w2v-window {a.w2v_window}"
+               f" --w2v-topk {a.w2v_topk} --rank-window {a.rank_window} --rank-contexts {a.rank_contexts}"))
     dst = Path(a.out)
     dst.write_text(HEADER.format(args=args) + "".join(f"{w}\t{' '.join(m for m, _ in c)}\n" for w, c in table.items()),
                    encoding="utf-8")

@@ -203,6 +203,37 @@ def test_nearest_neighbours_keep_the_word_length():
     assert near["人"][0][1] == pytest.approx(0.8)
 
 
+def test_position_aware_contexts_tell_substitutes_from_mirrored_neighbours():
+    """甲 and 乙 fill the same slot (after 把, before 了); 丙 has the same neighbours on the other
+    sides.  Without positions all three look alike; with positions only 甲 and 乙 do."""
+    mod = _build_synonyms()
+    docs = [["把", "甲", "了"], ["把", "乙", "了"], ["了", "丙", "把"], ["在", "丁", "上"]] * 3
+    flat = mod.Cooccurrence(docs, ["甲", "乙", "丙", "丁"], n_contexts=10, window=1)
+    slots = mod.Cooccurrence(docs, ["甲", "乙", "丙", "丁"], n_contexts=10, window=1, positional=True)
+    assert flat.cosine("甲", "乙") == pytest.approx(1.0) and flat.cosine("甲", "丙") == pytest.approx(1.0)
+    assert slots.cosine("甲", "乙") == pytest.approx(1.0)
+    assert slots.cosine("甲", "丙") == pytest.approx(0.0) and slots.cosine("甲", "丁") == pytest.approx(0.0)
+
+
+def test_embedding_neighbours_are_ranked_by_the_slots_they_fill(tmp_path):
+    """The word-vector neighbours of a word pass POS and antonym filters and the cosine floor, then
+    the one that fills the word's slots comes first, even with a lower vector cosine."""
+    mod = _build_synonyms()
+    docs = [["把", "民警", "了"], ["把", "警方", "了"], ["了", "特警", "把"], ["买", "卖"]] * 3
+    slots = mod.Cooccurrence(docs, ["民警", "警方", "特警", "大队", "买", "卖"], n_contexts=10, window=1, positional=True)
+    pos = {"民警": "n", "警方": "n", "特警": "n", "大队": "n", "做好": "v", "买": "v", "卖": "v"}
+    codes = {"买": {"He03A01"}, "卖": {"He03B01"}}
+    near = [("特警", 0.8), ("大队", 0.7), ("做好", 0.75), ("警方", 0.65), ("警员", 0.62)]
+    passing, kept = mod.rank_neighbours("民警", near, pos, codes, slots, min_sim=0.6, topk=1)
+    assert [m for m, _ in passing] == ["特警", "大队", "警方"]     # 做好: another POS; 警员: no POS
+    assert kept == [("警方", 0.65)]
+    _, kept = mod.rank_neighbours("民警", near, pos, codes, slots, min_sim=0.6, topk=3)
+    assert [m for m, _ in kept] == ["警方", "特警", "大队"]       # 大队 fills no slot of 民警: 0, then by cosine
+    _, kept = mod.rank_neighbours("民警", near, pos, codes, slots, min_sim=0.7, topk=3)
+    assert [m for m, _ in kept] == ["特警", "大队"]
+    assert mod.rank_neighbours("买", [("卖", 0.9)], pos, codes, slots, 0.6, 1) == ([], [])   # antonym-like
+
+
 def test_bundled_table_lines_keep_length_and_leave_out_antonyms():
     from zhmask.masking.similar_word import default_synonyms_path
 

@@ -9,7 +9,8 @@ No [MASK] token is ever used.
 Similar words come from ``dictionaries/synonyms.txt`` (built by ``scripts/build_synonyms.py``:
 for each word, its HIT Tongyici Cilin ``=`` synonyms of the same length and part of speech,
 ranked by co-occurrence similarity, below a threshold left out; for a word without any, its
-nearest word2vec neighbours of the same length and part of speech, antonym-like pairs left out)
+nearest narrow-window word2vec neighbours of the same length and part of speech, antonym-like
+pairs left out, the one that best fills the word's slots (position-aware PPMI) kept)
 plus any files given with
 ``--option synonyms='["my_table.txt"]'``.  A file line is either ``word<TAB>cand1 cand2 ...``
 (the word's candidates, best first) or ``w1 w2 w3 ...`` (a group of mutually similar words).
