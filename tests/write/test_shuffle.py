@@ -126,3 +126,55 @@ def test_keys_depend_on_seed_and_example_only():
     k = row_keys([f"doc:{i}#mlm0" for i in range(5000)], seed=7)
     counts = Counter((k % 5).tolist())
     assert min(counts.values()) > 900
+
+
+def test_blocks_cover_every_output_shard_once():
+    from zhmask.write.shuffle import BLOCK_BYTES, blocks
+
+    for n, size, workers in ((1, 0, 1), (7, 10, 1), (150, BLOCK_BYTES * 3, 1), (150, 10, 2), (5, BLOCK_BYTES * 50, 4)):
+        plan = blocks(n, size, workers)
+        assert [b for b0, b1 in plan for b in range(b0, b1)] == list(range(n))
+        assert len(plan) >= min(n, workers)
+    assert len(blocks(150, BLOCK_BYTES * 3)) == 3  # about BLOCK_BYTES of rows a block
+    assert blocks(150, 10) == [(0, 150)]  # small builds: every scatter file opened once
+
+
+def test_gathering_in_blocks_gives_the_same_shards(builds, fixtures, tmp_path, monkeypatch):
+    """Many small blocks (each scatter file opened once per block) or one: the same shards; a
+    scatter file of another layout left in units/ by a stopped build is scattered again, not read."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+    from zhmask.errors import ZhmaskError
+    from zhmask.write import shuffle
+
+    out = tmp_path / "o"
+    cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], tasks=["mlm", "nsp"], masking="wwm", dupe_factor=2,
+                      docs_per_shard=30, max_seq_length=64, out=str(out))
+    real_gather = shuffle.gather
+
+    def full_disk(parts, b, dest, schema, compression):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shuffle, "gather", full_disk)
+    with pytest.raises(ZhmaskError, match="No space left"):
+        build_corpus(cfg)
+    monkeypatch.setattr(shuffle, "gather", real_gather)
+    stale = out / "units" / "scatter-00000.arrow"
+    assert shuffle.scattered(stale, 5) and not shuffle.scattered(stale, 6)
+    t = pa.table({"x": [1, 2]})  # a scatter file of another layout: one batch, no offsets
+    with pa.OSFile(str(stale), "wb") as sink, ipc.new_file(sink, t.schema) as w:
+        w.write_table(t)
+    assert not shuffle.scattered(stale, 5)
+
+    monkeypatch.setattr(shuffle, "BLOCK_BYTES", 1)  # one output shard a block
+    opened = []
+    real = shuffle.read_block
+    monkeypatch.setattr(shuffle, "read_block", lambda files, b0, b1, n: opened.append((b0, b1)) or real(files, b0, b1, n))
+    build_corpus(cfg)
+    assert opened == [(b, b + 1) for b in range(5)]
+    want = json.loads((builds["shuffled"] / "manifest.json").read_text())["shards"]
+    assert json.loads((out / "manifest.json").read_text())["shards"] == want
+    assert verify_build(out) == []

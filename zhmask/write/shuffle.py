@@ -7,14 +7,22 @@ shuffling is on), each pass holding one unit's (or one output shard's) rows at a
 
 1. **scatter**, per unit: every row gets a key, the first 8 bytes of
    ``blake2b(seed, example_id)``; the row goes to output shard ``key % n`` (``n`` = the number of
-   units), and the unit's rows are written sorted by (shard, key), one record batch per output
-   shard, to ``units/scatter-NNNNN.arrow`` (an Arrow IPC file: random access to a batch).
-2. **gather**, per output shard: its batch from every unit's scatter file, rows sorted by key,
+   units), and the unit's rows are written sorted by (shard, key) to
+   ``units/scatter-NNNNN.arrow`` (an uncompressed Arrow IPC file, memory-mapped when read), with
+   the row offset of each output shard's rows in its schema metadata (:data:`OFFSETS`).
+2. **gather**, a block of consecutive output shards at a time: each scatter file is opened once
+   per block and the block's rows copied out of it (a block holds about :data:`BLOCK_BYTES` of
+   rows); then per output shard of the block: its rows sorted by key,
    then reordered so that no two neighbours come from the same document (``--dupe-factor`` copies
    and a document's rows of other tasks are never adjacent inside a shard: a row that would sit
    next to one of its document is held back until a row of another document has been placed;
    only a shard that is mostly one document keeps neighbours, and they are counted), written to
    ``data/shard-NNNNN.arrow``.
+
+Both passes cost O(n) file opens per block, so the shuffle grows with the input, not with its
+square: an earlier layout (one record batch per output shard in every scatter file, and every
+scatter file opened once per output shard) opened n² files whose footers list n batches each,
+which took 80 of a 87-second build of 300 small units.
 
 The key depends on the seed and the example only, and ``n`` on the input only, so the shards are
 the same for any ``--workers`` and either engine, and a rerun reproduces them.  The unit shards
@@ -35,6 +43,8 @@ from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffe
 
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
+OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
+BLOCK_BYTES = 128 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
 
 
 def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
@@ -53,8 +63,8 @@ def _read(path: Path):
 
 
 def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
-    """Write ``dest``: the rows of ``unit_shard`` sorted by (output shard, key), record batch
-    ``b`` holding the rows for output shard ``b`` (empty when none), with their keys."""
+    """Write ``dest``: the rows of ``unit_shard`` sorted by (output shard, key), with their keys,
+    and in the schema metadata the offset of each output shard's rows (:data:`OFFSETS`)."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -63,16 +73,60 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     bucket = (keys % np.uint64(n_out)).astype(np.int64)
     order = np.lexsort((keys, bucket))
     table = take_rows(table, order).append_column(KEY, prim_array(keys[order], pa.uint64())).combine_chunks()
-    batch = table.to_batches()[0] if table.num_rows else None
-    counts = np.bincount(bucket, minlength=n_out)
+    offsets = np.zeros(n_out + 1, dtype=np.int64)
+    np.cumsum(np.bincount(bucket, minlength=n_out), out=offsets[1:])
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), OFFSETS: offsets.tobytes()})
     tmp = dest.with_name(dest.name + ".tmp")
-    # a temporary file, uncompressed: the gather pass maps it and slices its batches without decoding
+    # a temporary file, uncompressed: the gather pass maps it and copies its blocks without decoding
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as w:
-        start = 0
-        for c in counts.tolist():
-            w.write_batch(batch.slice(start, c) if c else pa.RecordBatch.from_pylist([], schema=table.schema))
-            start += c
+        w.write_table(table)
     tmp.replace(dest)
+
+
+def _offsets(schema, n_out: int) -> np.ndarray | None:
+    """A scatter file's :data:`OFFSETS` for ``n_out`` output shards (None: not a scatter file of
+    this layout and shard count, e.g. left by an older zhmask: scattered again)."""
+    raw = (schema.metadata or {}).get(OFFSETS)
+    if raw is None or len(raw) != 8 * (n_out + 1):
+        return None
+    return np.frombuffer(raw, dtype=np.int64)
+
+
+def scattered(dest: Path, n_out: int) -> bool:
+    """Whether ``dest`` is a finished scatter file for ``n_out`` output shards (a rerun keeps it)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    try:
+        with pa.memory_map(str(dest)) as src:
+            return _offsets(ipc.open_file(src).schema, n_out) is not None
+    except (OSError, pa.ArrowInvalid):
+        return False
+
+
+def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> list[list[Any]]:
+    """The rows of output shards ``b0 .. b1 - 1`` from every scatter file, copied (a list of
+    tables per output shard, in file order): each file is opened once."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    parts: list[list[Any]] = [[] for _ in range(b1 - b0)]
+    for f in scatter_files:
+        with pa.memory_map(str(f)) as src:
+            r = ipc.open_file(src)
+            offs = _offsets(r.schema, n_out)
+            if offs is None:
+                raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
+            lo, hi = int(offs[b0]), int(offs[b1])
+            if hi == lo:
+                continue
+            # copied, so that the block never holds a mapping of every scatter file at once
+            rows = take_rows(r.read_all().slice(lo, hi - lo), np.arange(hi - lo, dtype=np.int64))
+        for b in range(b0, b1):
+            a, z = int(offs[b]) - lo, int(offs[b + 1]) - lo
+            if z > a:
+                parts[b - b0].append(rows.slice(a, z - a))
+    return parts
 
 
 def spread(docs: Sequence[str]) -> tuple[list[int], int]:
@@ -107,23 +161,19 @@ def spread(docs: Sequence[str]) -> tuple[list[int], int]:
     return out, same
 
 
-def gather(scatter_files: Sequence[Path], b: int, dest: Path, schema, compression: str | None) -> dict[str, Any]:
-    """Output shard ``b``: its rows from every scatter file, in key order spread by document;
-    written with ``schema`` (the build's, with metadata).  Returns its manifest entry (file name
-    set by the caller) and the count of same-document neighbours."""
+def gather(parts: Sequence[Any], b: int, dest: Path, schema, compression: str | None) -> dict[str, Any]:
+    """Output shard ``b`` from its rows (``parts``: tables of the scatter files' columns, see
+    :func:`read_block`), in key order spread by document; written with ``schema`` (the build's,
+    with metadata).  Returns its manifest entry (file name set by the caller) and the count of
+    same-document neighbours."""
     import pyarrow as pa
-    import pyarrow.ipc as ipc
 
     from zhmask.write.shards import ShardWriter
 
-    parts = []
-    for f in scatter_files:
-        with pa.memory_map(str(f)) as src:
-            parts.append(ipc.open_file(src).get_batch(b))
-    table = pa.Table.from_batches(parts)
     with ShardWriter(dest, schema, compression) as w:
         same = 0
-        if table.num_rows:
+        if parts:
+            table = pa.concat_tables([p.replace_schema_metadata(schema.metadata) for p in parts])
             # keys from the buffers: Array.to_numpy imports pandas (about a second) the first time
             keys = np.concatenate([np.frombuffer(c.buffers()[1], dtype=np.uint64)[c.offset:c.offset + len(c)]
                                    for c in table.column(KEY).chunks])
@@ -132,6 +182,16 @@ def gather(scatter_files: Sequence[Path], b: int, dest: Path, schema, compressio
             order, same = spread([docs[i] for i in by_key.tolist()])
             w.write_table(take_rows(table, by_key[order]).drop_columns([KEY]))  # one take
     return {**w.record(), "adjacent_same_document": same}
+
+
+def blocks(n_out: int, scatter_bytes: int, workers: int = 1) -> list[tuple[int, int]]:
+    """Output shards ``[b0, b1)`` gathered together: about :data:`BLOCK_BYTES` of rows each, and
+    at least one block per worker."""
+    per_shard = max(1, scatter_bytes // max(1, n_out))
+    size = max(1, min(n_out, BLOCK_BYTES // per_shard))
+    if workers > 1:
+        size = min(size, -(-n_out // workers))
+    return [(b0, min(n_out, b0 + size)) for b0 in range(0, n_out, size)]
 
 
 def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, compression: str | None,
@@ -153,11 +213,11 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
         runner = _Inline()
     with runner as pool:
         list(pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]))
-        entries = []
-        jobs = [(scatters, b, data / shard_file(b), schema, compression) for b in range(n)]
-        for b, e in enumerate(pool.map(_gather_job, jobs)):
-            e["file"] = f"data/{shard_file(b)}"
-            entries.append(e)
+        plan = blocks(n, sum(s.stat().st_size for s in scatters), workers)
+        jobs = [(scatters, b0, b1, n, data, schema, compression) for b0, b1 in plan]
+        entries = [e for got in pool.map(_gather_job, jobs) for e in got]
+    for b, e in enumerate(entries):
+        e["file"] = f"data/{shard_file(b)}"
     for s in scatters:
         s.unlink(missing_ok=True)
     return entries
@@ -167,19 +227,31 @@ def _scatter_job(args) -> str:
     unit_shard, dest, n, seed = args
     dest = Path(dest)
     try:
-        if not dest.exists():
+        if not scattered(dest, n):  # a rerun keeps the scatter files a stopped shuffle finished
             scatter(Path(unit_shard), dest, n, seed)
     except OSError as err:  # a full disk while shuffling: one line; the units' shards stay for a rerun
         raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
     return dest.name
 
 
-def _gather_job(args) -> dict[str, Any]:
-    scatters, b, dest, schema, compression = args
+def _gather_job(args) -> list[dict[str, Any]]:
+    """The output shards of one block, in order."""
+    from zhmask.write.shards import shard_file
+
+    scatters, b0, b1, n, data, schema, compression = args
     try:
-        return gather([Path(s) for s in scatters], b, Path(dest), schema, compression)
+        parts = read_block([Path(s) for s in scatters], b0, b1, n)
     except OSError as err:
-        raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
+        raise ZhmaskError(f"shuffle: cannot read the scatter files of {data.parent}: {err}") from None
+    out = []
+    for b in range(b0, b1):
+        dest = Path(data) / shard_file(b)
+        try:
+            out.append(gather(parts[b - b0], b, dest, schema, compression))
+        except OSError as err:
+            raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
+        parts[b - b0] = []  # the shard's rows are written: let them go
+    return out
 
 
 class _Inline:
