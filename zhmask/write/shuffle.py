@@ -3,7 +3,8 @@ the seed, with bounded memory.
 
 google-research/bert shuffles all its instances in memory before writing them; a large build
 cannot.  zhmask shuffles in two passes over the units' shards (written to ``units/`` when
-shuffling is on), each pass holding one unit's (or one output shard's) rows at a time:
+shuffling is on), each pass holding one unit's rows, or a block of output shards' rows
+(:data:`BLOCK_BYTES`, at least one shard), at a time:
 
 1. **scatter**, per unit: every row gets a key, the first 8 bytes of
    ``blake2b(seed, example_id)``; the row goes to output shard ``key % n`` (``n`` = the number of
@@ -11,18 +12,19 @@ shuffling is on), each pass holding one unit's (or one output shard's) rows at a
    ``units/scatter-NNNNN.arrow`` (an uncompressed Arrow IPC file, memory-mapped when read), with
    the row offset of each output shard's rows in its schema metadata (:data:`OFFSETS`).
 2. **gather**, a block of consecutive output shards at a time: each scatter file is opened once
-   per block and the block's rows copied out of it (a block holds about :data:`BLOCK_BYTES` of
-   rows); then per output shard of the block: its rows sorted by key,
+   per block and the block's rows sliced out of its memory map (a block touches about
+   :data:`BLOCK_BYTES` of rows); then per output shard of the block: its rows sorted by key,
    then reordered so that no two neighbours come from the same document (``--dupe-factor`` copies
    and a document's rows of other tasks are never adjacent inside a shard: a row that would sit
    next to one of its document is held back until a row of another document has been placed;
    only a shard that is mostly one document keeps neighbours, and they are counted), written to
    ``data/shard-NNNNN.arrow``.
 
-Both passes cost O(n) file opens per block, so the shuffle grows with the input, not with its
-square: an earlier layout (one record batch per output shard in every scatter file, and every
-scatter file opened once per output shard) opened n² files whose footers list n batches each,
-which took 80 of a 87-second build of 300 small units.
+A gather block opens every scatter file once, and an open costs the same whatever ``n``: the
+metadata is read as one buffer.  An earlier layout (one record batch per output shard in every
+scatter file, empty ones included, and every scatter file opened once per output shard) made n²
+opens of files whose footers list n batches each, which took 80 of an 87-second build of 300
+small units; now about n times the scatter files' size over BLOCK_BYTES, each cheap.
 
 The key depends on the seed and the example only, and ``n`` on the input only, so the shards are
 the same for any ``--workers`` and either engine, and a rerun reproduces them.  The unit shards
@@ -44,7 +46,7 @@ from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffe
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
 OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
-BLOCK_BYTES = 128 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
+BLOCK_BYTES = 16 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
 
 
 def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
@@ -105,8 +107,10 @@ def scattered(dest: Path, n_out: int) -> bool:
 
 
 def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> list[list[Any]]:
-    """The rows of output shards ``b0 .. b1 - 1`` from every scatter file, copied (a list of
-    tables per output shard, in file order): each file is opened once."""
+    """The rows of output shards ``b0 .. b1 - 1`` from every scatter file (a list of tables per
+    output shard, in file order), each file opened once.  The tables are slices of the files'
+    memory maps (which stay valid after the files are closed), so a block costs only the pages
+    its shards touch as they are gathered, and no copy is made before the shard's own ``take``."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -117,13 +121,11 @@ def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> l
             offs = _offsets(r.schema, n_out)
             if offs is None:
                 raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
-            lo, hi = int(offs[b0]), int(offs[b1])
-            if hi == lo:
+            if offs[b1] == offs[b0]:
                 continue
-            # copied, so that the block never holds a mapping of every scatter file at once
-            rows = take_rows(r.read_all().slice(lo, hi - lo), np.arange(hi - lo, dtype=np.int64))
+            rows = r.read_all()
         for b in range(b0, b1):
-            a, z = int(offs[b]) - lo, int(offs[b + 1]) - lo
+            a, z = int(offs[b]), int(offs[b + 1])
             if z > a:
                 parts[b - b0].append(rows.slice(a, z - a))
     return parts
