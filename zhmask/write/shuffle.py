@@ -79,7 +79,7 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     np.cumsum(np.bincount(bucket, minlength=n_out), out=offsets[1:])
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), OFFSETS: offsets.tobytes()})
     tmp = dest.with_name(dest.name + ".tmp")
-    # a temporary file, uncompressed: the gather pass maps it and copies its blocks without decoding
+    # a temporary file, uncompressed: the gather pass maps it and slices its blocks without decoding
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as w:
         w.write_table(table)
     tmp.replace(dest)
