@@ -46,7 +46,7 @@ from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffe
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
 OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
-BLOCK_BYTES = 16 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
+BLOCK_BYTES = 1 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
 
 
 def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
