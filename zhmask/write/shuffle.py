@@ -12,8 +12,8 @@ shuffling is on), each pass holding one unit's rows, or a block of output shards
    ``units/scatter-NNNNN.arrow`` (an uncompressed Arrow IPC file, memory-mapped when read), with
    the row offset of each output shard's rows in its schema metadata (:data:`OFFSETS`).
 2. **gather**, a block of consecutive output shards at a time: each scatter file is opened once
-   per block and the block's rows sliced out of its memory map (a block touches about
-   :data:`BLOCK_BYTES` of rows); then per output shard of the block: its rows sorted by key,
+   per block and the block's rows copied out of it (a block holds about :data:`BLOCK_BYTES` of
+   rows); then per output shard of the block: its rows sorted by key,
    then reordered so that no two neighbours come from the same document (``--dupe-factor`` copies
    and a document's rows of other tasks are never adjacent inside a shard: a row that would sit
    next to one of its document is held back until a row of another document has been placed;
@@ -46,7 +46,7 @@ from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffe
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
 OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
-BLOCK_BYTES = 1 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
+BLOCK_BYTES = 16 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
 
 
 def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
@@ -79,7 +79,7 @@ def scatter(unit_shard: Path, dest: Path, n_out: int, seed: int) -> None:
     np.cumsum(np.bincount(bucket, minlength=n_out), out=offsets[1:])
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), OFFSETS: offsets.tobytes()})
     tmp = dest.with_name(dest.name + ".tmp")
-    # a temporary file, uncompressed: the gather pass maps it and slices its blocks without decoding
+    # a temporary file, uncompressed: the gather pass maps it and copies its blocks without decoding
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as w:
         w.write_table(table)
     tmp.replace(dest)
@@ -107,10 +107,11 @@ def scattered(dest: Path, n_out: int) -> bool:
 
 
 def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> list[list[Any]]:
-    """The rows of output shards ``b0 .. b1 - 1`` from every scatter file (a list of tables per
-    output shard, in file order), each file opened once.  The tables are slices of the files'
-    memory maps (which stay valid after the files are closed), so a block costs only the pages
-    its shards touch as they are gathered, and no copy is made before the shard's own ``take``."""
+    """The rows of output shards ``b0 .. b1 - 1`` from every scatter file, copied (a list of
+    tables per output shard, in file order): each file is opened once, and its memory map is
+    released before the next is opened.  Zero-copy slices were tried: they keep every file's
+    map until the block is written, and gathering a shard from them touched about 13 times its
+    rows in mapped pages (docs/performance.md, "The shuffle")."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
@@ -121,11 +122,12 @@ def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> l
             offs = _offsets(r.schema, n_out)
             if offs is None:
                 raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
-            if offs[b1] == offs[b0]:
+            lo, hi = int(offs[b0]), int(offs[b1])
+            if hi == lo:
                 continue
-            rows = r.read_all()
+            rows = take_rows(r.read_all().slice(lo, hi - lo), np.arange(hi - lo, dtype=np.int64))
         for b in range(b0, b1):
-            a, z = int(offs[b]), int(offs[b + 1])
+            a, z = int(offs[b]) - lo, int(offs[b + 1]) - lo
             if z > a:
                 parts[b - b0].append(rows.slice(a, z - a))
     return parts
