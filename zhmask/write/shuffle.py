@@ -126,6 +126,7 @@ def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> l
             if hi == lo:
                 continue
             rows = take_rows(r.read_all().slice(lo, hi - lo), np.arange(hi - lo, dtype=np.int64))
+            rows = rows.replace_schema_metadata(None)  # each file's offsets differ: parts concatenate
         for b in range(b0, b1):
             a, z = int(offs[b]) - lo, int(offs[b + 1]) - lo
             if z > a:
@@ -177,7 +178,7 @@ def gather(parts: Sequence[Any], b: int, dest: Path, schema, compression: str | 
     with ShardWriter(dest, schema, compression) as w:
         same = 0
         if parts:
-            table = pa.concat_tables([p.replace_schema_metadata(schema.metadata) for p in parts])
+            table = pa.concat_tables(parts)  # written with ``schema`` (ShardWriter), metadata included
             # keys from the buffers: Array.to_numpy imports pandas (about a second) the first time
             keys = np.concatenate([np.frombuffer(c.buffers()[1], dtype=np.uint64)[c.offset:c.offset + len(c)]
                                    for c in table.column(KEY).chunks])
