@@ -27,3 +27,12 @@ def kill(docs, ctx):
         if KILLER in doc.text:
             os._exit(3)  # the worker process dies
         yield from generate([doc], ctx)
+
+
+def shuffle_like_job(x: int) -> int:
+    """A job for ``RayEngine.map``: a full disk on job 2, as the shuffle's jobs report it."""
+    from zhmask.errors import ZhmaskError
+
+    if x == 2:
+        raise ZhmaskError("shuffle: cannot write /out/data/shard-00002.arrow: No space left on device")
+    return 10 * x

@@ -231,11 +231,12 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
     from zhmask.engines import ENGINES
 
-    ENGINES.entry(config.engine).fn(config, units(), out, collect)
+    def finish(pmap: Callable[[Callable, list], list]) -> dict[str, Any]:
+        """Once every unit is done, on the engine's workers: the manifest, and the shuffle."""
+        manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
+        return shuffle_build(config, out, results, manifest, pmap) if config.shuffle else manifest
 
-    manifest = assemble_manifest(config, files, results, bad_files, unreadable, skipped_inputs)
-    if config.shuffle:
-        manifest = shuffle_build(config, out, results, manifest)
+    manifest = ENGINES.entry(config.engine).fn(config, units(), out, collect, finish)
     save_build_tokenizer(config, out)
     write_json_atomic(out / MANIFEST, manifest)
     if config.shuffle:
@@ -246,16 +247,18 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
 
 def shuffle_build(config: BuildConfig, out: Path, results: dict[int, dict[str, Any]],
-                  manifest: dict[str, Any]) -> dict[str, Any]:
-    """Spread the units' rows (``units/``) over the build's shards (``data/``): see
-    :mod:`zhmask.write.shuffle`.  Returns ``manifest`` with the shuffled shards."""
+                  manifest: dict[str, Any], pmap: Callable[[Callable, list], list] | None = None) -> dict[str, Any]:
+    """Spread the units' rows (``units/``) over the build's shards (``data/``), the jobs run by
+    ``pmap`` (the engine's): see :mod:`zhmask.write.shuffle`.  Returns ``manifest`` with the
+    shuffled shards."""
     from zhmask.reader import open_shard
     from zhmask.write.shuffle import shuffle_units
 
+    out = out.resolve()  # the jobs may run in other directories (Ray tasks, other nodes)
     unit_shards = [out / results[u]["shard"]["file"] for u in sorted(results)]
     with open_shard(unit_shards[0]) as r:  # every unit's schema, metadata included, is the build's
         schema = r.schema
-    entries = shuffle_units(out, unit_shards, config.seed, schema, config.compression, config.workers)
+    entries = shuffle_units(out, unit_shards, config.seed, schema, config.compression, config.workers, pmap)
     adjacent = sum(e.pop("adjacent_same_document") for e in entries)
     return {**manifest, "shards": entries, "shuffle": {"adjacent_same_document": adjacent}}
 

@@ -114,7 +114,7 @@ Examples:
   zhmask build-corpus --pipeline macbert wiki/*.txt --out out/
   zhmask build-corpus news.jsonl --text-field text --title-field title \\
       --tasks nsp,sentence_reorder,sentence_distance,ir_relevance --masking knowledge --out out/
-  zhmask build-corpus corpus/ --engine ray --workers 8 --out out/      # Ray Data, local
+  zhmask build-corpus corpus/ --engine ray --workers 8 --out out/      # Ray tasks, local
   zhmask build-corpus corpus/ --engine ray --ray-address HEAD:6379 --workers 64 \\
       --out /shared/nfs/out/                                          # a Ray cluster
   zhmask build-corpus scraped/ --skip-bad-files --on-decode-error skip \\
@@ -171,7 +171,7 @@ Examples:
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 12345).")
 @click.option("--workers", type=int, default=None, help="Worker processes, or concurrent Ray tasks with --engine ray (default 1); output is identical for any count.")
 @click.option("--engine", default=None, type=PartName("engine"), cls=PartsOption, kind="engine",
-              help="{names} (default local: this machine's processes; ray: Ray Data, on a local Ray or a cluster, pip install 'zhmask[ray]'); same shards either way.")
+              help="{names} (default local: this machine's processes; ray: Ray tasks, on a local Ray or a cluster, pip install 'zhmask[ray]'); same shards either way.")
 @click.option("--ray-address", default=None, help="Ray cluster for --engine ray: HEAD:6379, ray://HEAD:10001 or auto (default: $RAY_ADDRESS, else a local Ray). --out must then be a filesystem every node shares.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an output directory built with another configuration.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")

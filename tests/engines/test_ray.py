@@ -1,7 +1,7 @@
 """--engine ray: byte-identical to the local engine, resumable, failures named as one line.
 
 One local Ray instance (2 CPUs) is started for the module; every build below reuses it (the
-engine leaves a Ray that the caller initialised running).  Skipped only when Ray Data is not
+engine leaves a Ray that the caller initialised running).  Skipped only when Ray is not
 installed (it is in the dev extra, so these run in CI).
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ from conftest import crash_input, run_cli
 from zhmask.write.shards import sha256_file
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'zhmask[ray]')")
-pytest.importorskip("ray.data", reason="Ray Data is not installed (pip install 'zhmask[ray]')")
 
 TESTS = Path(__file__).resolve().parents[1]  # tests/, where ray_plugin_tasks.py lives
 SENT = "今天北京的天气很好，我们去天安门广场散步。"
@@ -223,7 +222,7 @@ def test_engine_ray_without_ray_installed_says_what_to_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     code, _, err = run_cli("build-corpus", "--engine", "ray", "--out", str(tmp_path / "o"))
     assert code == 2
-    assert err.strip() == "zhmask: error: --engine ray needs Ray Data: pip install 'zhmask[ray]'"
+    assert err.strip() == "zhmask: error: --engine ray needs Ray: pip install 'zhmask[ray]'"
 
 
 def test_worker_refuses_another_zhmask_version_and_missing_plugins():
@@ -238,46 +237,71 @@ def test_worker_refuses_another_zhmask_version_and_missing_plugins():
         _pipeline(cfg, ["no_such_plugin_module"], __import__("zhmask").__version__)
 
 
+def test_map_runs_jobs_in_order_and_reports_a_job_error_in_one_line(ray_local, tmp_path):
+    """The shuffle's jobs run as Ray tasks (``RayEngine.map``): results in job order; a job's
+    ZhmaskError reaches the driver as itself, its message without a Ray traceback."""
+    import contextlib
+
+    from ray_plugin_tasks import shuffle_like_job
+    from zhmask.config import BuildConfig
+    from zhmask.engines.ray_engine import RayEngine
+    from zhmask.errors import ZhmaskError
+
+    engine = RayEngine(BuildConfig(workers=2), tmp_path, lambda st: None)
+    engine.ray = ray_local
+    with contextlib.ExitStack() as engine._stack:
+        assert engine.map(shuffle_like_job, [3, 1, 4, 1, 5]) == [30, 10, 40, 10, 50]
+        with pytest.raises(ZhmaskError) as err:
+            engine.map(shuffle_like_job, [1, 2, 3])
+    assert type(err.value) is ZhmaskError
+    assert str(err.value) == "shuffle: cannot write /out/data/shard-00002.arrow: No space left on device"
+    assert ray_local.is_initialized()  # a Ray the caller started is left running
+
+
 class _FakeRay:
-    """Just enough of ``ray`` for the engine's driver loop: each window's tasks run in its
-    drain thread, one after the other (the scheduling and memory bound are what is tested)."""
+    """Just enough of ``ray`` for the engine's task loop: a task runs when the driver waits for
+    it (the submission order, the bound on tasks in flight and their arguments are tested)."""
 
     def __init__(self):
-        self.sizes = []
-        self.items = []
-        self.data = self
+        self.calls, self.inflight = [], []
 
-    def from_items(self, items, override_num_blocks=None):
-        self.items += items
-        return _FakeDataset(self, items)
+    def remote(self, num_cpus, max_retries):
+        fake = self
 
-    def TaskPoolStrategy(self, size):  # noqa: N802 (Ray's name)
-        self.sizes.append(size)
-        return size
+        class _Remote:
+            def __init__(self, fn):
+                self.fn = fn
+
+            def remote(self, *args, **kwargs):
+                fake.calls.append(args)
+                ref = _FakeRef(self.fn, args, kwargs)
+                fake.inflight.append(ref)
+                return ref
+
+        return _Remote
+
+    def wait(self, refs, num_returns):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        self.inflight.remove(ref)
+        return ref.fn(*ref.args, **ref.kwargs)
 
 
-class _FakeDataset:
-    def __init__(self, ray, items, fn=None, kwargs=None):
-        self.ray, self.items, self.fn, self.kwargs = ray, items, fn, kwargs
-
-    def map(self, fn, fn_kwargs, compute, **_):
-        return _FakeDataset(self.ray, self.items, fn, fn_kwargs)
-
-    def iter_rows(self):
-        for item in self.items:
-            yield self.fn(item, **self.kwargs)
+class _FakeRef:
+    def __init__(self, fn, args, kwargs):
+        self.fn, self.args, self.kwargs = fn, args, kwargs
 
 
 def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
-    """Units are planned lazily: never more than three windows ahead of the finished ones, and no
-    window asks for more than --workers concurrent tasks.  Tasks get descriptors, not documents."""
+    """Units are planned lazily: never more than 2 x --workers tasks in flight ahead of the
+    finished ones, each unit submitted once, in order.  Tasks get descriptors, not documents."""
     from zhmask.api import _inputs
     from zhmask.config import BuildConfig
-    from zhmask.engines.ray_engine import WINDOW_PER_WORKER, RayEngine, _Driver
+    from zhmask.engines.ray_engine import IN_FLIGHT_PER_WORKER, RayEngine
     from zhmask.steps.plan import UnitDescriptor, plan_units
 
     cfg = BuildConfig(inputs=[str(fixtures / "inews_150.jsonl")], docs_per_shard=5, workers=2, out=str(tmp_path))
-    window = WINDOW_PER_WORKER * cfg.workers
     read, done, held = [], [], []
 
     def units():
@@ -289,14 +313,14 @@ def test_driver_holds_a_bounded_number_of_units(tmp_path, fixtures):
     fake = _FakeRay()
     engine = RayEngine(cfg, tmp_path, lambda st: done.append(st["unit"]))
     engine.ray = fake
-    _Driver(engine).run(units())
-    assert sorted(done) == list(range(30)) and len(read) == 30
-    assert window < max(held) <= 3 * window  # the next window is read while one runs, no more
-    assert max(fake.sizes) == cfg.workers and all(s <= cfg.workers for s in fake.sizes)
-    # each task's row is the unit's descriptor (JSON, bounded), never its documents' text
-    assert all(set(item) == {"unit", "job"} and len(item["job"]) < 400 for item in fake.items)
-    assert [UnitDescriptor.from_json(item["job"]).unit for item in fake.items] == list(range(30))
-    assert not any("红星" in item["job"] for item in fake.items)  # the first record's text
+    units_iter = units()
+    engine._run_tasks(next(units_iter), units_iter)
+    assert done == list(range(30)) and len(read) == 30 and not fake.inflight
+    assert max(held) == IN_FLIGHT_PER_WORKER * cfg.workers  # planned while tasks run, no further ahead
+    # each task's argument is the unit's descriptor (JSON, bounded), never its documents' text
+    assert [unit for unit, _ in fake.calls] == list(range(30))
+    assert all(len(job) < 400 and UnitDescriptor.from_json(job).unit == unit for unit, job in fake.calls)
+    assert not any("红星" in job for _, job in fake.calls)  # the first record's text
 
 
 def test_a_task_on_another_node_reads_relative_inputs_from_the_driver_directory(tmp_path, monkeypatch):
@@ -314,8 +338,8 @@ def test_a_task_on_another_node_reads_relative_inputs_from_the_driver_directory(
     monkeypatch.chdir(tmp_path / "node")  # not where the driver was
     job = payload(UnitDescriptor(0, (Segment("in.txt", "in.txt", "text", 0, (tmp_path / "in.txt").stat().st_size),)))
     cfg = config_json(BuildConfig(segmenter="char", entities="none", masking="none", tasks=["mlm"], shuffle=False))
-    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path))
-    assert res["error"] == "" and json.loads(res["stats"])["documents_read"] == 2
+    res = _unit_job(0, job, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path))
+    assert res["error"] == "" and res["stats"]["documents_read"] == 2
     assert Path.cwd() == tmp_path
-    res = _unit_job({"unit": 0, "job": job}, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path / "nowhere"))
+    res = _unit_job(0, job, cfg, str(tmp_path / "out"), [], __version__, cwd=str(tmp_path / "nowhere"))
     assert res["kind"] == "ZhmaskError" and "cannot enter the driver's directory" in res["error"]

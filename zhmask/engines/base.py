@@ -89,18 +89,30 @@ def probe_job(pipe: Any, raw: RawDoc) -> None:
         pass
 
 
-class Engine:
-    """An engine runs a build's units and hands each unit's stats to ``collect``.
+Finish = Callable[[Callable[[Callable, list], list]], Any]  # finish(map): the build's last step
 
-    Subclasses implement :meth:`run` and, to name a document that kills a worker process,
-    :meth:`rerun_dies` and :meth:`first_killer`.  ``worker`` names where a unit runs in messages."""
+
+def map_here(fn: Callable, jobs: list) -> list:
+    """An engine's :meth:`Engine.map` in this process."""
+    return [fn(job) for job in jobs]
+
+
+class Engine:
+    """An engine runs a build's units and hands each unit's stats to ``collect``; then, with its
+    workers still up, ``finish(self.map)`` (the manifest and the shuffle, whose jobs run where
+    the units ran).
+
+    Subclasses implement :meth:`run` (units, then ``finish``), a ``map(fn, jobs)`` that runs a
+    module-level function over picklable jobs on their workers and returns the results in order,
+    and, to name a document that kills a worker process, :meth:`rerun_dies` and
+    :meth:`first_killer`.  ``worker`` names where a unit runs in messages."""
 
     worker = "a worker process"
 
     def __init__(self, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None]) -> None:
         self.config, self.out, self.collect = config, out, collect
 
-    def run(self, units: Units) -> None:
+    def run(self, units: Units, finish: Finish) -> Any:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ results and errors

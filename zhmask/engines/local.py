@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zhmask.config import BuildConfig
-from zhmask.engines.base import Engine, Units, config_json, payload, probe_job, run_job, worker_pipeline
+from zhmask.engines.base import Engine, Finish, Units, config_json, map_here, payload, probe_job, run_job, worker_pipeline
 from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
 
@@ -39,7 +39,7 @@ class LocalEngine(Engine):
 
         return ProcessPoolExecutor(max_workers=workers, initializer=worker_pipeline, initargs=(self.config_js,))
 
-    def run(self, units: Units) -> None:
+    def run(self, units: Units, finish: Finish) -> Any:
         if self.config.workers == 1:
             from zhmask.pipeline import Pipeline
 
@@ -48,7 +48,7 @@ class LocalEngine(Engine):
                 if pipe is None:
                     pipe = Pipeline(self.config)
                 self.result(run_job(pipe, payload(desc), self.out), where="this process")
-            return
+            return finish(map_here)
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
@@ -74,6 +74,7 @@ class LocalEngine(Engine):
                 inflight[fut] = desc
                 drain(2 * self.config.workers - 1)
             drain(0)
+            return finish(lambda fn, jobs: list(pool.map(fn, jobs)))
 
     def rerun_dies(self, desc: UnitDescriptor) -> bool:
         """The unit in a fresh single-process pool."""

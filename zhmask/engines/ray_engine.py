@@ -1,18 +1,18 @@
-"""The Ray engine: the same per-unit job as the local engine, run on Ray Data.
+"""The Ray engine: the same per-unit job as the local engine, run as Ray tasks.
 
 ``--engine ray`` starts a local Ray instance (``--workers`` CPUs), or connects to a cluster
 with ``--ray-address ADDR`` (or the ``RAY_ADDRESS`` environment variable, as ``ray job submit``
 sets it).  A Ray already initialised in the calling process is used as it is and left running.
 
-Units stream through Ray Data in windows: the driver plans ``WINDOW_PER_WORKER * workers``
-units (descriptors: file ranges, never documents), turns them into a dataset of one block per
-unit (``ray.data.from_items``) and maps :func:`_unit_job` over it with ``--workers`` concurrent
-tasks; each task reads and decodes its own unit's input.  The next window starts when the
-current one is down to its last ``workers`` units (so no CPU waits for a window's slowest
-unit), and the driver plans it while the current one runs; at most two windows run at once
-and a third is being planned.  Each worker process builds one
+Each unit is one Ray task (:func:`_unit_job`, one CPU) that receives the unit's descriptor
+(file ranges, never documents), reads and decodes its own input, and writes its shard and stats
+file.  The driver plans units lazily and keeps ``IN_FLIGHT_PER_WORKER * workers`` tasks
+submitted, so a worker starts its next unit as soon as it finishes one and the driver holds a
+bounded number of descriptors whatever the input size; it waits in ``ray.wait`` (no polling)
+and hands each result on as it comes.  Each worker process builds one
 :class:`~zhmask.pipeline.Pipeline` (segmenter, tokenizer, lexicons) and keeps it for every
-later unit of the build.
+later unit of the build.  (Plain tasks rather than Ray Data, whose scheduling loop left each
+worker idle about 0.15 s between units and kept the driver busy: docs/engines.md.)
 
 Each task writes its shard and stats file into ``--out`` itself, so on a cluster ``--out`` must
 be a directory every node can write and the driver can read (NFS or another shared
@@ -29,29 +29,26 @@ probe task, as the local engine does with its pool), to name the document that k
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import logging
 import os
-import queue
 import socket
-import sys
-import threading
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
-from zhmask.engines.base import Engine, Units, config_json, payload, probe_job, run_job, worker_pipeline
+from zhmask.engines.base import Engine, Finish, Units, config_json, payload, probe_job, run_job, worker_pipeline
 from zhmask.errors import BuildFailed, ZhmaskError
 from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
 
-WINDOW_PER_WORKER = 2  # units of a window per worker; bounds memory (see the module docstring)
-MAX_RETRIES = 2  # Ray reruns a task whose worker process died this many times (Ray Data's default is forever)
-INSTALL_HINT = "--engine ray needs Ray Data: pip install 'zhmask[ray]'"
+IN_FLIGHT_PER_WORKER = 2  # tasks submitted ahead per worker; bounds the driver's descriptors
+MAX_RETRIES = 2  # Ray reruns a task whose worker process died this many times
+INSTALL_HINT = "--engine ray needs Ray: pip install 'zhmask[ray]'"
 
 
 # ---------------------------------------------------------------------------- transport
@@ -95,13 +92,12 @@ def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
     return worker_pipeline(config_js)
 
 
-def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str], version: str,
+def _unit_job(unit: int, job: str, config_json: str, out: str, modules: list[str], version: str,
               cwd: str = "") -> dict[str, Any]:
-    """One unit (a row ``{"unit", "job"}``: its descriptor as JSON) -> its input read here, its
-    shard and stats file under ``out``: :func:`~zhmask.engines.base.run_job`'s result with the
-    stats as JSON (a Ray Data row).  Input paths as the user gave them are relative to the
-    driver's working directory ``cwd``: a worker elsewhere (another node) moves there first."""
-    unit = int(row["unit"])
+    """One unit (``job``: its descriptor as JSON) -> its input read here, its shard and stats
+    file under ``out``: :func:`~zhmask.engines.base.run_job`'s result.  Input paths as the user
+    gave them are relative to the driver's working directory ``cwd``: a worker elsewhere
+    (another node) moves there first."""
     try:
         if cwd and os.getcwd() != cwd:
             try:
@@ -113,16 +109,13 @@ def _unit_job(row: dict[str, Any], config_json: str, out: str, modules: list[str
         pipe = _pipeline(config_json, modules, version)
     except ZhmaskError as exc:
         return {"unit": unit, "stats": "", "error": str(exc), "kind": type(exc).__name__, "span": ""}
-    res = run_job(pipe, row["job"], out)
-    res["stats"] = json.dumps(res["stats"]) if res["stats"] is not None else ""
-    return res
+    return run_job(pipe, job, out)
 
 
 # ---------------------------------------------------------------------------- driver side
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise ZhmaskError(INSTALL_HINT) from None
     return ray
@@ -170,8 +163,6 @@ class _Session:
         self.ray = ray
         self.config = config
         self.owned = False
-        self.threads: list[threading.Thread] = []  # the driver's window threads
-        self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> "_Session":
         ray = self.ray
@@ -184,65 +175,23 @@ class _Session:
             try:
                 if address:
                     ray.init(address=address, **common)
-                else:
-                    window = WINDOW_PER_WORKER * self.config.workers
-                    store = min(2 << 30, max(128 << 20, 3 * window * (16 << 20)))  # the windows held at once
-                    ray.init(address="local", num_cpus=self.config.workers, object_store_memory=store,
+                else:  # the object store holds only the tasks' small results (and a probe's document)
+                    ray.init(address="local", num_cpus=self.config.workers, object_store_memory=128 << 20,
                              include_dashboard=False, **common)
             except Exception as exc:  # a bad address, an unreachable cluster, a version mismatch
                 msg = " ".join(str(exc).split()) or type(exc).__name__
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
                 raise ZhmaskError(f"--engine ray: cannot connect to {where}: {msg[:300]}") from None
             self.owned = True  # disconnect (a cluster keeps running) or stop the local instance
-        self._quiet()
         return self
-
-    def _quiet(self) -> None:
-        """No progress bars or per-dataset INFO lines on the console (they go to Ray's log files)."""
-        from ray.data import DataContext
-
-        ctx = DataContext.get_current()
-        for attr, value in (("enable_progress_bars", False), ("print_on_execution_start", False)):
-            if hasattr(ctx, attr):
-                self._saved.append((ctx, attr, getattr(ctx, attr)))
-                setattr(ctx, attr, value)
-        for h in logging.getLogger("ray.data").handlers:
-            if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
-                self._saved.append((h, "level", h.level))
-                h.setLevel(logging.CRITICAL)  # failures are reported by zhmask itself
 
     def __exit__(self, *exc: Any) -> None:
         if self.owned:
-            # After an interrupt, window threads may still call into Ray: they must not start a new
-            # local Ray (Ray's automatic ray.init, RAY_ENABLE_AUTO_CONNECT=0, read once at import).
-            hook = sys.modules.get("ray._private.auto_init_hook")
-            auto = getattr(hook, "enable_auto_connect", None)
-            if auto is not None:
-                hook.enable_auto_connect = False  # type: ignore[union-attr]
-            try:
-                self.ray.shutdown()
-                for t in self.threads:
-                    t.join(timeout=10)  # they end on the error shutdown gives them
-            finally:
-                if auto is not None:
-                    hook.enable_auto_connect = auto  # type: ignore[union-attr]
-        for obj, attr, value in reversed(self._saved):
-            if attr == "level":
-                obj.setLevel(value)
-            else:
-                setattr(obj, attr, value)
-
-
-def _map_compute(ray: Any, workers: int) -> dict[str, Any]:
-    strategy = getattr(ray.data, "TaskPoolStrategy", None)
-    try:
-        return {"compute": strategy(size=workers)}  # Ray >= 2.51 (``concurrency`` is deprecated there)
-    except TypeError:  # no TaskPoolStrategy, or one without a size
-        return {"concurrency": workers}
+            self.ray.shutdown()
 
 
 class RayEngine(Engine):
-    """The units on Ray Data (:class:`_Driver`); a dead worker is searched for as plain Ray tasks
+    """Every unit a Ray task (:meth:`_run_tasks`); a dead worker is searched for with tasks
     without retries, on the cluster where it happened."""
 
     worker = "a Ray worker"
@@ -250,25 +199,99 @@ class RayEngine(Engine):
     def __init__(self, config: BuildConfig, out: Path, collect: Callable[[dict[str, Any]], None]) -> None:
         super().__init__(config, Path(out).resolve(), collect)  # tasks run in other directories, on other nodes
         self.ray: Any = None
+        self._stack: contextlib.ExitStack | None = None
+        self._started = False
         self.job_kwargs = {"config_json": config_json(config), "out": str(self.out),
                            "modules": registrant_modules(config), "version": __version__, "cwd": os.getcwd()}
 
-    def run(self, units: Units) -> None:
+    def run(self, units: Units, finish: Finish) -> Any:
         self.ray = _import_ray()
         first = next(units, None)
-        if first is None:
-            return  # every unit is finished already (resume): no need to start Ray
-        with _Session(self.ray, self.config) as session:
-            driver = _Driver(self)
-            session.threads = driver.threads
-            driver.run(itertools.chain([first], units))
+        with contextlib.ExitStack() as self._stack:
+            if first is not None:
+                self._start()
+                self._run_tasks(first, units)
+            return finish(self.map)
+
+    def _start(self) -> None:
+        """Ray for this build, started (or connected to) once, at its first task: a rerun of a
+        finished build never starts it."""
+        if not self._started:
+            self._stack.enter_context(_Session(self.ray, self.config))
+            self._started = True
+
+    def map(self, fn: Callable, jobs: list) -> list:
+        """``fn`` over ``jobs`` as Ray tasks (the shuffle's scatter and gather jobs), the results
+        in order; a job's ZhmaskError (a full disk) and a dead worker end the build in one line."""
+        from ray.exceptions import RayError
+
+        self._start()
+        task = self.ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_call)
+        refs = [task.remote(fn, job) for job in jobs]
+        out = []
+        for ref in refs:
+            try:
+                error, value = self.ray.get(ref)
+            except RayError as exc:
+                raise BuildFailed(f"{self.worker} died while shuffling ({_ray_reason(exc)}); the units' shards are "
+                                  "kept: rerun to resume") from None
+            if error:
+                raise ZhmaskError(value)
+            out.append(value)
+        return out
+
+    def _run_tasks(self, first: UnitDescriptor, units: Units) -> None:
+        """Every unit a task, ``IN_FLIGHT_PER_WORKER * workers`` submitted at a time; results
+        handed on as they come.  When the build fails, the units still running finish (their
+        shards are valid) before the error ends it; an interrupt stops at once."""
+        from ray.exceptions import RayError
+
+        ray = self.ray
+        job = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_unit_job)
+        kw = self.job_kwargs
+        inflight: dict[Any, UnitDescriptor] = {}
+
+        def drain(block_until: int) -> None:
+            while len(inflight) > block_until:
+                (ref,), _ = ray.wait(list(inflight), num_returns=1)
+                desc = inflight.pop(ref)
+                try:
+                    res = ray.get(ref)
+                except RayError as exc:  # its worker process died (and Ray's retries)
+                    suspects = [desc, *inflight.values()]
+                    if inflight:  # the bystanders finish before each suspect is rerun alone
+                        ray.wait(list(inflight), num_returns=len(inflight))
+                        inflight.clear()
+                    raise self._died(suspects, exc) from None
+                if not res["error"]:
+                    _check_visible(self.out, res["stats"])
+                self.result(res)
+
+        try:
+            for desc in itertools.chain([first], units):
+                inflight[job.remote(desc.unit, payload(desc), **kw)] = desc
+                drain(IN_FLIGHT_PER_WORKER * self.config.workers - 1)
+            drain(0)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            if inflight:  # let the running units finish: their shards are valid
+                ray.wait(list(inflight), num_returns=len(inflight))
+            raise
+
+    def _died(self, suspects: list[UnitDescriptor], exc: BaseException) -> ZhmaskError:
+        reason = _ray_reason(exc)
+        if "No module named" in reason or "ModuleNotFoundError" in reason:
+            return ZhmaskError(f"Ray workers cannot import zhmask's Ray engine ({reason}): install this zhmask "
+                               f"({__version__}) on every node")
+        return self.died(suspects, reason)
 
     def rerun_dies(self, desc: UnitDescriptor) -> bool:
         from ray.exceptions import RayError, RayTaskError
 
         run = self.ray.remote(num_cpus=1, max_retries=0)(_unit_job)
         try:
-            self.ray.get(run.remote({"unit": desc.unit, "job": payload(desc)}, **self.job_kwargs))
+            self.ray.get(run.remote(desc.unit, payload(desc), **self.job_kwargs))
         except RayTaskError:
             return False
         except RayError:
@@ -298,102 +321,6 @@ class RayEngine(Engine):
 
 
 
-def _windows(units: Units, size: int) -> Iterator[dict[int, UnitDescriptor]]:
-    window: dict[int, UnitDescriptor] = {}
-    for desc in units:
-        window[desc.unit] = desc
-        if len(window) >= size:
-            yield window
-            window = {}
-    if window:
-        yield window
-
-
-class _Driver:
-    """Windows of units on Ray Data, the next one started while the last units of the previous
-    one finish (so no CPU waits for a window's slowest unit, and the driver plans the next
-    window while the current one runs).  At most two windows run at once."""
-
-    def __init__(self, engine: RayEngine) -> None:
-        self.engine = engine
-        self.ray, self.config, self.job_kwargs = engine.ray, engine.config, engine.job_kwargs
-        self.results: queue.Queue = queue.Queue()
-        self.stop = threading.Event()
-        self.active: dict[int, dict[int, UnitDescriptor]] = {}  # window -> its unfinished units
-        self.threads: list[threading.Thread] = []
-
-    def run(self, units: Units) -> None:
-        ok = False
-        try:
-            for k, window in enumerate(_windows(units, WINDOW_PER_WORKER * self.config.workers)):
-                # start this window once the previous ones are down to their last round of units
-                while len(self.active) >= 2 or sum(map(len, self.active.values())) > self.config.workers:
-                    self._handle(*self.results.get())
-                self._start(k, window)
-                del window
-            while self.active:
-                self._handle(*self.results.get())
-            ok = True
-        finally:
-            self.stop.set()
-            if ok or not isinstance(sys.exc_info()[1], KeyboardInterrupt):
-                for t in self.threads:  # the units still running finish (their shards are valid), then stop
-                    t.join()
-
-    def _start(self, k: int, window: dict[int, UnitDescriptor]) -> None:
-        items = [{"unit": unit, "job": payload(desc)} for unit, desc in window.items()]
-        try:  # one unit a block, so a task a unit
-            ds = self.ray.data.from_items(items, override_num_blocks=len(items))
-        except TypeError:  # Ray < 2.10
-            ds = self.ray.data.from_items(items, parallelism=len(items))
-        del items
-        with warnings.catch_warnings():  # max_retries has no named parameter yet (Ray 2.60)
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            ds = ds.map(_unit_job, fn_kwargs=self.job_kwargs, num_cpus=1, max_retries=MAX_RETRIES,
-                        **_map_compute(self.ray, min(self.config.workers, len(window))))
-        self.active[k] = dict(window)
-        t = threading.Thread(target=self._drain, args=(k, ds), name=f"zhmask-ray-window-{k}", daemon=True)
-        self.threads.append(t)
-        t.start()
-
-    def _drain(self, k: int, ds: Any) -> None:
-        rows = iter(ds.iter_rows())
-        try:
-            for row in rows:
-                self.results.put((k, row, None))
-                if self.stop.is_set():
-                    break
-        except BaseException as exc:  # a worker process died (and its retries)
-            self.results.put((k, None, exc))
-            return
-        finally:
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()  # stop the window's remaining tasks when the build fails part-way
-        self.results.put((k, None, None))
-
-    def _handle(self, k: int, row: dict[str, Any] | None, exc: BaseException | None) -> None:
-        pending = self.active[k]
-        if exc is not None:
-            reason = _ray_reason(exc)
-            if "No module named" in reason or "ModuleNotFoundError" in reason:
-                raise ZhmaskError(f"Ray workers cannot import zhmask's Ray engine ({reason}): install this zhmask "
-                                  f"({__version__}) on every node") from None
-            raise self.engine.died([pending[u] for u in sorted(pending)], reason)
-        if row is None:  # the window's dataset is exhausted
-            del self.active[k]
-            if pending:  # Ray Data returned fewer rows than units: never drop work silently
-                raise BuildFailed(f"Ray returned no result for unit(s) {', '.join(map(str, sorted(pending)))}; "
-                                  "finished shards are kept: rerun to resume")
-            return
-        unit = int(row["unit"])
-        pending.pop(unit)
-        if not row["error"]:
-            row = {**row, "stats": json.loads(row["stats"])}
-            _check_visible(self.engine.out, row["stats"])
-        self.engine.result(row)
-
-
 def _check_visible(out: Path, stats: dict[str, Any]) -> None:
     shard = out / stats["shard"]["file"]
     table = stats.get("unigram")  # the unit's unigram table (--random-tokens unigram), written beside it
@@ -402,6 +329,15 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
         raise BuildFailed(f"unit {stats['unit']}: a Ray worker wrote {shard.name} but it is not in {out} on this "
                           "machine: with a Ray cluster, --out must be a shared filesystem (e.g. NFS) mounted at the "
                           "same path on every node")
+
+
+def _call(fn: Callable, job: Any) -> tuple[bool, Any]:
+    """A :meth:`RayEngine.map` job: ``(False, fn(job))``, or ``(True, message)`` for a ZhmaskError
+    (so that no Ray traceback reaches the console)."""
+    try:
+        return False, fn(job)
+    except ZhmaskError as exc:
+        return True, str(exc)
 
 
 def _probe(blob: bytes, config_json: str, modules: list[str], version: str) -> None:

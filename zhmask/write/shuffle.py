@@ -28,15 +28,16 @@ small units; now about n times the scatter files' size over BLOCK_BYTES, each ch
 
 The key depends on the seed and the example only, and ``n`` on the input only, so the shards are
 the same for any ``--workers`` and either engine, and a rerun reproduces them.  The unit shards
-are removed once the manifest is written.  Both passes run in this machine's processes (with the
-Ray engine too: its workers write the units' shards to the shared ``--out``).
+are removed once the manifest is written.  Both passes run on the build's engine, as its units
+did (:meth:`zhmask.engines.base.Engine.map`): this process, its process pool, or Ray tasks
+(on a cluster, on the shared ``--out`` its tasks wrote the units' shards to).
 """
 from __future__ import annotations
 
 import hashlib
 from collections import deque
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -200,9 +201,10 @@ def blocks(n_out: int, scatter_bytes: int, workers: int = 1) -> list[tuple[int, 
 
 
 def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, compression: str | None,
-                  workers: int = 1) -> list[dict[str, Any]]:
+                  workers: int = 1, pmap: Callable[[Callable, list], list] | None = None) -> list[dict[str, Any]]:
     """Scatter every unit shard, gather every output shard into ``out/data``; returns the output
-    shards' manifest entries in order (``file``, ``rows``, ``sha256``)."""
+    shards' manifest entries in order (``file``, ``rows``, ``sha256``).  ``pmap(fn, jobs)`` runs
+    the jobs (an engine's :meth:`~zhmask.engines.base.Engine.map`; default: in this process)."""
     from zhmask.write.shards import shard_file
 
     n = len(unit_shards)
@@ -210,17 +212,11 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     scatters = [units / f"scatter-{i:05d}.arrow" for i in range(n)]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor  # (its import costs start-up: only when used)
-
-        runner: Any = ProcessPoolExecutor(max_workers=workers)
-    else:
-        runner = _Inline()
-    with runner as pool:
-        list(pool.map(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)]))
-        plan = blocks(n, sum(s.stat().st_size for s in scatters), workers)
-        jobs = [(scatters, b0, b1, n, data, schema, compression) for b0, b1 in plan]
-        entries = [e for got in pool.map(_gather_job, jobs) for e in got]
+    pmap = pmap or (lambda fn, jobs: [fn(job) for job in jobs])
+    pmap(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)])
+    plan = blocks(n, sum(s.stat().st_size for s in scatters), workers)
+    jobs = [(scatters, b0, b1, n, data, schema, compression) for b0, b1 in plan]
+    entries = [e for got in pmap(_gather_job, jobs) for e in got]
     for b, e in enumerate(entries):
         e["file"] = f"data/{shard_file(b)}"
     for s in scatters:
@@ -257,16 +253,3 @@ def _gather_job(args) -> list[dict[str, Any]]:
             raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
         parts[b - b0] = []  # the shard's rows are written: let them go
     return out
-
-
-class _Inline:
-    """``ProcessPoolExecutor``'s ``map`` in this process (one worker)."""
-
-    def __enter__(self) -> "_Inline":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, fn, items):
-        return map(fn, items)
