@@ -121,7 +121,7 @@ def env_for(root: Path, cache: Path) -> dict[str, str]:
 
 
 def breakdown(tiny: Path, work: Path, runs: int, root: Path = ROOT) -> None:
-    env = env_for(root, work / "cache")
+    env = {**env_for(root, work / "cache"), "OPENBLAS_NUM_THREADS": "1"}  # numpy is imported before run()
     out = work / "bd"
     args = json.dumps([str(tiny), "--masking", "wwm", "--tasks", "mlm", "--out", str(out), "--quiet"])
     cmd = [sys.executable, "-c", _BREAKDOWN, args]
@@ -176,10 +176,11 @@ def main() -> None:
         env = env_for(ROOT, work / "cache")
         rows: list[tuple[str, list[float], list[float] | None]] = []
         if not args.no_floors:
+            blas1 = {**env, "OPENBLAS_NUM_THREADS": "1"}  # as the console script runs a build
             for name, code in FLOORS.items():
                 cmd = [sys.executable, "-c", code]
-                cpu_of(cmd, env)  # warm-up
-                rows.append((f"`{name}`", [cpu_of(cmd, env) for _ in range(args.runs)], None))
+                cpu_of(cmd, blas1)  # warm-up
+                rows.append((f"`{name}`", [cpu_of(cmd, blas1) for _ in range(args.runs)], None))
                 print(f"{name}: {statistics.median(rows[-1][1]):.3f} CPU-s", flush=True)
         trees = [("after", ROOT)] + ([("before", args.baseline.resolve())] if args.baseline else [])
         for name in args.family or list(FAMILIES):

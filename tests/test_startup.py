@@ -65,3 +65,34 @@ def test_commands_in_their_own_modules_load_when_asked_for():
     assert code == 0 and "ernie1" in out
     code, _, err = run_cli("verfy")
     assert code == 2 and "Did you mean 'verify'" in err
+
+
+_BLAS = """
+import atexit, os, sys
+from zhmask.cli import run
+assert "numpy" not in sys.modules, "importing the CLI imported numpy"
+atexit.register(lambda: print("BLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "numpy" in sys.modules))
+sys.argv = ["zhmask", *sys.argv[1:]]
+run()
+"""
+
+
+def test_a_build_sets_numpys_blas_to_one_thread_before_numpy_loads(tmp_path):
+    """numpy's OpenBLAS spins a thread per core at import (docs/performance.md, "Start-up"):
+    the console script sets OPENBLAS_NUM_THREADS=1 for build-corpus, before anything imports
+    numpy, unless the user set it; other commands (trainers, spaCy) keep their BLAS threads."""
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("今天北京的天气很好，我们去天安门广场散步。\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("OPENBLAS_NUM_THREADS", None)
+
+    def blas(*args: str, **extra: str) -> str:
+        r = subprocess.run([sys.executable, "-c", _BLAS, *args], env={**env, **extra}, cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().splitlines()[-1]
+
+    build = ["build-corpus", str(tiny), "--out", str(tmp_path / "o"), "-q", "--overwrite"]
+    assert blas(*build) == "BLAS 1 True"  # numpy was loaded by the build, after the setting
+    assert blas(*build, OPENBLAS_NUM_THREADS="3") == "BLAS 3 True"
+    assert blas("presets").startswith("BLAS None ")

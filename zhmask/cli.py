@@ -5,6 +5,7 @@ and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -424,9 +425,14 @@ def run() -> None:
     profiler or tracer is on (``python -m cProfile -m zhmask``, coverage: they report after
     the program returns)."""
     import atexit
-    import os
     import threading
 
+    if sys.argv[1:2] == ["build-corpus"]:
+        # numpy's OpenBLAS starts a spinning thread per core at import (about 0.14 of the 0.65
+        # CPU-s of a 20-document build); a build does no linear algebra, and its parallelism is
+        # --workers.  Before the registries import numpy; only for builds (a trainer's or
+        # spaCy's BLAS may be OpenBLAS too), and only where the user has not set it.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     main()
     if threading.active_count() > 1 or sys.getprofile() is not None or sys.gettrace() is not None:
         return
