@@ -229,14 +229,16 @@ class RayEngine(Engine):
         task = self.ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_call)
         refs = [task.remote(fn, job) for job in jobs]
         out = []
-        for ref in refs:
+        for i, ref in enumerate(refs):
             try:
                 error, value = self.ray.get(ref)
             except RayError as exc:
-                raise BuildFailed(f"{self.worker} died while shuffling ({_ray_reason(exc)}); the units' shards are "
-                                  "kept: rerun to resume") from None
+                error, value = True, BuildFailed(f"{self.worker} died while shuffling ({_ray_reason(exc)}); the "
+                                                 "units' shards are kept: rerun to resume")
             if error:
-                raise ZhmaskError(value)
+                for later in refs[i + 1:]:  # on a cluster that keeps running, stop the jobs not needed now
+                    self.ray.cancel(later)
+                raise value if isinstance(value, ZhmaskError) else ZhmaskError(value)
             out.append(value)
         return out
 
