@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from zhmask.config import BuildConfig
 from zhmask.engines.base import Engine, Finish, Units, config_json, map_here, payload, probe_job, run_job, worker_pipeline
+from zhmask.errors import BuildFailed
 from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
 
@@ -74,7 +75,15 @@ class LocalEngine(Engine):
                 inflight[fut] = desc
                 drain(2 * self.config.workers - 1)
             drain(0)
-            return finish(lambda fn, jobs: list(pool.map(fn, jobs)))
+
+            def pool_map(fn: Callable, jobs: list) -> list:
+                try:
+                    return list(pool.map(fn, jobs))
+                except BrokenProcessPool:  # out of memory, killed: one line, and the units stay
+                    raise BuildFailed(f"{self.worker} died while shuffling; the units' shards are kept: rerun to "
+                                      "resume") from None
+
+            return finish(pool_map)
 
     def rerun_dies(self, desc: UnitDescriptor) -> bool:
         """The unit in a fresh single-process pool."""
