@@ -126,16 +126,24 @@ def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> l
             lo, hi = int(offs[b0]), int(offs[b1])
             if hi == lo:
                 continue
-            block = r.read_all().slice(lo, hi - lo)
-            # a copy of just the block's rows (concatenating a slice copies it; a take with a
-            # range made the same table 6 times slower), without the file's metadata (each
-            # file's offsets differ: parts concatenate)
-            rows = pa.table([pa.concat_arrays(c.chunks) for c in block.columns], names=block.column_names)
+            rows = _copy(r.read_all().slice(lo, hi - lo))
         for b in range(b0, b1):
             a, z = int(offs[b]) - lo, int(offs[b + 1]) - lo
             if z > a:
                 parts[b - b0].append(rows.slice(a, z - a))
     return parts
+
+
+def _copy(block):
+    """A copy of just ``block``'s rows (a slice of a mapped file), without the file's metadata
+    (each file's offsets differ: the parts concatenate).  Concatenating a slice copies it: in one
+    call for the whole batch where pyarrow has ``concat_batches`` (a take with a
+    range of row numbers was 6 times slower, a concatenation per column 1.5 times)."""
+    import pyarrow as pa
+
+    if hasattr(pa, "concat_batches"):
+        return pa.Table.from_batches([pa.concat_batches(block.to_batches())]).replace_schema_metadata(None)
+    return pa.table([pa.concat_arrays(c.chunks) for c in block.columns], names=block.column_names)
 
 
 def spread(docs: Sequence[str]) -> tuple[list[int], int]:
