@@ -98,6 +98,52 @@ def test_a_build_stopped_while_shuffling_resumes_to_the_same_shards(builds, fixt
     assert verify_build(out) == [] and not (out / "units").exists()
 
 
+def test_merged_scatter_files_give_the_same_shards_and_resume(builds, fixtures, tmp_path, monkeypatch):
+    """Above MERGE_ABOVE units the scatter files are merged in groups of FANIN before the gather
+    (fewer files for every block to open): the same shards; a build stopped in the gather keeps
+    its merged files (their units are not scattered again) and resumes to the same shards."""
+    from zhmask.api import build_corpus
+    from zhmask.config import BuildConfig
+    from zhmask.errors import ZhmaskError
+    from zhmask.write import shuffle
+
+    monkeypatch.setattr(shuffle, "FANIN", 2)  # 5 units: groups 0-1, 2-3, 4
+    monkeypatch.setattr(shuffle, "MERGE_ABOVE", 0)
+    monkeypatch.setattr(shuffle, "BLOCK_BYTES", 1)  # one output shard a block, merges included
+    real_gather, real_scatter, real_read = shuffle.gather, shuffle.scatter, shuffle.read_block
+    scattered, read = [], []
+
+    def fail_on_third(files, b, dest, schema, compression):
+        if b == 2:
+            raise OSError(28, "No space left on device")
+        return real_gather(files, b, dest, schema, compression)
+
+    monkeypatch.setattr(shuffle, "scatter", lambda unit, dest, n, seed: scattered.append(dest.name) or
+                        real_scatter(unit, dest, n, seed))
+    monkeypatch.setattr(shuffle, "read_block", lambda files, b0, b1, n: read.append([f.name for f in files]) or
+                        real_read(files, b0, b1, n))
+    monkeypatch.setattr(shuffle, "gather", fail_on_third)
+    out = tmp_path / "o"
+    cfg = dict(inputs=[str(fixtures / "inews_150.jsonl")], tasks=["mlm", "nsp"], masking="wwm", dupe_factor=2,
+               docs_per_shard=30, max_seq_length=64, out=str(out))
+    with pytest.raises(ZhmaskError, match="shuffle: cannot write .*shard-00002.arrow: .*No space left"):
+        build_corpus(BuildConfig(**cfg))
+    merged = ["merged-00000.arrow", "merged-00001.arrow", "merged-00002.arrow"]
+    assert len(scattered) == 5 and sorted(p.name for p in (out / "units").glob("merged-*.arrow")) == merged
+    assert not list((out / "units").glob("scatter-*.arrow"))  # each group's scatter files go once it is merged
+    first = out / "units" / "merged-00000.arrow"  # a merged file is only taken for its own units
+    assert shuffle.scattered(first, 5, [0, 1]) and not shuffle.scattered(first, 5, [0, 1, 2])
+    assert not shuffle.scattered(first, 6, [0, 1])
+    assert read[0] == ["scatter-00000.arrow", "scatter-00001.arrow"] and read[-1] == merged  # merges, then gather
+    monkeypatch.setattr(shuffle, "gather", real_gather)
+    scattered.clear()
+    build_corpus(BuildConfig(**cfg))
+    assert scattered == []  # every group was merged: nothing scattered again
+    want = json.loads((builds["shuffled"] / "manifest.json").read_text())["shards"]
+    assert json.loads((out / "manifest.json").read_text())["shards"] == want
+    assert verify_build(out) == [] and not (out / "units").exists()
+
+
 def test_spread_keeps_neighbours_apart_when_it_can():
     order, same = spread(list("AABBCC"))
     docs = [list("AABBCC")[i] for i in order]

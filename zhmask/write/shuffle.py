@@ -21,7 +21,13 @@ shuffling is on), each pass holding one unit's rows, or a block of output shards
    ``data/shard-NNNNN.arrow``.
 
 A gather block opens every scatter file once, and an open costs the same whatever ``n``: the
-metadata is read as one buffer.  An earlier layout (one record batch per output shard in every
+metadata is read as one buffer.  Blocks times files still grows with the square of the build,
+so a build of more than :data:`MERGE_ABOVE` units first **merges** its scatter files in groups
+of :data:`FANIN` (``units/merged-NNNNN.arrow``, laid out as a scatter file: each output shard's
+rows in file order, the offsets summed, written a block at a time; the group's scatter files
+then go), and the gather reads the merged files: one more pass over the rows, and FANIN times
+fewer (file, block) pairs.  Each shard's rows reach the gather in the same order either way, so
+the shards are the same.  An earlier layout (one record batch per output shard in every
 scatter file, empty ones included, and every scatter file opened once per output shard) made n²
 opens of files whose footers list n batches each, which took 80 of an 87-second build of 300
 small units; now about n times the scatter files' size over BLOCK_BYTES, each cheap.
@@ -47,7 +53,10 @@ from zhmask.write.arrays import prim_array, take_rows  # arrays from numpy buffe
 UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
 OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
+MEMBERS = b"zhmask.shuffle.units"  # a merged file's units, "first:end"
 BLOCK_BYTES = 16 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
+FANIN = 64  # scatter files merged into one before the gather, when a build has more than MERGE_ABOVE units
+MERGE_ABOVE = 128
 
 
 def row_keys(example_ids: Sequence[str], seed: int) -> np.ndarray:
@@ -95,16 +104,20 @@ def _offsets(schema, n_out: int) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.int64)
 
 
-def scattered(dest: Path, n_out: int) -> bool:
-    """Whether ``dest`` is a finished scatter file for ``n_out`` output shards (a rerun keeps it)."""
+def scattered(dest: Path, n_out: int, group: Sequence[int] | None = None) -> bool:
+    """Whether ``dest`` is a finished scatter file for ``n_out`` output shards (a rerun keeps it),
+    or with ``group``, a finished merge of those units' scatter files."""
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
     try:
         with pa.memory_map(str(dest)) as src:
-            return _offsets(ipc.open_file(src).schema, n_out) is not None
+            schema = ipc.open_file(src).schema
     except (OSError, pa.ArrowInvalid):
         return False
+    if group is not None and (schema.metadata or {}).get(MEMBERS) != f"{group[0]}:{group[-1] + 1}".encode():
+        return False
+    return _offsets(schema, n_out) is not None
 
 
 def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> list[list[Any]]:
@@ -224,15 +237,58 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     data.mkdir(parents=True, exist_ok=True)
     scatters = [units / f"scatter-{i:05d}.arrow" for i in range(n)]
     pmap = pmap or (lambda fn, jobs: [fn(job) for job in jobs])
-    pmap(_scatter_job, [(p, s, n, seed) for p, s in zip(unit_shards, scatters)])
-    plan = blocks(n, sum(s.stat().st_size for s in scatters), workers)
-    jobs = [(scatters, b0, b1, n, data, schema, compression) for b0, b1 in plan]
+    groups = [list(range(i, min(n, i + FANIN))) for i in range(0, n, FANIN)] if n > MERGE_ABOVE else []
+    merged = [units / f"merged-{g:05d}.arrow" for g in range(len(groups))]
+    done = {i for g, m in zip(groups, merged) if scattered(m, n, g) for i in g}  # a rerun keeps finished merges
+    pmap(_scatter_job, [(p, s, n, seed) for i, (p, s) in enumerate(zip(unit_shards, scatters)) if i not in done])
+    if groups:  # fewer, larger files for the gather: see the module docstring
+        pmap(_merge_job, [(g, [scatters[i] for i in g], m, n) for g, m in zip(groups, merged)])
+    sources = merged or scatters
+    plan = blocks(n, sum(s.stat().st_size for s in sources), workers)
+    jobs = [(sources, b0, b1, n, data, schema, compression) for b0, b1 in plan]
     entries = [e for got in pmap(_gather_job, jobs) for e in got]
     for b, e in enumerate(entries):
         e["file"] = f"data/{shard_file(b)}"
-    for s in scatters:
+    for s in [*scatters, *merged]:
         s.unlink(missing_ok=True)
     return entries
+
+
+def _merge_job(args) -> str:
+    """One file (``dest``) with the rows of a group of scatter files, laid out as a scatter file:
+    grouped by output shard (each shard's rows in file order), the offsets summed.  Written a
+    block of output shards at a time; the group's scatter files are removed once it is whole."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    group, files, dest, n = args
+    dest = Path(dest)
+    if scattered(dest, n, group):
+        return dest.name
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    schema = None
+    for f in files:
+        with pa.memory_map(str(f)) as src:
+            r = ipc.open_file(src)
+            offs = _offsets(r.schema, n)
+            if offs is None:
+                raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
+            offsets += offs
+            schema = schema or r.schema.remove_metadata()
+    tmp = dest.with_name(dest.name + ".tmp")
+    try:
+        meta = {OFFSETS: offsets.tobytes(), MEMBERS: f"{group[0]}:{group[-1] + 1}".encode()}
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema.with_metadata(meta)) as w:
+            for b0, b1 in blocks(n, sum(Path(f).stat().st_size for f in files)):
+                rows = [p for parts in read_block(files, b0, b1, n) for p in parts]
+                if rows:  # one batch a block, its output shards in order, each shard's rows in file order
+                    w.write_table(pa.concat_tables(rows).combine_chunks())
+        tmp.replace(dest)
+    except OSError as err:
+        raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
+    for f in files:
+        Path(f).unlink(missing_ok=True)
+    return dest.name
 
 
 def _scatter_job(args) -> str:
