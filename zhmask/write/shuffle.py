@@ -104,6 +104,15 @@ def _offsets(schema, n_out: int) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.int64)
 
 
+def _file_offsets(reader, path: Path, n_out: int) -> np.ndarray:
+    """The :data:`OFFSETS` of an open scatter (or merged) file; a file of another layout or shard
+    count ends the build in one line."""
+    offs = _offsets(reader.schema, n_out)
+    if offs is None:
+        raise ZhmaskError(f"shuffle: {path} is not a scatter file of this build (remove {Path(path).parent} and rerun)")
+    return offs
+
+
 def scattered(dest: Path, n_out: int, group: Sequence[int] | None = None) -> bool:
     """Whether ``dest`` is a finished scatter file for ``n_out`` output shards (a rerun keeps it),
     or with ``group``, a finished merge of those units' scatter files."""
@@ -133,9 +142,7 @@ def read_block(scatter_files: Sequence[Path], b0: int, b1: int, n_out: int) -> l
     for f in scatter_files:
         with pa.memory_map(str(f)) as src:
             r = ipc.open_file(src)
-            offs = _offsets(r.schema, n_out)
-            if offs is None:
-                raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
+            offs = _file_offsets(r, f, n_out)
             lo, hi = int(offs[b0]), int(offs[b1])
             if hi == lo:
                 continue
@@ -270,10 +277,7 @@ def _merge_job(args) -> str:
     for f in files:
         with pa.memory_map(str(f)) as src:
             r = ipc.open_file(src)
-            offs = _offsets(r.schema, n)
-            if offs is None:
-                raise ZhmaskError(f"shuffle: {f} is not a scatter file of this build (remove {f.parent} and rerun)")
-            offsets += offs
+            offsets += _file_offsets(r, f, n)
             schema = schema or r.schema.remove_metadata()
     tmp = dest.with_name(dest.name + ".tmp")
     try:
