@@ -9,10 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +95,10 @@ class BuildConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "BuildConfig":
+        try:  # imported here: a build from options alone never parses TOML (start-up time)
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)
