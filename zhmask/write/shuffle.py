@@ -113,6 +113,11 @@ def _file_offsets(reader, path: Path, n_out: int) -> np.ndarray:
     return offs
 
 
+def _members(group: Sequence[int]) -> bytes:
+    """A merged file's :data:`MEMBERS`: its units as ``first:end``."""
+    return f"{group[0]}:{group[-1] + 1}".encode()
+
+
 def scattered(dest: Path, n_out: int, group: Sequence[int] | None = None) -> bool:
     """Whether ``dest`` is a finished scatter file for ``n_out`` output shards (a rerun keeps it),
     or with ``group``, a finished merge of those units' scatter files."""
@@ -124,7 +129,7 @@ def scattered(dest: Path, n_out: int, group: Sequence[int] | None = None) -> boo
             schema = ipc.open_file(src).schema
     except (OSError, pa.ArrowInvalid):
         return False
-    if group is not None and (schema.metadata or {}).get(MEMBERS) != f"{group[0]}:{group[-1] + 1}".encode():
+    if group is not None and (schema.metadata or {}).get(MEMBERS) != _members(group):
         return False
     return _offsets(schema, n_out) is not None
 
@@ -281,7 +286,7 @@ def _merge_job(args) -> str:
             schema = schema or r.schema.remove_metadata()
     tmp = dest.with_name(dest.name + ".tmp")
     try:
-        meta = {OFFSETS: offsets.tobytes(), MEMBERS: f"{group[0]}:{group[-1] + 1}".encode()}
+        meta = {OFFSETS: offsets.tobytes(), MEMBERS: _members(group)}
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema.with_metadata(meta)) as w:
             for b0, b1 in blocks(n, sum(Path(f).stat().st_size for f in files)):
                 rows = [p for parts in read_block(files, b0, b1, n) for p in parts]
