@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # packages a build-corpus run never needs (trainers, Ray, plots, spaCy, pandas through pyarrow's
 # conversions), and modules whose import is costly and avoidable on this path
 NEVER = ("torch", "ray", "datasets", "transformers", "matplotlib", "spacy", "pandas", "numba", "sklearn", "scipy")
-AVOIDED = ("pyarrow.compute", "concurrent.futures.process", "jieba")
+AVOIDED = ("pyarrow.compute", "concurrent.futures.process", "jieba", "numpy.ma")  # numpy.ma: np.unique imports it
 
 _PROBE = """
 import atexit, json, sys

@@ -87,7 +87,7 @@ class Stats:
         pred = fate > 0
         if pred.any():
             pred_task = tasks[row_of[pred]]
-            for t in np.unique(pred_task).tolist():
+            for t in sorted(set(pred_task.tolist())):
                 sel = fate[pred][pred_task == t]
                 acc = self.fates_by_task.setdefault(t, np.zeros(4, dtype=np.int64))
                 acc += np.bincount(sel, minlength=4)

@@ -361,6 +361,29 @@ def test_generation_rows_are_left_alone(docs):
 
 
 # ---------------------------------------------------------------------- chinese_ref
+def test_cjk_token_table_marks_single_ideographs_with_or_without_hashes(pipeline):
+    """The table computed from the vocabulary's code points at once equals its definition token
+    by token, on the bundled vocabulary and on odd tokens (bare ``##``, ``#``, extension B,
+    compatibility ideographs, two characters, an empty token)."""
+    from types import SimpleNamespace
+
+    from zhmask.masking.units import cjk_token_table
+    from zhmask.steps.normalize import is_cjk
+
+    def definition(tokens):
+        out = []
+        for s in tokens:
+            s = s[2:] if s.startswith("##") else s
+            out.append(len(s) == 1 and is_cjk(ord(s)))
+        return out
+
+    odd = ["[PAD]", "", "#", "##", "###", "中", "##中", "#中", "中文", "##中文", "\U00020000", "##\uf900", "a", "##a", "。", "##。"]
+    got = cjk_token_table(SimpleNamespace(id_to_token=odd)).tolist()
+    assert got == definition(odd) == [False] * 5 + [True, True, False, False, False, True, True] + [False] * 4
+    tok = pipeline.tok
+    assert cjk_token_table(tok).tolist() == definition(tok.id_to_token)
+
+
 def test_chinese_ref_golden(pipeline):
     """run_chinese_ref.py marks every character of a multi-character Chinese word but the first."""
     from zhmask.masking.units import chinese_ref, cjk_token_table

@@ -212,7 +212,7 @@ def _chooser(m: Masker, weights: np.ndarray, dupe_factor: int):
         ur, us, ue, ulv, utp = ur[taken], us[taken], ue[taken], ulv[taken], utp[taken]
         _count_units(stats, "knowledge_units_", ulv, utp)
         if n_stages > 1:
-            for s_ in np.unique(stage[ur]).tolist():
+            for s_ in sorted(set(stage[ur].tolist())):
                 at = stage[ur] == s_
                 _count_units(stats, f"knowledge_stage{s_}_units_", ulv[at], utp[at])
         o = np.argsort(us, kind="stable")

@@ -139,7 +139,7 @@ def _similar_tables(paths: list[Path], tok) -> dict:
                     word_groups[k].append(g)
     lengths = np.asarray([len(w) for w in words], dtype=np.int64)
     t = {"key_to_word": key_to_word, "word_groups": word_groups, "groups": groups, "ranked": ranked,
-         "words": words, "lengths": lengths, "by_len": np.unique(lengths).tolist()}
+         "words": words, "lengths": lengths, "by_len": sorted(set(lengths.tolist()))}
     for L in t["by_len"]:
         idx = np.flatnonzero(lengths == L)
         t[f"by_len:{L}"] = np.asarray([words[i] for i in idx], dtype=np.int32).reshape(len(idx), L)

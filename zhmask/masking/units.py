@@ -548,13 +548,21 @@ def count_units(stats: Counter, fate: np.ndarray, lens: np.ndarray, names: tuple
 def cjk_token_table(tok) -> np.ndarray:
     """``table[id]``: the token is one CJK ideograph (with or without a ``##`` prefix)."""
     t = getattr(tok, "_zhmask_cjk_table", None)
-    if t is None:
-        from zhmask.steps.normalize import is_cjk
+    if t is None:  # from the vocabulary's code points at once (a loop over 21,128 tokens took 10 ms)
+        from zhmask.steps.normalize import cjk_mask
 
-        t = np.zeros(tok.vocab_size, dtype=bool)
-        for i, s in enumerate(tok.id_to_token):
-            s = s[2:] if s.startswith("##") else s
-            t[i] = len(s) == 1 and is_cjk(ord(s))
+        toks = tok.id_to_token
+        lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
+        cps = np.frombuffer("".join(toks).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        start = np.cumsum(lens) - lens
+        hashes = np.zeros(len(toks), dtype=bool)  # "##" and one character
+        three = np.flatnonzero(lens == 3)
+        hashes[three] = (cps[start[three]] == ord("#")) & (cps[start[three] + 1] == ord("#"))
+        t = np.zeros(len(toks), dtype=bool)
+        one = np.flatnonzero(lens == 1)
+        t[one] = cjk_mask(cps[start[one]])
+        two = np.flatnonzero(hashes)
+        t[two] = cjk_mask(cps[start[two] + 2])
         tok._zhmask_cjk_table = t
     return t
 

@@ -148,22 +148,29 @@ def normalize(text: str, t2s: bool = False, keep_newlines: bool = False) -> str:
 
 def cjk_ratio(text: str) -> float:
     """Share of non-space characters that are CJK ideographs."""
+    import numpy as np
+
     chars = text.replace(" ", "").replace("\n", "")
     if not chars:
         return 0.0
-    n = sum(1 for ch in chars if is_cjk(ord(ch)))
-    return n / len(chars)
+    return int(cjk_mask(np.frombuffer(chars.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)).sum()) / len(chars)
+
+
+# CJK ideographs as BERT's tokenizer isolates them (basic block and extensions), inclusive ranges
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def is_cjk(cp: int) -> bool:
-    """CJK ideographs as BERT's tokenizer isolates them (basic block and extensions)."""
-    return (
-        0x4E00 <= cp <= 0x9FFF
-        or 0x3400 <= cp <= 0x4DBF
-        or 0x20000 <= cp <= 0x2A6DF
-        or 0x2A700 <= cp <= 0x2B73F
-        or 0x2B740 <= cp <= 0x2B81F
-        or 0x2B820 <= cp <= 0x2CEAF
-        or 0xF900 <= cp <= 0xFAFF
-        or 0x2F800 <= cp <= 0x2FA1F
-    )
+    """Whether code point ``cp`` is a CJK ideograph (:data:`CJK_RANGES`)."""
+    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
+
+
+def cjk_mask(cps):
+    """:func:`is_cjk` of every code point of a numpy array, as a bool array."""
+    import numpy as np
+
+    out = np.zeros(len(cps), dtype=bool)
+    for lo, hi in CJK_RANGES:
+        out |= (cps >= lo) & (cps <= hi)
+    return out

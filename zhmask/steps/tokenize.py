@@ -101,13 +101,20 @@ def run_regex() -> re.Pattern[str]:
 
 def load_vocab(path: str | Path) -> dict[str, int]:
     try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        lines = [ln.rstrip("\r") for ln in lines]
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ZhmaskError(f"cannot read vocabulary {path}: {exc}") from None
-    vocab = {tok: i for i, tok in enumerate(lines) if tok != "" or i == 0}
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if "\r" in text:
+        lines = [ln.rstrip("\r") for ln in lines]
+    vocab = dict(zip(lines, range(len(lines))))  # a token listed twice: its last line
+    if "" in vocab:  # an empty line is no token, except an empty first line (id 0)
+        if lines[0] == "":
+            vocab[""] = 0
+        else:
+            del vocab[""]
     missing = [t for t in SPECIALS if t not in vocab]
     if missing:
         raise ZhmaskError(f"vocabulary {path} lacks the special token(s) {' '.join(missing)}")
@@ -346,7 +353,7 @@ class WordTokenizer:
         tid = table[cps]
         unknown = tid == -2
         if unknown.any():
-            for cp in np.unique(cps[unknown]).tolist():
+            for cp in set(cps[unknown].tolist()):  # (np.unique would import numpy.ma: 7 ms of start-up)
                 table[cp] = self._char_id(chr(cp))
             tid = table[cps]
         return tid

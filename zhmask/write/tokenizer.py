@@ -28,7 +28,7 @@ def write_tokenizer(tok: Any, directory: str | Path, lowercase: bool = True, max
     tmp = d / "vocab.txt.tmp"
     try:
         d.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(t + "\n" for t in tok.id_to_token), encoding="utf-8")
+        tmp.write_text("\n".join(tok.id_to_token) + "\n", encoding="utf-8")
         tmp.replace(d / "vocab.txt")
         tmp = d / "tokenizer.json.tmp"
         tok.tk.save(str(tmp))
