@@ -168,7 +168,7 @@ Examples:
 @click.option("--skip-bad-files", is_flag=True, default=None, help="Skip unreadable or corrupt files, listing them in the manifest.")
 @click.option("--compression", default=None, help="Shard buffer compression: zstd (default, about 3 bytes per token) | lz4 | none (about 10 bytes per token, memory-mapped by datasets' Dataset.from_file).")
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle the rows across the whole build, in an order fixed by the seed, no two neighbours from one document (default) | keep document order.")
-@click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000).")
+@click.option("--docs-per-shard", type=int, default=None, help="Documents per work unit and shard (default 1000); a unit also closes at 1 MiB of input.")
 @click.option("--seed", type=int, default=None, help="Seed of every random choice (default 12345).")
 @click.option("--workers", type=int, default=None, help="Worker processes, or concurrent Ray tasks with --engine ray (default 1); output is identical for any count.")
 @click.option("--engine", default=None, type=PartName("engine"), cls=PartsOption, kind="engine",

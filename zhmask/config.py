@@ -143,6 +143,9 @@ class BuildConfig:
         from zhmask.rng import RNG_VERSION
 
         d["rng"] = RNG_VERSION  # shards drawn by another scheme of random values are never resumed into
+        from zhmask.steps.plan import UNIT_MAX_BYTES
+
+        d["unit_max_bytes"] = UNIT_MAX_BYTES  # units cut elsewhere are never resumed into
         blob = json.dumps(d, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

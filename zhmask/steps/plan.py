@@ -1,7 +1,7 @@
 """Work units as descriptors: the driver plans, each worker reads its own input.
 
 A build's input is cut into work units by the input alone: a unit closes before the document
-that would make it hold more than ``--docs-per-shard`` documents, or once it holds 16 MiB of
+that would make it hold more than ``--docs-per-shard`` documents, or once it holds 1 MiB of
 input (:data:`UNIT_MAX_BYTES`), in input order across files.  A unit is a
 :class:`UnitDescriptor`: its index and the :class:`~zhmask.steps.read.Segment` (file and byte
 or record range) of each file it covers, a few hundred bytes whatever the unit's size.  The
@@ -48,8 +48,12 @@ from zhmask.steps.read import (InputFile, RawDoc, Segment, detect_format, iter_l
                                read_blocks, read_file, table_chunks)
 
 # A unit is also closed once its records reach this many bytes (still cut by the input alone),
-# so that a file of huge documents (or a 50 MB line cut into pieces) keeps memory per unit bounded.
-UNIT_MAX_BYTES = 16 << 20
+# so that long documents (or a 50 MB line cut into pieces) keep memory per unit bounded: a unit's
+# stages hold all its rows and arrays at once.  Peak RSS of `--masking wwm` builds of iNews
+# documents (3.4 kB each): 367 MiB with units of 1 MiB, 427 MiB with units of 1,000 documents
+# (3.4 MB); of 17 kB documents: 378 MiB at 1 MiB, 895 MiB at the earlier 16 MiB; `--pipeline
+# ernie2`, 5.8 MB of them: 786 MiB in one unit.  1,000 People's Daily paragraphs are 0.3 MB.
+UNIT_MAX_BYTES = 1 << 20
 TABLE_STEP = 1 << 16  # records of a table planned at once
 
 
