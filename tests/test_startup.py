@@ -71,7 +71,10 @@ _BLAS = """
 import atexit, os, sys
 from zhmask.cli import run
 assert "numpy" not in sys.modules, "importing the CLI imported numpy"
-atexit.register(lambda: print("BLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "numpy" in sys.modules))
+def report():
+    pool = sys.modules["pyarrow"].default_memory_pool().backend_name if "pyarrow" in sys.modules else None
+    print("BLAS", os.environ.get("OPENBLAS_NUM_THREADS"), "numpy" in sys.modules, "ARROW", pool)
+atexit.register(report)
 sys.argv = ["zhmask", *sys.argv[1:]]
 run()
 """
@@ -93,6 +96,28 @@ def test_a_build_sets_numpys_blas_to_one_thread_before_numpy_loads(tmp_path):
         return r.stdout.strip().splitlines()[-1]
 
     build = ["build-corpus", str(tiny), "--out", str(tmp_path / "o"), "-q", "--overwrite"]
-    assert blas(*build) == "BLAS 1 True"  # numpy was loaded by the build, after the setting
-    assert blas(*build, OPENBLAS_NUM_THREADS="3") == "BLAS 3 True"
+    assert blas(*build) == "BLAS 1 True ARROW system"  # numpy was loaded by the build, after the setting
+    assert blas(*build, OPENBLAS_NUM_THREADS="3") == "BLAS 3 True ARROW system"
     assert blas("presets").startswith("BLAS None ")
+
+
+def test_a_build_takes_arrows_buffers_from_the_system_allocator(tmp_path):
+    """Arrow's mimalloc pool kept what a unit freed apart from numpy's heap: a build sets
+    ARROW_DEFAULT_MEMORY_POOL=system unless the user chose a pool, and a Ray worker of another
+    node (which does not inherit it) sets the pool itself."""
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("今天北京的天气很好，我们去天安门广场散步。\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+    probe = ("import pyarrow as pa\nfrom zhmask.engines.base import arrow_system_pool\n"
+             "before = pa.default_memory_pool().backend_name\narrow_system_pool()\n"
+             "print(before, pa.default_memory_pool().backend_name)")
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    native, now = r.stdout.split()  # pyarrow's own default (mimalloc or jemalloc in the wheels)
+    assert now == "system"
+    if native != "system":  # the user's choice is kept
+        build = ["build-corpus", str(tiny), "--out", str(tmp_path / "o"), "-q", "--overwrite"]
+        r = subprocess.run([sys.executable, "-c", _BLAS, *build], env={**env, "ARROW_DEFAULT_MEMORY_POOL": native},
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip().endswith(f"ARROW {native}"), r.stderr

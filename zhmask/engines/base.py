@@ -42,6 +42,19 @@ def config_json(config: BuildConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
+def arrow_system_pool() -> None:
+    """Arrow's buffers from the system allocator in this worker process, as ``zhmask
+    build-corpus`` sets for its processes (``ARROW_DEFAULT_MEMORY_POOL=system``, see
+    :func:`zhmask.cli.run`), unless that variable is set here: for Ray workers that do not
+    inherit the driver's environment (a cluster's)."""
+    import os
+
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def worker_pipeline(config_js: str) -> Any:
     """The :class:`~zhmask.pipeline.Pipeline` of this worker process for a configuration
     (:func:`config_json`), built once (segmenter, tokenizer, lexicons) and kept for every later

@@ -41,7 +41,8 @@ from typing import Any, Callable
 
 from zhmask import __version__
 from zhmask.config import BuildConfig
-from zhmask.engines.base import Engine, Finish, Units, config_json, payload, probe_job, run_job, worker_pipeline
+from zhmask.engines.base import (Engine, Finish, Units, arrow_system_pool, config_json, payload, probe_job, run_job,
+                                 worker_pipeline)
 from zhmask.errors import BuildFailed, ZhmaskError
 from zhmask.steps.plan import UnitDescriptor
 from zhmask.steps.read import RawDoc
@@ -89,6 +90,7 @@ def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
         except ImportError as exc:
             raise ZhmaskError(f"a Ray worker cannot import {name} (it registers a selected task or masking "
                               f"strategy): {exc}; install it on every node") from None
+    arrow_system_pool()  # this process runs only this build's tasks
     return worker_pipeline(config_js)
 
 
@@ -336,6 +338,7 @@ def _check_visible(out: Path, stats: dict[str, Any]) -> None:
 def _call(fn: Callable, job: Any) -> tuple[bool, Any]:
     """A :meth:`RayEngine.map` job: ``(False, fn(job))``, or ``(True, message)`` for a ZhmaskError
     (so that no Ray traceback reaches the console)."""
+    arrow_system_pool()  # a worker that ran no unit of this build yet
     try:
         return False, fn(job)
     except ZhmaskError as exc:
