@@ -24,9 +24,9 @@ A gather block opens every scatter file once, and an open costs the same whateve
 metadata is read as one buffer.  Blocks times files still grows with the square of the build,
 so a build of more than :data:`MERGE_ABOVE` units first **merges** its scatter files in groups
 of :data:`FANIN` (``units/merged-NNNNN.arrow``, laid out as a scatter file: each output shard's
-rows in file order, the offsets summed, written a block at a time; the group's scatter files
-then go), and the gather reads the merged files: one more pass over the rows, and FANIN times
-fewer (file, block) pairs.  Each shard's rows reach the gather in the same order either way, so
+rows in file order, the offsets summed, read a block at a time and written a batch per output
+shard; the group's scatter files then go), and the gather reads the merged files: one more pass
+over the rows, and FANIN times fewer (file, block) pairs.  Each shard's rows reach the gather in the same order either way, so
 the shards are the same.  An earlier layout (one record batch per output shard in every
 scatter file, empty ones included, and every scatter file opened once per output shard) made n²
 opens of files whose footers list n batches each, which took 80 of an 87-second build of 300
@@ -54,7 +54,7 @@ UNITS_DIR = "units"  # the units' shards while a shuffled build runs
 KEY = "__shuffle_key"  # the scatter files' extra column (never in a final shard)
 OFFSETS = b"zhmask.shuffle.offsets"  # a scatter file's first row of each output shard: n + 1 int64, raw
 MEMBERS = b"zhmask.shuffle.units"  # a merged file's units, "first:end"
-BLOCK_BYTES = 16 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
+BLOCK_BYTES = 8 << 20  # rows (of scatter files, uncompressed) that one gather block holds at most
 FANIN = 64  # scatter files merged into one before the gather, when a build has more than MERGE_ABOVE units
 MERGE_ABOVE = 128
 
@@ -289,9 +289,11 @@ def _merge_job(args) -> str:
         meta = {OFFSETS: offsets.tobytes(), MEMBERS: _members(group)}
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema.with_metadata(meta)) as w:
             for b0, b1 in blocks(n, sum(Path(f).stat().st_size for f in files)):
-                rows = [p for parts in read_block(files, b0, b1, n) for p in parts]
-                if rows:  # one batch a block, its output shards in order, each shard's rows in file order
-                    w.write_table(pa.concat_tables(rows).combine_chunks())
+                parts = read_block(files, b0, b1, n)
+                for k, rows in enumerate(parts):  # one batch an output shard, its rows in file order
+                    if rows:
+                        w.write_table(pa.concat_tables(rows).combine_chunks())
+                    parts[k] = []  # written: the block's copies go once all its shards are
         tmp.replace(dest)
     except OSError as err:
         raise ZhmaskError(f"shuffle: cannot write {dest}: {err}") from None
