@@ -1,7 +1,7 @@
 """Library entry point: ``build_corpus(config) -> BuildResult``.
 
-The input is cut into work units by the input alone (every ``docs_per_shard`` documents, in
-input order): the driver plans them as descriptors (file and byte or record ranges,
+The input is cut into work units by the input alone (every ``docs_per_shard`` documents, or
+1 MiB of input, in input order): the driver plans them as descriptors (file and byte or record ranges,
 :mod:`zhmask.steps.plan`) and each worker reads its own; one unit becomes one shard named by
 its index.  Engines run units in any order on any number of workers; the manifest is
 assembled from the units' stats in unit order, so the output is the same for 1, 4 or 400
