@@ -41,6 +41,23 @@ def test_built_once_then_read_from_the_cache(cache, tmp_path):
     assert not second["lens"].flags.writeable  # a table from the cache is never written to
 
 
+def test_arrays_of_any_shape_and_layout_come_back_equal(cache, tmp_path):
+    """Arrays are stored at aligned offsets and come back as views of the mapped file: 0-d,
+    empty, 2-d, Fortran-ordered and strided arrays keep their shape, dtype and values."""
+    src = tmp_path / "lex.txt"
+    src.write_text("x\n", encoding="utf-8")
+    table = {"scalar": np.array(3.5), "empty": np.zeros(0, dtype=np.int64), "empty2": np.zeros((2, 0)),
+             "grid": np.arange(12, dtype=np.int16).reshape(3, 4), "fortran": np.asfortranarray(np.arange(6.).reshape(2, 3)),
+             "strided": np.arange(10, dtype=np.uint8)[::3], "odd": np.arange(7, dtype=np.int8), "words": ["a", "b"]}
+    cached("shapes", {"lex": [src]}, lambda: table)
+    got = cached("shapes", {"lex": [src]}, lambda: pytest.fail("built twice"))
+    for k, v in table.items():
+        if isinstance(v, np.ndarray):
+            assert got[k].shape == v.shape and got[k].dtype == v.dtype and np.array_equal(got[k], v), k
+            assert not got[k].flags.writeable
+    assert got["words"] == ["a", "b"]
+
+
 def test_a_changed_source_is_a_new_key_never_a_stale_table(cache, tmp_path):
     src = tmp_path / "lex.txt"
     src.write_text("北京 上海\n", encoding="utf-8")

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 FORMAT = b"ZHMLEX02"  # the file header: bump when the file layout changes
-_HEAD = len(FORMAT) + 12  # header, payload length (8 bytes), payload crc32 (4 bytes)
+_HEAD = len(FORMAT) + 12  # header, metadata length (8 bytes), crc32 of everything after _HEAD (4 bytes)
 KEEP = 8  # files kept per kind of table, the most recently used (other lexicons, older versions)
 
 
@@ -88,11 +88,11 @@ _ALIGN = 64  # arrays start at multiples of this offset from the start of the fi
 def _encode(table: Mapping[str, Any]) -> bytes:
     """Header, then the values that are not arrays with each array's place (marshal), then each
     array's raw bytes at an aligned offset, so that :func:`_decode` maps them without a copy."""
-    arrays = {k: np.ascontiguousarray(v) for k, v in table.items() if isinstance(v, np.ndarray)}
+    arrays = {k: v for k, v in table.items() if isinstance(v, np.ndarray)}
     objects = {k: v for k, v in table.items() if not isinstance(v, np.ndarray)}
     places, pos = {}, 0
     for k, v in arrays.items():
-        places[k] = (v.dtype.str, v.shape, pos, v.nbytes)
+        places[k] = (v.dtype.str, v.shape, pos, v.nbytes)  # (ascontiguousarray would make a 0-d array 1-d)
         pos += -(-v.nbytes // _ALIGN) * _ALIGN
     meta = marshal.dumps((places, objects))
     start = -(-(_HEAD + len(meta)) // _ALIGN) * _ALIGN  # where the arrays begin
@@ -100,7 +100,7 @@ def _encode(table: Mapping[str, Any]) -> bytes:
     body[:len(meta)] = meta
     for k, v in arrays.items():
         off = start - _HEAD + places[k][2]
-        body[off:off + v.nbytes] = v.tobytes()
+        body[off:off + v.nbytes] = v.tobytes()  # C order whatever the array's layout
     return FORMAT + len(meta).to_bytes(8, "little") + zlib.crc32(body).to_bytes(4, "little") + bytes(body)
 
 
