@@ -115,7 +115,12 @@ def test_a_build_takes_arrows_buffers_from_the_system_allocator(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     native, now = r.stdout.split()  # pyarrow's own default (mimalloc or jemalloc in the wheels)
-    assert now == "system"
+    assert now == "system"  # pyarrow loaded first: its default pool replaced
+    early = ("import os, sys\nfrom zhmask.engines.base import arrow_system_pool\n"
+             "assert 'pyarrow' not in sys.modules\narrow_system_pool()\nimport pyarrow as pa\n"
+             "print(os.environ['ARROW_DEFAULT_MEMORY_POOL'], pa.default_memory_pool().backend_name)")
+    r = subprocess.run([sys.executable, "-c", early], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["system", "system"], r.stderr  # before: the variable
     if native != "system":  # the user's choice is kept
         build = ["build-corpus", str(tiny), "--out", str(tmp_path / "o"), "-q", "--overwrite"]
         r = subprocess.run([sys.executable, "-c", _BLAS, *build], env={**env, "ARROW_DEFAULT_MEMORY_POOL": native},

@@ -46,17 +46,22 @@ def arrow_system_pool() -> None:
     """Arrow's buffers from the system allocator in this worker process, as ``zhmask
     build-corpus`` sets for its processes (``ARROW_DEFAULT_MEMORY_POOL=system``, see
     :func:`zhmask.cli.run`), unless that variable is set here: for Ray workers that do not
-    inherit the driver's environment (a cluster's).  Only in part: ``pa.set_memory_pool`` moves
-    pyarrow's own allocations, while Arrow's C++ paths (IPC reads and writes, compute kernels)
-    keep the process's default pool, which only the variable, set before the process starts,
-    changes (a 40 MB build set this way in-process peaked at 308 MiB, with the variable at
-    253 MiB and with neither at 372).  On a cluster, start the nodes' Ray with it set."""
+    inherit the driver's environment (a cluster's).  Before pyarrow is imported, the variable
+    is set (pyarrow reads it when it loads: every allocation); after, ``pa.set_memory_pool``
+    moves only pyarrow's own allocations, not those of Arrow's C++ IPC and compute paths (a 40 MB
+    build set this way in-process peaked at 308 MiB, with the variable at 253 MiB and with
+    neither at 372).  A Ray worker has not imported pyarrow when its first task starts."""
     import os
+    import sys
 
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        import pyarrow as pa
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    if "pyarrow" not in sys.modules:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+        return
+    import pyarrow as pa
 
-        pa.set_memory_pool(pa.system_memory_pool())
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def worker_pipeline(config_js: str) -> Any:
