@@ -79,6 +79,7 @@ def decode_raws(blob: bytes) -> list[RawDoc]:
 def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
     """The worker process's pipeline (:func:`~zhmask.engines.base.worker_pipeline`), after
     checking that it runs the driver's zhmask and importing the modules that register plugins."""
+    arrow_system_pool()  # this process runs only this build's tasks; before a plugin imports pyarrow
     if version != __version__:  # another zhmask on this node would write other shards
         raise ZhmaskError(f"a Ray worker runs zhmask {__version__} but the driver runs {version}: install the "
                           "same zhmask on every node")
@@ -90,7 +91,6 @@ def _pipeline(config_js: str, modules: list[str], version: str) -> Any:
         except ImportError as exc:
             raise ZhmaskError(f"a Ray worker cannot import {name} (it registers a selected task or masking "
                               f"strategy): {exc}; install it on every node") from None
-    arrow_system_pool()  # this process runs only this build's tasks
     return worker_pipeline(config_js)
 
 
