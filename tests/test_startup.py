@@ -104,7 +104,8 @@ def test_a_build_sets_numpys_blas_to_one_thread_before_numpy_loads(tmp_path):
 def test_a_build_takes_arrows_buffers_from_the_system_allocator(tmp_path):
     """Arrow's mimalloc pool kept what a unit freed apart from numpy's heap: a build sets
     ARROW_DEFAULT_MEMORY_POOL=system unless the user chose a pool, and a Ray worker of another
-    node (which does not inherit it) sets the pool itself."""
+    node (which does not inherit it) sets the variable before its first task imports pyarrow;
+    a process that has loaded pyarrow keeps its pool (never buffers of two pools at once)."""
     tiny = tmp_path / "tiny.txt"
     tiny.write_text("今天北京的天气很好，我们去天安门广场散步。\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -115,7 +116,7 @@ def test_a_build_takes_arrows_buffers_from_the_system_allocator(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     native, now = r.stdout.split()  # pyarrow's own default (mimalloc or jemalloc in the wheels)
-    assert now == "system"  # pyarrow loaded first: its default pool replaced
+    assert now == native  # pyarrow loaded first: the process keeps its pool (never two pools at once)
     early = ("import os, sys\nfrom zhmask.engines.base import arrow_system_pool\n"
              "assert 'pyarrow' not in sys.modules\narrow_system_pool()\nimport pyarrow as pa\n"
              "print(os.environ['ARROW_DEFAULT_MEMORY_POOL'], pa.default_memory_pool().backend_name)")

@@ -46,22 +46,17 @@ def arrow_system_pool() -> None:
     """Arrow's buffers from the system allocator in this worker process, as ``zhmask
     build-corpus`` sets for its processes (``ARROW_DEFAULT_MEMORY_POOL=system``, see
     :func:`zhmask.cli.run`), unless that variable is set here: for Ray workers that do not
-    inherit the driver's environment (a cluster's).  Before pyarrow is imported, the variable
-    is set (pyarrow reads it when it loads: every allocation); after, ``pa.set_memory_pool``
-    moves only pyarrow's own allocations, not those of Arrow's C++ IPC and compute paths (a 40 MB
-    build set this way in-process peaked at 308 MiB, with the variable at 253 MiB and with
-    neither at 372).  A Ray worker has not imported pyarrow when its first task starts."""
+    inherit the driver's environment (a cluster's).  Only before pyarrow is imported (it reads
+    the variable when it loads; a Ray worker has not imported it when its first task starts);
+    after, the process keeps its pool.  Switching with ``pa.set_memory_pool`` mid-process is
+    not done: it moves only pyarrow's own allocations, not those of Arrow's C++ IPC and compute
+    paths (a 40 MB build switched that way peaked at 308 MiB, with the variable at 253 MiB and
+    with neither at 372), and a process then holds buffers of two pools."""
     import os
     import sys
 
-    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
-        return
-    if "pyarrow" not in sys.modules:
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ and "pyarrow" not in sys.modules:
         os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
-        return
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def worker_pipeline(config_js: str) -> Any:

@@ -238,8 +238,10 @@ class RayEngine(Engine):
                 error, value = True, BuildFailed(f"{self.worker} died while shuffling ({_ray_reason(exc)}); the "
                                                  "units' shards are kept: rerun to resume")
             if error:
-                for later in refs[i + 1:]:  # on a cluster that keeps running, stop the jobs not needed now
-                    self.ray.cancel(later)
+                # the other jobs finish first (ray.cancel of a task whose reply is arriving can abort
+                # the driver: a check in Ray's task manager, seen with Ray 2.x on the probes below)
+                if refs[i + 1:]:
+                    self.ray.wait(refs[i + 1:], num_returns=len(refs) - i - 1)
                 raise value if isinstance(value, ZhmaskError) else ZhmaskError(value)
             out.append(value)
         return out
@@ -303,23 +305,23 @@ class RayEngine(Engine):
         return False
 
     def first_killer(self, unit: int, raws: list[RawDoc]) -> RawDoc | None:
-        """Every document a task at once, looked at in order."""
+        """Every document a task at once, looked at in order once all have finished (they are
+        not cancelled: ``ray.cancel`` of a probe whose worker was dying or replying aborted the
+        driver now and then, "Check failed: it != submissible_tasks_.end()" in Ray's task
+        manager; a probe is one document, so waiting costs little)."""
         from ray.exceptions import RayError, RayTaskError
 
         probe = self.ray.remote(num_cpus=1, max_retries=0)(_probe)
         kw = self.job_kwargs
         refs = [probe.remote(encode_raws([raw]), kw["config_json"], kw["modules"], kw["version"]) for raw in raws]
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs))
         for raw, ref in zip(raws, refs):
             try:
                 self.ray.get(ref)
             except RayTaskError:
                 pass
             except RayError:
-                for other in refs:
-                    try:
-                        self.ray.cancel(other)
-                    except Exception:  # already finished
-                        pass
                 return raw
         return None
 
