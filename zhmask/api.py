@@ -247,7 +247,7 @@ def build_corpus(config: BuildConfig, progress: Callable[[dict[str, Any]], None]
 
 
 def shuffle_build(config: BuildConfig, out: Path, results: dict[int, dict[str, Any]],
-                  manifest: dict[str, Any], pmap: Callable[[Callable, list], list] | None = None) -> dict[str, Any]:
+                  manifest: dict[str, Any], pmap: Callable[[Callable, list], list]) -> dict[str, Any]:
     """Spread the units' rows (``units/``) over the build's shards (``data/``), the jobs run by
     ``pmap`` (the engine's): see :mod:`zhmask.write.shuffle`.  Returns ``manifest`` with the
     shuffled shards."""

@@ -437,8 +437,10 @@ def run() -> None:
         # pool: one heap for both, so what a unit frees serves the next unit and the shuffle.
         # A 40 MB build's peak RSS 372 -> 257 MiB, and 6% less CPU (docs/performance.md,
         # "Memory").  Inherited by --workers processes and a local Ray; Ray workers elsewhere
-        # set it themselves (zhmask.engines.base.arrow_system_pool).
-        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+        # make the same call.
+        from zhmask.engines.base import arrow_system_pool
+
+        arrow_system_pool()
     main()
     if threading.active_count() > 1 or sys.getprofile() is not None or sys.gettrace() is not None:
         return

@@ -43,12 +43,12 @@ def config_json(config: BuildConfig) -> str:
 
 
 def arrow_system_pool() -> None:
-    """Arrow's buffers from the system allocator in this worker process, as ``zhmask
-    build-corpus`` sets for its processes (``ARROW_DEFAULT_MEMORY_POOL=system``, see
-    :func:`zhmask.cli.run`), unless that variable is set here: for Ray workers that do not
-    inherit the driver's environment (a cluster's).  Only before pyarrow is imported (it reads
-    the variable when it loads; a Ray worker has not imported it when its first task starts);
-    after, the process keeps its pool.  Switching with ``pa.set_memory_pool`` mid-process is
+    """Arrow's buffers from the system allocator in this process (``ARROW_DEFAULT_MEMORY_POOL=
+    system``) unless the user set that variable: ``zhmask build-corpus`` before anything loads
+    (:func:`zhmask.cli.run`; its ``--workers`` processes and a local Ray inherit it), and Ray
+    workers that do not inherit the driver's environment (a cluster's).  Only before pyarrow is
+    imported (it reads the variable when it loads; a Ray worker has not imported it when its
+    first task starts); after, the process keeps its pool.  Switching with ``pa.set_memory_pool`` mid-process is
     not done: it moves only pyarrow's own allocations, not those of Arrow's C++ IPC and compute
     paths (a 40 MB build switched that way peaked at 308 MiB, with the variable at 253 MiB and
     with neither at 372), and a process then holds buffers of two pools."""

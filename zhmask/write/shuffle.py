@@ -26,8 +26,8 @@ so a build of more than :data:`MERGE_ABOVE` units first **merges** its scatter f
 of :data:`FANIN` (``units/merged-NNNNN.arrow``, laid out as a scatter file: each output shard's
 rows in file order, the offsets summed, read a block at a time and written a batch per output
 shard; the group's scatter files then go), and the gather reads the merged files: one more pass
-over the rows, and FANIN times fewer (file, block) pairs.  Each shard's rows reach the gather in the same order either way, so
-the shards are the same.  An earlier layout (one record batch per output shard in every
+over the rows, and FANIN times fewer (file, block) pairs.  Each shard's rows reach the gather in
+the same order either way, so the shards are the same.  An earlier layout (one record batch per output shard in every
 scatter file, empty ones included, and every scatter file opened once per output shard) made n²
 opens of files whose footers list n batches each, which took 80 of an 87-second build of 300
 small units; now about n times the scatter files' size over BLOCK_BYTES, each cheap.
@@ -237,10 +237,10 @@ def blocks(n_out: int, scatter_bytes: int, workers: int = 1) -> list[tuple[int, 
 
 
 def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, compression: str | None,
-                  workers: int = 1, pmap: Callable[[Callable, list], list] | None = None) -> list[dict[str, Any]]:
+                  workers: int, pmap: Callable[[Callable, list], list]) -> list[dict[str, Any]]:
     """Scatter every unit shard, gather every output shard into ``out/data``; returns the output
     shards' manifest entries in order (``file``, ``rows``, ``sha256``).  ``pmap(fn, jobs)`` runs
-    the jobs (an engine's :meth:`~zhmask.engines.base.Engine.map`; default: in this process)."""
+    the jobs (an engine's :meth:`~zhmask.engines.base.Engine.map`)."""
     from zhmask.write.shards import shard_file
 
     n = len(unit_shards)
@@ -248,7 +248,6 @@ def shuffle_units(out: Path, unit_shards: Sequence[Path], seed: int, schema, com
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     scatters = [units / f"scatter-{i:05d}.arrow" for i in range(n)]
-    pmap = pmap or (lambda fn, jobs: [fn(job) for job in jobs])
     groups = [list(range(i, min(n, i + FANIN))) for i in range(0, n, FANIN)] if n > MERGE_ABOVE else []
     merged = [units / f"merged-{g:05d}.arrow" for g in range(len(groups))]
     done = {i for g, m in zip(groups, merged) if scattered(m, n, g) for i in g}  # a rerun keeps finished merges
